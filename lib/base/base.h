@@ -1,0 +1,131 @@
+/* libsigma base: errors that name file and line, checked allocation and I/O,
+ * logging and progress on stderr, atomic files and directories, number
+ * parsing for command lines, and the JSON helpers (cJSON underneath).
+ * Every tool calls sg_init(argv[0]) first so messages carry its name. */
+#ifndef SIGMA_BASE_H
+#define SIGMA_BASE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#define SIGMA_VERSION "0.1.0"
+
+#if defined(__GNUC__)
+#define SG_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define SG_NORETURN __attribute__((noreturn))
+#else
+#define SG_PRINTF(a, b)
+#define SG_NORETURN
+#endif
+
+/* ---- program identity, verbosity ------------------------------------- */
+extern const char *sg_prog;   /* basename of argv[0], prefix of every message */
+extern int sg_quiet;          /* -q: no progress, no info */
+extern int sg_verbose;        /* -v: more info */
+void sg_init(const char *argv0);
+
+/* ---- errors ---------------------------------------------------------- */
+/* "prog: message" on stderr, then exit(1). Cleanup hooks run first, so a
+ * tool can remove its temporary output before it dies. */
+SG_NORETURN void die(const char *fmt, ...) SG_PRINTF(1, 2);
+/* "prog: usage error" plus a hint to --help, exit(2). */
+SG_NORETURN void usage_error(const char *fmt, ...) SG_PRINTF(1, 2);
+/* A bug in sigma itself, with the source place: "prog: internal error at f.c:12: ..." */
+SG_NORETURN void die_at(const char *file, int line, const char *fmt, ...) SG_PRINTF(3, 4);
+#define BUG(...) die_at(__FILE__, __LINE__, __VA_ARGS__)
+#define SG_ASSERT(c) do { if (!(c)) die_at(__FILE__, __LINE__, "assertion failed: %s", #c); } while (0)
+void warn(const char *fmt, ...) SG_PRINTF(1, 2);
+void info(const char *fmt, ...) SG_PRINTF(1, 2);      /* silent under -q */
+void verbose(const char *fmt, ...) SG_PRINTF(1, 2);   /* only with -v */
+
+/* Register a function run (last registered first) by die() before exit. */
+void sg_on_die(void (*fn)(void *), void *arg);
+void sg_on_die_remove(void (*fn)(void *), void *arg);
+
+/* ---- checked allocation (die names the caller's file and line) ------- */
+void *xmalloc_(size_t n, const char *file, int line);
+void *xcalloc_(size_t n, size_t size, const char *file, int line);
+void *xrealloc_(void *p, size_t n, const char *file, int line);
+char *xstrdup_(const char *s, const char *file, int line);
+#define xmalloc(n) xmalloc_((n), __FILE__, __LINE__)
+#define xcalloc(n, s) xcalloc_((n), (s), __FILE__, __LINE__)
+#define xrealloc(p, n) xrealloc_((p), (n), __FILE__, __LINE__)
+#define xstrdup(s) xstrdup_((s), __FILE__, __LINE__)
+char *xasprintf(const char *fmt, ...) SG_PRINTF(1, 2);
+
+/* ---- checked stdio: errors name the file given by `name` ------------- */
+/* "-" means stdin (mode r) or stdout (mode w). */
+FILE *xfopen(const char *path, const char *mode);
+/* Reads exactly n bytes; returns 0 at a clean EOF before any byte, else
+ * dies naming `name` and the byte offset when the file ends early. */
+int xfread_exact(void *buf, size_t n, FILE *f, const char *name, uint64_t offset);
+size_t xfread_some(void *buf, size_t n, FILE *f, const char *name);
+void xfwrite(const void *buf, size_t n, FILE *f, const char *name);
+void xfflush(FILE *f, const char *name);
+void xfclose(FILE *f, const char *name);   /* never closes stdin/stdout; flushes them */
+/* Whole file into memory (NUL-terminated for convenience); *len gets size. */
+char *read_file(const char *path, size_t *len);
+int is_dir(const char *path);
+int path_exists(const char *path);
+/* rm -rf for our own temporary directories only (no symlink following). */
+void remove_tree(const char *path);
+void xmkdir(const char *path);
+void fsync_path(const char *path);   /* fsync a file or directory by path */
+
+/* ---- atomic outputs --------------------------------------------------- */
+/* A file written under a temporary name beside `path`, then fflush, fsync,
+ * rename and fsync of the directory. Until commit, die() removes it. */
+typedef struct {
+    char *path;      /* final name */
+    char *tmp;       /* temporary name beside it */
+    FILE *f;
+} AtomicFile;
+void atomic_file_open(AtomicFile *af, const char *path);
+void atomic_file_commit(AtomicFile *af);
+void atomic_file_abort(AtomicFile *af);
+/* Write a whole buffer to `path` atomically. */
+void write_file_atomic(const char *path, const void *buf, size_t n);
+
+/* A directory built under a temporary name beside `path` and renamed into
+ * place when complete. An existing `path` is refused unless force; with
+ * force it is replaced only at commit, so a failure keeps the old one. */
+typedef struct {
+    char *path;
+    char *tmp;
+    int force;
+} AtomicDir;
+void atomic_dir_begin(AtomicDir *ad, const char *path, int force);
+char *atomic_dir_file(const AtomicDir *ad, const char *name); /* tmp/name, caller frees */
+void atomic_dir_commit(AtomicDir *ad);
+void atomic_dir_abort(AtomicDir *ad);
+
+/* ---- progress on stderr ---------------------------------------------- */
+/* On a terminal the line is redrawn at most every 0.1 s; otherwise a line
+ * is printed every `interval` seconds. Silent under -q. */
+typedef struct {
+    double start, last;
+    double interval;
+    int tty;
+    int drawn;
+} Progress;
+void progress_init(Progress *p, double interval);
+void progress_update(Progress *p, const char *fmt, ...) SG_PRINTF(2, 3);
+void progress_done(Progress *p, const char *fmt, ...) SG_PRINTF(2, 3);
+double now_seconds(void);   /* monotonic clock */
+
+/* ---- command-line numbers: errors name the option -------------------- */
+uint64_t parse_u64(const char *opt, const char *arg, uint64_t min, uint64_t max);
+double parse_double(const char *opt, const char *arg, double min, double max);
+/* "64M", "1e8", "100k" token or byte counts: k/M/G suffixes are powers of 1000 */
+uint64_t parse_count(const char *opt, const char *arg, uint64_t min, uint64_t max);
+
+/* ---- hashing ------------------------------------------------------------ */
+/* XXH3 (libxxhash): 64-bit for checksums; hex form is 16 lowercase digits. */
+uint64_t hash64(const void *data, size_t n, uint64_t seed);
+void hex64(char out[17], uint64_t h);
+int parse_hex64(const char *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,187 @@
+/* JSON helpers on cJSON; see json.h for why cJSON. */
+#include "base/json.h"
+#include "base/base.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+cJSON *json_parse(const char *buf, size_t len, size_t *err_offset)
+{
+    const char *end = NULL;
+    cJSON *v = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+    if (!v) {
+        if (err_offset) *err_offset = end && end >= buf ? (size_t)(end - buf) : 0;
+        return NULL;
+    }
+    /* cJSON stops after one value: anything but white space after it is an error. */
+    size_t pos = (size_t)(end - buf);
+    while (pos < len && (buf[pos] == ' ' || buf[pos] == '\t' || buf[pos] == '\n' || buf[pos] == '\r' || buf[pos] == 0)) pos++;
+    if (pos < len) {
+        cJSON_Delete(v);
+        if (err_offset) *err_offset = pos;
+        return NULL;
+    }
+    return v;
+}
+
+cJSON *json_parse_file(const char *path)
+{
+    size_t len, off = 0;
+    char *buf = read_file(path, &len);
+    cJSON *v = json_parse(buf, len, &off);
+    if (!v) {
+        size_t line = 1, col = 1;
+        for (size_t i = 0; i < off && i < len; i++) {
+            if (buf[i] == '\n') { line++; col = 1; } else col++;
+        }
+        free(buf);
+        die("%s: invalid JSON at line %zu, column %zu (byte %zu)", path, line, col, off);
+    }
+    free(buf);
+    return v;
+}
+
+const cJSON *json_req(const cJSON *obj, const char *key, const char *what)
+{
+    if (!cJSON_IsObject(obj)) die("%s: expected a JSON object", what);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v) die("%s: field '%s' is missing", what, key);
+    return v;
+}
+
+static uint64_t as_u64(const cJSON *v, const char *key, const char *what)
+{
+    if (!cJSON_IsNumber(v)) die("%s: field '%s' must be a number", what, key);
+    double d = v->valuedouble;
+    if (d < 0 || d != floor(d) || d > 9007199254740992.0)
+        die("%s: field '%s' must be a non-negative integer, got %.17g", what, key, d);
+    return (uint64_t)d;
+}
+
+uint64_t json_req_u64(const cJSON *obj, const char *key, const char *what)
+{
+    return as_u64(json_req(obj, key, what), key, what);
+}
+
+int64_t json_req_i64(const cJSON *obj, const char *key, const char *what)
+{
+    const cJSON *v = json_req(obj, key, what);
+    if (!cJSON_IsNumber(v)) die("%s: field '%s' must be a number", what, key);
+    double d = v->valuedouble;
+    if (d != floor(d) || fabs(d) > 9007199254740992.0) die("%s: field '%s' must be an integer, got %.17g", what, key, d);
+    return (int64_t)d;
+}
+
+double json_req_num(const cJSON *obj, const char *key, const char *what)
+{
+    const cJSON *v = json_req(obj, key, what);
+    if (!cJSON_IsNumber(v)) die("%s: field '%s' must be a number", what, key);
+    return v->valuedouble;
+}
+
+const char *json_req_str(const cJSON *obj, const char *key, const char *what)
+{
+    const cJSON *v = json_req(obj, key, what);
+    if (!cJSON_IsString(v)) die("%s: field '%s' must be a string", what, key);
+    return v->valuestring;
+}
+
+int json_req_bool(const cJSON *obj, const char *key, const char *what)
+{
+    const cJSON *v = json_req(obj, key, what);
+    if (!cJSON_IsBool(v)) die("%s: field '%s' must be true or false", what, key);
+    return cJSON_IsTrue(v);
+}
+
+uint64_t json_opt_u64(const cJSON *obj, const char *key, uint64_t def, const char *what)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return v ? as_u64(v, key, what) : def;
+}
+
+double json_opt_num(const cJSON *obj, const char *key, double def, const char *what)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, key) ? json_req_num(obj, key, what) : def;
+}
+
+const char *json_opt_str(const cJSON *obj, const char *key, const char *def, const char *what)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, key) ? json_req_str(obj, key, what) : def;
+}
+
+int json_opt_bool(const cJSON *obj, const char *key, int def, const char *what)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, key) ? json_req_bool(obj, key, what) : def;
+}
+
+uint64_t json_req_hex64(const cJSON *obj, const char *key, const char *what)
+{
+    uint64_t v;
+    if (!parse_hex64(json_req_str(obj, key, what), &v))
+        die("%s: field '%s' must be 16 lowercase hex digits", what, key);
+    return v;
+}
+
+char *json_print(const cJSON *v, int pretty)
+{
+    char *s = pretty ? cJSON_Print(v) : cJSON_PrintUnformatted(v);
+    if (!s) BUG("out of memory printing JSON");
+    return s;
+}
+
+void json_write_file_atomic(const char *path, const cJSON *v)
+{
+    char *s = json_print(v, 1);
+    size_t n = strlen(s);
+    char *t = xmalloc(n + 2);
+    memcpy(t, s, n);
+    t[n] = '\n';
+    write_file_atomic(path, t, n + 1);
+    free(t);
+    cJSON_free(s);
+}
+
+static cJSON *checked(cJSON *v)
+{
+    if (!v) BUG("out of memory building JSON");
+    return v;
+}
+
+cJSON *json_obj(void) { return checked(cJSON_CreateObject()); }
+cJSON *json_arr(void) { return checked(cJSON_CreateArray()); }
+void json_add(cJSON *obj, const char *key, cJSON *item)
+{
+    if (!cJSON_AddItemToObject(obj, key, checked(item))) BUG("cannot add JSON field %s", key);
+}
+void json_push(cJSON *arr, cJSON *item)
+{
+    if (!cJSON_AddItemToArray(arr, checked(item))) BUG("cannot append to a JSON array");
+}
+void json_add_num(cJSON *obj, const char *key, double v) { json_add(obj, key, cJSON_CreateNumber(v)); }
+void json_add_u64(cJSON *obj, const char *key, uint64_t v)
+{
+    if (v > 9007199254740992ull) BUG("%s = %llu does not fit a JSON number exactly", key, (unsigned long long)v);
+    json_add(obj, key, cJSON_CreateNumber((double)v));
+}
+void json_add_str(cJSON *obj, const char *key, const char *s) { json_add(obj, key, cJSON_CreateString(s)); }
+void json_add_bool(cJSON *obj, const char *key, int v) { json_add(obj, key, cJSON_CreateBool(v)); }
+void json_add_hex64(cJSON *obj, const char *key, uint64_t v)
+{
+    char hex[17];
+    hex64(hex, v);
+    json_add_str(obj, key, hex);
+}
+
+int json_has_nul_escape(const char *buf, size_t len)
+{
+    /* "\u0000" (any case of hex digits is just 0s) preceded by an odd
+     * number of backslashes, i.e. a real escape and not "\\u0000". */
+    for (size_t i = 0; i + 6 <= len; i++) {
+        if (buf[i] != '\\' || memcmp(buf + i + 1, "u0000", 5) != 0) continue;
+        size_t bs = 0;
+        while (bs < i && buf[i - 1 - bs] == '\\') bs++;
+        if (bs % 2 == 0) return 1;
+    }
+    return 0;
+}
