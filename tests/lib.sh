@@ -20,7 +20,7 @@ fails() { name=$1; shift; if "$@" >"$T/.out" 2>"$T/.err"; then rc=0; _fail "$nam
 fails_with() {
     name=$1 want=$2 re=$3; shift 3
     if "$@" >"$T/.out" 2>"$T/.err"; then rc=0; else rc=$?; fi
-    if [ "$rc" -eq "$want" ] && grep -qE "$re" "$T/.err"; then _pass "$name"
+    if [ "$rc" -eq "$want" ] && grep -qE -- "$re" "$T/.err"; then _pass "$name"
     else _fail "$name (exit $rc, want $want and /$re/)"; sed 's/^/# /' "$T/.err" | head -n 5; fi
 }
 is() { if [ "$2" = "$3" ]; then _pass "$1"; else _fail "$1"; echo "#   got:      $2"; echo "#   expected: $3"; fi; }

@@ -2,6 +2,7 @@
 #include "base/base.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,9 @@ void sg_init(const char *argv0)
 {
     const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
     sg_prog = slash ? slash + 1 : (argv0 ? argv0 : "sigma");
+    /* Past a file-size limit (ulimit -f) let write() fail with EFBIG, so the
+     * tool reports it and removes its temporary output, instead of dying. */
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 /* Cleanup hooks for die(): a small fixed stack is enough (a tool holds at

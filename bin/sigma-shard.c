@@ -1,0 +1,228 @@
+/* sigma-shard: token stream -> shard set directory; verify, info, cat. */
+#include "base/base.h"
+#include "base/json.h"
+#include "data/shard.h"
+#include "data/tokstream.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define IO_TOKENS (1u << 20)
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sigma-shard [OPTIONS] -o DIR [STREAM...]   token stream(s) -> shard set\n"
+            "       sigma-shard verify DIR                     check every byte of a shard set\n"
+            "       sigma-shard info DIR                       JSON summary\n"
+            "       sigma-shard cat DIR [--split train|val]    the token stream back\n"
+            "\n"
+            "Reads token streams (stdin when none is named, '-' too) and writes a shard set:\n"
+            "shards of --shard-tokens tokens, 16-bit tokens for vocabularies up to 65536,\n"
+            "zstd-compressed, checksummed, with a seeded train/validation split by document.\n"
+            "\n"
+            "  -o, --out DIR           the shard set to create (refused if it exists)\n"
+            "  -f, --force             replace DIR if it exists (only once the new one is complete)\n"
+            "      --shard-tokens N    tokens per shard (default 16777216; k, M, G allowed)\n"
+            "  -l, --level N           zstd level 1-19 (default 3); 0 stores tokens raw\n"
+            "      --no-compress       the same as --level 0\n"
+            "      --val-fraction F    share of documents for validation (default 0.01)\n"
+            "      --val-docs N        at most N validation documents\n"
+            "      --seed N            seed of the split (default 0)\n"
+            "      --split NAME        with cat: train or val only (default: both, in input order)\n"
+            "  -q, --quiet             no progress\n"
+            "  -v, --verbose           more messages\n"
+            "  -h, --help              this help\n"
+            "      --version           print the version\n"
+            "\n"
+            "See sigma-shard(1) and sigma-formats(5).\n");
+}
+
+typedef struct {
+    const char *out;
+    int force;
+    ShardOptions opt;
+    int split;                 /* for cat: -1 both */
+} Args;
+
+static void write_set(const Args *a, char **inputs, int n_inputs)
+{
+    static char *stdin_only[] = {"-"};
+    if (n_inputs == 0) { inputs = stdin_only; n_inputs = 1; }
+    uint32_t *buf = xmalloc(IO_TOKENS * sizeof(uint32_t));
+    ShardWriter *w = NULL;
+    TokHeader first = {0};
+    Progress p;
+    progress_init(&p, 10);
+    uint64_t tokens = 0, docs = 0;
+    for (int i = 0; i < n_inputs; i++) {
+        const char *name = strcmp(inputs[i], "-") ? inputs[i] : "<stdin>";
+        FILE *f = xfopen(inputs[i], "rb");
+        TokReader r;
+        tokreader_open(&r, f, name);
+        if (!w) {
+            first = r.hdr;
+            w = shardwriter_open(a->out, a->force, &r.hdr, &a->opt);
+        } else if (r.hdr.vocab_size != first.vocab_size || memcmp(r.hdr.fingerprint, first.fingerprint, 16)) {
+            char fa[33], fb[33];
+            fingerprint_hex(fa, first.fingerprint);
+            fingerprint_hex(fb, r.hdr.fingerprint);
+            die("%s: tokenizer %s with vocabulary %u differs from the first input's %s with %u", name, fb,
+                r.hdr.vocab_size, fa, first.vocab_size);
+        }
+        int doc_end;
+        size_t n;
+        while ((n = tokreader_read(&r, buf, IO_TOKENS, &doc_end)) || doc_end) {
+            shardwriter_put(w, buf, n);
+            tokens += n;
+            if (doc_end) { shardwriter_end_doc(w); docs++; }
+            double dt = now_seconds() - p.start;
+            progress_update(&p, "%.1fM tokens, %llu documents, %.0f MB/s in", tokens / 1e6, (unsigned long long)docs,
+                            dt > 0 ? (double)r.offset / dt / 1e6 : 0);
+        }
+        tokreader_close(&r);
+        xfclose(f, name);
+    }
+    shardwriter_close(w);
+    progress_done(&p, "%s: %llu tokens, %llu documents in %.1f s", a->out, (unsigned long long)tokens,
+                  (unsigned long long)docs, now_seconds() - p.start);
+    free(buf);
+}
+
+static void cat_set(const char *dir, int split)
+{
+    if (isatty(STDOUT_FILENO)) die("refusing to write a binary token stream to a terminal (redirect or pipe it)");
+    ShardSet set;
+    shardset_open(&set, dir);
+    SetReader *r = setreader_open(&set, split);
+    TokWriter w;
+    tokwriter_open(&w, stdout, "<stdout>", &set.tok);
+    uint32_t *buf = xmalloc(IO_TOKENS * sizeof(uint32_t));
+    int doc_end;
+    size_t n;
+    while ((n = setreader_read(r, buf, IO_TOKENS, &doc_end)) || doc_end) {
+        tokwriter_put(&w, buf, n);
+        if (doc_end) tokwriter_end_doc(&w);
+    }
+    tokwriter_close(&w);
+    setreader_close(r);
+    free(buf);
+    shardset_free(&set);
+}
+
+static void verify_set(const char *dir)
+{
+    ShardSet set;
+    shardset_open(&set, dir);
+    SetReader *r = setreader_open(&set, -1);
+    uint32_t *buf = xmalloc(IO_TOKENS * sizeof(uint32_t));
+    int doc_end;
+    uint64_t tokens = 0;
+    size_t n;
+    while ((n = setreader_read(r, buf, IO_TOKENS, &doc_end)) || doc_end) tokens += n;
+    setreader_close(r);
+    free(buf);
+    if (tokens != set.tokens) die("%s: the shards hold %llu tokens, the manifest says %llu", dir, (unsigned long long)tokens, (unsigned long long)set.tokens);
+    info("%s: ok (%zu shards, %llu documents, %llu tokens)", dir, set.split[0].n_shards + set.split[1].n_shards,
+         (unsigned long long)set.docs, (unsigned long long)set.tokens);
+    shardset_free(&set);
+}
+
+static void info_set(const char *dir)
+{
+    ShardSet set;
+    shardset_open(&set, dir);
+    cJSON *o = json_obj(), *tok = json_obj(), *splits = json_obj();
+    char fp[33];
+    fingerprint_hex(fp, set.tok.fingerprint);
+    json_add_str(o, "dir", dir);
+    json_add_str(tok, "fingerprint", fp);
+    json_add_u64(tok, "vocab_size", set.tok.vocab_size);
+    json_add(o, "tokenizer", tok);
+    json_add_u64(o, "token_width", set.token_width);
+    json_add_str(o, "compression", set.opt.level > 0 ? "zstd" : "none");
+    json_add_u64(o, "level", (uint64_t)set.opt.level);
+    json_add_u64(o, "shard_tokens", set.opt.shard_tokens);
+    json_add_u64(o, "documents", set.docs);
+    json_add_u64(o, "tokens", set.tokens);
+    uint64_t bytes = 0;
+    for (int s = 0; s < N_SPLITS; s++) {
+        const SplitInfo *si = &set.split[s];
+        cJSON *so = json_obj();
+        uint64_t sb = 0;
+        for (size_t i = 0; i < si->n_shards; i++) sb += si->shards[i].bytes;
+        json_add_u64(so, "documents", si->docs);
+        json_add_u64(so, "tokens", si->tokens);
+        json_add_u64(so, "shards", si->n_shards);
+        json_add_u64(so, "bytes", sb);
+        json_add(splits, split_names[s], so);
+        bytes += sb;
+    }
+    json_add(o, "splits", splits);
+    json_add_u64(o, "bytes", bytes);
+    json_add_num(o, "compression_ratio", bytes ? (double)set.tokens * set.token_width / (double)bytes : 0);
+    char *s = json_print(o, 1);
+    printf("%s\n", s);
+    xfflush(stdout, "<stdout>");
+    cJSON_free(s);
+    cJSON_Delete(o);
+    shardset_free(&set);
+}
+
+int main(int argc, char **argv)
+{
+    sg_init(argv[0]);
+    Args a = {.opt = {.shard_tokens = 1u << 24, .level = 3, .seed = 0, .val_fraction = 0.01, .val_docs = UINT64_MAX},
+              .split = -1};
+    enum { O_SHARD_TOKENS = 256, O_NO_COMPRESS, O_VAL_FRACTION, O_VAL_DOCS, O_SEED, O_SPLIT, O_VERSION };
+    static const struct option longopts[] = {
+        {"out", required_argument, 0, 'o'},          {"force", no_argument, 0, 'f'},
+        {"shard-tokens", required_argument, 0, O_SHARD_TOKENS},
+        {"level", required_argument, 0, 'l'},        {"no-compress", no_argument, 0, O_NO_COMPRESS},
+        {"val-fraction", required_argument, 0, O_VAL_FRACTION},
+        {"val-docs", required_argument, 0, O_VAL_DOCS},
+        {"seed", required_argument, 0, O_SEED},      {"split", required_argument, 0, O_SPLIT},
+        {"quiet", no_argument, 0, 'q'},              {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},               {"version", no_argument, 0, O_VERSION},
+        {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "o:fl:qvh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'o': a.out = optarg; break;
+        case 'f': a.force = 1; break;
+        case O_SHARD_TOKENS: a.opt.shard_tokens = parse_count("--shard-tokens", optarg, 1, 1ull << 31); break;
+        case 'l': a.opt.level = (int)parse_u64("--level", optarg, 0, 19); break;
+        case O_NO_COMPRESS: a.opt.level = 0; break;
+        case O_VAL_FRACTION: a.opt.val_fraction = parse_double("--val-fraction", optarg, 0, 1); break;
+        case O_VAL_DOCS: a.opt.val_docs = parse_count("--val-docs", optarg, 0, UINT64_MAX - 1); break;
+        case O_SEED: a.opt.seed = parse_u64("--seed", optarg, 0, UINT64_MAX); break;
+        case O_SPLIT:
+            a.split = split_from_name(optarg);
+            if (a.split < 0) usage_error("--split: expected train or val, got '%s'", optarg);
+            break;
+        case 'q': sg_quiet = 1; break;
+        case 'v': sg_verbose = 1; break;
+        case 'h': usage(stdout); return 0;
+        case O_VERSION: printf("sigma-shard %s\n", SIGMA_VERSION); return 0;
+        default: usage_error("unknown option");
+        }
+    }
+    const char *cmd = optind < argc ? argv[optind] : NULL;
+    int is_sub = cmd && (!strcmp(cmd, "verify") || !strcmp(cmd, "info") || !strcmp(cmd, "cat"));
+    if (is_sub) {
+        if (argc - optind != 2) usage_error("%s takes one shard set directory", cmd);
+        if (a.out) usage_error("-o is for writing a shard set, not for %s", cmd);
+        if (a.split >= 0 && strcmp(cmd, "cat")) usage_error("--split goes with cat");
+        const char *dir = argv[optind + 1];
+        if (!strcmp(cmd, "verify")) verify_set(dir);
+        else if (!strcmp(cmd, "info")) info_set(dir);
+        else cat_set(dir, a.split);
+        return 0;
+    }
+    if (!a.out) usage_error("missing -o DIR (the shard set to write)");
+    if (a.split >= 0) usage_error("--split goes with cat");
+    write_set(&a, argv + optind, argc - optind);
+    return 0;
+}
