@@ -88,8 +88,7 @@ int main(int argc, char **argv)
         if (argc > 2 && strcmp(cmd, "help") == 0) {   /* sigma help CMD = sigma CMD --help */
             cmd = argv[2];
             argv[2] = "--help";
-            argv++;
-            argc--;
+            argv[3] = NULL;   /* argv[argc] is NULL, so argv[3] exists */
         } else {
             help(stdout);
             return 0;

@@ -8,7 +8,7 @@
 
 static int tap_n, tap_failed;
 
-__attribute__((format(printf, 2, 3))) static int ok(int cond, const char *fmt, ...)
+__attribute__((format(printf, 2, 3), unused)) static int ok(int cond, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -21,7 +21,7 @@ __attribute__((format(printf, 2, 3))) static int ok(int cond, const char *fmt, .
     return cond;
 }
 
-__attribute__((format(printf, 1, 2))) static void diag(const char *fmt, ...)
+__attribute__((format(printf, 1, 2), unused)) static void diag(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -31,7 +31,7 @@ __attribute__((format(printf, 1, 2))) static void diag(const char *fmt, ...)
     va_end(ap);
 }
 
-static int tap_done(void)
+__attribute__((unused)) static int tap_done(void)
 {
     printf("1..%d\n", tap_n);
     return tap_failed ? 1 : 0;
