@@ -81,7 +81,7 @@ TEST_HELP := $(sort $(wildcard tests/helpers/*.c))
 HELPERS   := $(TEST_HELP:tests/helpers/%.c=$(O)/tests/%)
 LIBSIGMA  := $(O)/libsigma.a
 
-.PHONY: all test test-unit test-tools test-san test-gpu demo bench install uninstall clean cuda-check check-deps
+.PHONY: all test test-suite test-gpu demo bench install uninstall clean cuda-check check-deps
 .DEFAULT_GOAL := all
 
 all: $(TOOLS)
@@ -111,12 +111,16 @@ $(O)/tests/%: $(O)/tests/helpers/%.o $(LIBSIGMA)
 # ---- tests -------------------------------------------------------------------
 # One runner (prove, TAP) over the C unit tests and the tool tests; the same
 # suite runs twice: a -Werror build, then an ASan + UBSan build.
+TALLY := build/test-tally
 test: check-deps
-	$(MAKE) WERROR=1 test-suite
-	$(MAKE) WERROR=1 SAN=1 O=build/san BINDIR=build/san/bin test-suite
+	@mkdir -p build && rm -f $(TALLY)
+	@if [ -n "$(NVCC)" ]; then $(MAKE) --no-print-directory WERROR=1 cuda-check; fi
+	$(MAKE) WERROR=1 SIGMA_TEST_TALLY=$(abspath $(TALLY)) test-suite
+	$(MAKE) WERROR=1 SAN=1 O=build/san BINDIR=build/san/bin SIGMA_TEST_TALLY=$(abspath $(TALLY)) test-suite
+	@awk '{p+=$$1; f+=$$2; s+=$$3} END {print "all tests, plain and under ASan+UBSan:"; print p " passed, " f " failed, " s " skipped"; exit f > 0}' $(TALLY)
 
 test-suite: $(TOOLS) $(UNITS) $(HELPERS)
-	SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) tests/run $(UNITS)
+	SIGMA_TEST_TALLY=$(SIGMA_TEST_TALLY) SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) tests/run $(UNITS)
 
 check-deps:
 	@scripts/deps
@@ -136,7 +140,7 @@ cuda-check:
 	$(NVCC) $(NVCCFLAGS) tests/cuda/check.cu -o $(O)/tests/cuda-check
 	@if nvidia-smi >/dev/null 2>&1; then $(O)/tests/cuda-check; else echo "cuda-check: compiled (no GPU here to run it)"; fi
 
-demo: all
+demo: all $(HELPERS)
 	@scripts/deps
 	$(MAKE) -f pipelines/demo.mk SIGMA_BIN=$(abspath $(BINDIR))
 

@@ -61,7 +61,7 @@ tokgen random --tokens 300 --vocab 70000 --seed 9 --mean-doc 40 >"$T/small.tok"
 sigma-shard -q -o "$T/s" --shard-tokens 200 --val-fraction 0.2 "$T/small.tok"
 ok "a clean set verifies" sigma-shard -q verify "$T/s"
 missed=""
-for f in "$T"/s/*.shard; do
+for f in "$T"/s/train-000000.shard "$T"/s/val-000000.shard; do
     size=$(wc -c <"$f")
     off=0
     while [ "$off" -lt "$size" ]; do
@@ -73,7 +73,7 @@ for f in "$T"/s/*.shard; do
         off=$((off + 1))
     done
 done
-is "verify catches a flipped bit in every byte of every shard, naming the shard" "${missed:-none}" none
+is "verify catches a flipped bit in every byte of a train and a val shard, naming the shard" "${missed:-none}" none
 for cmd in "sigma-shard cat $T/s" "sigma-shard cat --split train $T/s"; do
     flip "$T/s/train-000000.shard" 200
     fails_with "a corrupt shard stops '$(echo "$cmd" | cut -d' ' -f2-3)'" 1 "train-000000.shard" $cmd
