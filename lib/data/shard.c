@@ -146,9 +146,10 @@ static void flush_shard(ShardWriter *w, int s, uint64_t tail_ordinal)
     put64(h, H_TOKENS, sw->n_tokens);
     put64(h, H_DOCS, sw->n_docs);
     put64(h, H_PAYLOAD_BYTES, payload_bytes);
-    put64(h, H_TOKENS_HASH, XXH3_64bits(sw->tokens, raw_bytes));
+    uint64_t tokens_hash = XXH3_64bits(sw->tokens, raw_bytes);
+    put64(h, H_TOKENS_HASH, tokens_hash);
     put64(h, H_INDEX_HASH, XXH3_64bits(sw->index, index_bytes));
-    put64(h, H_PAYLOAD_HASH, XXH3_64bits(payload, payload_bytes));
+    put64(h, H_PAYLOAD_HASH, payload == sw->tokens ? tokens_hash : XXH3_64bits(payload, payload_bytes));
     put32(h, H_FIRST_CONTINUES, (uint32_t)sw->first_continues);
     put64(h, H_TAIL_ORDINAL, tail_ordinal);
     memcpy(h + H_FINGERPRINT, w->tok.fingerprint, 16);
