@@ -120,7 +120,7 @@ test: check-deps
 	@awk '{p+=$$1; f+=$$2; s+=$$3} END {print "all tests, plain and under ASan+UBSan:"; print p " passed, " f " failed, " s " skipped"; exit f > 0}' $(TALLY)
 
 test-suite: $(TOOLS) $(UNITS) $(HELPERS)
-	SIGMA_TEST_TALLY=$(SIGMA_TEST_TALLY) SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) tests/run $(UNITS)
+	SIGMA_SAN=$(SAN) SIGMA_TEST_TALLY=$(SIGMA_TEST_TALLY) SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) tests/run $(UNITS)
 
 check-deps:
 	@scripts/deps

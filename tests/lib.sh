@@ -7,6 +7,8 @@
 #   done_testing
 set -u
 : "${SIGMA_BIN:?run the tests through tests/run or make test}"
+SIGMA_ROOT=${SIGMA_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
+SIGMA_DATA=${SIGMA_DATA:-$SIGMA_ROOT/../shared/data}
 PATH="$SIGMA_BIN:${SIGMA_TESTBIN:-}:$PATH"
 export PATH
 T=$(mktemp -d "${TMPDIR:-/tmp}/sigma-test.XXXXXX")

@@ -127,6 +127,15 @@ ok "leaves no shard set and no temporary directory" sh -c "! ls -d '$T'/full* 2>
 fails_with "--force on a full disk" 1 "write error|File too large" sh -c "ulimit -f 200; exec sigma-shard -q -f -o '$T/a' --level 0 '$T/r32.tok'"
 ok "keeps the old set intact" sigma-shard -q verify "$T/a"
 
+# ---- memory holds one shard per split, whatever the input length ------------------------
+if [ "${SIGMA_SAN:-}" = 1 ]; then
+    skip "memory bounded by a shard" "RSS under AddressSanitizer says nothing"
+else
+    rss() { /usr/bin/time -f %M sh -c "tokgen random --tokens $1 --vocab 70000 --seed 4 | sigma-shard -q -o '$T/m$1' --shard-tokens 100000" 2>&1 >/dev/null | tail -n 1; }
+    small=$(rss 200000); large=$(rss 20000000)
+    ok "memory bounded by a shard: 2e5 tokens ${small} KB, 2e7 tokens ${large} KB" test "$large" -lt $((small + 4096))
+fi
+
 # ---- command line ------------------------------------------------------------------------
 fails_with "no -o is a usage error" 2 "missing -o" sigma-shard "$T/r16.tok"
 fails_with "a bad number is a usage error" 2 "--shard-tokens" sigma-shard -o "$T/y" --shard-tokens lots
