@@ -117,8 +117,13 @@ int topk_parse(TopkSchedule *s, const char *spec, int n_layers, int n_experts, c
                 topk_free(s);
                 return -1;
             }
-            if (s->n_phases == 0 && start != 0) { topk_free(s); return fail(err, errlen, "the first phase must start at step 0, not %llu", (unsigned long long)start); }
-            if (s->n_phases && start <= s->start[s->n_phases - 1]) { topk_free(s); return fail(err, errlen, "phase steps must increase (%llu after %llu)", (unsigned long long)start, (unsigned long long)s->start[s->n_phases - 1]); }
+            int bad = 0;
+            if (s->n_phases == 0 && start != 0)
+                bad = fail(err, errlen, "the first phase must start at step 0, not %llu", (unsigned long long)start);
+            else if (s->n_phases && start <= s->start[s->n_phases - 1])
+                bad = fail(err, errlen, "phase steps must increase (%llu after %llu)", (unsigned long long)start,
+                           (unsigned long long)s->start[s->n_phases - 1]);
+            if (bad) { topk_free(s); return -1; }
             s->start[s->n_phases++] = start;
         }
         if (!*end) break;
