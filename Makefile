@@ -30,9 +30,17 @@ endif
 
 # ---- dependency detection (printed once, like llm.c) -----------------------
 have_header = $(shell printf '\#include <$(1)>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo yes)
+REQUIRED_HEADERS := zstd.h xxhash.h cjson/cJSON.h utf8proc.h
+missing_headers = $(foreach h,$(REQUIRED_HEADERS),$(if $(call have_header,$(h)),,$(h)))
 ifneq ($(MAKECMDGOALS),clean)
-  $(foreach h,zstd.h xxhash.h cjson/cJSON.h utf8proc.h,\
-    $(if $(call have_header,$(h)),,$(error missing $(h): run scripts/deps (or: apt-get install $(shell scripts/deps --list)))))
+  ifneq ($(strip $(missing_headers)),)
+    # scripts/deps installs them as root, else prints the apt-get line
+    $(info missing $(missing_headers): running scripts/deps)
+    $(shell scripts/deps >&2)
+    ifneq ($(strip $(missing_headers)),)
+      $(error still missing $(missing_headers): apt-get install $(shell scripts/deps --list))
+    endif
+  endif
   ifeq ($(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo yes),yes)
     CFLAGS  += -fopenmp
     LDFLAGS += -fopenmp

@@ -3,10 +3,13 @@
 #include "../tap.h"
 #include "base/base.h"
 #include "data/shard.h"
+#include "train/adamw.h"
+#include "train/ckpt.h"
 #include "train/loader.h"
 #include "train/schedule.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,6 +126,71 @@ static void test_topk(void)
     ok(topk_parse(&s, "0:1,x", 3, 96, err, sizeof err) != 0, "garbage: %s", err);
 }
 
+/* AdamW against the formula evaluated in double, step by step. */
+static void test_adamw(void)
+{
+    enum { N = 1000, STEPS = 5 };
+    float p[N], m[N] = {0}, v[N] = {0}, g[N];
+    double pd[N], md[N] = {0}, vd[N] = {0};
+    uint64_t st = 7;
+    for (int i = 0; i < N; i++) { pd[i] = p[i] = (float)((double)(splitmix64(&st) >> 11) * 0x1.0p-53 - 0.5); }
+    double worst = 0;
+    for (int t = 1; t <= STEPS; t++) {
+        for (int i = 0; i < N; i++) g[i] = (float)((double)(splitmix64(&st) >> 11) * 0x1.0p-53 - 0.5) * 0.01f;
+        AdamWStep s = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f, .grad_scale = 0.5f, .t = (uint64_t)t};
+        adamw_update(p, m, v, g, N, &s, 1);
+        for (int i = 0; i < N; i++) {
+            double gg = (double)g[i] * 0.5;
+            md[i] = 0.9 * md[i] + 0.1 * gg;
+            vd[i] = 0.95 * vd[i] + 0.05 * gg * gg;
+            double mh = md[i] / (1 - pow(0.9, t)), vh = vd[i] / (1 - pow(0.95, t));
+            pd[i] -= 1e-3 * (mh / (sqrt(vh) + 1e-8) + 0.1 * pd[i]);
+            double d = fabs(pd[i] - p[i]);
+            worst = d > worst ? d : worst;
+        }
+    }
+    ok(worst < 1e-6, "AdamW with weight decay and gradient scale follows the formula (max error %.2g)", worst);
+    float p2 = 1.0f, m2 = 0, v2 = 0, g2 = 0;
+    AdamWStep s = {.lr = 0.1f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f, .grad_scale = 1, .t = 1};
+    adamw_update(&p2, &m2, &v2, &g2, 1, &s, 0);
+    ok(p2 == 1.0f, "no decay where the flag is off");
+
+    float *big = xmalloc(1000003 * sizeof(float));
+    for (size_t i = 0; i < 1000003; i++) big[i] = (float)((double)(splitmix64(&st) >> 11) * 0x1.0p-53 - 0.5);
+    omp_set_num_threads(1);
+    double n1 = l2_norm(big, 1000003);
+    omp_set_num_threads(2);
+    double n2 = l2_norm(big, 1000003);
+    double ref = 0;
+    for (size_t i = 0; i < 1000003; i++) ref += (double)big[i] * big[i];
+    ok(n1 == n2 && fabs(n1 - sqrt(ref)) < 1e-9 * n1, "gradient norm: right, and the same bits on 1 and 2 threads");
+    big[5] = NAN;
+    ok(isnan(l2_norm(big, 1000003)), "a NaN gradient gives a NaN norm");
+    free(big);
+    ok(clip_scale(2.0, 1.0) == 0.5f && clip_scale(0.5, 1.0) == 1.0f && clip_scale(5.0, 0) == 1.0f, "clipping scale");
+}
+
+static void test_ckpt(const char *tmp)
+{
+    char *out = xasprintf("%s/run", tmp);
+    ok(ckpt_resolve(out) == NULL, "no checkpoint in a new run directory");
+    for (uint64_t step = 100; step <= 500; step += 100) {
+        AtomicDir ad;
+        ckpt_begin(&ad, out, step);
+        char *f = atomic_dir_file(&ad, "config.json");
+        write_file_atomic(f, "{}\n", 3);
+        free(f);
+        ckpt_commit(&ad, out, step, 2);
+    }
+    char *dir = ckpt_resolve(out);
+    char *want = xasprintf("%s/step-00000500", out), *kept = xasprintf("%s/step-00000400", out), *gone = xasprintf("%s/step-00000300", out);
+    ok(dir && !strcmp(dir, want), "latest names the newest checkpoint");
+    ok(is_dir(kept) && !path_exists(gone), "only the newest --keep are kept");
+    char *direct = ckpt_resolve(kept);
+    ok(direct && !strcmp(direct, kept), "a checkpoint directory resolves to itself");
+    free(dir); free(want); free(kept); free(gone); free(direct); free(out);
+}
+
 int main(void)
 {
     sg_init("test_train");
@@ -132,6 +200,8 @@ int main(void)
     test_loader(tmp);
     test_lr();
     test_topk();
+    test_adamw();
+    test_ckpt(tmp);
     remove_tree(tmp);
     return tap_done();
 }
