@@ -59,6 +59,8 @@ static void write_set(const Args *a, char **inputs, int n_inputs)
     uint64_t tokens = 0, docs = 0;
     for (int i = 0; i < n_inputs; i++) {
         const char *name = strcmp(inputs[i], "-") ? inputs[i] : "<stdin>";
+        if (!strcmp(inputs[i], "-") && isatty(STDIN_FILENO))
+            usage_error("standard input is a terminal: pipe a token stream in or name a file");
         FILE *f = xfopen(inputs[i], "rb");
         TokReader r;
         tokreader_open(&r, f, name);
