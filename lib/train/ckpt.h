@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "base/base.h"
+#include "model/model.h"
 
 /* "step-00001000" (caller frees) */
 char *ckpt_name(uint64_t step);
@@ -22,3 +23,10 @@ void ckpt_commit(AtomicDir *ad, const char *out, uint64_t step, unsigned keep);
 char *ckpt_resolve(const char *path);
 
 #endif
+
+/* Loading a checkpoint's model for inference (sigma-generate, sigma-eval):
+ * config.json's model section and model.safetensors, checked against the
+ * checksum in trainer.json. PATH is a run or a checkpoint directory. The
+ * buffers hold B x T tokens (T <= 0: the model's max_seq_len). The
+ * checkpoint's tokenizer fingerprint goes to fingerprint[16] when non-NULL. */
+void ckpt_load_model(Model *m, const char *path, int B, int T, uint8_t fingerprint[16]);

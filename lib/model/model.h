@@ -1,0 +1,149 @@
+/* The Sigma-MoE model on the CPU, in fp32: the reference every other part
+ * (CUDA, sft, eval, export) is checked against. The model is fixed by
+ * DESIGN.md: pre-norm decoder, every layer MoE, no biases:
+ *
+ *   x = embed(tokens)
+ *   repeat L times:
+ *     h = x + Wo . attn(rope(qknorm(Wq.rms(x))), rope(qknorm(Wk.rms(x))), Wv.rms(x))
+ *     x = h + moe(rms(h))
+ *   logits = head(rms(x))
+ *
+ * moe: router logits z = Wr.u (fp32), p = softmax(z) over ALL experts, the
+ * top-k experts by p (by p + expert_bias when the aux-loss-free bias is on;
+ * the bias changes the choice, never the weight), output
+ * sum over chosen e of p_e * down_e(silu(gate_e.u) * up_e.u), p_e not
+ * renormalised (Qwen3-MoE norm_topk_prob = false).
+ *
+ * Tensor names are Hugging Face Qwen3-MoE's, so export is a renaming:
+ *   model.embed_tokens.weight                      [V, d]
+ *   model.layers.N.input_layernorm.weight          [d]
+ *   model.layers.N.self_attn.q_proj.weight         [H*hd, d]
+ *   model.layers.N.self_attn.k_proj.weight         [KV*hd, d]
+ *   model.layers.N.self_attn.v_proj.weight         [KV*hd, d]
+ *   model.layers.N.self_attn.o_proj.weight         [d, H*hd]
+ *   model.layers.N.self_attn.q_norm.weight         [hd]
+ *   model.layers.N.self_attn.k_norm.weight         [hd]
+ *   model.layers.N.post_attention_layernorm.weight [d]
+ *   model.layers.N.mlp.gate.weight                 [E, d]
+ *   model.layers.N.mlp.experts.M.gate_proj.weight  [de, d]
+ *   model.layers.N.mlp.experts.M.up_proj.weight    [de, d]
+ *   model.layers.N.mlp.experts.M.down_proj.weight  [d, de]
+ *   model.norm.weight                              [d]
+ *   lm_head.weight                                 [V, d]   (absent when tied)
+ * all in one contiguous buffer, in this order; gradients in a second buffer
+ * of the same layout. */
+#ifndef SIGMA_MODEL_H
+#define SIGMA_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/json.h"
+
+#define MODEL_MAX_LAYERS 256
+
+typedef struct {
+    int vocab_size;
+    int d_model;
+    int n_layers;
+    int n_heads, n_kv_heads, head_dim;
+    int n_experts, d_expert;
+    int top_k[MODEL_MAX_LAYERS];   /* experts per token, per layer; may change between steps */
+    float rope_theta;              /* 10000 */
+    float norm_eps;                /* 1e-6 */
+    int tie_embeddings;            /* 0: separate lm_head */
+    int max_seq_len;
+} Config;
+
+/* sigma-moe-tiny, nano, micro, test: 0, or -1 for an unknown name. The
+ * vocabulary comes from the data (the shard set's tokenizer). */
+int config_preset(Config *c, const char *name, int vocab_size);
+/* From a JSON object (the fields above; top_k as an array of n_layers ints
+ * or one int); dies with "WHAT: field F ..." on a missing or bad field. */
+void config_from_json(Config *c, const cJSON *j, const char *what);
+cJSON *config_to_json(const Config *c);
+/* Dies naming the field when the config cannot work (heads not dividing,
+ * k above the number of experts, zero sizes, ...). */
+void config_validate(const Config *c, const char *what);
+/* Parameters in total and active per token (embedding and head counted,
+ * experts counted k times per layer at the config's top_k). */
+void config_count_params(const Config *c, uint64_t *total, uint64_t *active);
+
+typedef struct {
+    char name[96];
+    size_t offset;                 /* into params / grads, in floats */
+    size_t numel;
+    int ndim;
+    int shape[2];
+} ParamTensor;
+
+typedef enum { BALANCE_NONE, BALANCE_LBL, BALANCE_TOP1_LBL } BalanceLoss;
+
+typedef struct {
+    BalanceLoss kind;
+    float coef;                    /* a */
+    float tau;                     /* top-1 LBL temperature */
+    float z_coef;                  /* router z-loss coefficient; 0 off */
+    /* Standard LBL over a global batch: expert counts [n_layers * n_experts]
+     * summed over every micro-batch (and rank) of the step, and their total
+     * token count per layer [n_layers]; NULL = this micro-batch's own. */
+    const float *global_counts;
+    const float *global_tokens;
+    int use_bias;                  /* aux-loss-free: choose top-k by p + expert_bias */
+} BalanceOptions;
+
+typedef struct {
+    float loss;                    /* ce + balance + z */
+    float ce;                      /* mean over unmasked tokens */
+    float balance;                 /* summed over layers */
+    float z;                       /* summed over layers */
+} Losses;
+
+typedef struct Activations Activations;   /* private to model.c */
+
+typedef struct {
+    Config cfg;
+    int B, T;                      /* the largest batch the buffers hold */
+    float *params;                 /* [n_params] */
+    float *grads;                  /* [n_params] */
+    size_t n_params;
+    ParamTensor *tensors;          /* [n_tensors], in buffer order */
+    int n_tensors;
+    float *expert_bias;            /* [n_layers * n_experts] aux-loss-free bias (not trained by gradient) */
+    float *counts;                 /* [n_layers * n_experts] tokens routed to each expert by the last forward */
+    Activations *acts;
+} Model;
+
+/* Allocates everything for micro-batches up to B x T; no allocation after. */
+void model_init(Model *m, const Config *c, int B, int T);
+void model_free(Model *m);
+/* Normal(0, std) matrices with output projections (o_proj, down_proj)
+ * scaled by 1/sqrt(2 * n_layers), norms at 1; deterministic in seed. */
+void model_init_params(Model *m, uint64_t seed, float std);
+const ParamTensor *model_tensor(const Model *m, const char *name);   /* NULL if none */
+
+/* Forward over inputs[B*T] with targets[B*T] (mask[B*T] of 0/1 weights or
+ * NULL for all) at the config's current top_k; returns losses and keeps
+ * what backward needs. targets NULL: logits only (model_logits). */
+Losses model_forward(Model *m, const uint32_t *inputs, const uint32_t *targets, const float *mask, int B, int T,
+                     const BalanceOptions *bo);
+/* logits [B*T, V] of the last forward */
+const float *model_logits(const Model *m);
+/* grads += scale * d(loss)/d(params) for the last forward (scale = 1/accum). */
+void model_backward(Model *m, float scale);
+void model_zero_grads(Model *m);
+
+/* The report's balance statistics of the last forward, per layer: relative
+ * deviation of the busiest and idlest expert, (count - T*k/E) / (T*k/E),
+ * and the routing entropy (mean over tokens of -sum p log p). */
+void model_route_stats(const Model *m, int layer, float *max_dev, float *min_dev, float *entropy);
+/* Aux-loss-free bias step: bias_e += rate * sign(mean count - count_e). */
+void model_update_bias(Model *m, float rate);
+
+/* safetensors, fp32, strictly to the specification; reading checks every
+ * name, dtype, shape and offset and dies naming the tensor. `prefix` is
+ * prepended to every name ("" for the model, "m." / "v." for AdamW). */
+void safetensors_save(const char *path, const ParamTensor *t, int n, const float *base, const char *prefix);
+void safetensors_load(const char *path, const ParamTensor *t, int n, float *base, const char *prefix);
+
+#endif

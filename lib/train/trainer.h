@@ -1,0 +1,53 @@
+/* The training run behind sigma-pretrain: options, and run_training(). */
+#ifndef SIGMA_TRAINER_H
+#define SIGMA_TRAINER_H
+
+#include <stdint.h>
+
+#include "train/schedule.h"
+
+/* How experts are kept busy: the loss of lbl and lbl-global (standard LBL over
+ * the micro-batch or over the whole step), top1-lbl (the report's), bias
+ * (aux-loss-free, DeepSeek-V3), or nothing. */
+typedef enum { BAL_NONE, BAL_LBL, BAL_LBL_GLOBAL, BAL_TOP1_LBL, BAL_BIAS } BalanceKind;
+int balance_kind_parse(const char *name, BalanceKind *kind);
+const char *balance_kind_name(BalanceKind kind);
+
+typedef struct {
+    /* model */
+    const char *config;        /* a config JSON file, or */
+    const char *preset;        /* a preset name */
+    double init_std;
+    /* data and output */
+    const char *data;          /* shard set */
+    const char *out;           /* run directory */
+    const char *metrics;       /* JSON Lines file or NULL */
+    int resume;
+    /* batch */
+    uint64_t steps;
+    uint64_t batch_tokens;     /* per optimizer step */
+    uint32_t micro_batch;      /* sequences per forward/backward */
+    uint32_t seq_len;
+    uint64_t seed;
+    /* optimizer and schedule */
+    LrSchedule lr;
+    double weight_decay, beta1, beta2, eps, clip;
+    /* sparsity and balance */
+    const char *topk_schedule; /* NULL: the config's top-k for every step */
+    BalanceKind balance;
+    double balance_coef, balance_tau, z_loss, bias_rate;
+    /* evaluation, checkpoints, guards */
+    uint64_t eval_every, eval_batches;
+    uint64_t save_every;
+    unsigned keep;
+    uint64_t max_skips;
+    double spike_z;
+    int threads;
+    int dry_run;
+    const char *device;        /* "cpu" or "cuda" */
+} TrainOptions;
+
+void train_options_default(TrainOptions *o);
+int run_training(const TrainOptions *o);
+
+#endif
