@@ -12,7 +12,8 @@ $SIGMA_DATA/tokenizers/*.tiktoken with the published pattern and specials
   expected.txt         CASE ENCODING SOURCE_SHA256 NTOKENS IDS_SHA256, where
                        IDS_SHA256 is the sha256 of what `sigma-tokenize encode
                        --ids` prints for the whole input as one document: the
-                       ids separated by spaces, then a newline. CASE is a
+                       ids separated by spaces, then a newline (nothing for
+                       empty input, which is no document). CASE is a
                        committed file, `data:PATH` (under $SIGMA_DATA) or
                        `sys:PATH` (a file of this Debian system, gunzipped if
                        .gz); tests skip a source whose sha256 differs.
@@ -92,8 +93,9 @@ def reference(enc, name, data):
     return ids
 
 
-def ids_sha(ids):
-    return hashlib.sha256((" ".join(map(str, ids)) + "\n").encode()).hexdigest()
+def ids_sha(data, ids):
+    """Empty input is no document at all (an empty stream): no line."""
+    return hashlib.sha256((" ".join(map(str, ids)) + "\n").encode() if data else b"").hexdigest()
 
 
 def fnv1a64(ids):
@@ -210,7 +212,7 @@ def main():
         for case, data in sources:
             for name, enc in encs.items():
                 ids = reference(enc, name, data)
-                out.write(f"{case} {name} {hashlib.sha256(data).hexdigest()} {len(ids)} {ids_sha(ids)}\n")
+                out.write(f"{case} {name} {hashlib.sha256(data).hexdigest()} {len(ids)} {ids_sha(data, ids)}\n")
             print(case, len(data), "bytes", file=sys.stderr)
     with open(os.path.join(OUT, "codepoints.txt"), "w") as out:
         out.write(f"# encoding first_code_point ntokens fnv1a64 (tiktoken {tiktoken.__version__})\n")
