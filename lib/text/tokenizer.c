@@ -5,6 +5,8 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+/* inlined: a call per piece through the shared library costs more than the hash */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "base/base.h"
@@ -15,7 +17,7 @@ struct Tokenizer {
     uint32_t n_ranks, n_vocab;
     uint8_t *bytes;          /* [off[n_ranks]] token bytes, rank order */
     uint64_t *off;           /* [n_ranks + 1] */
-    uint32_t *slots;         /* [n_slots] rank + 1 of the token hashed there; 0 = empty */
+    uint64_t *slots;         /* [n_slots] hash tag << 32 | rank + 1; 0 = empty */
     uint64_t slot_mask;
     size_t n_specials;
     char **special_names;    /* [n_specials], sorted by id */
@@ -102,18 +104,17 @@ long base64_decode(uint8_t *out, const char *s, size_t len)
 
 /* ---- the rank table: open addressing over the token bytes -------------- */
 
-static uint64_t slot_of(const Tokenizer *t, const uint8_t *p, size_t n)
-{
-    return XXH3_64bits(p, n) & t->slot_mask;
-}
-
+/* The slot holds the upper half of the hash as a tag, so that a probe
+ * rarely has to fetch a token's bytes only to find they differ. */
 int64_t tokenizer_rank(const Tokenizer *t, const uint8_t *p, size_t n)
 {
     if (n > t->max_token_len) return -1;
-    for (uint64_t s = slot_of(t, p, n);; s = (s + 1) & t->slot_mask) {
-        uint32_t r = t->slots[s];
-        if (!r) return -1;
-        r--;
+    uint64_t h = XXH3_64bits(p, n), tag = h >> 32;
+    for (uint64_t s = h & t->slot_mask;; s = (s + 1) & t->slot_mask) {
+        uint64_t v = t->slots[s];
+        if (!v) return -1;
+        if (v >> 32 != tag) continue;
+        uint32_t r = (uint32_t)v - 1;
         if (t->off[r + 1] - t->off[r] == n && !memcmp(t->bytes + t->off[r], p, n)) return r;
     }
 }
@@ -130,9 +131,9 @@ static int64_t build_table(Tokenizer *t)
         size_t n = t->off[r + 1] - t->off[r];
         if (n > t->max_token_len) t->max_token_len = (uint32_t)n;
         if (tokenizer_rank(t, p, n) >= 0) return r;
-        uint64_t s = slot_of(t, p, n);
+        uint64_t h = XXH3_64bits(p, n), s = h & t->slot_mask;
         while (t->slots[s]) s = (s + 1) & t->slot_mask;
-        t->slots[s] = r + 1;
+        t->slots[s] = (h >> 32) << 32 | (r + 1);
     }
     return -1;
 }
@@ -271,6 +272,20 @@ static void encode_ordinary(const Tokenizer *t, TokIds *out, const uint8_t *s, s
         tokenizer_encode_piece(t, out, s + pos, end - pos);
         pos = end;
     }
+}
+
+static int ascii_letter(uint8_t c) { return (c | 32) >= 'a' && (c | 32) <= 'z'; }
+
+size_t tokenizer_cut_point(const uint8_t *s, size_t len, size_t from)
+{
+    if (from < 2) from = 2;
+    for (size_t p = from; p < len; p++) {
+        const uint8_t *nl = memchr(s + p - 1, '\n', len - (p - 1));
+        if (!nl) return len;
+        p = (size_t)(nl - s) + 1;   /* just after the newline */
+        if (p < len && ascii_letter(s[p]) && s[p - 2] > ' ' && s[p - 2] < 0x7F) return p;
+    }
+    return len;
 }
 
 /* The first special name in s[from..len): leftmost, then longest. */

@@ -55,6 +55,15 @@ void tokenizer_encode(const Tokenizer *t, TokIds *out, const uint8_t *text, size
  * is not in the vocabulary, naming it. */
 void tokenizer_decode(const Tokenizer *t, TokBytes *out, const uint32_t *ids, size_t n);
 
+/* A place at or after `from` where text can be cut without changing its
+ * encoding: encode(s[0..p)) followed by encode(s[p..len)) equals
+ * encode(s) for every pattern. It is just after a newline that follows an
+ * ASCII character other than white space and precedes an ASCII letter (no
+ * piece of any pattern runs across it, and no lookahead sees past it).
+ * Returns len when there is none. For splitting long documents across
+ * threads. */
+size_t tokenizer_cut_point(const uint8_t *s, size_t len, size_t from);
+
 /* BPE of one pre-tokenized piece (no pattern applied), for the trainer
  * and tests. */
 void tokenizer_encode_piece(const Tokenizer *t, TokIds *out, const uint8_t *piece, size_t len);

@@ -143,6 +143,48 @@ static void test_round_trips(Tokenizer *const tok[3])
     }
 }
 
+/* Cutting at tokenizer_cut_point() changes nothing: random text and the
+ * committed fixture texts, cut every few bytes where allowed. */
+static int cut_encode_same(const Tokenizer *t, const uint8_t *s, size_t n, size_t step, size_t *cuts)
+{
+    TokIds whole = {0}, parts = {0};
+    tokenizer_encode(t, &whole, s, n, 0);
+    for (size_t at = 0; at < n;) {
+        size_t p = tokenizer_cut_point(s, n, at + step);
+        if (p < n) (*cuts)++;
+        tokenizer_encode(t, &parts, s + at, p - at, 0);
+        at = p;
+    }
+    int same = whole.len == parts.len && !memcmp(whole.ids, parts.ids, whole.len * sizeof *whole.ids);
+    tokids_free(&whole);
+    tokids_free(&parts);
+    return same;
+}
+
+static void test_cut_points(Tokenizer *const tok[3])
+{
+    static const char *const files[] = {"scripts.txt", "emoji.txt", "runs.txt", "invalid.bin"};
+    const char *root = getenv("SIGMA_ROOT");
+    uint8_t buf[4000];
+    for (int k = 0; k < 3; k++) {
+        int good = 1;
+        size_t cuts = 0;
+        for (int trial = 0; trial < 100 && good; trial++) {
+            size_t n = random_text(buf, sizeof buf);
+            good = cut_encode_same(tok[k], buf, n, 1 + next_rand() % 64, &cuts);
+        }
+        for (size_t f = 0; f < sizeof files / sizeof *files && good; f++) {
+            char *path = xasprintf("%s/tests/fixtures/tokenize/%s", root ? root : ".", files[f]);
+            size_t n;
+            uint8_t *text = (uint8_t *)read_file(path, &n);
+            good = cut_encode_same(tok[k], text, n, 37, &cuts);
+            free(text);
+            free(path);
+        }
+        ok(good && cuts > 100, "%s: encoding cut at cut points = encoding whole (%zu cuts)", pretok_name(tokenizer_pattern(tok[k])), cuts);
+    }
+}
+
 static void test_long_pieces(const Tokenizer *t)
 {
     int good = 1;
@@ -217,6 +259,7 @@ int main(int argc, char **argv)
     ok(tokenizer_n_vocab(tok[0]) == 50257 && tokenizer_n_vocab(tok[1]) == 100277, "r50k and cl100k vocabulary sizes");
     test_plans(tok);
     test_round_trips(tok);
+    test_cut_points(tok);
     test_long_pieces(tok[1]);
     test_file(tok[2]);
     for (int k = 0; k < 3; k++) tokenizer_free(tok[k]);
