@@ -62,43 +62,77 @@ typedef struct {
 
 /* ---- encode --------------------------------------------------------------- */
 
-/* A batch of documents copied out of the reader, encoded in parallel. */
+/* A batch of documents copied out of the reader, cut into units that are
+ * encoded in parallel. A long document is cut where the cut cannot change
+ * its encoding (tokenizer_cut_point), at fixed sizes, so that one big file
+ * uses every thread and the output does not depend on their number. */
 typedef struct {
     const Tokenizer *tok;
     uint8_t *text;           /* [text_len] the documents back to back */
     size_t text_len, text_cap;
-    uint64_t *off;           /* [n + 1] */
-    size_t n, cap;
-    TokIds *out;             /* [cap] */
+    uint64_t *begin, *end;   /* [n] unit i is text[begin[i] .. end[i]) */
+    uint8_t *last;           /* [n] unit i ends its document */
+    size_t n, cap, docs;
+    TokIds *out;             /* [cap] ids of unit i */
 } Batch;
 
 #define BATCH_BYTES (4u << 20)
 #define BATCH_DOCS 8192
+#define UNIT_BYTES (256u << 10)
 
-static void batch_add(Batch *b, const uint8_t *doc, size_t len)
+static void batch_unit(Batch *b, uint64_t begin, uint64_t end, int last)
 {
-    if (b->n + 1 >= b->cap) {
+    if (b->n == b->cap) {
         size_t old = b->cap;
         b->cap = b->cap ? 2 * b->cap : 1024;
-        b->off = xrealloc(b->off, (b->cap + 1) * sizeof *b->off);
+        b->begin = xrealloc(b->begin, b->cap * sizeof *b->begin);
+        b->end = xrealloc(b->end, b->cap * sizeof *b->end);
+        b->last = xrealloc(b->last, b->cap * sizeof *b->last);
         b->out = xrealloc(b->out, b->cap * sizeof *b->out);
         memset(b->out + old, 0, (b->cap - old) * sizeof *b->out);
     }
+    b->begin[b->n] = begin;
+    b->end[b->n] = end;
+    b->last[b->n++] = (uint8_t)last;
+}
+
+static void batch_add(Batch *b, const uint8_t *doc, size_t len)
+{
     if (b->text_len + len > b->text_cap) {
         b->text_cap = 2 * (b->text_len + len) + 4096;
         b->text = xrealloc(b->text, b->text_cap);
     }
-    if (b->n == 0) b->off[0] = 0;
-    if (len) memcpy(b->text + b->text_len, doc, len);
+    uint64_t base = b->text_len;
+    if (len) memcpy(b->text + base, doc, len);
     b->text_len += len;
-    b->off[++b->n] = b->text_len;
+    b->docs++;
+    size_t at = 0;
+    while (len - at > UNIT_BYTES) {
+        size_t cut = tokenizer_cut_point(doc, len, at + UNIT_BYTES);
+        if (cut == len) break;
+        batch_unit(b, base + at, base + cut, 0);
+        at = cut;
+    }
+    batch_unit(b, base + at, base + len, 1);
+}
+
+static void batch_reset(Batch *b) { b->n = b->docs = b->text_len = 0; }
+
+static void batch_free(Batch *b)
+{
+    for (size_t i = 0; i < b->cap; i++) tokids_free(&b->out[i]);
+    free(b->out);
+    free(b->begin);
+    free(b->end);
+    free(b->last);
+    free(b->text);
 }
 
 static void encode_one(void *ctx, size_t i, int thread)
 {
     Batch *b = ctx;
     b->out[i].len = 0;
-    tokenizer_encode(b->tok, &b->out[i], b->text + b->off[i], b->off[i + 1] - b->off[i], 0);
+    tokenizer_encode(b->tok, &b->out[i], b->text + b->begin[i], b->end[i] - b->begin[i], 0);
 }
 
 static size_t put_u32(char *o, uint32_t v)
@@ -110,16 +144,18 @@ static size_t put_u32(char *o, uint32_t v)
     return n;
 }
 
-static void write_ids_line(FILE *f, const char *name, const TokIds *ids)
+/* Decimal ids separated by spaces; *first says whether one was written
+ * yet on this line. */
+static void write_ids(FILE *f, const char *name, const TokIds *ids, int *first)
 {
     char buf[65536];
     size_t k = 0;
     for (size_t i = 0; i < ids->len; i++) {
         if (k + 12 > sizeof buf) { xfwrite(buf, k, f, name); k = 0; }
-        if (i) buf[k++] = ' ';
+        if (!*first) buf[k++] = ' ';
+        *first = 0;
         k += put_u32(buf + k, ids->ids[i]);
     }
-    buf[k++] = '\n';
     xfwrite(buf, k, f, name);
 }
 
@@ -176,22 +212,26 @@ static int cmd_encode(const Opts *o, char *const *files, size_t n_files)
     size_t len;
     int more = 1;
     uint32_t eot32 = (uint32_t)eot;
+    int first = 1;
     while (more) {
-        b.n = 0;
-        b.text_len = 0;
-        while (b.n < BATCH_DOCS && b.text_len < BATCH_BYTES && (more = docs_next(&docs, &doc, &len))) batch_add(&b, doc, len);
+        batch_reset(&b);
+        while (b.docs < BATCH_DOCS && b.text_len < BATCH_BYTES && (more = docs_next(&docs, &doc, &len))) batch_add(&b, doc, len);
         if (b.n == 0) break;
         docs_parallel(o->threads, b.n, encode_one, &b);
         for (size_t i = 0; i < b.n; i++) {
-            if (o->ids) write_ids_line(out.f, out.name, &b.out[i]);
-            else {
+            if (o->ids) {
+                write_ids(out.f, out.name, &b.out[i], &first);
+                if (b.last[i]) { xfwrite("\n", 1, out.f, out.name); first = 1; }
+            } else {
                 tokwriter_put(&w, b.out[i].ids, b.out[i].len);
-                tokwriter_put(&w, &eot32, 1);
-                tokwriter_end_doc(&w);
+                if (b.last[i]) {
+                    tokwriter_put(&w, &eot32, 1);
+                    tokwriter_end_doc(&w);
+                }
             }
             n_tokens += b.out[i].len;
         }
-        n_docs += b.n;
+        n_docs += b.docs;
         double dt = now_seconds() - t0;
         progress_update(&prog, "%" PRIu64 " documents, %.1f MB, %" PRIu64 " tokens, %.1f MB/s", n_docs,
                         docs.bytes_read / 1e6, n_tokens, dt > 0 ? docs.bytes_read / 1e6 / dt : 0.0);
@@ -201,10 +241,7 @@ static int cmd_encode(const Opts *o, char *const *files, size_t n_files)
     progress_done(&prog, "encoded %" PRIu64 " documents, %.1f MB into %" PRIu64 " tokens (%.2f bytes/token)", n_docs,
                   docs.bytes_read / 1e6, n_tokens, n_tokens ? (double)docs.bytes_read / (double)n_tokens : 0.0);
     if (docs.skipped) warn("skipped %" PRIu64 " bad JSON lines", docs.skipped);
-    for (size_t i = 0; i < b.cap; i++) tokids_free(&b.out[i]);
-    free(b.out);
-    free(b.off);
-    free(b.text);
+    batch_free(&b);
     docs_close(&docs);
     tokenizer_free(tok);
     return 0;
@@ -333,7 +370,7 @@ typedef struct {
 static void count_one(void *ctx, size_t i, int thread)
 {
     CountJob *j = ctx;
-    bpe_counts_add(j->counts[thread], j->b->text + j->b->off[i], j->b->off[i + 1] - j->b->off[i]);
+    bpe_counts_add(j->counts[thread], j->b->text + j->b->begin[i], j->b->end[i] - j->b->begin[i]);
 }
 
 static int cmd_train(const Opts *o, char *const *files, size_t n_files)
@@ -362,12 +399,11 @@ static int cmd_train(const Opts *o, char *const *files, size_t n_files)
     int more = 1;
     uint64_t n_docs = 0;
     while (more) {
-        b.n = 0;
-        b.text_len = 0;
-        while (b.n < BATCH_DOCS && b.text_len < BATCH_BYTES && (more = docs_next(&docs, &doc, &len))) batch_add(&b, doc, len);
+        batch_reset(&b);
+        while (b.docs < BATCH_DOCS && b.text_len < BATCH_BYTES && (more = docs_next(&docs, &doc, &len))) batch_add(&b, doc, len);
         if (b.n == 0) break;
         docs_parallel(threads, b.n, count_one, &job);
-        n_docs += b.n;
+        n_docs += b.docs;
         progress_update(&prog, "counting pieces: %" PRIu64 " documents, %.1f MB", n_docs, docs.bytes_read / 1e6);
     }
     for (int t = 1; t < threads; t++) {
@@ -385,9 +421,7 @@ static int cmd_train(const Opts *o, char *const *files, size_t n_files)
     tokenizer_free(tok);
     bpe_counts_free(counts[0]);
     free(counts);
-    free(b.out);
-    free(b.off);
-    free(b.text);
+    batch_free(&b);
     docs_close(&docs);
     return 0;
 }

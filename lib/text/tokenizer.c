@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 /* inlined: a call per piece through the shared library costs more than the hash */
@@ -23,6 +24,7 @@ struct Tokenizer {
     char **special_names;    /* [n_specials], sorted by id */
     uint32_t *special_ids;   /* [n_specials] */
     uint32_t max_token_len;
+    uint64_t serial;         /* tells cache entries of different tokenizers apart */
     uint8_t fingerprint[16];
 };
 
@@ -106,17 +108,30 @@ long base64_decode(uint8_t *out, const char *s, size_t len)
 
 /* The slot holds the upper half of the hash as a tag, so that a probe
  * rarely has to fetch a token's bytes only to find they differ. */
-int64_t tokenizer_rank(const Tokenizer *t, const uint8_t *p, size_t n)
+static inline int same_bytes(const uint8_t *a, const uint8_t *b, size_t n)
 {
-    if (n > t->max_token_len) return -1;
-    uint64_t h = XXH3_64bits(p, n), tag = h >> 32;
+    if (n > 8) return !memcmp(a, b, n);
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) return 0;
+    return 1;
+}
+
+static int64_t rank_hashed(const Tokenizer *t, const uint8_t *p, size_t n, uint64_t h)
+{
+    uint64_t tag = h >> 32;
     for (uint64_t s = h & t->slot_mask;; s = (s + 1) & t->slot_mask) {
         uint64_t v = t->slots[s];
         if (!v) return -1;
         if (v >> 32 != tag) continue;
         uint32_t r = (uint32_t)v - 1;
-        if (t->off[r + 1] - t->off[r] == n && !memcmp(t->bytes + t->off[r], p, n)) return r;
+        if (t->off[r + 1] - t->off[r] == n && same_bytes(t->bytes + t->off[r], p, n)) return r;
     }
+}
+
+int64_t tokenizer_rank(const Tokenizer *t, const uint8_t *p, size_t n)
+{
+    if (n > t->max_token_len) return -1;
+    return rank_hashed(t, p, n, XXH3_64bits(p, n));
 }
 
 /* Fills the table; returns the rank that duplicates an earlier one, or -1. */
@@ -255,14 +270,46 @@ static void merge_long(const Tokenizer *t, TokIds *out, const uint8_t *p, size_t
     free(heap);
 }
 
+/* A per-thread cache of short pieces that are not one token, keyed by the
+ * hash already computed for the whole-piece lookup: text repeats its
+ * words, and merging is most of the cost of a piece. Direct-mapped, in
+ * thread-local storage so that threads share nothing. */
+#define CACHE_SLOTS 4096
+#define CACHE_PIECE 24
+#define CACHE_IDS 8
+typedef struct {
+    uint64_t serial;   /* of the tokenizer; 0 = empty */
+    uint64_t h;
+    uint8_t len, n;
+    uint8_t bytes[CACHE_PIECE];
+    uint32_t ids[CACHE_IDS];
+} CacheEntry;
+static _Thread_local CacheEntry piece_cache[CACHE_SLOTS];
+static atomic_uint_fast64_t next_serial = 1;
+
 void tokenizer_encode_piece(const Tokenizer *t, TokIds *out, const uint8_t *p, size_t n)
 {
     if (n == 0) return;
     if (n == 1) { ids_push(out, byte_rank(t, p[0])); return; }
-    int64_t r = tokenizer_rank(t, p, n);
-    if (r >= 0) { ids_push(out, (uint32_t)r); return; }
-    if (n <= SHORT_PIECE) merge_short(t, out, p, n);
-    else merge_long(t, out, p, n);
+    uint64_t h = XXH3_64bits(p, n);
+    if (n <= t->max_token_len) {
+        int64_t r = rank_hashed(t, p, n, h);
+        if (r >= 0) { ids_push(out, (uint32_t)r); return; }
+    }
+    if (n > SHORT_PIECE) { merge_long(t, out, p, n); return; }
+    CacheEntry *e = n <= CACHE_PIECE ? &piece_cache[h & (CACHE_SLOTS - 1)] : NULL;
+    if (e && e->serial == t->serial && e->h == h && e->len == n && same_bytes(e->bytes, p, n)) {
+        for (int i = 0; i < e->n; i++) ids_push(out, e->ids[i]);
+        return;
+    }
+    size_t before = out->len;
+    merge_short(t, out, p, n);
+    size_t k = out->len - before;
+    if (e && k <= CACHE_IDS) {
+        *e = (CacheEntry){.serial = t->serial, .h = h, .len = (uint8_t)n, .n = (uint8_t)k};
+        memcpy(e->bytes, p, n);
+        memcpy(e->ids, out->ids + before, k * sizeof *e->ids);
+    }
 }
 
 static void encode_ordinary(const Tokenizer *t, TokIds *out, const uint8_t *s, size_t len)
@@ -403,6 +450,7 @@ Tokenizer *tokenizer_build(const char *what, int pattern, const uint8_t *bytes, 
     if (n >= UINT32_MAX / 2) die("%s: too many tokens (%zu)", what, n);
     if (n_specials > TOK_MAX_SPECIALS) die("%s: too many special tokens (%zu)", what, n_specials);
     Tokenizer *t = xcalloc(1, sizeof *t);
+    t->serial = atomic_fetch_add(&next_serial, 1);
     t->pattern = pattern;
     t->n_ranks = (uint32_t)n;
     t->off = xmalloc((n + 1) * sizeof *t->off);
