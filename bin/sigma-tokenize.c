@@ -96,7 +96,8 @@ static void batch_unit(Batch *b, uint64_t begin, uint64_t end, int last)
     b->last[b->n++] = (uint8_t)last;
 }
 
-static void batch_add(Batch *b, const uint8_t *doc, size_t len)
+/* Adds a document, or a part of one that continues unless `ends`. */
+static void batch_add(Batch *b, const uint8_t *doc, size_t len, int ends)
 {
     if (b->text_len + len > b->text_cap) {
         b->text_cap = 2 * (b->text_len + len) + 4096;
@@ -105,7 +106,7 @@ static void batch_add(Batch *b, const uint8_t *doc, size_t len)
     uint64_t base = b->text_len;
     if (len) memcpy(b->text + base, doc, len);
     b->text_len += len;
-    b->docs++;
+    b->docs += ends;
     size_t at = 0;
     while (len - at > UNIT_BYTES) {
         size_t cut = tokenizer_cut_point(doc, len, at + UNIT_BYTES);
@@ -113,7 +114,7 @@ static void batch_add(Batch *b, const uint8_t *doc, size_t len)
         batch_unit(b, base + at, base + cut, 0);
         at = cut;
     }
-    batch_unit(b, base + at, base + len, 1);
+    batch_unit(b, base + at, base + len, ends);
 }
 
 static void batch_reset(Batch *b) { b->n = b->docs = b->text_len = 0; }
@@ -210,12 +211,12 @@ static int cmd_encode(const Opts *o, char *const *files, size_t n_files)
     double t0 = now_seconds();
     const uint8_t *doc;
     size_t len;
-    int more = 1;
+    int more = 1, ends;
     uint32_t eot32 = (uint32_t)eot;
     int first = 1;
     while (more) {
         batch_reset(&b);
-        while (b.docs < BATCH_DOCS && b.text_len < BATCH_BYTES && (more = docs_next(&docs, &doc, &len))) batch_add(&b, doc, len);
+        while (b.docs < BATCH_DOCS && b.text_len < BATCH_BYTES && (more = docs_next(&docs, &doc, &len, &ends))) batch_add(&b, doc, len, ends);
         if (b.n == 0) break;
         docs_parallel(o->threads, b.n, encode_one, &b);
         for (size_t i = 0; i < b.n; i++) {
@@ -396,11 +397,11 @@ static int cmd_train(const Opts *o, char *const *files, size_t n_files)
     progress_init(&prog, 10);
     const uint8_t *doc;
     size_t len;
-    int more = 1;
+    int more = 1, ends;
     uint64_t n_docs = 0;
     while (more) {
         batch_reset(&b);
-        while (b.docs < BATCH_DOCS && b.text_len < BATCH_BYTES && (more = docs_next(&docs, &doc, &len))) batch_add(&b, doc, len);
+        while (b.docs < BATCH_DOCS && b.text_len < BATCH_BYTES && (more = docs_next(&docs, &doc, &len, &ends))) batch_add(&b, doc, len, ends);
         if (b.n == 0) break;
         docs_parallel(threads, b.n, count_one, &job);
         n_docs += b.docs;

@@ -14,7 +14,7 @@ $SIGMA_DATA/tokenizers/*.tiktoken with the published pattern and specials
                        --ids` prints for the whole input as one document: the
                        ids separated by spaces, then a newline (nothing for
                        empty input, which is no document). CASE is a
-                       committed file, `data:PATH` (under $SIGMA_DATA) or
+                       committed file, `data:PATH` (under $SIGMA_DATA; `data4:PATH`: four copies of it) or
                        `sys:PATH` (a file of this Debian system, gunzipped if
                        .gz); tests skip a source whose sha256 differs.
   codepoints.txt       ENCODING FIRST_CODE_POINT NTOKENS FNV1A64 for blocks of
@@ -198,6 +198,8 @@ def main():
     sources = [(name, data) for name, data in synthetic.items()]
     shakespeare = os.path.join(DATA, "corpora", "tinyshakespeare.txt")
     sources.append(("data:corpora/tinyshakespeare.txt", open(shakespeare, "rb").read()))
+    # four copies: over 4 MB, so sigma-tokenize reads the file in parts
+    sources.append(("data4:corpora/tinyshakespeare.txt", open(shakespeare, "rb").read() * 4))
     for f in ["man/man1/ls.1.gz", "man/man1/grep.1.gz", "man/man1/tar.1.gz", "man/man1/bash.1.gz",
               "man/man1/find.1.gz", "man/man1/ssh.1.gz", "doc/gzip/TODO", "doc/gzip/NEWS.gz",
               "doc/zstd/TESTING.md", "doc/zstd/README.md.gz", "doc/procps/bugs.md", "doc/procps/copyright"]:

@@ -11,6 +11,7 @@
 
 #include "base/base.h"
 #include "base/json.h"
+#include "text/tokenizer.h"
 
 void docs_open(Docs *d, DocsMode mode, const char *field, int skip_bad, char *const *paths, size_t n_paths)
 {
@@ -30,30 +31,63 @@ static int open_next(Docs *d)
     return 1;
 }
 
-static size_t read_rest(Docs *d)
+/* Reads up to `want` more bytes of the current file into doc[doc_len..];
+ * returns how many (0 at its end). */
+static size_t read_more(Docs *d, size_t want)
 {
-    size_t n = 0;
-    for (;;) {
-        if (n + 65536 > d->doc_cap) { d->doc_cap = (n + 65536) * 2; d->doc = xrealloc(d->doc, d->doc_cap); }
-        size_t k = xfread_some(d->doc + n, d->doc_cap - n, d->f, d->name);
-        if (k == 0) break;
-        n += k;
+    if (d->doc_len + want > d->doc_cap) {
+        d->doc_cap = 2 * (d->doc_len + want);
+        d->doc = xrealloc(d->doc, d->doc_cap);
     }
-    return n;
+    size_t k = xfread_some(d->doc + d->doc_len, want, d->f, d->name);
+    d->doc_len += k;
+    d->bytes_read += k;
+    return k;
 }
 
-/* A whole file; empty files are no document, so empty input is an empty
- * stream. */
-static int read_whole(Docs *d, const uint8_t **doc, size_t *len)
+/* A whole file is one document, handed out in parts of about DOCS_PART
+ * bytes cut where the cut cannot change the encoding (tokenizer_cut_point),
+ * so memory does not grow with the file. Empty files are no document, so
+ * empty input is an empty stream. */
+static int read_file_part(Docs *d, const uint8_t **doc, size_t *len, int *ends)
 {
-    size_t n = 0;
-    while (n == 0) {
-        if (!open_next(d)) return 0;
-        n = read_rest(d);
+    /* drop the part handed out last time, keep what followed it */
+    if (d->part_len) {
+        memmove(d->doc, d->doc + d->part_len, d->doc_len - d->part_len);
+        d->doc_len -= d->part_len;
+        d->part_len = 0;
     }
-    d->bytes_read += n;
+    if (!d->in_file) {
+        if (d->doc_len) BUG("leftover bytes between files");
+        for (;;) {
+            if (!open_next(d)) return 0;
+            if (read_more(d, DOCS_PART)) break;
+        }
+        d->in_file = 1;
+    }
+    for (;;) {
+        if (d->doc_len < DOCS_PART && read_more(d, DOCS_PART)) continue;
+        if (d->doc_len < DOCS_PART) {   /* the end of the file */
+            d->part_len = d->doc_len;
+            d->in_file = 0;
+            *ends = 1;
+            break;
+        }
+        size_t cut = tokenizer_cut_point((const uint8_t *)d->doc, d->doc_len, d->doc_len / 2);
+        if (cut < d->doc_len) {
+            d->part_len = cut;
+            *ends = 0;
+            break;
+        }
+        if (!read_more(d, d->doc_len)) {   /* no place to cut: take the rest */
+            d->part_len = d->doc_len;
+            d->in_file = 0;
+            *ends = 1;
+            break;
+        }
+    }
     *doc = (const uint8_t *)d->doc;
-    *len = n;
+    *len = d->part_len;
     return 1;
 }
 
@@ -108,6 +142,7 @@ static int read_jsonl(Docs *d, const uint8_t **doc, size_t *len)
         } else {
             size_t k = strlen(f->valuestring);
             if (k + 1 > d->doc_cap) { d->doc_cap = 2 * k + 1; d->doc = xrealloc(d->doc, d->doc_cap); }
+            d->doc_len = d->part_len = 0;
             memcpy(d->doc, f->valuestring, k);
             cJSON_Delete(v);
             *doc = (const uint8_t *)d->doc;
@@ -119,10 +154,11 @@ static int read_jsonl(Docs *d, const uint8_t **doc, size_t *len)
     return 0;
 }
 
-int docs_next(Docs *d, const uint8_t **doc, size_t *len)
+int docs_next(Docs *d, const uint8_t **doc, size_t *len, int *ends)
 {
+    *ends = 1;
     switch (d->mode) {
-    case DOCS_FILE: return read_whole(d, doc, len);
+    case DOCS_FILE: return read_file_part(d, doc, len, ends);
     case DOCS_LINES:
         if (!read_line(d, len)) return 0;
         *doc = (const uint8_t *)d->line;

@@ -23,14 +23,20 @@ typedef struct {
     uint64_t bytes_read;       /* input bytes consumed, for progress */
     char *line;                /* getline buffer */
     size_t line_cap;
-    char *doc;                 /* the current document */
-    size_t doc_cap;
+    char *doc;                 /* the current document or part, then what was read after it */
+    size_t doc_len, doc_cap, part_len;
+    int in_file;               /* DOCS_FILE: a file's document is being handed out */
 } Docs;
 
 /* paths may be empty (stdin). */
 void docs_open(Docs *d, DocsMode mode, const char *field, int skip_bad, char *const *paths, size_t n_paths);
-/* The next document (valid until the next call), or 0 at the end. */
-int docs_next(Docs *d, const uint8_t **doc, size_t *len);
+/* The next document or part of one (valid until the next call), or 0 at
+ * the end. *ends is 0 for a part that its document continues after: a
+ * whole file is handed out in parts of about DOCS_PART bytes, cut only where
+ * the cut does not change its tokens (tokenizer_cut_point), so memory does
+ * not grow with the size of a file. */
+#define DOCS_PART (4u << 20)
+int docs_next(Docs *d, const uint8_t **doc, size_t *len, int *ends);
 void docs_close(Docs *d);
 
 
