@@ -189,7 +189,6 @@ typedef struct {
     void *ctx;
     size_t n;
     atomic_size_t next;
-    int thread;
 } ParJob;
 
 typedef struct { ParJob *job; int thread; } ParArg;
