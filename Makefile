@@ -148,7 +148,7 @@ cuda-check:
 	$(NVCC) $(NVCCFLAGS) tests/cuda/check.cu -o $(O)/tests/cuda-check
 	@if nvidia-smi >/dev/null 2>&1; then $(O)/tests/cuda-check; else echo "cuda-check: compiled (no GPU here to run it)"; fi
 
-demo: all $(HELPERS)
+demo: all
 	@scripts/deps
 	$(MAKE) -f pipelines/demo.mk SIGMA_BIN=$(abspath $(BINDIR))
 
