@@ -19,7 +19,7 @@ static void drop_later_steps(const char *path, uint64_t resume_step)
         cJSON *o = json_parse(line, l, NULL);
         const cJSON *step = o ? cJSON_GetObjectItemCaseSensitive(o, "step") : NULL;
         /* a line cut short by a kill is dropped too */
-        if (cJSON_IsNumber(step) && step->valuedouble <= (double)resume_step && end) {
+        if (cJSON_IsNumber(step) && step->valuedouble < (double)resume_step && end) {
             memcpy(kept + n, line, l + 1);
             n += l + 1;
         } else if (!o && end) {

@@ -13,9 +13,11 @@ typedef struct {
     char *path;
 } Metrics;
 
-/* Opens PATH for appending. When resuming at `resume_step`, lines of later
- * steps (written before a kill, and about to be written again) are dropped
- * first, so the file reads as one uninterrupted run. path NULL: off. */
+/* Opens PATH for appending. "step" in a line is the 0-based index of the
+ * optimizer step it belongs to, and a checkpoint after R steps holds steps
+ * 0 .. R-1; so when resuming at R, lines of steps R and later (written
+ * before a kill, and about to be written again) are dropped first, and the
+ * file reads as one uninterrupted run. path NULL: off. */
 void metrics_open(Metrics *m, const char *path, int resuming, uint64_t resume_step);
 /* Writes obj (which must hold "type" and "step") as one line, then frees it. */
 void metrics_write(Metrics *m, cJSON *obj);

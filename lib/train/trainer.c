@@ -643,7 +643,7 @@ int run_training(const TrainOptions *o)
             double v = evaluate(&t);
             cJSON *j = json_obj();
             json_add_str(j, "type", "val");
-            json_add_u64(j, "step", t.step);
+            json_add_u64(j, "step", t.step - 1);   /* metrics name a step by its index */
             json_add_num(j, "val_loss", v);
             json_add_u64(j, "val_tokens", (uint64_t)o->eval_batches * o->micro_batch * o->seq_len);
             metrics_write(&t.metrics, j);
