@@ -114,7 +114,9 @@ typedef struct {
     Activations *acts;
 } Model;
 
-/* Allocates everything for micro-batches up to B x T; no allocation after. */
+/* Allocates everything for micro-batches up to B x T, and for each layer up
+ * to the top_k that c gives it (cfg.top_k may be lowered later, not raised);
+ * no allocation after. */
 void model_init(Model *m, const Config *c, int B, int T);
 void model_free(Model *m);
 /* Normal(0, std) matrices with output projections (o_proj, down_proj)

@@ -506,7 +506,15 @@ static void setup(Trainer *t)
         usage_error("--topk-schedule: %s", err);
     free(spec);
 
-    model_init(m, &t->cfg, (int)o->micro_batch, (int)o->seq_len);
+    /* the model's buffers hold the largest k each layer will see */
+    Config alloc = t->cfg;
+    for (size_t ph = 0; ph < t->topk.n_phases; ph++)
+        for (int l = 0; l < alloc.n_layers; l++) {
+            int k = t->topk.k[ph * (size_t)alloc.n_layers + l];
+            alloc.top_k[l] = ph == 0 || k > alloc.top_k[l] ? k : alloc.top_k[l];
+        }
+    model_init(m, &alloc, (int)o->micro_batch, (int)o->seq_len);
+    m->cfg = t->cfg;
     t->moments = xcalloc(2 * m->n_params, sizeof(float));
     t->moment_tensors = xcalloc(2 * (size_t)m->n_tensors, sizeof(ParamTensor));
     for (int i = 0; i < m->n_tensors; i++) {

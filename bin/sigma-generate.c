@@ -1,0 +1,159 @@
+/* sigma-generate: continue a prompt with a trained model, greedily or by
+ * sampling, and write the text (or ids) to stdout. */
+#include "base/base.h"
+#include "data/tokstream.h"
+#include "model/model.h"
+#include "text/tokenizer.h"
+#include "train/ckpt.h"
+#include "train/loader.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sigma-generate CKPT -t TOKENIZER [OPTIONS] [--prompt TEXT]\n"
+            "\n"
+            "Continues a prompt (--prompt, else standard input; empty: a new document) with\n"
+            "the model of a checkpoint (a run directory or one step-N directory) and\n"
+            "writes the continuation to standard output.\n"
+            "\n"
+            "  -t, --tokenizer FILE     the tokenizer the model was trained with\n"
+            "  -p, --prompt TEXT        the prompt (else read from standard input)\n"
+            "  -n, --max-tokens N       tokens to generate (default 64)\n"
+            "      --temperature X      0 = greedy (default); else sample softmax(logits / X)\n"
+            "      --top-k K            sample among the K most likely tokens only (default all)\n"
+            "      --seed N             of the sampling (default 1)\n"
+            "      --ids                write token ids, one per line, instead of text\n"
+            "      --keep-going         do not stop at the end-of-text token\n"
+            "  -q, --quiet  -h, --help  --version\n"
+            "\n"
+            "See sigma-generate(1).\n");
+}
+
+/* The index of the next token: argmax, or a sample from softmax(logits/temp)
+ * restricted to the top_k largest. */
+static uint32_t pick(const float *logits, int V, double temp, int top_k, uint64_t *rng, double *probs, int *order)
+{
+    int best = 0;
+    for (int i = 1; i < V; i++) best = logits[i] > logits[best] ? i : best;
+    if (temp <= 0) return (uint32_t)best;
+    int n = V;
+    for (int i = 0; i < V; i++) order[i] = i;
+    if (top_k > 0 && top_k < V) {   /* partial selection of the top_k largest */
+        for (int i = 0; i < top_k; i++) {
+            int m = i;
+            for (int j = i + 1; j < V; j++) m = logits[order[j]] > logits[order[m]] ? j : m;
+            int tmp = order[i]; order[i] = order[m]; order[m] = tmp;
+        }
+        n = top_k;
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += probs[i] = exp((logits[order[i]] - logits[best]) / temp);
+    double u = (double)(splitmix64(rng) >> 11) * 0x1.0p-53 * sum;
+    for (int i = 0; i < n; i++) {
+        if ((u -= probs[i]) < 0) return (uint32_t)order[i];
+    }
+    return (uint32_t)order[n - 1];
+}
+
+int main(int argc, char **argv)
+{
+    sg_init(argv[0]);
+    const char *tok_path = NULL, *prompt = NULL;
+    uint64_t max_tokens = 64, seed = 1;
+    double temperature = 0;
+    int top_k = 0, ids_out = 0, keep_going = 0;
+    enum { O_TEMP = 256, O_TOPK, O_SEED, O_IDS, O_KEEP, O_VERSION };
+    static const struct option longopts[] = {
+        {"tokenizer", required_argument, 0, 't'}, {"prompt", required_argument, 0, 'p'},
+        {"max-tokens", required_argument, 0, 'n'}, {"temperature", required_argument, 0, O_TEMP},
+        {"top-k", required_argument, 0, O_TOPK}, {"seed", required_argument, 0, O_SEED},
+        {"ids", no_argument, 0, O_IDS}, {"keep-going", no_argument, 0, O_KEEP},
+        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, O_VERSION},
+        {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "t:p:n:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 't': tok_path = optarg; break;
+        case 'p': prompt = optarg; break;
+        case 'n': max_tokens = parse_count("--max-tokens", optarg, 0, 1u << 24); break;
+        case O_TEMP: temperature = parse_double("--temperature", optarg, 0, 100); break;
+        case O_TOPK: top_k = (int)parse_u64("--top-k", optarg, 0, 1u << 30); break;
+        case O_SEED: seed = parse_u64("--seed", optarg, 0, UINT64_MAX); break;
+        case O_IDS: ids_out = 1; break;
+        case O_KEEP: keep_going = 1; break;
+        case 'q': sg_quiet = 1; break;
+        case 'h': usage(stdout); return 0;
+        case O_VERSION: printf("sigma-generate %s\n", SIGMA_VERSION); return 0;
+        default: usage_error("unknown option");
+        }
+    }
+    if (optind + 1 != argc) usage_error("expected one checkpoint (a run directory or a step-N directory)");
+    if (!tok_path) usage_error("missing -t TOKENIZER");
+
+    Tokenizer *tok = tokenizer_load(tok_path, NULL);
+    Model m;
+    uint8_t fp[16];
+    ckpt_load_model(&m, argv[optind], 1, 0, fp);
+    if (memcmp(fp, tokenizer_fingerprint(tok), 16) != 0) {
+        char a[33], b[33];
+        fingerprint_hex(a, fp);
+        fingerprint_hex(b, tokenizer_fingerprint(tok));
+        die("%s: the model was trained with tokenizer %s, %s is %s", argv[optind], a, tok_path, b);
+    }
+    int64_t eot = tokenizer_special(tok, TOK_ENDOFTEXT);
+
+    size_t plen = 0;
+    char *text = prompt ? xstrdup(prompt) : (isatty(STDIN_FILENO) ? xstrdup("") : read_file("-", &plen));
+    if (prompt) plen = strlen(prompt);
+    else if (plen && text[plen - 1] == '\n') plen--;   /* the newline that echo adds */
+    TokIds ids = {0};
+    if (eot >= 0) {   /* a new document begins after an end-of-text token, as in training */
+        uint32_t e = (uint32_t)eot;
+        ids.ids = xmalloc(sizeof e);
+        ids.ids[0] = e;
+        ids.len = ids.cap = 1;
+    }
+    tokenizer_encode(tok, &ids, (const uint8_t *)text, plen, 0);
+    free(text);
+
+    const int V = m.cfg.vocab_size, T = m.T;
+    uint32_t *window = xmalloc((size_t)T * sizeof(uint32_t));
+    double *probs = xmalloc((size_t)V * sizeof(double));
+    int *order = xmalloc((size_t)V * sizeof(int));
+    uint64_t rng = seed;
+    BalanceOptions none = {.kind = BALANCE_NONE};
+    TokBytes out = {0};
+    for (uint64_t i = 0; i < max_tokens; i++) {
+        size_t n = ids.len < (size_t)T ? ids.len : (size_t)T;   /* the last T tokens */
+        memcpy(window, ids.ids + ids.len - n, n * sizeof(uint32_t));
+        model_forward(&m, window, NULL, NULL, 1, (int)n, &none);
+        uint32_t next = pick(model_logits(&m) + (n - 1) * (size_t)V, V, temperature, top_k, &rng, probs, order);
+        if (!keep_going && (int64_t)next == eot) break;
+        if (ids.len == ids.cap) ids.ids = xrealloc(ids.ids, (ids.cap = 2 * ids.cap + 16) * sizeof(uint32_t));
+        ids.ids[ids.len++] = next;
+        if (ids_out) {
+            printf("%u\n", next);
+        } else {
+            out.len = 0;
+            tokenizer_decode(tok, &out, &next, 1);
+            xfwrite(out.bytes, out.len, stdout, "<stdout>");
+        }
+        xfflush(stdout, "<stdout>");
+    }
+    if (!ids_out && isatty(STDOUT_FILENO)) putchar('\n');
+    xfflush(stdout, "<stdout>");
+    tokbytes_free(&out);
+    tokids_free(&ids);
+    free(window);
+    free(probs);
+    free(order);
+    model_free(&m);
+    tokenizer_free(tok);
+    return 0;
+}

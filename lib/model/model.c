@@ -1,0 +1,902 @@
+/* The Sigma-MoE model on the CPU, fp32, forward and backward: see model.h.
+ *
+ * Layout of this file, llm.c style: the parameter table; the layer
+ * functions in forward/backward pairs (outputs first, then inputs, then
+ * sizes); the activation buffer; model_forward and model_backward, which
+ * call the layers in order and in reverse. N = B*T tokens throughout. */
+#include "model/model.h"
+#include "base/base.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef SIGMA_BLAS
+#include <cblas.h>
+#endif
+
+/* ============================ parameters ============================== */
+
+/* Pointers into the parameter (or gradient) buffer for one layer. */
+typedef struct {
+    float *ln1;                /* [d] */
+    float *wq, *wk, *wv, *wo;  /* [H*hd, d], [KV*hd, d], [KV*hd, d], [d, H*hd] */
+    float *qnorm, *knorm;      /* [hd], [hd] */
+    float *ln2;                /* [d] */
+    float *router;             /* [E, d] */
+    float *expert;             /* E blocks of {gate [de, d], up [de, d], down [d, de]} */
+} LayerParams;
+
+typedef struct {
+    float *embed;              /* [V, d] */
+    LayerParams layer[MODEL_MAX_LAYERS];
+    float *norm;               /* [d] */
+    float *head;               /* [V, d]; the embedding when tied */
+} Params;
+
+static size_t add_tensor(Model *m, size_t *off, const char *name, int rows, int cols)
+{
+    if (m->tensors) {
+        ParamTensor *t = &m->tensors[m->n_tensors];
+        snprintf(t->name, sizeof t->name, "%s", name);
+        t->offset = *off;
+        t->ndim = cols ? 2 : 1;
+        t->shape[0] = rows;
+        t->shape[1] = cols;
+        t->numel = (size_t)rows * (size_t)(cols ? cols : 1);
+    }
+    m->n_tensors++;
+    size_t at = *off;
+    *off += (size_t)rows * (size_t)(cols ? cols : 1);
+    return at;
+}
+
+/* Builds the tensor table (or only counts, when m->tensors is NULL), in the
+ * order of model.h, and returns the number of floats. */
+static size_t layout(Model *m)
+{
+    const Config *c = &m->cfg;
+    int d = c->d_model, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
+    size_t off = 0;
+    char name[96];
+    m->n_tensors = 0;
+    add_tensor(m, &off, "model.embed_tokens.weight", c->vocab_size, d);
+    for (int l = 0; l < c->n_layers; l++) {
+#define T1(suffix, n) (snprintf(name, sizeof name, "model.layers.%d." suffix, l), add_tensor(m, &off, name, n, 0))
+#define T2(suffix, r, k) (snprintf(name, sizeof name, "model.layers.%d." suffix, l), add_tensor(m, &off, name, r, k))
+        T1("input_layernorm.weight", d);
+        T2("self_attn.q_proj.weight", qd, d);
+        T2("self_attn.k_proj.weight", kvd, d);
+        T2("self_attn.v_proj.weight", kvd, d);
+        T2("self_attn.o_proj.weight", d, qd);
+        T1("self_attn.q_norm.weight", hd);
+        T1("self_attn.k_norm.weight", hd);
+        T1("post_attention_layernorm.weight", d);
+        T2("mlp.gate.weight", c->n_experts, d);
+        for (int e = 0; e < c->n_experts; e++) {
+            snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%d.gate_proj.weight", l, e);
+            add_tensor(m, &off, name, c->d_expert, d);
+            snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%d.up_proj.weight", l, e);
+            add_tensor(m, &off, name, c->d_expert, d);
+            snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%d.down_proj.weight", l, e);
+            add_tensor(m, &off, name, d, c->d_expert);
+        }
+#undef T1
+#undef T2
+    }
+    add_tensor(m, &off, "model.norm.weight", d, 0);
+    if (!c->tie_embeddings) add_tensor(m, &off, "lm_head.weight", c->vocab_size, d);
+    return off;
+}
+
+/* The same order as layout(), as pointers into base. */
+static Params param_pointers(const Config *c, float *base)
+{
+    Params p;
+    int d = c->d_model, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
+    float *at = base;
+    p.embed = at; at += (size_t)c->vocab_size * d;
+    for (int l = 0; l < c->n_layers; l++) {
+        LayerParams *L = &p.layer[l];
+        L->ln1 = at; at += d;
+        L->wq = at; at += (size_t)qd * d;
+        L->wk = at; at += (size_t)kvd * d;
+        L->wv = at; at += (size_t)kvd * d;
+        L->wo = at; at += (size_t)d * qd;
+        L->qnorm = at; at += hd;
+        L->knorm = at; at += hd;
+        L->ln2 = at; at += d;
+        L->router = at; at += (size_t)c->n_experts * d;
+        L->expert = at; at += (size_t)c->n_experts * 3 * c->d_expert * d;
+    }
+    p.norm = at; at += d;
+    p.head = c->tie_embeddings ? p.embed : at;
+    return p;
+}
+
+/* ============================ matmul ================================== */
+
+/* out[N, OC] (= or +=) inp[N, C] . w[OC, C]^T */
+static void matmul_forward(float *out, const float *inp, const float *w, int N, int C, int OC, int accumulate)
+{
+#ifdef SIGMA_BLAS
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, accumulate ? 1.0f : 0.0f, out, OC);
+#else
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        for (int o = 0; o < OC; o++) {
+            const float *x = inp + (size_t)n * C, *wr = w + (size_t)o * C;
+            float s = 0;
+            for (int i = 0; i < C; i++) s += x[i] * wr[i];
+            out[(size_t)n * OC + o] = accumulate ? out[(size_t)n * OC + o] + s : s;
+        }
+    }
+#endif
+}
+
+/* dinp[N, C] += dout[N, OC] . w[OC, C];  dw[OC, C] += dout^T . inp */
+static void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int N, int C, int OC)
+{
+#ifdef SIGMA_BLAS
+    if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
+#else
+    if (dinp) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++) {
+                float g = dout[(size_t)n * OC + o];
+                const float *wr = w + (size_t)o * C;
+                float *dx = dinp + (size_t)n * C;
+                for (int i = 0; i < C; i++) dx[i] += g * wr[i];
+            }
+    }
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < OC; o++)
+        for (int n = 0; n < N; n++) {
+            float g = dout[(size_t)n * OC + o];
+            const float *x = inp + (size_t)n * C;
+            float *dwr = dw + (size_t)o * C;
+            for (int i = 0; i < C; i++) dwr[i] += g * x[i];
+        }
+#endif
+}
+
+/* ============================ layers ================================== */
+
+/* out[N, C] = x * rstd * w over rows; rstd[N] = 1/sqrt(mean(x^2) + eps) */
+static void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C, float eps)
+{
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * C;
+        float ss = 0;
+        for (int i = 0; i < C; i++) ss += xr[i] * xr[i];
+        float r = 1.0f / sqrtf(ss / C + eps);
+        rstd[n] = r;
+        for (int i = 0; i < C; i++) out[(size_t)n * C + i] = xr[i] * r * w[i];
+    }
+}
+
+/* dx[N, C] += ...; dw[C] += ... from dout[N, C] */
+static void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd, int N, int C)
+{
+    for (int n = 0; n < N; n++) {   /* serial over rows: dw is shared */
+        const float *xr = x + (size_t)n * C, *g = dout + (size_t)n * C;
+        float r = rstd[n], dot = 0;
+        for (int i = 0; i < C; i++) dot += g[i] * w[i] * xr[i];
+        float k = dot * r * r * r / C;
+        for (int i = 0; i < C; i++) {
+            dx[(size_t)n * C + i] += g[i] * w[i] * r - xr[i] * k;
+            dw[i] += g[i] * xr[i] * r;
+        }
+    }
+}
+
+/* Per-head QK-norm then rotate-half RoPE: out[N, nh, hd] from x[N, nh, hd]
+ * (the projection's output), with normed[N, nh, hd] (before the rotation)
+ * and rstd[N, nh] kept for backward; cos/sin tables [T, hd/2]. */
+static void qknorm_rope_forward(float *out, float *normed, float *rstd, const float *x, const float *w, const float *cosv,
+                                const float *sinv, int N, int T, int nh, int hd, float eps)
+{
+    int half = hd / 2;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *cs = cosv + (size_t)(n % T) * half, *sn = sinv + (size_t)(n % T) * half;
+        for (int h = 0; h < nh; h++) {
+            size_t base = ((size_t)n * nh + h) * hd;
+            const float *v = x + base;
+            float *nv = normed + base, *o = out + base;
+            float ss = 0;
+            for (int i = 0; i < hd; i++) ss += v[i] * v[i];
+            float r = 1.0f / sqrtf(ss / hd + eps);
+            rstd[(size_t)n * nh + h] = r;
+            for (int i = 0; i < hd; i++) nv[i] = v[i] * r * w[i];
+            for (int i = 0; i < half; i++) {
+                o[i] = nv[i] * cs[i] - nv[i + half] * sn[i];
+                o[i + half] = nv[i + half] * cs[i] + nv[i] * sn[i];
+            }
+        }
+    }
+}
+
+/* dx[N, nh, hd] (written) and dw[hd] (+=) from dout[N, nh, hd]. */
+static void qknorm_rope_backward(float *dx, float *dw, const float *dout, const float *x, const float *rstd, const float *w,
+                                 const float *cosv, const float *sinv, int N, int T, int nh, int hd)
+{
+    enum { MAX_HD = 1024 };
+    int half = hd / 2;
+    float dn[MAX_HD];
+    SG_ASSERT(hd <= MAX_HD);
+    for (int n = 0; n < N; n++) {   /* serial: dw is shared */
+        const float *cs = cosv + (size_t)(n % T) * half, *sn = sinv + (size_t)(n % T) * half;
+        for (int h = 0; h < nh; h++) {
+            size_t base = ((size_t)n * nh + h) * hd;
+            const float *g = dout + base, *v = x + base;
+            for (int i = 0; i < half; i++) {   /* the rotation's transpose */
+                dn[i] = g[i] * cs[i] + g[i + half] * sn[i];
+                dn[i + half] = g[i + half] * cs[i] - g[i] * sn[i];
+            }
+            float r = rstd[(size_t)n * nh + h], dot = 0;
+            for (int i = 0; i < hd; i++) dot += dn[i] * w[i] * v[i];
+            float k = dot * r * r * r / hd;
+            for (int i = 0; i < hd; i++) {
+                dx[base + i] = dn[i] * w[i] * r - v[i] * k;
+                dw[i] += dn[i] * v[i] * r;
+            }
+        }
+    }
+}
+
+/* Causal grouped-query attention. out[N, H*hd] from q[N, H*hd], k, v
+ * [N, KV*hd]; att[B, H, T, T] keeps the probabilities for backward. */
+static void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int B, int T, int H, int KV, int hd)
+{
+    int group = H / KV, qd = H * hd, kvd = KV * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < H; h++) {
+            int kh = h / group;
+            for (int t = 0; t < T; t++) {
+                const float *qt = q + ((size_t)b * T + t) * qd + h * hd;
+                float *a = att + (((size_t)b * H + h) * T + t) * T;
+                float mx = -INFINITY;
+                for (int s = 0; s <= t; s++) {
+                    const float *ks = k + ((size_t)b * T + s) * kvd + kh * hd;
+                    float dot = 0;
+                    for (int i = 0; i < hd; i++) dot += qt[i] * ks[i];
+                    a[s] = dot * scale;
+                    mx = a[s] > mx ? a[s] : mx;
+                }
+                float sum = 0;
+                for (int s = 0; s <= t; s++) sum += a[s] = expf(a[s] - mx);
+                for (int s = 0; s <= t; s++) a[s] /= sum;
+                for (int s = t + 1; s < T; s++) a[s] = 0;
+                float *o = out + ((size_t)b * T + t) * qd + h * hd;
+                for (int i = 0; i < hd; i++) o[i] = 0;
+                for (int s = 0; s <= t; s++) {
+                    const float *vs = v + ((size_t)b * T + s) * kvd + kh * hd;
+                    for (int i = 0; i < hd; i++) o[i] += a[s] * vs[i];
+                }
+            }
+        }
+    }
+}
+
+/* dq[N, H*hd] (written), dk, dv[N, KV*hd] (+=, zeroed by the caller) from
+ * dout[N, H*hd]. Parallel over batch rows only: heads of a group share dk, dv. */
+static void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q, const float *k,
+                               const float *v, int B, int T, int H, int KV, int hd)
+{
+    int group = H / KV, qd = H * hd, kvd = KV * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < H; h++) {
+            int kh = h / group;
+            for (int t = 0; t < T; t++) {
+                const float *a = att + (((size_t)b * H + h) * T + t) * T;
+                const float *go = dout + ((size_t)b * T + t) * qd + h * hd;
+                const float *qt = q + ((size_t)b * T + t) * qd + h * hd;
+                float *dqt = dq + ((size_t)b * T + t) * qd + h * hd;
+                /* dP[s] = go . v_s;  dS[s] = P[s] (dP[s] - sum_j P[j] dP[j]) */
+                float sum = 0;
+                for (int s = 0; s <= t; s++) {
+                    const float *vs = v + ((size_t)b * T + s) * kvd + kh * hd;
+                    float dp = 0;
+                    for (int i = 0; i < hd; i++) dp += go[i] * vs[i];
+                    sum += a[s] * dp;
+                }
+                for (int i = 0; i < hd; i++) dqt[i] = 0;
+                for (int s = 0; s <= t; s++) {
+                    const float *vs = v + ((size_t)b * T + s) * kvd + kh * hd;
+                    const float *ks = k + ((size_t)b * T + s) * kvd + kh * hd;
+                    float *dks = dk + ((size_t)b * T + s) * kvd + kh * hd;
+                    float *dvs = dv + ((size_t)b * T + s) * kvd + kh * hd;
+                    float dp = 0;
+                    for (int i = 0; i < hd; i++) dp += go[i] * vs[i];
+                    float ds = a[s] * (dp - sum) * scale;
+                    for (int i = 0; i < hd; i++) {
+                        dqt[i] += ds * ks[i];
+                        dks[i] += ds * qt[i];
+                        dvs[i] += a[s] * go[i];
+                    }
+                }
+            }
+        }
+    }
+}
+
+#define MAX_EXPERTS 4096
+
+static float silu(float x) { return x / (1.0f + expf(-x)); }
+
+/* ============================ activations ============================= */
+
+struct Activations {
+    int kcap[MODEL_MAX_LAYERS];    /* top-k the buffers hold, per layer */
+    int kused[MODEL_MAX_LAYERS];   /* top-k of the last forward */
+    float *cosv, *sinv;            /* [T, hd/2] RoPE tables */
+    /* per layer, N = B*T tokens, A = N*k assignments (token, slot) */
+    float *x[MODEL_MAX_LAYERS + 1];/* [N, d] residual stream entering layer l; x[L] leaves the last */
+    float *ln1[MODEL_MAX_LAYERS], *r1[MODEL_MAX_LAYERS];   /* [N, d], [N] */
+    float *q[MODEL_MAX_LAYERS], *k[MODEL_MAX_LAYERS], *v[MODEL_MAX_LAYERS];   /* [N, H*hd], [N, KV*hd] x2 */
+    float *qn[MODEL_MAX_LAYERS], *kn[MODEL_MAX_LAYERS];    /* normed, before the rotation */
+    float *qr[MODEL_MAX_LAYERS], *kr[MODEL_MAX_LAYERS];    /* rotated */
+    float *qrs[MODEL_MAX_LAYERS], *krs[MODEL_MAX_LAYERS];  /* [N, H], [N, KV] */
+    float *att[MODEL_MAX_LAYERS];                          /* [B, H, T, T] */
+    float *ao[MODEL_MAX_LAYERS];                           /* [N, H*hd] */
+    float *h[MODEL_MAX_LAYERS];                            /* [N, d] after the attention residual */
+    float *ln2[MODEL_MAX_LAYERS], *r2[MODEL_MAX_LAYERS];   /* [N, d], [N] */
+    float *z[MODEL_MAX_LAYERS], *p[MODEL_MAX_LAYERS];      /* [N, E] router logits, probabilities */
+    float *lse[MODEL_MAX_LAYERS];                          /* [N] log-sum-exp of z */
+    int *sel[MODEL_MAX_LAYERS];                            /* [A] expert of each assignment n*k+s */
+    int *order[MODEL_MAX_LAYERS];                          /* [A] assignments sorted by expert (stable) */
+    int *row[MODEL_MAX_LAYERS];                            /* [A] inverse: the sorted row of an assignment */
+    int *offs[MODEL_MAX_LAYERS];                           /* [E+1] first row of each expert */
+    float *xe[MODEL_MAX_LAYERS], *ye[MODEL_MAX_LAYERS];    /* [A, d] expert inputs, outputs (sorted rows) */
+    float *g[MODEL_MAX_LAYERS], *u[MODEL_MAX_LAYERS];      /* [A, de] gate and up projections */
+    float *act[MODEL_MAX_LAYERS];                          /* [A, de] silu(g) * u */
+    int *cursor;                                           /* [E] counting-sort cursors */
+    float *lnf, *rf;                                       /* [N, d], [N] */
+    float *logits;                                         /* [N, V] */
+    float *lsef;                                           /* [N] */
+    /* gradients of activations, reused layer by layer */
+    float *dx, *dh, *du, *dln;                             /* [N, d] */
+    float *dq, *dqr, *dao;                                 /* [N, H*hd] */
+    float *dk, *dkr, *dv;                                  /* [N, KV*hd] */
+    float *dp, *dz;                                        /* [N, E] */
+    float *dye, *dxe;                                      /* [Amax, d] */
+    float *dact, *dg, *du_e;                               /* [Amax, de] */
+    float *dlogits;                                        /* [N, V] */
+    /* the last forward */
+    const uint32_t *inputs, *targets;
+    const float *mask;
+    int B, T;
+    BalanceOptions bo;
+    float fhat_cache;
+    int have_forward;
+};
+
+static size_t activation_floats(const Config *c, const int *kcap, int B, int T, int carve_it, Activations *a, float *base)
+{
+    size_t N = (size_t)B * T, d = (size_t)c->d_model, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    size_t E = (size_t)c->n_experts, de = (size_t)c->d_expert, V = (size_t)c->vocab_size, half = (size_t)c->head_dim / 2;
+    size_t off = 0, amax = 0;   /* ints take a float's room: both are 4 bytes */
+#define CARVE(field, n) do { if (carve_it) field = base + off; off += (n); } while (0)
+#define CARVEI(field, n) do { if (carve_it) field = (int *)(void *)(base + off); off += (n); } while (0)
+    CARVE(a->cosv, (size_t)T * half);
+    CARVE(a->sinv, (size_t)T * half);
+    for (int l = 0; l < c->n_layers; l++) {
+        size_t A = N * (size_t)kcap[l];
+        amax = A > amax ? A : amax;
+        CARVE(a->x[l], N * d);
+        CARVE(a->ln1[l], N * d); CARVE(a->r1[l], N);
+        CARVE(a->q[l], N * qd); CARVE(a->k[l], N * kvd); CARVE(a->v[l], N * kvd);
+        CARVE(a->qn[l], N * qd); CARVE(a->kn[l], N * kvd);
+        CARVE(a->qr[l], N * qd); CARVE(a->kr[l], N * kvd);
+        CARVE(a->qrs[l], N * (size_t)c->n_heads); CARVE(a->krs[l], N * (size_t)c->n_kv_heads);
+        CARVE(a->att[l], (size_t)B * c->n_heads * T * T);
+        CARVE(a->ao[l], N * qd);
+        CARVE(a->h[l], N * d);
+        CARVE(a->ln2[l], N * d); CARVE(a->r2[l], N);
+        CARVE(a->z[l], N * E); CARVE(a->p[l], N * E); CARVE(a->lse[l], N);
+        CARVEI(a->sel[l], A); CARVEI(a->order[l], A); CARVEI(a->row[l], A); CARVEI(a->offs[l], E + 1);
+        CARVE(a->xe[l], A * d); CARVE(a->ye[l], A * d);
+        CARVE(a->g[l], A * de); CARVE(a->u[l], A * de); CARVE(a->act[l], A * de);
+    }
+    CARVE(a->x[c->n_layers], N * d);
+    CARVEI(a->cursor, E);
+    CARVE(a->lnf, N * d); CARVE(a->rf, N);
+    CARVE(a->logits, N * V); CARVE(a->lsef, N);
+    CARVE(a->dx, N * d); CARVE(a->dh, N * d); CARVE(a->du, N * d); CARVE(a->dln, N * d);
+    CARVE(a->dq, N * qd); CARVE(a->dqr, N * qd); CARVE(a->dao, N * qd);
+    CARVE(a->dk, N * kvd); CARVE(a->dkr, N * kvd); CARVE(a->dv, N * kvd);
+    CARVE(a->dp, N * E); CARVE(a->dz, N * E);
+    CARVE(a->dye, amax * d); CARVE(a->dxe, amax * d);
+    CARVE(a->dact, amax * de); CARVE(a->dg, amax * de); CARVE(a->du_e, amax * de);
+    CARVE(a->dlogits, N * V);
+#undef CARVE
+#undef CARVEI
+    return off;
+}
+
+/* ============================ model =================================== */
+
+void model_init(Model *m, const Config *c, int B, int T)
+{
+    memset(m, 0, sizeof *m);
+    config_validate(c, "model");
+    m->cfg = *c;
+    m->B = B;
+    m->T = T;
+    m->n_params = layout(m);   /* count */
+    m->tensors = xcalloc((size_t)m->n_tensors, sizeof(ParamTensor));
+    layout(m);
+    m->params = xcalloc(m->n_params, sizeof(float));
+    m->grads = xcalloc(m->n_params, sizeof(float));
+    size_t le = (size_t)c->n_layers * c->n_experts;
+    m->expert_bias = xcalloc(le, sizeof(float));
+    m->counts = xcalloc(le, sizeof(float));
+    Activations *a = xcalloc(1, sizeof *a);
+    for (int l = 0; l < c->n_layers; l++) a->kcap[l] = c->top_k[l];
+    size_t n = activation_floats(c, a->kcap, B, T, 0, a, NULL);
+    float *buf = xcalloc(n, sizeof(float));
+    activation_floats(c, a->kcap, B, T, 1, a, buf);
+    int half = c->head_dim / 2;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            double ang = t * pow((double)c->rope_theta, -2.0 * i / c->head_dim);
+            a->cosv[(size_t)t * half + i] = (float)cos(ang);
+            a->sinv[(size_t)t * half + i] = (float)sin(ang);
+        }
+    m->acts = a;
+}
+
+void model_free(Model *m)
+{
+    if (m->acts) free(m->acts->cosv);   /* the start of the one activation buffer */
+    free(m->acts);
+    free(m->params);
+    free(m->grads);
+    free(m->tensors);
+    free(m->expert_bias);
+    free(m->counts);
+    memset(m, 0, sizeof *m);
+}
+
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static double normal(uint64_t *s)
+{
+    double u1 = ((double)(splitmix(s) >> 11) + 0.5) * 0x1.0p-53, u2 = (double)(splitmix(s) >> 11) * 0x1.0p-53;
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+void model_init_params(Model *m, uint64_t seed, float std)
+{
+    uint64_t s = seed ^ 0x5167d5a3c1e2b4f7ull;
+    float out_std = std / sqrtf(2.0f * m->cfg.n_layers);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamTensor *t = &m->tensors[i];
+        float *w = m->params + t->offset;
+        if (t->ndim == 1) {   /* norm scales */
+            for (size_t j = 0; j < t->numel; j++) w[j] = 1.0f;
+            continue;
+        }
+        float sd = strstr(t->name, "o_proj") || strstr(t->name, "down_proj") ? out_std : std;
+        for (size_t j = 0; j < t->numel; j++) w[j] = (float)(sd * normal(&s));
+    }
+    memset(m->expert_bias, 0, (size_t)m->cfg.n_layers * m->cfg.n_experts * sizeof(float));
+}
+
+const ParamTensor *model_tensor(const Model *m, const char *name)
+{
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, name)) return &m->tensors[i];
+    return NULL;
+}
+
+void model_zero_grads(Model *m) { memset(m->grads, 0, m->n_params * sizeof(float)); }
+const float *model_logits(const Model *m) { return m->acts->logits; }
+
+/* ============================ MoE ===================================== */
+
+/* Router: z[N, E] = u . Wr^T, p = softmax(z), lse[N]; then for each token
+ * the k experts of largest p (+ bias when on; ties: lower index), a stable
+ * counting sort of the N*k assignments by expert, and counts[E]. */
+static void route_forward(Activations *a, int l, float *counts, const float *u, const float *wr, const float *bias,
+                          int N, int d, int E, int k)
+{
+    float *z = a->z[l], *p = a->p[l];
+    int *sel = a->sel[l], *order = a->order[l], *row = a->row[l], *offs = a->offs[l];
+    matmul_forward(z, u, wr, N, d, E, 0);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *zn = z + (size_t)n * E, *pn = p + (size_t)n * E;
+        float mx = zn[0];
+        for (int e = 1; e < E; e++) mx = zn[e] > mx ? zn[e] : mx;
+        double sum = 0;
+        for (int e = 0; e < E; e++) sum += pn[e] = expf(zn[e] - mx);
+        for (int e = 0; e < E; e++) pn[e] = (float)(pn[e] / sum);
+        a->lse[l][n] = mx + (float)log(sum);
+        for (int s = 0; s < k; s++) {   /* k passes of argmax: k is small */
+            int best = -1;
+            float bv = 0;
+            for (int e = 0; e < E; e++) {
+                int taken = 0;
+                for (int j = 0; j < s; j++) taken |= sel[(size_t)n * k + j] == e;
+                float v = pn[e] + (bias ? bias[e] : 0.0f);
+                if (!taken && (best < 0 || v > bv)) { best = e; bv = v; }
+            }
+            sel[(size_t)n * k + s] = best;
+        }
+    }
+    int A = N * k;
+    memset(counts, 0, (size_t)E * sizeof(float));
+    for (int i = 0; i < A; i++) counts[sel[i]] += 1.0f;
+    offs[0] = 0;
+    for (int e = 0; e < E; e++) offs[e + 1] = offs[e] + (int)counts[e];
+    int *next = a->cursor;
+    for (int e = 0; e < E; e++) next[e] = offs[e];
+    for (int i = 0; i < A; i++) order[next[sel[i]]++] = i;   /* stable: assignments in order */
+    for (int r = 0; r < A; r++) row[order[r]] = r;
+}
+
+/* Experts over their groups of rows: for each expert e, rows offs[e] ..
+ * offs[e+1] of xe (the inputs of its assignments, gathered) give
+ * ye = down(silu(gate . x) * up . x). */
+static void experts_forward(Activations *a, int l, const float *u, const float *w, int k, int d, int de, int E)
+{
+    const int *order = a->order[l], *offs = a->offs[l];
+    float *xe = a->xe[l], *ye = a->ye[l], *g = a->g[l], *up = a->u[l], *act = a->act[l];
+    int A = offs[E];
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < A; r++) memcpy(xe + (size_t)r * d, u + (size_t)(order[r] / k) * d, (size_t)d * sizeof(float));
+    for (int e = 0; e < E; e++) {
+        int n = offs[e + 1] - offs[e];
+        if (n == 0) continue;
+        size_t r0 = (size_t)offs[e];
+        const float *wg = w + (size_t)e * 3 * de * d, *wu = wg + (size_t)de * d, *wd = wu + (size_t)de * d;
+        matmul_forward(g + r0 * de, xe + r0 * d, wg, n, d, de, 0);
+        matmul_forward(up + r0 * de, xe + r0 * d, wu, n, d, de, 0);
+        for (size_t i = r0 * de; i < (r0 + (size_t)n) * de; i++) act[i] = silu(g[i]) * up[i];
+        matmul_forward(ye + r0 * d, act + r0 * de, wd, n, de, d, 0);
+    }
+}
+
+/* out[N, d] = h + sum over a token's k choices of p * ye */
+static void combine_forward(float *out, const float *h, const Activations *a, int l, int N, int d, int E, int k)
+{
+    const float *p = a->p[l], *ye = a->ye[l];
+    const int *sel = a->sel[l], *row = a->row[l];
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *o = out + (size_t)n * d;
+        memcpy(o, h + (size_t)n * d, (size_t)d * sizeof(float));
+        for (int s = 0; s < k; s++) {
+            int as = n * k + s;
+            float pe = p[(size_t)n * E + sel[as]];
+            const float *y = ye + (size_t)row[as] * d;
+            for (int i = 0; i < d; i++) o[i] += pe * y[i];
+        }
+    }
+}
+
+/* The balance terms of one layer (loss values), see model.h. */
+static void balance_forward(Losses *out, const Activations *a, int l, const float *counts, const BalanceOptions *bo, int N, int E, int k)
+{
+    const float *p = a->p[l];
+    if (bo->kind == BALANCE_LBL) {
+        double sum = 0;
+        for (int e = 0; e < E; e++) {
+            double f = bo->global_counts ? bo->global_counts[(size_t)l * E + e] / ((double)bo->global_tokens[l] * k)
+                                         : counts[e] / ((double)N * k);
+            double P = 0;
+            for (int n = 0; n < N; n++) P += p[(size_t)n * E + e];
+            sum += f * P / N;
+        }
+        out->balance += (float)(bo->coef * E * sum);
+    } else if (bo->kind == BALANCE_TOP1_LBL) {
+        double fh[MAX_EXPERTS] = {0}, S = 0, pbar = 0;
+        for (int n = 0; n < N; n++) {   /* fhat = mean of softmax(z / tau) */
+            const float *zn = a->z[l] + (size_t)n * E;
+            double mx = zn[0], s = 0;
+            for (int j = 1; j < E; j++) mx = zn[j] > mx ? zn[j] : mx;
+            for (int j = 0; j < E; j++) s += exp((zn[j] - mx) / bo->tau);
+            for (int j = 0; j < E; j++) fh[j] += exp((zn[j] - mx) / bo->tau) / s / N;
+            pbar += p[(size_t)n * E + a->sel[l][(size_t)n * k]] / (double)N;
+        }
+        for (int e = 0; e < E; e++) S += fh[e] * fh[e];
+        out->balance += (float)(bo->coef * E * S / pbar);
+    }
+    if (bo->z_coef > 0) {
+        double zs = 0;
+        for (int n = 0; n < N; n++) zs += (double)a->lse[l][n] * a->lse[l][n];
+        out->z += (float)(bo->z_coef * zs / N);
+    }
+}
+
+/* ============================ loss ==================================== */
+
+/* logits[N, V] are given; lse[N]; returns the masked mean cross-entropy. */
+static float crossentropy_forward(float *lse, const float *logits, const uint32_t *targets, const float *mask, int N, int V)
+{
+    double loss = 0, msum = 0;
+    for (int n = 0; n < N; n++) {
+        const float *lg = logits + (size_t)n * V;
+        float mx = lg[0];
+        for (int v = 1; v < V; v++) mx = lg[v] > mx ? lg[v] : mx;
+        double s = 0;
+        for (int v = 0; v < V; v++) s += exp(lg[v] - mx);
+        lse[n] = mx + (float)log(s);
+        double w = mask ? mask[n] : 1.0;
+        loss += w * (lse[n] - lg[targets[n]]);
+        msum += w;
+    }
+    return msum > 0 ? (float)(loss / msum) : 0.0f;
+}
+
+/* ============================ forward ================================= */
+
+Losses model_forward(Model *m, const uint32_t *inputs, const uint32_t *targets, const float *mask, int B, int T,
+                     const BalanceOptions *bo)
+{
+    const Config *c = &m->cfg;
+    Activations *a = m->acts;
+    const int N = B * T, d = c->d_model, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim;
+    const int qd = H * hd, kvd = KV * hd, E = c->n_experts, de = c->d_expert, V = c->vocab_size;
+    if (N > m->B * m->T || T > m->T) BUG("forward of %d x %d tokens, the buffers hold %d x %d", B, T, m->B, m->T);
+    Params P = param_pointers(c, m->params);
+    static const BalanceOptions none = {.kind = BALANCE_NONE};
+    if (!bo) bo = &none;
+    a->inputs = inputs;
+    a->targets = targets;
+    a->mask = mask;
+    a->B = B;
+    a->T = T;
+    a->bo = *bo;
+    Losses out = {0};
+
+    for (int n = 0; n < N; n++) {
+        if (inputs[n] >= (uint32_t)V) die("token %u at position %d is outside the model's vocabulary of %d", inputs[n], n, V);
+        memcpy(a->x[0] + (size_t)n * d, P.embed + (size_t)inputs[n] * d, (size_t)d * sizeof(float));
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        const LayerParams *L = &P.layer[l];
+        int k = c->top_k[l];
+        if (k > a->kcap[l]) BUG("layer %d at top-%d, the buffers hold top-%d", l, k, a->kcap[l]);
+        a->kused[l] = k;
+        /* attention block */
+        rmsnorm_forward(a->ln1[l], a->r1[l], a->x[l], L->ln1, N, d, c->norm_eps);
+        matmul_forward(a->q[l], a->ln1[l], L->wq, N, d, qd, 0);
+        matmul_forward(a->k[l], a->ln1[l], L->wk, N, d, kvd, 0);
+        matmul_forward(a->v[l], a->ln1[l], L->wv, N, d, kvd, 0);
+        qknorm_rope_forward(a->qr[l], a->qn[l], a->qrs[l], a->q[l], L->qnorm, a->cosv, a->sinv, N, T, H, hd, c->norm_eps);
+        qknorm_rope_forward(a->kr[l], a->kn[l], a->krs[l], a->k[l], L->knorm, a->cosv, a->sinv, N, T, KV, hd, c->norm_eps);
+        attention_forward(a->ao[l], a->att[l], a->qr[l], a->kr[l], a->v[l], B, T, H, KV, hd);
+        memcpy(a->h[l], a->x[l], (size_t)N * d * sizeof(float));
+        matmul_forward(a->h[l], a->ao[l], L->wo, N, qd, d, 1);
+        /* MoE block */
+        rmsnorm_forward(a->ln2[l], a->r2[l], a->h[l], L->ln2, N, d, c->norm_eps);
+        float *counts = m->counts + (size_t)l * E;
+        route_forward(a, l, counts, a->ln2[l], L->router, bo->use_bias ? m->expert_bias + (size_t)l * E : NULL, N, d, E, k);
+        experts_forward(a, l, a->ln2[l], L->expert, k, d, de, E);
+        combine_forward(a->x[l + 1], a->h[l], a, l, N, d, E, k);
+        balance_forward(&out, a, l, counts, bo, N, E, k);
+    }
+    rmsnorm_forward(a->lnf, a->rf, a->x[c->n_layers], P.norm, N, d, c->norm_eps);
+    matmul_forward(a->logits, a->lnf, P.head, N, d, V, 0);
+    a->have_forward = 1;
+    if (targets) {
+        for (int n = 0; n < N; n++)
+            if (targets[n] >= (uint32_t)V) die("target %u at position %d is outside the model's vocabulary of %d", targets[n], n, V);
+        out.ce = crossentropy_forward(a->lsef, a->logits, targets, mask, N, V);
+    }
+    out.loss = out.ce + out.balance + out.z;
+    return out;
+}
+
+/* ============================ backward ================================ */
+
+/* dp[N, E], dz[N, E] (+=) of one layer's balance terms, times scale. */
+static void balance_backward(Activations *a, int l, const float *counts, const BalanceOptions *bo, float scale, int N, int E, int k)
+{
+    const float *p = a->p[l], *z = a->z[l];
+    float *dp = a->dp, *dz = a->dz;
+    if (bo->kind == BALANCE_LBL) {
+        for (int e = 0; e < E; e++) {
+            double f = bo->global_counts ? bo->global_counts[(size_t)l * E + e] / ((double)bo->global_tokens[l] * k)
+                                         : counts[e] / ((double)N * k);
+            float g = (float)(scale * bo->coef * E * f / N);
+            for (int n = 0; n < N; n++) dp[(size_t)n * E + e] += g;
+        }
+    } else if (bo->kind == BALANCE_TOP1_LBL) {
+        double fh[MAX_EXPERTS] = {0}, S = 0, pbar = 0, gf[MAX_EXPERTS];
+        for (int n = 0; n < N; n++) {
+            const float *zn = z + (size_t)n * E;
+            double mx = zn[0], s = 0;
+            for (int j = 1; j < E; j++) mx = zn[j] > mx ? zn[j] : mx;
+            for (int j = 0; j < E; j++) s += exp((zn[j] - mx) / bo->tau);
+            for (int j = 0; j < E; j++) fh[j] += exp((zn[j] - mx) / bo->tau) / s / N;
+            pbar += p[(size_t)n * E + a->sel[l][(size_t)n * k]] / (double)N;
+        }
+        for (int e = 0; e < E; e++) S += fh[e] * fh[e];
+        double c = scale * bo->coef * E;
+        for (int e = 0; e < E; e++) gf[e] = c * 2 * fh[e] / pbar;   /* dL/dfhat */
+        double gp = -c * S / (pbar * pbar);                          /* dL/dpbar */
+        for (int n = 0; n < N; n++) {
+            const float *zn = z + (size_t)n * E;
+            double mx = zn[0], s = 0, dot = 0;
+            for (int j = 1; j < E; j++) mx = zn[j] > mx ? zn[j] : mx;
+            for (int j = 0; j < E; j++) s += exp((zn[j] - mx) / bo->tau);
+            for (int j = 0; j < E; j++) dot += exp((zn[j] - mx) / bo->tau) / s * gf[j];
+            for (int j = 0; j < E; j++) {
+                double q = exp((zn[j] - mx) / bo->tau) / s;
+                dz[(size_t)n * E + j] += (float)(q * (gf[j] - dot) / (bo->tau * N));
+            }
+            dp[(size_t)n * E + a->sel[l][(size_t)n * k]] += (float)(gp / N);
+        }
+    }
+    if (bo->z_coef > 0)
+        for (int n = 0; n < N; n++)
+            for (int e = 0; e < E; e++)
+                dz[(size_t)n * E + e] += (float)(scale * bo->z_coef * 2.0 * a->lse[l][n] * p[(size_t)n * E + e] / N);
+}
+
+/* The MoE block backward: from dout[N, d] (the gradient of the layer's
+ * output) into du[N, d] (of the normed input, written) and the expert and
+ * router gradients. */
+static void moe_backward(Model *m, int l, const LayerParams *L, const LayerParams *G, const float *dout, float scale)
+{
+    const Config *c = &m->cfg;
+    Activations *a = m->acts;
+    const int N = a->B * a->T, d = c->d_model, E = c->n_experts, de = c->d_expert, k = a->kused[l];
+    const int *sel = a->sel[l], *row = a->row[l], *offs = a->offs[l], *order = a->order[l];
+    const float *p = a->p[l];
+    float *dp = a->dp, *dz = a->dz, *du = a->du;
+    memset(dp, 0, (size_t)N * E * sizeof(float));
+    memset(dz, 0, (size_t)N * E * sizeof(float));
+    memset(du, 0, (size_t)N * d * sizeof(float));
+    /* combine: out += p * ye */
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *g = dout + (size_t)n * d;
+        for (int s = 0; s < k; s++) {
+            int as = n * k + s, r = row[as], e = sel[as];
+            const float *y = a->ye[l] + (size_t)r * d;
+            float *dy = a->dye + (size_t)r * d, pe = p[(size_t)n * E + e], dot = 0;
+            for (int i = 0; i < d; i++) { dot += g[i] * y[i]; dy[i] = pe * g[i]; }
+            dp[(size_t)n * E + e] += dot;
+        }
+    }
+    /* experts: an expert that received no token gets no gradient (its rows are empty) */
+    for (int e = 0; e < E; e++) {
+        int n = offs[e + 1] - offs[e];
+        if (n == 0) continue;
+        size_t r0 = (size_t)offs[e];
+        const float *wg = L->expert + (size_t)e * 3 * de * d, *wu = wg + (size_t)de * d, *wd = wu + (size_t)de * d;
+        float *dwg = G->expert + (size_t)e * 3 * de * d, *dwu = dwg + (size_t)de * d, *dwd = dwu + (size_t)de * d;
+        float *dact = a->dact + r0 * de, *dg = a->dg + r0 * de, *dup = a->du_e + r0 * de, *dxe = a->dxe + r0 * d;
+        const float *g = a->g[l] + r0 * de, *up = a->u[l] + r0 * de, *xe = a->xe[l] + r0 * d;
+        memset(dact, 0, (size_t)n * de * sizeof(float));
+        matmul_backward(dact, dwd, a->dye + r0 * d, a->act[l] + r0 * de, wd, n, de, d);
+        for (size_t i = 0; i < (size_t)n * de; i++) {
+            float sg = 1.0f / (1.0f + expf(-g[i]));
+            dup[i] = dact[i] * g[i] * sg;
+            dg[i] = dact[i] * up[i] * sg * (1.0f + g[i] * (1.0f - sg));
+        }
+        memset(dxe, 0, (size_t)n * d * sizeof(float));
+        matmul_backward(dxe, dwg, dg, xe, wg, n, d, de);
+        matmul_backward(dxe, dwu, dup, xe, wu, n, d, de);
+    }
+    for (int r = 0; r < offs[E]; r++) {   /* scatter back in a fixed order: deterministic */
+        float *dst = du + (size_t)(order[r] / k) * d;
+        const float *src = a->dxe + (size_t)r * d;
+        for (int i = 0; i < d; i++) dst[i] += src[i];
+    }
+    balance_backward(a, l, m->counts + (size_t)l * E, &a->bo, scale, N, E, k);
+    /* softmax: dz += p * (dp - sum p dp) */
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *pn = p + (size_t)n * E;
+        float *dpn = dp + (size_t)n * E, *dzn = dz + (size_t)n * E, dot = 0;
+        for (int e = 0; e < E; e++) dot += pn[e] * dpn[e];
+        for (int e = 0; e < E; e++) dzn[e] += pn[e] * (dpn[e] - dot);
+    }
+    matmul_backward(du, G->router, dz, a->ln2[l], L->router, N, d, E);
+}
+
+void model_backward(Model *m, float scale)
+{
+    const Config *c = &m->cfg;
+    Activations *a = m->acts;
+    if (!a->have_forward || !a->targets) BUG("model_backward without a forward with targets");
+    const int B = a->B, T = a->T, N = B * T, d = c->d_model, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim;
+    const int qd = H * hd, kvd = KV * hd, V = c->vocab_size;
+    Params P = param_pointers(c, m->params), G = param_pointers(c, m->grads);
+
+    /* cross-entropy: dlogits = (softmax - onehot) * mask / sum(mask) * scale */
+    double msum = 0;
+    for (int n = 0; n < N; n++) msum += a->mask ? a->mask[n] : 1.0;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float w = msum > 0 ? (float)((a->mask ? a->mask[n] : 1.0) / msum * scale) : 0.0f;
+        const float *lg = a->logits + (size_t)n * V;
+        float *dl = a->dlogits + (size_t)n * V;
+        for (int v = 0; v < V; v++) dl[v] = w * expf(lg[v] - a->lsef[n]);
+        dl[a->targets[n]] -= w;
+    }
+    memset(a->dln, 0, (size_t)N * d * sizeof(float));
+    matmul_backward(a->dln, G.head, a->dlogits, a->lnf, P.head, N, d, V);
+    memset(a->dx, 0, (size_t)N * d * sizeof(float));
+    rmsnorm_backward(a->dx, G.norm, a->dln, a->x[c->n_layers], P.norm, a->rf, N, d);
+
+    for (int l = c->n_layers - 1; l >= 0; l--) {
+        const LayerParams *L = &P.layer[l], *GL = &G.layer[l];
+        /* x[l+1] = h + moe(rms(h)) */
+        memcpy(a->dh, a->dx, (size_t)N * d * sizeof(float));
+        moe_backward(m, l, L, GL, a->dx, scale);
+        rmsnorm_backward(a->dh, GL->ln2, a->du, a->h[l], L->ln2, a->r2[l], N, d);
+        /* h = x + Wo . attention */
+        memcpy(a->dx, a->dh, (size_t)N * d * sizeof(float));
+        memset(a->dao, 0, (size_t)N * qd * sizeof(float));
+        matmul_backward(a->dao, GL->wo, a->dh, a->ao[l], L->wo, N, qd, d);
+        memset(a->dkr, 0, (size_t)N * kvd * sizeof(float));
+        memset(a->dv, 0, (size_t)N * kvd * sizeof(float));
+        attention_backward(a->dqr, a->dkr, a->dv, a->dao, a->att[l], a->qr[l], a->kr[l], a->v[l], B, T, H, KV, hd);
+        qknorm_rope_backward(a->dq, GL->qnorm, a->dqr, a->q[l], a->qrs[l], L->qnorm, a->cosv, a->sinv, N, T, H, hd);
+        qknorm_rope_backward(a->dk, GL->knorm, a->dkr, a->k[l], a->krs[l], L->knorm, a->cosv, a->sinv, N, T, KV, hd);
+        memset(a->dln, 0, (size_t)N * d * sizeof(float));
+        matmul_backward(a->dln, GL->wq, a->dq, a->ln1[l], L->wq, N, d, qd);
+        matmul_backward(a->dln, GL->wk, a->dk, a->ln1[l], L->wk, N, d, kvd);
+        matmul_backward(a->dln, GL->wv, a->dv, a->ln1[l], L->wv, N, d, kvd);
+        rmsnorm_backward(a->dx, GL->ln1, a->dln, a->x[l], L->ln1, a->r1[l], N, d);
+    }
+    for (int n = 0; n < N; n++) {   /* serial: a token may repeat */
+        float *g = G.embed + (size_t)a->inputs[n] * d;
+        const float *src = a->dx + (size_t)n * d;
+        for (int i = 0; i < d; i++) g[i] += src[i];
+    }
+}
+
+/* ============================ statistics ============================== */
+
+void model_route_stats(const Model *m, int layer, float *max_dev, float *min_dev, float *entropy)
+{
+    const Activations *a = m->acts;
+    const int E = m->cfg.n_experts, N = a->B * a->T, k = a->kused[layer];
+    const float *c = m->counts + (size_t)layer * E;
+    float hi = c[0], lo = c[0];
+    for (int e = 1; e < E; e++) { hi = c[e] > hi ? c[e] : hi; lo = c[e] < lo ? c[e] : lo; }
+    float mean = (float)N * k / E;
+    *max_dev = mean > 0 ? (hi - mean) / mean : 0;
+    *min_dev = mean > 0 ? (lo - mean) / mean : 0;
+    double h = 0;
+    for (int n = 0; n < N; n++)
+        for (int e = 0; e < E; e++) {
+            double pv = a->p[layer][(size_t)n * E + e];
+            if (pv > 0) h -= pv * log(pv);
+        }
+    *entropy = N ? (float)(h / N) : 0;
+}
+
+void model_update_bias(Model *m, float rate)
+{
+    const int E = m->cfg.n_experts;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const float *c = m->counts + (size_t)l * E;
+        float mean = 0;
+        for (int e = 0; e < E; e++) mean += c[e] / E;
+        for (int e = 0; e < E; e++) {
+            float s = c[e] < mean ? 1.0f : c[e] > mean ? -1.0f : 0.0f;
+            m->expert_bias[(size_t)l * E + e] += rate * s;
+        }
+    }
+}

@@ -1,0 +1,102 @@
+#!/bin/sh
+# sigma-pretrain: parameter counts, a falling loss on real text, exact resume
+# after SIGKILL and SIGTERM, the top-k switch, balance losses, lbl-global
+# over accumulation, guards, refusal of mismatched or corrupt checkpoints.
+. "$(dirname "$0")/lib.sh"
+
+# ---- dry runs: the presets' sizes --------------------------------------------------------
+sigma-pretrain --preset sigma-moe-tiny --dry-run >"$T/tiny" 2>&1
+total=$(sed -n 's/^parameters: \([0-9]*\) total, \([0-9]*\) active.*/\1/p' "$T/tiny")
+active=$(sed -n 's/^parameters: \([0-9]*\) total, \([0-9]*\) active.*/\2/p' "$T/tiny")
+ok "sigma-moe-tiny: about 20B total ($total)" test "${total:-0}" -gt 18000000000 -a "${total:-0}" -lt 22000000000
+ok "sigma-moe-tiny: about 0.5B active ($active)" test "${active:-0}" -gt 400000000 -a "${active:-0}" -lt 650000000
+ok "the dry run prints the memory a run needs" grep -q "^memory: .* GiB" "$T/tiny"
+for p in nano micro test; do ok "dry run of $p" sigma-pretrain --preset $p --dry-run; done
+fails_with "an unknown preset" 2 "unknown preset" sigma-pretrain --preset huge --dry-run
+
+# ---- data: real text as bytes ---------------------------------------------------------------
+if [ -f "$SIGMA_DATA/corpora/tinyshakespeare.txt" ]; then text="$SIGMA_DATA/corpora/tinyshakespeare.txt"
+else text=/usr/share/common-licenses/GPL-3; fi
+tokgen bytes "$text" >"$T/text.tok"
+sigma-shard -q -o "$T/shards" --shard-tokens 100k --val-fraction 0.02 "$T/text.tok"
+train() {   # run-dir metrics [options]; `train_bg` the same in the background, $! its pid
+    out=$1 met=$2; shift 2
+    sigma-pretrain -q --preset test --data "$T/shards" --out "$out" --metrics "$met" --seq-len 32 --micro-batch 4 \
+        --batch-tokens 256 --steps 30 --save-every 5 --eval-every 10 --eval-batches 2 --lr 1e-2 --warmup 3 "$@"
+}
+train_bg() {
+    out=$1 met=$2; shift 2
+    sigma-pretrain -q --preset test --data "$T/shards" --out "$out" --metrics "$met" --seq-len 32 --micro-batch 4 \
+        --batch-tokens 256 --steps 30 --save-every 5 --eval-every 10 --eval-batches 2 --lr 1e-2 --warmup 3 "$@" &
+}
+losses() { jq -c 'select(.type == "train") | [.step, .loss, .grad_norm]' "$1"; }
+
+ok "a short run" train "$T/a" "$T/a.jsonl"
+first=$(losses "$T/a.jsonl" | head -n 5 | jq -s 'map(.[1]) | add / length')
+last=$(losses "$T/a.jsonl" | tail -n 5 | jq -s 'map(.[1]) | add / length')
+ok "the loss falls on real text ($first -> $last)" jq -en "$last < $first - 0.5"
+ok "validation loss is reported" sh -c "jq -e 'select(.type == \"val\") | .val_loss' '$T/a.jsonl' | grep -q ."
+ok "checkpoints and latest" test -f "$T/a/step-00000030/model.safetensors" -a "$(cat "$T/a/latest")" = step-00000030
+ok "only the last three are kept" test ! -e "$T/a/step-00000015" -a -d "$T/a/step-00000020"
+fails_with "a finished run is not overwritten" 1 "already holds a run" train "$T/a" "$T/x.jsonl"
+
+# ---- exact resume after SIGKILL at several moments, and after SIGTERM -------------------------
+for delay in 0.0 0.3 0.7; do
+    rm -rf "$T/k" "$T/k.jsonl"
+    train_bg "$T/k" "$T/k.jsonl"; pid=$!
+    while [ ! -f "$T/k/latest" ] && kill -0 $pid 2>/dev/null; do sleep 0.05; done
+    sleep $delay; kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+    train "$T/k" "$T/k.jsonl" --resume 2>"$T/err"
+    is "SIGKILL $delay s after the first checkpoint, then --resume: the same losses bit for bit" \
+        "$(losses "$T/k.jsonl" | md5sum)" "$(losses "$T/a.jsonl" | md5sum)"
+done
+rm -rf "$T/s" "$T/s.jsonl"
+train_bg "$T/s" "$T/s.jsonl"; pid=$!
+while [ ! -f "$T/s/latest" ] && kill -0 $pid 2>/dev/null; do sleep 0.05; done
+kill -TERM $pid; wait $pid; rc=$?
+is "SIGTERM finishes the step, saves and exits 0" "$rc" 0
+stopped=$(cat "$T/s/latest")
+train "$T/s" "$T/s.jsonl" --resume
+is "and the resumed run ($stopped) matches" "$(losses "$T/s.jsonl" | md5sum)" "$(losses "$T/a.jsonl" | md5sum)"
+
+# ---- progressive sparsification ------------------------------------------------------------
+train "$T/p" "$T/p.jsonl" --steps 14 --topk-schedule "0:2,1...; 10:1..."
+is "the top-k switch is logged at its step" "$(jq -c 'select(.what == "topk_switch") | .step' "$T/p.jsonl")" 10
+is "k per layer before and after" "$(jq -c 'select(.type == "train" and (.step == 9 or .step == 10)) | .topk' "$T/p.jsonl" | tr '\n' ' ')" "[2,1] [1,1] "
+ok "the schedule is in each checkpoint's config.json" jq -e '.training.topk_schedule == "0:2,1...; 10:1..."' "$T/p/step-00000014/config.json"
+
+# ---- balance --------------------------------------------------------------------------------------
+dev() { jq -s '[.[] | select(.type == "train" and .step >= 20) | .load_max[0]] | add / length' "$1"; }
+train "$T/b0" "$T/b0.jsonl" --balance none
+train "$T/b1" "$T/b1.jsonl" --balance top1-lbl --balance-coef 0.1
+ok "top1-lbl holds layer 0's busiest expert closer to its share than none ($(dev "$T/b1.jsonl") < $(dev "$T/b0.jsonl"))" \
+    jq -en "$(dev "$T/b1.jsonl") < $(dev "$T/b0.jsonl")"
+one() {   # metrics of one step: 4 x 8 sequences as one batch or accumulated
+    sigma-pretrain -q --preset test --data "$T/shards" --out "$T/g$1$2" --metrics "$T/g$1$2.jsonl" --seq-len 32 --steps 1 \
+        --eval-every 0 --batch-tokens 1024 --micro-batch $1 --balance $2 --balance-coef 0.5
+    jq -r 'select(.type == "train") | "\(.balance) \(.grad_norm)"' "$T/g$1$2.jsonl"
+}
+big=$(one 32 lbl-global); acc=$(one 8 lbl-global); loc=$(one 8 lbl)
+close() { echo "$1 $2" | awk '{ d = $1 - $3; if (d < 0) d = -d; g = $2 - $4; if (g < 0) g = -g; exit !(d <= 1e-5 * ($1 > 0 ? $1 : -$1) + 1e-7 && g <= 1e-4 * $2) }'; }
+ok "lbl-global over 4 micro-batches equals one batch of 32 ($acc ~ $big)" close "$acc" "$big"
+fails "while per-micro-batch lbl differs ($loc)" close "$loc" "$big"
+
+# ---- guards and refusals ------------------------------------------------------------------------
+fails_with "a diverging run stops after --max-skips, naming its last checkpoint" 1 "max-skips" \
+    train "$T/n" "$T/n.jsonl" --lr 1e30 --warmup 0 --max-skips 3 --clip 0
+ok "skipped steps are in the metrics" sh -c "jq -e 'select(.type == \"train\" and .skipped)' '$T/n.jsonl' | grep -q ."
+tokgen bytes --vocab 300 "$text" >"$T/other.tok"
+sigma-shard -q -o "$T/other" --val-fraction 0.02 "$T/other.tok"
+fails_with "resuming on data of another tokenizer is refused with both" 1 "vocabulary 257\) differs from the shard set's .*vocabulary 300" \
+    sigma-pretrain -q --data "$T/other" --out "$T/a" --resume --seq-len 32 --micro-batch 4 --batch-tokens 256 --steps 40
+fails_with "resuming with another sequence length is refused" 1 "seq_len 32, this command asks for 64" \
+    sigma-pretrain -q --data "$T/shards" --out "$T/a" --resume --seq-len 64 --micro-batch 4 --batch-tokens 256 --steps 40
+cp -r "$T/a" "$T/c"
+printf 'X' | dd of="$T/c/step-00000030/model.safetensors" bs=1 seek=2000 conv=notrunc status=none
+fails_with "a corrupt checkpoint is refused" 1 "model.safetensors: checksum mismatch" \
+    train "$T/c" "$T/c.jsonl" --resume --steps 40
+fails_with "no checkpoint to resume" 1 "no checkpoint" train "$T/none" "$T/none.jsonl" --resume
+fails_with "a sequence longer than the model allows" 2 "max_seq_len" train "$T/y" "$T/y.jsonl" --seq-len 100000
+fails_with "--device cuda without a CUDA core" 1 "no CUDA core" train "$T/y" "$T/y.jsonl" --device cuda
+ok "--help" sigma-pretrain --help
+done_testing
