@@ -6,20 +6,30 @@
 #
 #   fortunes --jq--> corpus.jsonl --sigma-tokenize train--> tok.txt
 #            --sigma-tokenize encode--> corpus.tok --sigma-shard--> shards/
+#            --sigma-pretrain (micro preset, CPU)--> run/ --sigma-generate--> text
 
 SIGMA_BIN ?= $(CURDIR)/bin
 OUT       ?= pipelines/out
 VOCAB     ?= 4096
+STEPS     ?= 80
 export PATH := $(SIGMA_BIN):$(PATH)
 
 FORTUNES := $(filter-out %.dat %.u8,$(wildcard /usr/share/games/fortunes/*))
 
 .PHONY: demo
-demo: $(OUT)/shards/manifest.json
-	sigma shard verify $(OUT)/shards
-	sigma shard info $(OUT)/shards | jq -c '{documents, tokens, train: .splits.train.tokens, val: .splits.val.tokens, compression_ratio}'
-	sigma shard cat $(OUT)/shards | cmp - $(OUT)/corpus.tok && echo "demo: shard round trip exact"
-	sigma shard cat --split val $(OUT)/shards | sigma tokenize decode -t $(OUT)/tok.txt | head -c 300; echo
+demo: $(OUT)/run/latest
+	@echo "demo: the loss every 10 steps (step, loss, validation loss where measured):"
+	@jq -r 'select(.step % 10 == 9) | if .type == "val" then "      validation \(.val_loss)" elif .type == "train" then "  \(.step + 1)\t\(.loss)" else empty end' $(OUT)/metrics.jsonl
+	@echo "demo: layer 0's busiest and idlest expert at the end (relative to an even share):"
+	@jq -c 'select(.type == "train") | [.load_max[0], .load_min[0]]' $(OUT)/metrics.jsonl | tail -n 1
+	@echo "demo: a greedy sample from the model:"
+	sigma generate $(OUT)/run -t $(OUT)/tok.txt -p "The meaning of life is" -n 40; echo
+
+$(OUT)/run/latest: $(OUT)/shards/manifest.json
+	rm -rf $(OUT)/run
+	sigma pretrain --preset micro --data $(OUT)/shards --out $(OUT)/run --steps $(STEPS) --seq-len 128 \
+	    --micro-batch 16 --batch-tokens 4096 --lr 3e-3 --warmup 8 --balance top1-lbl --balance-coef 0.01 \
+	    --eval-every 20 --eval-batches 4 --save-every 40 --metrics $(OUT)/metrics.jsonl
 
 # One JSON Lines record per fortune (they are separated by lines of "%").
 $(OUT)/corpus.jsonl: $(FORTUNES)
@@ -37,3 +47,6 @@ $(OUT)/corpus.tok: $(OUT)/tok.txt $(OUT)/corpus.jsonl
 
 $(OUT)/shards/manifest.json: $(OUT)/corpus.tok
 	sigma shard -q --force -o $(OUT)/shards --shard-tokens 256k --val-fraction 0.02 $<
+	sigma shard verify $(OUT)/shards
+	sigma shard cat $(OUT)/shards | cmp - $(OUT)/corpus.tok && echo "demo: shard round trip exact"
+	sigma shard info $(OUT)/shards | jq -c '{documents, tokens, train: .splits.train.tokens, val: .splits.val.tokens}'

@@ -284,14 +284,16 @@ static void attention_forward(float *out, float *att, const float *q, const floa
 }
 
 /* dq[N, H*hd] (written), dk, dv[N, KV*hd] (+=, zeroed by the caller) from
- * dout[N, H*hd]. Parallel over batch rows only: heads of a group share dk, dv. */
-static void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q, const float *k,
-                               const float *v, int B, int T, int H, int KV, int hd)
+ * dout[N, H*hd]; dprow[B, T] is scratch. Parallel over batch rows only:
+ * the heads of a group share dk and dv. */
+static void attention_backward(float *dq, float *dk, float *dv, float *dprow, const float *dout, const float *att, const float *q,
+                               const float *k, const float *v, int B, int T, int H, int KV, int hd)
 {
     int group = H / KV, qd = H * hd, kvd = KV * hd;
     float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
+        float *dp = dprow + (size_t)b * T;
         for (int h = 0; h < H; h++) {
             int kh = h / group;
             for (int t = 0; t < T; t++) {
@@ -303,23 +305,21 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dou
                 float sum = 0;
                 for (int s = 0; s <= t; s++) {
                     const float *vs = v + ((size_t)b * T + s) * kvd + kh * hd;
-                    float dp = 0;
-                    for (int i = 0; i < hd; i++) dp += go[i] * vs[i];
-                    sum += a[s] * dp;
+                    float x = 0;
+                    for (int i = 0; i < hd; i++) x += go[i] * vs[i];
+                    dp[s] = x;
+                    sum += a[s] * x;
                 }
                 for (int i = 0; i < hd; i++) dqt[i] = 0;
                 for (int s = 0; s <= t; s++) {
-                    const float *vs = v + ((size_t)b * T + s) * kvd + kh * hd;
                     const float *ks = k + ((size_t)b * T + s) * kvd + kh * hd;
                     float *dks = dk + ((size_t)b * T + s) * kvd + kh * hd;
                     float *dvs = dv + ((size_t)b * T + s) * kvd + kh * hd;
-                    float dp = 0;
-                    for (int i = 0; i < hd; i++) dp += go[i] * vs[i];
-                    float ds = a[s] * (dp - sum) * scale;
+                    float ds = a[s] * (dp[s] - sum) * scale, as = a[s];
                     for (int i = 0; i < hd; i++) {
                         dqt[i] += ds * ks[i];
                         dks[i] += ds * qt[i];
-                        dvs[i] += a[s] * go[i];
+                        dvs[i] += as * go[i];
                     }
                 }
             }
@@ -366,6 +366,7 @@ struct Activations {
     float *dq, *dqr, *dao;                                 /* [N, H*hd] */
     float *dk, *dkr, *dv;                                  /* [N, KV*hd] */
     float *dp, *dz;                                        /* [N, E] */
+    float *dprow;                                          /* [N] attention scratch */
     float *dye, *dxe;                                      /* [Amax, d] */
     float *dact, *dg, *du_e;                               /* [Amax, de] */
     float *dlogits;                                        /* [N, V] */
@@ -412,7 +413,7 @@ static size_t activation_floats(const Config *c, const int *kcap, int B, int T, 
     CARVE(a->dx, N * d); CARVE(a->dh, N * d); CARVE(a->du, N * d); CARVE(a->dln, N * d);
     CARVE(a->dq, N * qd); CARVE(a->dqr, N * qd); CARVE(a->dao, N * qd);
     CARVE(a->dk, N * kvd); CARVE(a->dkr, N * kvd); CARVE(a->dv, N * kvd);
-    CARVE(a->dp, N * E); CARVE(a->dz, N * E);
+    CARVE(a->dp, N * E); CARVE(a->dz, N * E); CARVE(a->dprow, N);
     CARVE(a->dye, amax * d); CARVE(a->dxe, amax * d);
     CARVE(a->dact, amax * de); CARVE(a->dg, amax * de); CARVE(a->du_e, amax * de);
     CARVE(a->dlogits, N * V);
@@ -850,7 +851,7 @@ void model_backward(Model *m, float scale)
         matmul_backward(a->dao, GL->wo, a->dh, a->ao[l], L->wo, N, qd, d);
         memset(a->dkr, 0, (size_t)N * kvd * sizeof(float));
         memset(a->dv, 0, (size_t)N * kvd * sizeof(float));
-        attention_backward(a->dqr, a->dkr, a->dv, a->dao, a->att[l], a->qr[l], a->kr[l], a->v[l], B, T, H, KV, hd);
+        attention_backward(a->dqr, a->dkr, a->dv, a->dprow, a->dao, a->att[l], a->qr[l], a->kr[l], a->v[l], B, T, H, KV, hd);
         qknorm_rope_backward(a->dq, GL->qnorm, a->dqr, a->q[l], a->qrs[l], L->qnorm, a->cosv, a->sinv, N, T, H, hd);
         qknorm_rope_backward(a->dk, GL->knorm, a->dkr, a->k[l], a->krs[l], L->knorm, a->cosv, a->sinv, N, T, KV, hd);
         memset(a->dln, 0, (size_t)N * d * sizeof(float));
