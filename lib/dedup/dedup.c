@@ -35,7 +35,7 @@ static const char *word_text(Scratch *s, size_t *wn, const char *text, size_t le
 {
     if (norm == DD_NORM_DATATROVE) {
         dd_normalize_datatrove(&s->norm, text, len);
-        return dd_word_text(&s->words, wn, s->norm.p, s->norm.len, DD_NORM_NONE);
+        return dd_word_text(&s->words, wn, s->norm.p, s->norm.len, DD_NORM_DATATROVE);
     }
     return dd_word_text(&s->words, wn, text, len, DD_NORM_NONE);
 }

@@ -2,6 +2,7 @@
 #include "dedup/normalize.h"
 #include "base/base.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -192,14 +193,122 @@ static size_t collapse(char *dst, const char *src, size_t len, int only_space)
     return o;
 }
 
+/* datatrove splits English into words with spaCy, whose exceptions cut
+ * these contractions even without their apostrophe (which normalization
+ * has removed): "cannot" is "can not" and "dont" is "do nt" there. */
+static const char *const spacy_splits[] = {
+    "ai nt", "are nt", "can not", "ca nt", "ca nt ve", "could nt", "could nt ve", "could ve", "dare nt",
+    "did nt", "did nt ve", "does nt", "does nt ve", "do nt", "do nt ve", "gon na", "got ta", "had nt",
+    "had nt ve", "has nt", "have nt", "he d", "he d ve", "he ll ve", "he s", "how d", "how d ve", "how ll",
+    "how ll ve", "how re", "how s", "how ve", "i d", "i d ve", "i ll ve", "i m", "i m a", "is nt", "it d",
+    "it d ve", "it ll", "it ll ve", "i ve", "may nt", "may nt ve", "might nt", "might nt ve", "might ve",
+    "must nt", "must nt ve", "must ve", "need nt", "need nt ve", "not ve", "ought nt", "ought nt ve",
+    "sha nt", "sha nt ve", "she d ve", "she ll ve", "she s", "should nt", "should nt ve", "should ve",
+    "that d", "that d ve", "that ll", "that ll ve", "that s", "there d", "there d ve", "there ll",
+    "there ll ve", "there re", "there s", "there ve", "these d", "these d ve", "these ll", "these ll ve",
+    "these re", "these ve", "they d", "they d ve", "they ll", "they ll ve", "they re", "they ve", "this d",
+    "this d ve", "this ll", "this ll ve", "this s", "those d", "those d ve", "those ll", "those ll ve",
+    "those re", "those ve", "was nt", "we d", "we d ve", "we ll ve", "were nt", "we ve", "what d",
+    "what d ve", "what ll", "what ll ve", "what re", "what s", "what ve", "when d", "when d ve", "when ll",
+    "when ll ve", "when re", "when s", "when ve", "where d", "where d ve", "where ll", "where ll ve",
+    "where re", "where s", "where ve", "who d", "who d ve", "who ll", "who ll ve", "who s", "who ve",
+    "why d", "why d ve", "why ll", "why ll ve", "why re", "why s", "why ve", "wo nt", "wo nt ve",
+    "would nt", "would nt ve", "would ve", "y all", "you d", "you d ve", "you ll", "you ll ve", "you re",
+    "you ve",
+};
+#define N_SPLITS (sizeof spacy_splits / sizeof spacy_splits[0])
+
+/* Open-addressing table from the joined word to its split form. */
+enum { SPLIT_SLOTS = 512, SPLIT_MAXLEN = 16 };
+static struct {
+    char word[SPLIT_MAXLEN];
+    size_t len;
+    const char *split;
+} split_table[SPLIT_SLOTS];
+static pthread_once_t split_once = PTHREAD_ONCE_INIT;
+
+static size_t split_slot(const char *w, size_t n)
+{
+    return (size_t)XXH3_64bits(w, n) & (SPLIT_SLOTS - 1);
+}
+
+static void split_table_build(void)
+{
+    for (size_t i = 0; i < N_SPLITS; i++) {
+        char joined[SPLIT_MAXLEN];
+        size_t n = 0;
+        for (const char *c = spacy_splits[i]; *c; c++)
+            if (*c != ' ') joined[n++] = *c;
+        size_t k = split_slot(joined, n);
+        while (split_table[k].split) k = (k + 1) & (SPLIT_SLOTS - 1);
+        memcpy(split_table[k].word, joined, n);
+        split_table[k].len = n;
+        split_table[k].split = spacy_splits[i];
+    }
+}
+
+static const char *split_lookup(const char *w, size_t n)
+{
+    if (n < 2 || n > 10) return NULL;
+    for (size_t k = split_slot(w, n); split_table[k].split; k = (k + 1) & (SPLIT_SLOTS - 1))
+        if (split_table[k].len == n && memcmp(split_table[k].word, w, n) == 0) return split_table[k].split;
+    return NULL;
+}
+
+/* The normalized text with spaCy's splits applied: into out when a word
+ * splits, else NULL (the text is already its own word text). */
+static const char *apply_splits(DdBuf *out, size_t *on, const char *t, size_t n)
+{
+    pthread_once(&split_once, split_table_build);
+    size_t o = 0, pos = 0;
+    int changed = 0;
+    while (pos < n) {
+        const char *sp = memchr(t + pos, ' ', n - pos);
+        size_t end = sp ? (size_t)(sp - t) : n;
+        const char *split = split_lookup(t + pos, end - pos);
+        if (split && !changed) {   /* first split: copy what came before */
+            changed = 1;
+            ddbuf_reserve(out, n + n / 2 + 16);
+            memcpy(out->p, t, pos);
+            o = pos;
+        }
+        if (changed) {
+            const char *src = split ? split : t + pos;
+            size_t len = split ? strlen(split) : end - pos;
+            ddbuf_reserve(out, o + len + 2);
+            memcpy(out->p + o, src, len);
+            o += len;
+            if (end < n) out->p[o++] = ' ';
+        }
+        pos = end + 1;
+    }
+    if (!changed) return NULL;
+    out->len = o;
+    *on = o;
+    return out->p;
+}
+
 const char *dd_word_text(DdBuf *out, size_t *n, const char *text, size_t len, DdNorm norm)
 {
     if (norm == DD_NORM_DATATROVE) {
-        dd_normalize_datatrove(out, text, len);
         /* Only a lone accent between spaces leaves a double space. */
-        if (out->len > 1 && memmem(out->p, out->len, "  ", 2)) out->len = collapse(out->p, out->p, out->len, 1);
-        *n = out->len;
-        return out->p;
+        if (len > 1 && memmem(text, len, "  ", 2)) {
+            ddbuf_reserve(out, len + 1);
+            out->len = collapse(out->p, text, len, 1);
+            DdBuf tmp = {0};
+            const char *s = apply_splits(&tmp, n, out->p, out->len);
+            if (s) {
+                ddbuf_free(out);
+                *out = tmp;
+                return out->p;
+            }
+            *n = out->len;
+            return out->p;
+        }
+        const char *s = apply_splits(out, n, text, len);
+        if (s) return s;
+        *n = len;
+        return text;
     }
     int clean = len == 0 || (!ascii_ws((uint8_t)text[0]) && !ascii_ws((uint8_t)text[len - 1]));
     for (size_t i = 0; clean && i < len; i++) {

@@ -31,11 +31,14 @@ void ddbuf_free(DdBuf *b);
 /* datatrove's simplify_text into out (replaced); returns out->len. */
 size_t dd_normalize_datatrove(DdBuf *out, const char *text, size_t len);
 
-/* The text the words of a document are taken from: with DD_NORM_DATATROVE
- * the normalized text, with DD_NORM_NONE the raw text with each run of ASCII
- * white space made one space; in both, words separated by exactly one space
- * and no space at either end. Returns a pointer to it (into out, or into
- * text itself when it already has that form) and its length in *n. */
+/* The text the words of a document are taken from, words separated by
+ * exactly one space, none at either end. With DD_NORM_DATATROVE, `text` is
+ * the normalized text (dd_normalize_datatrove) and the words are those of
+ * datatrove's English tokenizer (spaCy) on it: the spaces, and the
+ * contractions that spaCy splits ("cannot" -> "can not"). With
+ * DD_NORM_NONE, `text` is raw and each run of ASCII white space is one
+ * space. Returns a pointer to it (into out, or `text` itself when it is
+ * already in that form) and its length in *n. */
 const char *dd_word_text(DdBuf *out, size_t *n, const char *text, size_t len, DdNorm norm);
 
 /* Hashes of the n-word shingles of word text w (as from dd_word_text) into
