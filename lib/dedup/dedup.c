@@ -96,11 +96,18 @@ typedef struct {
     uint64_t idx;
 } BandKey;
 
-static int cmp_band(const void *a, const void *b)
+/* Stable LSD radix sort by key, 8 passes of a byte: entries arrive in
+ * index order, so equal keys stay in index order. tmp[n]. */
+static void sort_band(BandKey *a, BandKey *tmp, size_t n)
 {
-    const BandKey *x = a, *y = b;
-    if (x->key != y->key) return x->key < y->key ? -1 : 1;
-    return (x->idx > y->idx) - (x->idx < y->idx);
+    for (int shift = 0; shift < 64; shift += 8) {
+        size_t count[257] = {0};
+        for (size_t i = 0; i < n; i++) count[((a[i].key >> shift) & 0xff) + 1]++;
+        if (count[((a[0].key >> shift) & 0xff) + 1] == n) continue;   /* one bucket: nothing moves */
+        for (int b = 0; b < 256; b++) count[b + 1] += count[b];
+        for (size_t i = 0; i < n; i++) tmp[count[(a[i].key >> shift) & 0xff]++] = a[i];
+        memcpy(a, tmp, n * sizeof *a);
+    }
 }
 
 typedef struct {
@@ -158,11 +165,12 @@ static void band_pairs(PairList *out, const uint64_t *keys, const uint8_t *alive
 {
     size_t m = 0;
     for (size_t i = 0; i < n; i++) m += alive[i];
-    BandKey *bk = xmalloc((m ? m : 1) * sizeof *bk);
+    BandKey *bk = xmalloc((m ? m : 1) * sizeof *bk), *tmp = xmalloc((m ? m : 1) * sizeof *tmp);
     m = 0;
     for (size_t i = 0; i < n; i++)
         if (alive[i]) bk[m++] = (BandKey){keys[i * (size_t)bands + (size_t)band], i};
-    qsort(bk, m, sizeof *bk, cmp_band);
+    if (m > 1) sort_band(bk, tmp, m);
+    free(tmp);
     for (size_t s = 0, e; s < m; s = e) {
         for (e = s + 1; e < m && bk[e].key == bk[s].key; e++) {
             if (!verify) pair_push(out, bk[e - 1].idx, bk[e].idx);
@@ -243,7 +251,7 @@ static void near_stage(DdResult *r, const uint64_t *keys, uint8_t *alive, const 
         free(lists[b].p);
     }
     free(lists);
-    qsort(all.p, all.n, sizeof *all.p, cmp_pair);
+    if (all.n > 1) qsort(all.p, all.n, sizeof *all.p, cmp_pair);
     size_t u = 0;
     for (size_t k = 0; k < all.n; k++)
         if (u == 0 || all.p[k].a != all.p[u - 1].a || all.p[k].b != all.p[u - 1].b) all.p[u++] = all.p[k];

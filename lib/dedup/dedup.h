@@ -11,10 +11,9 @@
  *      document of each cluster is kept and the others point to it.
  *
  * Memory: per document its record (24 bytes), band keys (8 per band), the
- * exact hash (16), the cluster link (8) and two status bytes, about 160
- * bytes with 14 bands, plus 16 bytes a document while bands are sorted
- * (times the number of bands sorted at once, one per thread). The text
- * itself is mapped from the input, not held. */
+ * exact hash with its index (24), the cluster link (8) and flags, about 170
+ * bytes with 14 bands, plus 32 bytes a document for each band being sorted
+ * (one per thread). The text itself is mapped from the input, not held. */
 #ifndef SIGMA_DEDUP_DEDUP_H
 #define SIGMA_DEDUP_DEDUP_H
 

@@ -72,6 +72,11 @@ static inline uint64_t mod61(uint64_t x)
     return r >= DD_MERSENNE61 ? r - DD_MERSENNE61 : r;
 }
 
+/* The inner loop vectorizes where 64-bit vector multiplies exist
+ * (AVX-512DQ); a clone for each, chosen when the program starts. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v4", "default")))
+#endif
 void minhash_signature(uint64_t *sig, const MinHashParams *p, const uint64_t *shingles, size_t n)
 {
     int K = p->num_hashes;
