@@ -199,8 +199,10 @@ static void sign_all(DdResult *r, uint64_t *keys, ExactKey *ek, uint8_t *has_sig
             r->status[i] = (uint8_t)st;
             ek[i].idx = i;
             if (st != DD_OK) continue;
-            size_t wn;
-            const char *w = word_text(&s, &wn, text, len, o->norm);
+            size_t wn = 0;
+            const char *w = NULL;
+            if (o->near) w = word_text(&s, &wn, text, len, o->norm);
+            else if (o->norm == DD_NORM_DATATROVE) dd_normalize_datatrove(&s.norm, text, len);
             if (o->exact) {
                 XXH128_hash_t h = o->norm == DD_NORM_DATATROVE ? XXH3_128bits(s.norm.p, s.norm.len)
                                                                : XXH3_128bits(text, len);
@@ -238,6 +240,17 @@ static void exact_stage(DdResult *r, ExactKey *ek, size_t n)
     }
 }
 
+/* Every member that is not its cluster's root (the lowest index) is a near
+ * duplicate of the root, and its link is made to point straight at it. */
+static void finish_clusters(DdResult *r, uint64_t *parent, const uint8_t *alive, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!alive[i]) continue;
+        parent[i] = uf_find(parent, i);
+        if (parent[i] != i) r->verdict[i] = DD_NEAR;
+    }
+}
+
 static void near_stage(DdResult *r, const uint64_t *keys, uint8_t *alive, const DdCorpus *c, const DdOptions *o)
 {
     size_t n = c->n;
@@ -245,7 +258,23 @@ static void near_stage(DdResult *r, const uint64_t *keys, uint8_t *alive, const 
     PairList *lists = xcalloc((size_t)o->bands, sizeof *lists);
 #pragma omp parallel for schedule(dynamic, 1)
     for (int b = 0; b < o->bands; b++) band_pairs(&lists[b], keys, alive, n, b, o->bands, verify);
+    uint64_t *parent = r->dup_of;
+    for (size_t i = 0; i < n; i++)
+        if (alive[i]) parent[i] = i;
     PairList all = {0};
+    if (!verify) {
+        /* The clusters (and their lowest-index roots) do not depend on the
+         * order of the unions: join the band links as they are. */
+        for (int b = 0; b < o->bands; b++) {
+            for (size_t k = 0; k < lists[b].n; k++) uf_union(parent, lists[b].p[k].a, lists[b].p[k].b);
+            r->candidate_pairs += lists[b].n;
+            free(lists[b].p);
+        }
+        r->verified_pairs = r->candidate_pairs;
+        free(lists);
+        finish_clusters(r, parent, alive, n);
+        return;
+    }
     for (int b = 0; b < o->bands; b++) {
         for (size_t k = 0; k < lists[b].n; k++) pair_push(&all, lists[b].p[k].a, lists[b].p[k].b);
         free(lists[b].p);
@@ -261,7 +290,7 @@ static void near_stage(DdResult *r, const uint64_t *keys, uint8_t *alive, const 
     /* Verification is independent per pair: in parallel, then the unions
      * in pair order, so the clusters do not depend on the thread count. */
     uint8_t *pass = xmalloc(u ? u : 1);
-    if (verify) {
+    {
 #pragma omp parallel
         {
             DdBuf ja = {0}, jb = {0};
@@ -276,25 +305,13 @@ static void near_stage(DdResult *r, const uint64_t *keys, uint8_t *alive, const 
             ddbuf_free(&ja);
             ddbuf_free(&jb);
         }
-    } else
-        memset(pass, 1, u);
-
-    uint64_t *parent = r->dup_of;
-    for (size_t i = 0; i < n; i++)
-        if (alive[i]) parent[i] = i;
+    }
     for (size_t k = 0; k < u; k++)
         if (pass[k]) {
             r->verified_pairs++;
             uf_union(parent, all.p[k].a, all.p[k].b);
         }
-    for (size_t i = 0; i < n; i++) {
-        if (!alive[i]) continue;
-        uint64_t root = uf_find(parent, i);
-        if (root != i) r->verdict[i] = DD_NEAR;
-    }
-    /* Roots point to themselves; finish the removed ones' links. */
-    for (size_t i = 0; i < n; i++)
-        if (alive[i]) parent[i] = uf_find(parent, i);
+    finish_clusters(r, parent, alive, n);
     free(pass);
     free(all.p);
 }
