@@ -4,6 +4,7 @@
 #include "base/base.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <xxhash.h>
 
 typedef struct {
@@ -72,23 +73,52 @@ static inline uint64_t mod61(uint64_t x)
     return r >= DD_MERSENNE61 ? r - DD_MERSENNE61 : r;
 }
 
-/* The inner loop vectorizes where 64-bit vector multiplies exist
- * (AVX-512DQ); a clone for each, chosen when the program starts. */
+/* Eight hashes at once in a vector; with AVX-512 (x86-64-v4: 64-bit
+ * vector multiplies) a vector is one register, elsewhere the compiler
+ * splits it. Blocks of 16 hashes keep their minima in registers while all
+ * shingles stream past. */
+typedef uint64_t V8 __attribute__((vector_size(64)));
+
+/* m = min(m, ((h * a + b) mod 2^64) mod P), lane by lane; a macro, as a
+ * function passing vectors would change the ABI between the clones. */
+#define V8_HASH_MIN(m, h, a, b)                            \
+    do {                                                   \
+        const V8 P_ = (V8){0} + DD_MERSENNE61;             \
+        V8 v_ = (h) * (a) + (b);                           \
+        V8 r_ = (v_ & P_) + (v_ >> 61);                    \
+        r_ -= P_ & (V8)(r_ >= P_);                         \
+        V8 lt_ = (V8)(r_ < (m));                           \
+        (m) = (r_ & lt_) | ((m) & ~lt_);                   \
+    } while (0)
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("arch=x86-64-v4", "default")))
 #endif
 void minhash_signature(uint64_t *sig, const MinHashParams *p, const uint64_t *shingles, size_t n)
 {
-    int K = p->num_hashes;
-    for (int k = 0; k < K; k++) sig[k] = UINT64_MAX;
-    /* Shingles in the outer loop: each shingle's 8 bytes stay in a register
-     * while the K independent multiply chains pipeline. */
-    for (size_t i = 0; i < n; i++) {
-        uint64_t h = shingles[i];
-        for (int k = 0; k < K; k++) {
-            uint64_t v = mod61(h * p->a[k] + p->b[k]);
-            sig[k] = v < sig[k] ? v : sig[k];
+    int K = p->num_hashes, k = 0;
+    for (; k + 16 <= K; k += 16) {
+        V8 a0, a1, b0, b1;
+        memcpy(&a0, p->a + k, sizeof a0);
+        memcpy(&a1, p->a + k + 8, sizeof a1);
+        memcpy(&b0, p->b + k, sizeof b0);
+        memcpy(&b1, p->b + k + 8, sizeof b1);
+        V8 m0 = (V8){0} + UINT64_MAX, m1 = m0;
+        for (size_t i = 0; i < n; i++) {
+            V8 h = (V8){0} + shingles[i];
+            V8_HASH_MIN(m0, h, a0, b0);
+            V8_HASH_MIN(m1, h, a1, b1);
         }
+        memcpy(sig + k, &m0, sizeof m0);
+        memcpy(sig + k + 8, &m1, sizeof m1);
+    }
+    for (; k < K; k++) {   /* hash counts that are not a multiple of 16 */
+        uint64_t m = UINT64_MAX;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t v = mod61(shingles[i] * p->a[k] + p->b[k]);
+            m = v < m ? v : m;
+        }
+        sig[k] = m;
     }
 }
 

@@ -93,6 +93,35 @@ static void check_jaccard(void)
     ok(dd_jaccard(a, strlen(a), c, strlen(c), DD_NORM_NONE, 5) < 1.0, "but not with normalization none");
 }
 
+/* The vector signature loop against the formula, one hash at a time, for
+ * hash counts with and without a remainder after blocks of 16. */
+static void check_signature_formula(void)
+{
+    uint64_t sh[300], x = 88172645463325252ull;
+    for (int i = 0; i < 300; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        sh[i] = x;
+    }
+    int counts[] = {112, 20, 7};
+    for (int c = 0; c < 3; c++) {
+        int K = counts[c];
+        MinHashParams mp;
+        minhash_params_init(&mp, K, 42);
+        uint64_t got[112], good = 1;
+        minhash_signature(got, &mp, sh, 300);
+        for (int k = 0; k < K; k++) {
+            uint64_t m = UINT64_MAX;
+            for (int i = 0; i < 300; i++) {
+                uint64_t v = (sh[i] * mp.a[k] + mp.b[k]) % DD_MERSENNE61;
+                if (v < m) m = v;
+            }
+            good &= got[k] == m;
+        }
+        ok(good, "signature of %d hashes equals the formula, hash by hash", K);
+        minhash_params_free(&mp);
+    }
+}
+
 static void check_invalid_utf8(void)
 {
     const char bad[] = "Caf\xc3 \xff\xfe ok";
@@ -127,6 +156,7 @@ int main(void)
     }
     check_jaccard();
     check_invalid_utf8();
+    check_signature_formula();
     minhash_params_free(&mp);
     free(buf);
     free(path);
