@@ -185,14 +185,26 @@ static void band_pairs(PairList *out, const uint64_t *keys, const uint8_t *alive
 static void sign_all(DdResult *r, uint64_t *keys, ExactKey *ek, uint8_t *has_sig, const DdCorpus *c,
                      const DdOptions *o, const MinHashParams *mp)
 {
-    size_t n = c->n;
+    size_t n = c->n, done = 0;
     uint64_t unsigned_docs = 0;
+    Progress pr;
+    progress_init(&pr, 10);
 #pragma omp parallel reduction(+ : unsigned_docs)
     {
         Scratch s = {0};
         uint64_t *sig = xmalloc((size_t)mp->num_hashes * sizeof *sig);
+        int leader = 1;
+#ifdef _OPENMP
+        leader = omp_get_thread_num() == 0;
+#endif
 #pragma omp for schedule(dynamic, 64)
         for (size_t i = 0; i < n; i++) {
+            if (i % 4096 == 0) {
+                size_t d;
+#pragma omp atomic capture
+                d = done += 4096;
+                if (leader) progress_update(&pr, "%.0f%% of %zu documents hashed", 100.0 * (double)(d < n ? d : n) / (double)n, n);
+            }
             const char *text;
             size_t len;
             DdStatus st = dd_record_text(c, i, &s.json, &text, &len);
@@ -223,6 +235,7 @@ static void sign_all(DdResult *r, uint64_t *keys, ExactKey *ek, uint8_t *has_sig
         free(sig);
         scratch_free(&s);
     }
+    if (pr.drawn) progress_done(&pr, "%zu documents hashed", n);
     r->unsigned_docs = unsigned_docs;
 }
 
