@@ -57,6 +57,21 @@ static int is_special(const char *path)
     return stat(path, &st) == 0 && !S_ISREG(st.st_mode);
 }
 
+/* With -v: the memory used, to check the per-document figure of the man
+ * page (RssAnon is the process's own; RssFile the mapped input). */
+static void report_memory(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return;
+    char line[256];
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6) || !strncmp(line, "RssAnon:", 8) || !strncmp(line, "RssFile:", 8)) {
+            line[strcspn(line, "\n")] = 0;
+            verbose("memory: %s", line);
+        }
+    fclose(f);
+}
+
 enum { OPT_JSONL = 256, OPT_LINES, OPT_FILES, OPT_SKIP_BAD, OPT_NGRAM, OPT_BANDS, OPT_ROWS, OPT_SEED,
        OPT_VERIFY, OPT_REMOVED, OPT_STATS, OPT_VERSION };
 
@@ -170,6 +185,7 @@ int main(int argc, char **argv)
          (unsigned long long)r.n, (unsigned long long)r.kept, (unsigned long long)r.exact_removed,
          (unsigned long long)r.near_removed, r.bad ? ", bad records skipped" : "", (double)r.bytes_in / 1e6, secs,
          secs > 0 ? (double)r.bytes_in / 1e6 / secs : 0.0, threads, threads == 1 ? "" : "s");
+    if (sg_verbose) report_memory();
     dd_result_free(&r);
     dd_corpus_close(&c);
     return 0;

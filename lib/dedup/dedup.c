@@ -268,26 +268,32 @@ static void near_stage(DdResult *r, const uint64_t *keys, uint8_t *alive, const 
 {
     size_t n = c->n;
     int verify = o->verify > 0;
-    PairList *lists = xcalloc((size_t)o->bands, sizeof *lists);
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int b = 0; b < o->bands; b++) band_pairs(&lists[b], keys, alive, n, b, o->bands, verify);
     uint64_t *parent = r->dup_of;
     for (size_t i = 0; i < n; i++)
         if (alive[i]) parent[i] = i;
-    PairList all = {0};
     if (!verify) {
         /* The clusters (and their lowest-index roots) do not depend on the
-         * order of the unions: join the band links as they are. */
+         * order of the unions: each band's links are joined as soon as the
+         * band is sorted, in band order, so only one list per thread lives. */
+#pragma omp parallel for ordered schedule(static, 1)
         for (int b = 0; b < o->bands; b++) {
-            for (size_t k = 0; k < lists[b].n; k++) uf_union(parent, lists[b].p[k].a, lists[b].p[k].b);
-            r->candidate_pairs += lists[b].n;
-            free(lists[b].p);
+            PairList l = {0};
+            band_pairs(&l, keys, alive, n, b, o->bands, 0);
+#pragma omp ordered
+            {
+                for (size_t k = 0; k < l.n; k++) uf_union(parent, l.p[k].a, l.p[k].b);
+                r->candidate_pairs += l.n;
+            }
+            free(l.p);
         }
         r->verified_pairs = r->candidate_pairs;
-        free(lists);
         finish_clusters(r, parent, alive, n);
         return;
     }
+    PairList *lists = xcalloc((size_t)o->bands, sizeof *lists);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int b = 0; b < o->bands; b++) band_pairs(&lists[b], keys, alive, n, b, o->bands, verify);
+    PairList all = {0};
     for (int b = 0; b < o->bands; b++) {
         for (size_t k = 0; k < lists[b].n; k++) pair_push(&all, lists[b].p[k].a, lists[b].p[k].b);
         free(lists[b].p);

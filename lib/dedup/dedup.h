@@ -12,8 +12,9 @@
  *
  * Memory: per document its record (24 bytes), band keys (8 per band), the
  * exact hash with its index (24), the cluster link (8) and flags, about 170
- * bytes with 14 bands, plus 32 bytes a document for each band being sorted
- * (one per thread). The text itself is mapped from the input, not held. */
+ * bytes with 14 bands, plus for each band in progress (one per thread) 32
+ * bytes a document to sort it and 16 per link found. The text itself is
+ * mapped from the input, not held. */
 #ifndef SIGMA_DEDUP_DEDUP_H
 #define SIGMA_DEDUP_DEDUP_H
 
