@@ -1,0 +1,192 @@
+/* sigma-dedup: remove exact and near-duplicate documents (MinHash LSH),
+ * writing the kept ones in their input format and order. The work is in
+ * lib/dedup/. */
+#include "base/base.h"
+#include "base/json.h"
+#include "dedup/dedup.h"
+#include "dedup/docs.h"
+#include "dedup/output.h"
+
+#include <getopt.h>
+#include <sys/stat.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static void help(void)
+{
+    printf("usage: sigma-dedup [OPTIONS] [FILE...] > KEPT\n"
+           "       sigma-dedup --files [OPTIONS] FILE... > KEPT_PATHS\n\n"
+           "Remove exact and near-duplicate documents; write the kept ones to stdout in\n"
+           "their input format and order. FILEs are read in turn (none or - is stdin).\n\n"
+           "Input (one of):\n"
+           "      --jsonl            JSON Lines, the text in --field (default)\n"
+           "  -f, --field NAME       the JSON field with the text (default: text)\n"
+           "      --lines            a document per line\n"
+           "  -0, --nul              a document per NUL-terminated record\n"
+           "      --files            a document per FILE; writes the kept paths, one a line\n"
+           "      --skip-bad         skip bad JSON Lines records (counted) instead of failing\n\n"
+           "Deduplication:\n"
+           "  -m, --mode MODE        exact, near or both (default: both)\n"
+           "  -n, --normalize NORM   datatrove (default) or none\n"
+           "      --ngram N          words per shingle (default: 5)\n"
+           "      --bands B          LSH bands (default: 14)\n"
+           "      --rows R           hashes per band (default: 8)\n"
+           "      --seed S           MinHash parameter seed (default: 1, as datatrove)\n"
+           "      --verify J         join candidate pairs only at Jaccard >= J (0 < J <= 1)\n\n"
+           "Reports:\n"
+           "      --removed FILE     the dropped documents as JSON lines, with what they duplicate\n"
+           "      --stats FILE       a JSON summary\n\n"
+           "  -j, --threads N        threads (default: all cores)\n"
+           "  -q, --quiet            no summary on stderr\n"
+           "  -v, --verbose          more messages\n"
+           "  -h, --help             this help\n"
+           "      --version          print the version\n\n"
+           "See sigma-dedup(1).\n");
+}
+
+/* A report goes to a temporary file renamed into place, except where the
+ * path is a device, a pipe or a descriptor (/dev/stderr, /dev/fd/3, a FIFO),
+ * written directly: renaming over those would replace them. */
+static int is_special(const char *path)
+{
+    struct stat st;
+    if (strncmp(path, "/dev/", 5) == 0 || strncmp(path, "/proc/", 6) == 0) return 1;
+    return stat(path, &st) == 0 && !S_ISREG(st.st_mode);
+}
+
+/* With -v: the memory used, to check the per-document figure of the man
+ * page (RssAnon is the process's own; RssFile the mapped input). */
+static void report_memory(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return;
+    char line[256];
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6) || !strncmp(line, "RssAnon:", 8) || !strncmp(line, "RssFile:", 8)) {
+            line[strcspn(line, "\n")] = 0;
+            verbose("memory: %s", line);
+        }
+    fclose(f);
+}
+
+enum { OPT_JSONL = 256, OPT_LINES, OPT_FILES, OPT_SKIP_BAD, OPT_NGRAM, OPT_BANDS, OPT_ROWS, OPT_SEED,
+       OPT_VERIFY, OPT_REMOVED, OPT_STATS, OPT_VERSION };
+
+int main(int argc, char **argv)
+{
+    sg_init(argv[0]);
+    DdOptions o;
+    dd_options_default(&o);
+    DdFormat format = DD_JSONL;
+    const char *field = "text", *removed = NULL, *stats = NULL;
+    static const struct option longopts[] = {
+        {"jsonl", no_argument, 0, OPT_JSONL},       {"field", required_argument, 0, 'f'},
+        {"lines", no_argument, 0, OPT_LINES},       {"nul", no_argument, 0, '0'},
+        {"files", no_argument, 0, OPT_FILES},       {"skip-bad", no_argument, 0, OPT_SKIP_BAD},
+        {"mode", required_argument, 0, 'm'},        {"normalize", required_argument, 0, 'n'},
+        {"ngram", required_argument, 0, OPT_NGRAM}, {"bands", required_argument, 0, OPT_BANDS},
+        {"rows", required_argument, 0, OPT_ROWS},   {"seed", required_argument, 0, OPT_SEED},
+        {"verify", required_argument, 0, OPT_VERIFY}, {"removed", required_argument, 0, OPT_REMOVED},
+        {"stats", required_argument, 0, OPT_STATS}, {"threads", required_argument, 0, 'j'},
+        {"quiet", no_argument, 0, 'q'},             {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},              {"version", no_argument, 0, OPT_VERSION},
+        {0, 0, 0, 0}};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "f:0m:n:j:qvh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case OPT_JSONL: format = DD_JSONL; break;
+        case 'f': field = optarg; break;
+        case OPT_LINES: format = DD_LINES; break;
+        case '0': format = DD_NUL; break;
+        case OPT_FILES: format = DD_FILES; break;
+        case OPT_SKIP_BAD: o.skip_bad = 1; break;
+        case 'm':
+            if (strcmp(optarg, "exact") == 0) o.exact = 1, o.near = 0;
+            else if (strcmp(optarg, "near") == 0) o.exact = 0, o.near = 1;
+            else if (strcmp(optarg, "both") == 0) o.exact = 1, o.near = 1;
+            else usage_error("--mode must be exact, near or both, not '%s'", optarg);
+            break;
+        case 'n':
+            if (strcmp(optarg, "datatrove") == 0) o.norm = DD_NORM_DATATROVE;
+            else if (strcmp(optarg, "none") == 0) o.norm = DD_NORM_NONE;
+            else usage_error("--normalize must be datatrove or none, not '%s'", optarg);
+            break;
+        case OPT_NGRAM: o.ngram = (int)parse_u64("--ngram", optarg, 1, 64); break;
+        case OPT_BANDS: o.bands = (int)parse_u64("--bands", optarg, 1, 1024); break;
+        case OPT_ROWS: o.rows = (int)parse_u64("--rows", optarg, 1, 1024); break;
+        case OPT_SEED: o.seed = (uint32_t)parse_u64("--seed", optarg, 0, UINT32_MAX); break;
+        case OPT_VERIFY:
+            o.verify = parse_double("--verify", optarg, 0, 1);
+            if (o.verify <= 0) usage_error("--verify takes a Jaccard threshold above 0, got '%s'", optarg);
+            break;
+        case OPT_REMOVED: removed = optarg; break;
+        case OPT_STATS: stats = optarg; break;
+        case 'j': o.threads = (int)parse_u64("--threads", optarg, 1, 4096); break;
+        case 'q': sg_quiet = 1; break;
+        case 'v': sg_verbose = 1; break;
+        case 'h': help(); return 0;
+        case OPT_VERSION: printf("sigma-dedup " SIGMA_VERSION "\n"); return 0;
+        default: usage_error("unknown option");
+        }
+    }
+    if (o.bands * o.rows > 4096) usage_error("--bands times --rows must be at most 4096");
+    if (format != DD_JSONL && strcmp(field, "text") != 0) usage_error("--field applies to --jsonl only");
+
+    double t0 = now_seconds();
+    DdCorpus c;
+    dd_corpus_open(&c, format, field, argv + optind, argc - optind);
+    DdResult r;
+    dd_run(&r, &c, &o);
+    if (r.bad > 0) {
+        char where[512];
+        dd_record_where(where, sizeof where, &c, r.first_bad);
+        if (!o.skip_bad)
+            die("%s: %s (--skip-bad skips such records)", where, dd_status_message((DdStatus)r.status[r.first_bad]));
+        warn("skipped %llu bad record%s, the first at %s: %s", (unsigned long long)r.bad, r.bad == 1 ? "" : "s",
+             where, dd_status_message((DdStatus)r.status[r.first_bad]));
+    }
+
+    AtomicFile rf = {0};
+    if (removed) {
+        if (is_special(removed)) rf.f = xfopen(removed, "a");
+        else atomic_file_open(&rf, removed);
+    }
+    static char obuf[1 << 20];
+    setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
+    dd_write_kept(stdout, "stdout", &c, &r);
+    if (removed) {
+        dd_write_removed(rf.f, removed, &c, &r);
+        if (rf.path) atomic_file_commit(&rf);
+        else xfclose(rf.f, removed);
+    }
+    xfclose(stdout, "stdout");
+    double secs = now_seconds() - t0;
+    int threads = 1;
+#ifdef _OPENMP
+    threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+#endif
+    if (stats) {
+        cJSON *s = dd_stats_json(&c, &r, &o, secs, threads);
+        if (is_special(stats)) {
+            char *txt = json_print(s, 1);
+            FILE *f = xfopen(stats, "a");
+            fprintf(f, "%s\n", txt);
+            xfclose(f, stats);
+            free(txt);
+        } else
+            json_write_file_atomic(stats, s);
+        cJSON_Delete(s);
+    }
+    info("%llu documents in, %llu out: %llu exact and %llu near duplicates removed%s (%.1f MB in %.2f s, %.1f MB/s, "
+         "%d thread%s)",
+         (unsigned long long)r.n, (unsigned long long)r.kept, (unsigned long long)r.exact_removed,
+         (unsigned long long)r.near_removed, r.bad ? ", bad records skipped" : "", (double)r.bytes_in / 1e6, secs,
+         secs > 0 ? (double)r.bytes_in / 1e6 / secs : 0.0, threads, threads == 1 ? "" : "s");
+    if (sg_verbose) report_memory();
+    dd_result_free(&r);
+    dd_corpus_close(&c);
+    return 0;
+}

@@ -1,0 +1,202 @@
+/* Mapping inputs and cutting them into records. */
+#include "dedup/docs.h"
+#include "base/base.h"
+#include "base/json.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* A pipe (or anything not seekable) into an unlinked temporary file. */
+static int spool(int fd, const char *name)
+{
+    const char *dir = getenv("TMPDIR");
+    char *tmpl = xasprintf("%s/sigma-dedup.XXXXXX", dir && *dir ? dir : "/tmp");
+    int t = mkstemp(tmpl);
+    if (t < 0) die("cannot create a temporary file to hold %s (%s): %s", name, tmpl, strerror(errno));
+    unlink(tmpl);
+    free(tmpl);
+    static char buf[1 << 16];
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r == 0) break;
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            die("%s: read error: %s", name, strerror(errno));
+        }
+        for (ssize_t w = 0; w < r;) {
+            ssize_t k = write(t, buf + w, (size_t)(r - w));
+            if (k < 0) {
+                if (errno == EINTR) continue;
+                die("cannot spool %s to a temporary file: %s", name, strerror(errno));
+            }
+            w += k;
+        }
+    }
+    return t;
+}
+
+static void map_source(DdSource *s, const char *path)
+{
+    int is_stdin = strcmp(path, "-") == 0;
+    s->name = xstrdup(is_stdin ? "stdin" : path);
+    int fd = is_stdin ? 0 : open(path, O_RDONLY);
+    if (fd < 0) die("%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) die("%s: %s", s->name, strerror(errno));
+    if (S_ISDIR(st.st_mode)) die("%s: is a directory", s->name);
+    int spooled = 0;
+    if (!S_ISREG(st.st_mode)) {
+        int t = spool(fd, s->name);
+        if (!is_stdin) close(fd);
+        fd = t;
+        spooled = 1;
+        if (fstat(fd, &st) != 0) die("%s: %s", s->name, strerror(errno));
+    }
+    s->size = (size_t)st.st_size;
+    s->data = "";
+    if (s->size > 0) {
+        void *p = mmap(NULL, s->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) die("%s: cannot map %zu bytes: %s", s->name, s->size, strerror(errno));
+        madvise(p, s->size, MADV_SEQUENTIAL);
+        s->data = p;
+    }
+    if (!is_stdin || spooled) close(fd);
+}
+
+static void add_record(DdCorpus *c, size_t *cap, uint32_t src, uint64_t off, uint64_t len, int term)
+{
+    if (c->n == *cap) {
+        *cap = *cap ? *cap * 2 : 1024;
+        c->rec = xrealloc(c->rec, *cap * sizeof *c->rec);
+    }
+    c->rec[c->n++] = (DdRecord){.off = off, .len = len, .src = src, .term = (uint8_t)term};
+}
+
+void dd_corpus_open(DdCorpus *c, DdFormat format, const char *field, char **paths, int npaths)
+{
+    static char *stdin_only[] = {"-"};
+    memset(c, 0, sizeof *c);
+    c->format = format;
+    c->field = field;
+    if (npaths == 0) {
+        if (format == DD_FILES) usage_error("--files needs the files to read as operands");
+        paths = stdin_only;
+        npaths = 1;
+    }
+    c->src = xcalloc((size_t)npaths, sizeof *c->src);
+    c->nsrc = (size_t)npaths;
+    size_t cap = 0;
+    char sep = format == DD_NUL ? '\0' : '\n';
+    for (int f = 0; f < npaths; f++) {
+        DdSource *s = &c->src[f];
+        map_source(s, paths[f]);
+        s->first = c->n;
+        c->bytes += s->size;
+        if (format == DD_FILES) {
+            add_record(c, &cap, (uint32_t)f, 0, s->size, 0);
+            continue;
+        }
+        size_t pos = 0;
+        while (pos < s->size) {
+            const char *e = memchr(s->data + pos, sep, s->size - pos);
+            size_t end = e ? (size_t)(e - s->data) : s->size;
+            add_record(c, &cap, (uint32_t)f, pos, end - pos, e != NULL);
+            pos = end + 1;
+        }
+    }
+}
+
+void dd_corpus_close(DdCorpus *c)
+{
+    for (size_t f = 0; f < c->nsrc; f++) {
+        if (c->src[f].size > 0) munmap((void *)c->src[f].data, c->src[f].size);
+        free(c->src[f].name);
+    }
+    free(c->src);
+    free(c->rec);
+    memset(c, 0, sizeof *c);
+}
+
+const char *dd_record_raw(const DdCorpus *c, size_t i, size_t *len)
+{
+    const DdRecord *r = &c->rec[i];
+    *len = r->len;
+    return c->src[r->src].data + r->off;
+}
+
+DdStatus dd_record_text(const DdCorpus *c, size_t i, DdBuf *scratch, const char **text, size_t *len)
+{
+    size_t n;
+    const char *raw = dd_record_raw(c, i, &n);
+    if (c->format != DD_JSONL) {
+        *text = raw;
+        *len = n;
+        return DD_OK;
+    }
+    /* cJSON would cut a string at \u0000: refuse the record rather than
+     * deduplicate a truncated text. */
+    if (memchr(raw, '\\', n) && json_has_nul_escape(raw, n)) return DD_NUL_ESCAPE;
+    cJSON *v = json_parse(raw, n, NULL);
+    if (!v) return DD_BAD_JSON;
+    DdStatus st = DD_OK;
+    const cJSON *f = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, c->field) : NULL;
+    if (!cJSON_IsObject(v)) st = DD_NOT_OBJECT;
+    else if (!f) st = DD_NO_FIELD;
+    else if (!cJSON_IsString(f) || !f->valuestring) st = DD_NOT_STRING;
+    else {
+        size_t l = strlen(f->valuestring);
+        ddbuf_reserve(scratch, l + 1);
+        memcpy(scratch->p, f->valuestring, l + 1);
+        scratch->len = l;
+        *text = scratch->p;
+        *len = l;
+    }
+    cJSON_Delete(v);
+    return st;
+}
+
+const char *dd_status_message(DdStatus st)
+{
+    switch (st) {
+    case DD_OK: return "ok";
+    case DD_BAD_JSON: return "invalid JSON";
+    case DD_NOT_OBJECT: return "not a JSON object";
+    case DD_NO_FIELD: return "the text field is missing";
+    case DD_NOT_STRING: return "the text field is not a string";
+    case DD_NUL_ESCAPE: return "a \\u0000 escape (NUL characters are not supported)";
+    }
+    return "?";
+}
+
+void dd_record_where(char *buf, size_t cap, const DdCorpus *c, size_t i)
+{
+    const DdSource *s = &c->src[c->rec[i].src];
+    size_t k = i - s->first + 1;
+    switch (c->format) {
+    case DD_JSONL:
+    case DD_LINES: snprintf(buf, cap, "%s, line %zu", s->name, k); break;
+    case DD_NUL: snprintf(buf, cap, "%s, record %zu", s->name, k); break;
+    case DD_FILES: snprintf(buf, cap, "%s", s->name); break;
+    }
+}
+
+void dd_write_record(FILE *f, const DdCorpus *c, size_t i, int *pending)
+{
+    char sep = c->format == DD_NUL ? '\0' : '\n';
+    if (c->format == DD_FILES) {
+        fputs(c->src[c->rec[i].src].name, f);
+        fputc('\n', f);
+        return;
+    }
+    if (*pending) fputc(sep, f);
+    size_t n;
+    const char *raw = dd_record_raw(c, i, &n);
+    fwrite(raw, 1, n, f);
+    if (c->rec[i].term) fputc(sep, f);
+    *pending = !c->rec[i].term;
+}

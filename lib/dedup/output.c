@@ -1,0 +1,100 @@
+/* Writing kept records, removed records and the summary. */
+#include "dedup/output.h"
+#include "base/base.h"
+
+#include <string.h>
+
+void dd_write_kept(FILE *f, const char *name, const DdCorpus *c, const DdResult *r)
+{
+    int pending = 0;
+    for (size_t i = 0; i < c->n; i++)
+        if (r->verdict[i] == DD_KEEP) dd_write_record(f, c, i, &pending);
+    xfflush(f, name);
+}
+
+/* A JSON string of raw bytes: quotes, backslashes and control characters
+ * escaped, everything else (UTF-8 or not) as it is. */
+static void put_json_string(FILE *f, const char *s, size_t n)
+{
+    fputc('"', f);
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x20 && ch != '"' && ch != '\\') continue;
+        fwrite(s + run, 1, i - run, f);
+        run = i + 1;
+        switch (ch) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\t': fputs("\\t", f); break;
+        case '\r': fputs("\\r", f); break;
+        default: fprintf(f, "\\u%04x", ch); break;
+        }
+    }
+    fwrite(s + run, 1, n - run, f);
+    fputc('"', f);
+}
+
+void dd_write_removed(FILE *f, const char *name, const DdCorpus *c, const DdResult *r)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        int v = r->verdict[i];
+        if (v == DD_KEEP) continue;
+        fprintf(f, "{\"index\": %zu, ", i);
+        if (v == DD_SKIPPED) {
+            fputs("\"reason\": \"bad\", \"error\": ", f);
+            const char *m = dd_status_message((DdStatus)r->status[i]);
+            put_json_string(f, m, strlen(m));
+        } else
+            fprintf(f, "\"duplicate_of\": %llu, \"reason\": \"%s\"", (unsigned long long)r->dup_of[i],
+                    v == DD_EXACT ? "exact" : "near");
+        size_t n;
+        const char *raw = dd_record_raw(c, i, &n);
+        if (c->format == DD_FILES) {
+            fputs(", \"file\": ", f);
+            const char *p = c->src[c->rec[i].src].name;
+            put_json_string(f, p, strlen(p));
+        } else if (c->format == DD_JSONL && v != DD_SKIPPED) {
+            fputs(", \"record\": ", f);
+            /* Valid JSON already; a trailing CR would end up inside. */
+            while (n > 0 && (raw[n - 1] == '\r' || raw[n - 1] == ' ' || raw[n - 1] == '\t')) n--;
+            fwrite(raw, 1, n, f);
+        } else {
+            fputs(", \"text\": ", f);
+            put_json_string(f, raw, n);
+        }
+        fputs("}\n", f);
+    }
+    xfflush(f, name);
+}
+
+cJSON *dd_stats_json(const DdCorpus *c, const DdResult *r, const DdOptions *o, double seconds, int threads)
+{
+    static const char *formats[] = {"jsonl", "lines", "nul", "files"};
+    cJSON *s = json_obj();
+    json_add_str(s, "format", formats[c->format]);
+    json_add_str(s, "normalize", o->norm == DD_NORM_DATATROVE ? "datatrove" : "none");
+    json_add_str(s, "mode", o->exact && o->near ? "both" : o->exact ? "exact" : "near");
+    json_add_u64(s, "documents_in", r->n);
+    json_add_u64(s, "documents_out", r->kept);
+    json_add_u64(s, "exact_removed", r->exact_removed);
+    json_add_u64(s, "near_removed", r->near_removed);
+    json_add_u64(s, "bad_skipped", r->bad);
+    json_add_u64(s, "too_short_for_minhash", o->near ? r->unsigned_docs : 0);
+    json_add_u64(s, "candidate_pairs", r->candidate_pairs);
+    json_add_u64(s, "joined_pairs", r->verified_pairs);
+    json_add_u64(s, "bytes_in", r->bytes_in);
+    json_add_u64(s, "bytes_out", r->bytes_out);
+    json_add_num(s, "seconds", seconds);
+    json_add_num(s, "mb_per_s", seconds > 0 ? (double)r->bytes_in / 1e6 / seconds : 0);
+    json_add_u64(s, "threads", (uint64_t)threads);
+    cJSON *p = json_obj();
+    json_add_u64(p, "ngram", (uint64_t)o->ngram);
+    json_add_u64(p, "bands", (uint64_t)o->bands);
+    json_add_u64(p, "rows", (uint64_t)o->rows);
+    json_add_u64(p, "seed", o->seed);
+    json_add_num(p, "verify", o->verify);
+    json_add(s, "minhash", p);
+    return s;
+}
