@@ -4,7 +4,7 @@
 #
 #   make -f pipelines/demo.mk SIGMA_BIN=$PWD/bin [OUT=pipelines/out]
 #
-#   fortunes --jq--> corpus.jsonl --sigma-tokenize train--> tok.txt
+#   fortunes --jq--> corpus.jsonl --sigma-dedup--> dedup.jsonl --sigma-tokenize train--> tok.txt
 #            --sigma-tokenize encode--> corpus.tok --sigma-shard--> shards/
 #            --sigma-pretrain (micro preset, CPU)--> run/ --sigma-generate--> text
 
@@ -38,12 +38,17 @@ $(OUT)/corpus.jsonl: $(FORTUNES)
 	cat $(FORTUNES) | jq -Rsc 'split("\n%\n")[] | select(test("[a-zA-Z]")) | {text: .}' > $@
 	@echo "demo: $$(wc -l < $@) fortunes, $$(wc -c < $@) bytes of JSON Lines"
 
-$(OUT)/tok.txt: $(OUT)/corpus.jsonl
+# The fortune files repeat each other (cookie holds many of the others).
+$(OUT)/dedup.jsonl: $(OUT)/corpus.jsonl
+	sigma dedup -q --jsonl --field text --stats $(OUT)/dedup-stats.json $< > $@.tmp && mv $@.tmp $@
+	@jq -c '{documents_in: .documents_in, exact_removed: .exact_removed, near_removed: .near_removed, documents_out: .documents_out}' $(OUT)/dedup-stats.json 2>/dev/null || cat $(OUT)/dedup-stats.json
+
+$(OUT)/tok.txt: $(OUT)/dedup.jsonl
 	sigma tokenize train -q --jsonl --vocab-size $(VOCAB) --pattern gpt2 -o $@ $<
 	sigma tokenize info -t $@ | jq -c '{vocab_size, pattern, fingerprint}'
 
-$(OUT)/corpus.tok: $(OUT)/tok.txt $(OUT)/corpus.jsonl
-	sigma tokenize encode -q -t $(OUT)/tok.txt --jsonl $(OUT)/corpus.jsonl > $@
+$(OUT)/corpus.tok: $(OUT)/tok.txt $(OUT)/dedup.jsonl
+	sigma tokenize encode -q -t $(OUT)/tok.txt --jsonl $(OUT)/dedup.jsonl > $@
 
 $(OUT)/shards/manifest.json: $(OUT)/corpus.tok
 	sigma shard -q --force -o $(OUT)/shards --shard-tokens 256k --val-fraction 0.02 $<
