@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <omp.h>
 #ifdef SIGMA_BLAS
 #include <cblas.h>
 #endif
@@ -115,11 +116,25 @@ static Params param_pointers(const Config *c, float *base)
 
 /* ============================ matmul ================================== */
 
+/* Matrix products. With BLAS, OpenBLAS runs single-threaded inside blocks
+ * that OpenMP spreads over the cores: one pool of threads, none
+ * oversubscribed (OpenBLAS's own threads and OpenMP's fought over two cores
+ * and lost a third of the time to yielding). */
+#ifdef SIGMA_BLAS
+static int split(int n, int parts, int i) { return (int)((long)n * i / parts); }
+#endif
+
 /* out[N, OC] (= or +=) inp[N, C] . w[OC, C]^T */
 static void matmul_forward(float *out, const float *inp, const float *w, int N, int C, int OC, int accumulate)
 {
 #ifdef SIGMA_BLAS
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, accumulate ? 1.0f : 0.0f, out, OC);
+#pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), me = omp_get_thread_num(), lo = split(N, nt, me), hi = split(N, nt, me + 1);
+        if (hi > lo)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, OC, C, 1.0f, inp + (size_t)lo * C, C, w, C,
+                        accumulate ? 1.0f : 0.0f, out + (size_t)lo * OC, OC);
+    }
 #else
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
@@ -137,8 +152,19 @@ static void matmul_forward(float *out, const float *inp, const float *w, int N, 
 static void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int N, int C, int OC)
 {
 #ifdef SIGMA_BLAS
-    if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
+#pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), me = omp_get_thread_num();
+        int lo = split(N, nt, me), hi = split(N, nt, me + 1);
+        if (dinp && hi > lo)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, C, OC, 1.0f, dout + (size_t)lo * OC, OC, w, C, 1.0f,
+                        dinp + (size_t)lo * C, C);
+        lo = split(OC, nt, me);
+        hi = split(OC, nt, me + 1);
+        if (hi > lo)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hi - lo, C, N, 1.0f, dout + lo, OC, inp, C, 1.0f,
+                        dw + (size_t)lo * C, C);
+    }
 #else
     if (dinp) {
 #pragma omp parallel for schedule(static)
@@ -247,6 +273,37 @@ static void qknorm_rope_backward(float *dx, float *dw, const float *dout, const 
     }
 }
 
+#ifdef SIGMA_BLAS
+/* Causal grouped-query attention. out[N, H*hd] from q[N, H*hd], k, v
+ * [N, KV*hd]; att[B, H, T, T] keeps the probabilities for backward. With
+ * BLAS each (row, head) is two products, scores Q K^T and then P V, the
+ * masked upper triangle computed and thrown away: still far faster than
+ * scalar loops at these sizes. */
+static void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int B, int T, int H, int KV, int hd)
+{
+    int group = H / KV, qd = H * hd, kvd = KV * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < H; h++) {
+            int kh = h / group;
+            float *a = att + ((size_t)b * H + h) * T * T;
+            const float *qb = q + (size_t)b * T * qd + h * hd, *kb = k + (size_t)b * T * kvd + kh * hd;
+            const float *vb = v + (size_t)b * T * kvd + kh * hd;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, qb, qd, kb, kvd, 0.0f, a, T);
+            for (int t = 0; t < T; t++) {
+                float *r = a + (size_t)t * T, mx = r[0], sum = 0;
+                for (int s2 = 1; s2 <= t; s2++) mx = r[s2] > mx ? r[s2] : mx;
+                for (int s2 = 0; s2 <= t; s2++) sum += r[s2] = expf(r[s2] - mx);
+                for (int s2 = 0; s2 <= t; s2++) r[s2] /= sum;
+                for (int s2 = t + 1; s2 < T; s2++) r[s2] = 0;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, a, T, vb, kvd, 0.0f,
+                        out + (size_t)b * T * qd + h * hd, qd);
+        }
+    }
+}
+#else
 /* Causal grouped-query attention. out[N, H*hd] from q[N, H*hd], k, v
  * [N, KV*hd]; att[B, H, T, T] keeps the probabilities for backward. */
 static void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int B, int T, int H, int KV, int hd)
@@ -264,6 +321,7 @@ static void attention_forward(float *out, float *att, const float *q, const floa
                 for (int s = 0; s <= t; s++) {
                     const float *ks = k + ((size_t)b * T + s) * kvd + kh * hd;
                     float dot = 0;
+#pragma omp simd reduction(+ : dot)
                     for (int i = 0; i < hd; i++) dot += qt[i] * ks[i];
                     a[s] = dot * scale;
                     mx = a[s] > mx ? a[s] : mx;
@@ -282,7 +340,44 @@ static void attention_forward(float *out, float *att, const float *q, const floa
         }
     }
 }
+#endif
 
+#ifdef SIGMA_BLAS
+/* dq[N, H*hd] (written), dk, dv[N, KV*hd] (+=, zeroed by the caller) from
+ * dout[N, H*hd]; scratch[B, T, T]. Parallel over batch rows only: the
+ * heads of a group share dk and dv. */
+static void attention_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout, const float *att, const float *q,
+                               const float *k, const float *v, int B, int T, int H, int KV, int hd)
+{
+    int group = H / KV, qd = H * hd, kvd = KV * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        float *ds = scratch + (size_t)b * T * T;   /* dP, then dS in place */
+        for (int h = 0; h < H; h++) {
+            int kh = h / group;
+            const float *a = att + ((size_t)b * H + h) * T * T;
+            const float *go = dout + (size_t)b * T * qd + h * hd, *qb = q + (size_t)b * T * qd + h * hd;
+            const float *kb = k + (size_t)b * T * kvd + kh * hd, *vb = v + (size_t)b * T * kvd + kh * hd;
+            float *dqb = dq + (size_t)b * T * qd + h * hd, *dkb = dk + (size_t)b * T * kvd + kh * hd;
+            float *dvb = dv + (size_t)b * T * kvd + kh * hd;
+            /* dV += P^T dO;  dP = dO V^T;  dS = P (dP - rowsum(P dP)) scale */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, a, T, go, qd, 1.0f, dvb, kvd);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, go, qd, vb, kvd, 0.0f, ds, T);
+            for (int t = 0; t < T; t++) {
+                const float *pr = a + (size_t)t * T;
+                float *r = ds + (size_t)t * T, sum = 0;
+                for (int s2 = 0; s2 <= t; s2++) sum += pr[s2] * r[s2];
+                for (int s2 = 0; s2 <= t; s2++) r[s2] = pr[s2] * (r[s2] - sum) * scale;
+                for (int s2 = t + 1; s2 < T; s2++) r[s2] = 0;
+            }
+            /* dQ = dS K;  dK += dS^T Q */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, ds, T, kb, kvd, 0.0f, dqb, qd);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, ds, T, qb, qd, 1.0f, dkb, kvd);
+        }
+    }
+}
+#else
 /* dq[N, H*hd] (written), dk, dv[N, KV*hd] (+=, zeroed by the caller) from
  * dout[N, H*hd]; dprow[B, T] is scratch. Parallel over batch rows only:
  * the heads of a group share dk and dv. */
@@ -306,6 +401,7 @@ static void attention_backward(float *dq, float *dk, float *dv, float *dprow, co
                 for (int s = 0; s <= t; s++) {
                     const float *vs = v + ((size_t)b * T + s) * kvd + kh * hd;
                     float x = 0;
+#pragma omp simd reduction(+ : x)
                     for (int i = 0; i < hd; i++) x += go[i] * vs[i];
                     dp[s] = x;
                     sum += a[s] * x;
@@ -326,6 +422,7 @@ static void attention_backward(float *dq, float *dk, float *dv, float *dprow, co
         }
     }
 }
+#endif
 
 #define MAX_EXPERTS 4096
 
@@ -366,7 +463,7 @@ struct Activations {
     float *dq, *dqr, *dao;                                 /* [N, H*hd] */
     float *dk, *dkr, *dv;                                  /* [N, KV*hd] */
     float *dp, *dz;                                        /* [N, E] */
-    float *dprow;                                          /* [N] attention scratch */
+    float *dprow;                                          /* [B, T, T] attention scratch */
     float *dye, *dxe;                                      /* [Amax, d] */
     float *dact, *dg, *du_e;                               /* [Amax, de] */
     float *dlogits;                                        /* [N, V] */
@@ -413,7 +510,7 @@ static size_t activation_floats(const Config *c, const int *kcap, int B, int T, 
     CARVE(a->dx, N * d); CARVE(a->dh, N * d); CARVE(a->du, N * d); CARVE(a->dln, N * d);
     CARVE(a->dq, N * qd); CARVE(a->dqr, N * qd); CARVE(a->dao, N * qd);
     CARVE(a->dk, N * kvd); CARVE(a->dkr, N * kvd); CARVE(a->dv, N * kvd);
-    CARVE(a->dp, N * E); CARVE(a->dz, N * E); CARVE(a->dprow, N);
+    CARVE(a->dp, N * E); CARVE(a->dz, N * E); CARVE(a->dprow, N * (size_t)T);
     CARVE(a->dye, amax * d); CARVE(a->dxe, amax * d);
     CARVE(a->dact, amax * de); CARVE(a->dg, amax * de); CARVE(a->du_e, amax * de);
     CARVE(a->dlogits, N * V);
@@ -426,6 +523,9 @@ static size_t activation_floats(const Config *c, const int *kcap, int B, int T, 
 
 void model_init(Model *m, const Config *c, int B, int T)
 {
+#ifdef SIGMA_BLAS
+    openblas_set_num_threads(1);   /* OpenMP spreads the products, see matmul_forward */
+#endif
     memset(m, 0, sizeof *m);
     config_validate(c, "model");
     m->cfg = *c;
@@ -635,7 +735,7 @@ static float crossentropy_forward(float *lse, const float *logits, const uint32_
         float mx = lg[0];
         for (int v = 1; v < V; v++) mx = lg[v] > mx ? lg[v] : mx;
         double s = 0;
-        for (int v = 0; v < V; v++) s += exp(lg[v] - mx);
+        for (int v = 0; v < V; v++) s += expf(lg[v] - mx);
         lse[n] = mx + (float)log(s);
         double w = mask ? mask[n] : 1.0;
         loss += w * (lse[n] - lg[targets[n]]);
