@@ -95,6 +95,15 @@ cp -r "$T/a" "$T/c"
 printf 'X' | dd of="$T/c/step-00000030/model.safetensors" bs=1 seek=2000 conv=notrunc status=none
 fails_with "a corrupt checkpoint is refused" 1 "model.safetensors: checksum mismatch" \
     train "$T/c" "$T/c.jsonl" --resume --steps 40
+jq '.model' "$T/a/step-00000030/config.json" >"$T/cfg.json"
+ok "--config takes a model config (here a checkpoint's)" sigma-pretrain -q --config "$T/cfg.json" --data "$T/shards" --out "$T/cf" \
+    --seq-len 32 --micro-batch 4 --batch-tokens 128 --steps 2 --eval-every 0
+jq '.vocab_size = 200' "$T/cfg.json" >"$T/small.json"
+fails_with "a vocabulary below the shard set's is refused with both" 1 "vocabulary \\(200\\) is smaller than the shard set's \\(257" \
+    sigma-pretrain -q --config "$T/small.json" --data "$T/shards" --out "$T/sv"
+jq '.n_heads = 3' "$T/cfg.json" >"$T/bad.json"
+fails_with "a config that cannot work names the field" 1 "n_kv_heads.*must divide n_heads" \
+    sigma-pretrain -q --config "$T/bad.json" --data "$T/shards" --out "$T/sv"
 fails_with "no checkpoint to resume" 1 "no checkpoint" train "$T/none" "$T/none.jsonl" --resume
 fails_with "a sequence longer than the model allows" 2 "max_seq_len" train "$T/y" "$T/y.jsonl" --seq-len 100000
 fails_with "--device cuda without a CUDA core" 1 "no CUDA core" train "$T/y" "$T/y.jsonl" --device cuda
