@@ -122,6 +122,11 @@ double parse_double(const char *opt, const char *arg, double min, double max);
 /* "64M", "1e8", "100k" token or byte counts: k/M/G suffixes are powers of 1000 */
 uint64_t parse_count(const char *opt, const char *arg, uint64_t min, uint64_t max);
 
+/* ---- randomness ----------------------------------------------------------- */
+/* splitmix64: the generator behind every seeded choice (data order, weight
+ * initialization, sampling); the state is one u64, saved as it is. */
+uint64_t splitmix64(uint64_t *state);
+
 /* ---- hashing ------------------------------------------------------------ */
 /* XXH3 (libxxhash): 64-bit for checksums; hex form is 16 lowercase digits. */
 uint64_t hash64(const void *data, size_t n, uint64_t seed);

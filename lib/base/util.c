@@ -93,6 +93,14 @@ uint64_t parse_count(const char *opt, const char *arg, uint64_t min, uint64_t ma
     return n;
 }
 
+uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
 uint64_t hash64(const void *data, size_t n, uint64_t seed)
 {
     return XXH3_64bits_withSeed(data, n, seed);

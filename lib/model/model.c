@@ -566,17 +566,9 @@ void model_free(Model *m)
     memset(m, 0, sizeof *m);
 }
 
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static double normal(uint64_t *s)
 {
-    double u1 = ((double)(splitmix(s) >> 11) + 0.5) * 0x1.0p-53, u2 = (double)(splitmix(s) >> 11) * 0x1.0p-53;
+    double u1 = ((double)(splitmix64(s) >> 11) + 0.5) * 0x1.0p-53, u2 = (double)(splitmix64(s) >> 11) * 0x1.0p-53;
     return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
 }
 
@@ -690,6 +682,26 @@ static void combine_forward(float *out, const float *h, const Activations *a, in
     }
 }
 
+/* The top-1 LBL's statistics of layer l: fhat[E] = mean over tokens of
+ * softmax(z / tau), *pbar = mean probability of each token's first choice;
+ * returns sum fhat^2. */
+static double top1_stats(double *fhat, double *pbar, const Activations *a, int l, double tau, int N, int E, int k)
+{
+    double S = 0;
+    *pbar = 0;
+    for (int e = 0; e < E; e++) fhat[e] = 0;
+    for (int n = 0; n < N; n++) {
+        const float *zn = a->z[l] + (size_t)n * E;
+        double mx = zn[0], s = 0;
+        for (int j = 1; j < E; j++) mx = zn[j] > mx ? zn[j] : mx;
+        for (int j = 0; j < E; j++) s += exp((zn[j] - mx) / tau);
+        for (int j = 0; j < E; j++) fhat[j] += exp((zn[j] - mx) / tau) / s / N;
+        *pbar += a->p[l][(size_t)n * E + a->sel[l][(size_t)n * k]] / (double)N;
+    }
+    for (int e = 0; e < E; e++) S += fhat[e] * fhat[e];
+    return S;
+}
+
 /* The balance terms of one layer (loss values), see model.h. */
 static void balance_forward(Losses *out, const Activations *a, int l, const float *counts, const BalanceOptions *bo, int N, int E, int k)
 {
@@ -705,16 +717,7 @@ static void balance_forward(Losses *out, const Activations *a, int l, const floa
         }
         out->balance += (float)(bo->coef * E * sum);
     } else if (bo->kind == BALANCE_TOP1_LBL) {
-        double fh[MAX_EXPERTS] = {0}, S = 0, pbar = 0;
-        for (int n = 0; n < N; n++) {   /* fhat = mean of softmax(z / tau) */
-            const float *zn = a->z[l] + (size_t)n * E;
-            double mx = zn[0], s = 0;
-            for (int j = 1; j < E; j++) mx = zn[j] > mx ? zn[j] : mx;
-            for (int j = 0; j < E; j++) s += exp((zn[j] - mx) / bo->tau);
-            for (int j = 0; j < E; j++) fh[j] += exp((zn[j] - mx) / bo->tau) / s / N;
-            pbar += p[(size_t)n * E + a->sel[l][(size_t)n * k]] / (double)N;
-        }
-        for (int e = 0; e < E; e++) S += fh[e] * fh[e];
+        double fh[MAX_EXPERTS], pbar, S = top1_stats(fh, &pbar, a, l, bo->tau, N, E, k);
         out->balance += (float)(bo->coef * E * S / pbar);
     }
     if (bo->z_coef > 0) {
@@ -819,16 +822,7 @@ static void balance_backward(Activations *a, int l, const float *counts, const B
             for (int n = 0; n < N; n++) dp[(size_t)n * E + e] += g;
         }
     } else if (bo->kind == BALANCE_TOP1_LBL) {
-        double fh[MAX_EXPERTS] = {0}, S = 0, pbar = 0, gf[MAX_EXPERTS];
-        for (int n = 0; n < N; n++) {
-            const float *zn = z + (size_t)n * E;
-            double mx = zn[0], s = 0;
-            for (int j = 1; j < E; j++) mx = zn[j] > mx ? zn[j] : mx;
-            for (int j = 0; j < E; j++) s += exp((zn[j] - mx) / bo->tau);
-            for (int j = 0; j < E; j++) fh[j] += exp((zn[j] - mx) / bo->tau) / s / N;
-            pbar += p[(size_t)n * E + a->sel[l][(size_t)n * k]] / (double)N;
-        }
-        for (int e = 0; e < E; e++) S += fh[e] * fh[e];
+        double fh[MAX_EXPERTS], gf[MAX_EXPERTS], pbar, S = top1_stats(fh, &pbar, a, l, bo->tau, N, E, k);
         double c = scale * bo->coef * E;
         for (int e = 0; e < E; e++) gf[e] = c * 2 * fh[e] / pbar;   /* dL/dfhat */
         double gp = -c * S / (pbar * pbar);                          /* dL/dpbar */

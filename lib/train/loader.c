@@ -6,14 +6,6 @@
 #include <string.h>
 #include <xxhash.h>
 
-uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* Uniform in [0, n) without modulo bias (Lemire's method would do too; the
  * rejection loop is simpler and n is far below 2^64). */
 static uint64_t below(uint64_t *state, uint64_t n)

@@ -46,8 +46,6 @@ void loader_seek(Loader *l, LoaderPos pos);
 void loader_free(Loader *l);
 uint64_t shard_sequences(uint64_t n_tokens, uint32_t T);
 
-/* splitmix64: the generator behind every seeded choice in training. */
-uint64_t splitmix64(uint64_t *state);
 /* Fisher-Yates shuffle of a[0..n) with a generator seeded by `seed`. */
 void shuffle_u64(uint64_t *a, size_t n, uint64_t seed);
 
