@@ -729,10 +729,12 @@ static void balance_forward(Losses *out, const Activations *a, int l, const floa
 
 /* ============================ loss ==================================== */
 
-/* logits[N, V] are given; lse[N]; returns the masked mean cross-entropy. */
-static float crossentropy_forward(float *lse, const float *logits, const uint32_t *targets, const float *mask, int N, int V)
+/* lse[N] and the masked mean cross-entropy of logits[N, V]; rowloss[N] is
+ * scratch, summed in order afterwards so the result does not depend on the
+ * number of threads. */
+static float crossentropy_forward(float *lse, float *rowloss, const float *logits, const uint32_t *targets, const float *mask, int N, int V)
 {
-    double loss = 0, msum = 0;
+#pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *lg = logits + (size_t)n * V;
         float mx = lg[0];
@@ -740,9 +742,12 @@ static float crossentropy_forward(float *lse, const float *logits, const uint32_
         double s = 0;
         for (int v = 0; v < V; v++) s += expf(lg[v] - mx);
         lse[n] = mx + (float)log(s);
-        double w = mask ? mask[n] : 1.0;
-        loss += w * (lse[n] - lg[targets[n]]);
-        msum += w;
+        rowloss[n] = (mask ? mask[n] : 1.0f) * (lse[n] - lg[targets[n]]);
+    }
+    double loss = 0, msum = 0;
+    for (int n = 0; n < N; n++) {
+        loss += rowloss[n];
+        msum += mask ? mask[n] : 1.0;
     }
     return msum > 0 ? (float)(loss / msum) : 0.0f;
 }
@@ -801,7 +806,7 @@ Losses model_forward(Model *m, const uint32_t *inputs, const uint32_t *targets, 
     if (targets) {
         for (int n = 0; n < N; n++)
             if (targets[n] >= (uint32_t)V) die("target %u at position %d is outside the model's vocabulary of %d", targets[n], n, V);
-        out.ce = crossentropy_forward(a->lsef, a->logits, targets, mask, N, V);
+        out.ce = crossentropy_forward(a->lsef, a->dprow, a->logits, targets, mask, N, V);
     }
     out.loss = out.ce + out.balance + out.z;
     return out;
