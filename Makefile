@@ -89,7 +89,7 @@ TEST_HELP := $(sort $(wildcard tests/helpers/*.c))
 HELPERS   := $(TEST_HELP:tests/helpers/%.c=$(O)/tests/%)
 LIBSIGMA  := $(O)/libsigma.a
 
-.PHONY: all test test-suite test-gpu demo bench install uninstall clean cuda-check check-deps
+.PHONY: all test test-suite test-gpu test-interop demo bench install uninstall clean cuda-check check-deps
 .DEFAULT_GOAL := all
 
 all: $(TOOLS)
@@ -132,6 +132,11 @@ test-suite: $(TOOLS) $(UNITS) $(HELPERS)
 
 check-deps:
 	@scripts/deps
+
+# sigma-export's directories in transformers, torch and safetensors (from pip,
+# which make test does not need): pip install torch transformers safetensors
+test-interop: $(TOOLS) $(HELPERS)
+	SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) tests/run -- tests/interop/run.py
 
 test-gpu:
 	@if [ -z "$(NVCC)" ]; then echo "test-gpu: nvcc not found"; exit 1; fi

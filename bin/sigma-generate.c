@@ -100,7 +100,10 @@ int main(int argc, char **argv)
     Model m;
     uint8_t fp[16];
     ckpt_load_model(&m, argv[optind], 1, 0, fp);
-    if (memcmp(fp, tokenizer_fingerprint(tok), 16) != 0) {
+    static const uint8_t unknown[16];   /* an imported model whose tokenizer was not given */
+    if (!memcmp(fp, unknown, 16)) {
+        warn("%s records no tokenizer; assuming %s is the model's", argv[optind], tok_path);
+    } else if (memcmp(fp, tokenizer_fingerprint(tok), 16) != 0) {
         char a[33], b[33];
         fingerprint_hex(a, fp);
         fingerprint_hex(b, tokenizer_fingerprint(tok));

@@ -96,6 +96,9 @@ void atomic_dir_begin(AtomicDir *ad, const char *path, int force)
         die("%s already exists (use --force to replace it)", ad->path);
     ad->tmp = xasprintf("%s.tmp.XXXXXX", ad->path);
     if (!mkdtemp(ad->tmp)) die("cannot create directory %s: %s", ad->tmp, strerror(errno));
+    mode_t mask = umask(0);   /* mkdtemp makes it 0700; the final directory gets the usual mode */
+    umask(mask);
+    chmod(ad->tmp, 0777 & ~mask);
     sg_on_die(atomic_dir_cleanup, ad);
 }
 

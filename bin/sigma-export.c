@@ -1,0 +1,134 @@
+/* sigma-export: a sigma checkpoint as a Hugging Face model directory
+ * (Qwen3MoeForCausalLM), and such a directory back as a sigma checkpoint. */
+#include "base/base.h"
+#include "base/json.h"
+#include "data/tokstream.h"
+#include "model/hf.h"
+#include "text/tokenizer.h"
+#include "train/ckpt.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sigma-export CKPT -o HFDIR [-t TOKENIZER] [--dtype bf16|fp32] [--max-shard-size N] [--force]\n"
+            "       sigma-export --import HFDIR -o CKPTDIR [-t TOKENIZER] [--force]\n"
+            "\n"
+            "Writes the model of a checkpoint (a run directory or one step-N directory) as a\n"
+            "Hugging Face directory that AutoModelForCausalLM loads as Qwen3MoeForCausalLM,\n"
+            "with tokenizer.json for AutoTokenizer when -t names the model's tokenizer; or\n"
+            "reads such a directory (from sigma or elsewhere) into a sigma checkpoint.\n"
+            "\n"
+            "  -o, --out DIR            the directory to write (refused if it exists)\n"
+            "  -t, --tokenizer FILE     the model's tokenizer (its fingerprint must match)\n"
+            "      --dtype D            bf16 (default) or fp32\n"
+            "      --max-shard-size N   bytes per safetensors file (default 5G; k, M, G allowed)\n"
+            "      --import HFDIR       read a Hugging Face directory instead\n"
+            "  -f, --force              replace DIR if it exists\n"
+            "  -q, --quiet  -h, --help  --version\n"
+            "\n"
+            "See sigma-export(1).\n");
+}
+
+static Tokenizer *load_checked_tokenizer(const char *path, const uint8_t fp[16], const char *what)
+{
+    Tokenizer *tok = tokenizer_load(path, NULL);
+    uint8_t zero[16] = {0};
+    if (fp && memcmp(fp, zero, 16) && memcmp(fp, tokenizer_fingerprint(tok), 16)) {
+        char a[33], b[33];
+        fingerprint_hex(a, fp);
+        fingerprint_hex(b, tokenizer_fingerprint(tok));
+        die("%s: the model was trained with tokenizer %s, %s is %s", what, a, path, b);
+    }
+    return tok;
+}
+
+static void import_dir(const char *hf, const char *out, const char *tok_path, int force)
+{
+    Config c;
+    hf_config_read(&c, hf);
+    Model m;
+    model_init(&m, &c, 1, 1);
+    hf_weights_read(&m, hf);
+    uint8_t fp[16] = {0};
+    uint32_t vocab = (uint32_t)c.vocab_size;
+    if (tok_path) {
+        Tokenizer *tok = tokenizer_load(tok_path, NULL);
+        memcpy(fp, tokenizer_fingerprint(tok), 16);
+        vocab = tokenizer_n_vocab(tok);
+        if (vocab > (uint32_t)c.vocab_size) die("%s: vocabulary %u is larger than the model's %d", tok_path, vocab, c.vocab_size);
+        tokenizer_free(tok);
+    }
+    AtomicDir ad;
+    atomic_dir_begin(&ad, out, force);
+    cJSON *cfg = json_obj(), *tj = json_obj();
+    char hex[33];
+    fingerprint_hex(hex, fp);
+    json_add(cfg, "model", config_to_json(&c));
+    json_add_str(tj, "fingerprint", hex);
+    json_add_u64(tj, "vocab_size", vocab);
+    json_add(cfg, "tokenizer", tj);
+    json_add_str(cfg, "imported_from", hf);
+    json_add_str(cfg, "created_by", "sigma-export " SIGMA_VERSION);
+    char *path = atomic_dir_file(&ad, "config.json");
+    json_write_file_atomic(path, cfg);
+    free(path);
+    cJSON_Delete(cfg);
+    path = atomic_dir_file(&ad, "model.safetensors");
+    safetensors_save(path, m.tensors, m.n_tensors, m.params, "");
+    free(path);
+    atomic_dir_commit(&ad);
+    model_free(&m);
+}
+
+int main(int argc, char **argv)
+{
+    sg_init(argv[0]);
+    const char *out = NULL, *tok_path = NULL, *import = NULL;
+    int force = 0, bf16 = 1;
+    uint64_t max_shard = 5000000000ull;
+    enum { O_DTYPE = 256, O_MAX_SHARD, O_IMPORT, O_VERSION };
+    static const struct option longopts[] = {
+        {"out", required_argument, 0, 'o'}, {"tokenizer", required_argument, 0, 't'},
+        {"dtype", required_argument, 0, O_DTYPE}, {"max-shard-size", required_argument, 0, O_MAX_SHARD},
+        {"import", required_argument, 0, O_IMPORT}, {"force", no_argument, 0, 'f'},
+        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, O_VERSION},
+        {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "o:t:fqh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 't': tok_path = optarg; break;
+        case O_DTYPE:
+            if (!strcmp(optarg, "bf16")) bf16 = 1;
+            else if (!strcmp(optarg, "fp32")) bf16 = 0;
+            else usage_error("--dtype: expected bf16 or fp32, got '%s'", optarg);
+            break;
+        case O_MAX_SHARD: max_shard = parse_count("--max-shard-size", optarg, 1, UINT64_MAX); break;
+        case O_IMPORT: import = optarg; break;
+        case 'f': force = 1; break;
+        case 'q': sg_quiet = 1; break;
+        case 'h': usage(stdout); return 0;
+        case O_VERSION: printf("sigma-export %s\n", SIGMA_VERSION); return 0;
+        default: usage_error("unknown option");
+        }
+    }
+    if (!out) usage_error("missing -o DIR");
+    if (import) {
+        if (optind != argc) usage_error("--import takes no checkpoint argument");
+        import_dir(import, out, tok_path, force);
+        return 0;
+    }
+    if (optind + 1 != argc) usage_error("expected one checkpoint (a run directory or a step-N directory)");
+    Model m;
+    uint8_t fp[16];
+    ckpt_load_model(&m, argv[optind], 1, 1, fp);
+    Tokenizer *tok = tok_path ? load_checked_tokenizer(tok_path, fp, argv[optind]) : NULL;
+    hf_export(&m, tok, out, force, bf16, max_shard);
+    if (tok) tokenizer_free(tok);
+    model_free(&m);
+    return 0;
+}

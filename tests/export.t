@@ -1,0 +1,61 @@
+#!/bin/sh
+# sigma-export without the Hugging Face libraries (make test-interop loads
+# the directories in transformers): the files and their headers, sigma ->
+# HF -> sigma bit for bit, sharding, bf16, and refusals.
+. "$(dirname "$0")/lib.sh"
+
+cat /usr/share/common-licenses/GPL-3 /usr/share/common-licenses/Apache-2.0 >"$T/text"
+sigma-tokenize train -q --vocab-size 600 --pattern o200k -o "$T/tok.txt" "$T/text"
+sigma-tokenize encode -q -t "$T/tok.txt" --lines "$T/text" | sigma-shard -q -o "$T/shards" --val-fraction 0
+sigma-pretrain -q --preset test --data "$T/shards" --out "$T/run" --seq-len 32 --micro-batch 4 --batch-tokens 128 \
+    --steps 3 --eval-every 0 --topk-schedule "0:2,1...; 2:2..."
+ok "export, fp32" sigma-export "$T/run" -t "$T/tok.txt" -o "$T/hf" --dtype fp32
+for f in config.json generation_config.json model.safetensors tokenizer.json tokenizer_config.json; do
+    ok "writes $f" test -s "$T/hf/$f"
+done
+ok "config.json: qwen3_moe, norm_topk_prob false, the final top-k" \
+    jq -e '.model_type == "qwen3_moe" and .architectures == ["Qwen3MoeForCausalLM"] and .norm_topk_prob == false and .num_experts_per_tok == 2 and .num_experts == 8' "$T/hf/config.json"
+ok "tokenizer.json: byte-level BPE, the pattern, merges, specials" \
+    jq -e '.model.type == "BPE" and (.model.merges | length) == 600 - 256 - 1 and .added_tokens[0].content == "<|endoftext|>" and .pre_tokenizer.pretokenizers[0].type == "Split"' "$T/hf/tokenizer.json"
+st_check() {   # the safetensors specification, with python3's standard library
+    python3 - "$@" <<'PY'
+import json, struct, sys
+for f in sys.argv[1:]:
+    raw = open(f, 'rb').read()
+    n = struct.unpack('<Q', raw[:8])[0]
+    h = json.loads(raw[8:8 + n])
+    assert n % 8 == 0 and h.pop('__metadata__') == {'format': 'pt'}, f
+    spans = [v['data_offsets'] for v in h.values()]
+    assert spans[0][0] == 0 and all(a[1] == b[0] for a, b in zip(spans, spans[1:])) and spans[-1][1] == len(raw) - 8 - n, f
+PY
+}
+ok "the safetensors header: 8-byte length, padded JSON, format pt, contiguous offsets in order" st_check "$T/hf/model.safetensors"
+ok "import back" sigma-export --import "$T/hf" -o "$T/back" -t "$T/tok.txt"
+ok "sigma -> HF -> sigma is bit for bit" cmp "$T/run/step-00000003/model.safetensors" "$T/back/model.safetensors"
+ok "the imported checkpoint generates like the original" \
+    sh -c "test \"\$(sigma-generate '$T/back' -t '$T/tok.txt' -p 'the' -n 8 --ids)\" = \"\$(sigma-generate '$T/run' -t '$T/tok.txt' -p 'the' -n 8 --ids)\""
+ok "sharded above --max-shard-size, with an index" sigma-export "$T/run" -o "$T/sharded" --dtype fp32 --max-shard-size 50k
+n=$(ls "$T/sharded"/model-*-of-*.safetensors | wc -l)
+ok "$n shards, each within the specification" st_check $(ls "$T/sharded"/model-*.safetensors)
+ok "the index maps every tensor" jq -e '(.weight_map | length) == 69 and .metadata.total_size > 0' "$T/sharded/model.safetensors.index.json"
+sigma-export --import "$T/sharded" -o "$T/back2"
+ok "a sharded directory imports bit for bit too" cmp "$T/run/step-00000003/model.safetensors" "$T/back2/model.safetensors"
+ok "bf16 by default" sigma-export "$T/run" -o "$T/bf16"
+ok "bf16 halves the weights" test "$(wc -c <"$T/bf16/model.safetensors")" -lt "$(( $(wc -c <"$T/hf/model.safetensors") * 6 / 10 ))"
+sigma-export --import "$T/bf16" -o "$T/back16"
+ok "a bf16 import generates (rounded weights)" sigma-generate "$T/back16" -t "$T/tok.txt" -p the -n 4
+
+fails_with "an existing output directory is refused" 1 "already exists" sigma-export "$T/run" -o "$T/hf"
+ok "--force replaces it" sigma-export "$T/run" -o "$T/hf" --force --dtype fp32
+sigma-tokenize train -q --vocab-size 600 --pattern cl100k -o "$T/other.txt" "$T/text"
+fails_with "another tokenizer is refused" 1 "trained with tokenizer" sigma-export "$T/run" -t "$T/other.txt" -o "$T/x"
+cp -r "$T/run/step-00000003" "$T/mixed"; rm "$T/mixed/trainer.json"
+jq '.model.top_k = [2, 1]' "$T/run/step-00000003/config.json" >"$T/mixed/config.json"
+fails_with "layers with different top-k cannot be one Qwen3-MoE" 1 "one num_experts_per_tok" sigma-export "$T/mixed" -o "$T/x"
+cp -r "$T/hf" "$T/renorm"; jq '.norm_topk_prob = true' "$T/hf/config.json" >"$T/renorm/config.json"
+fails_with "a renormalising Qwen3-MoE is refused on import" 1 "norm_topk_prob is true" sigma-export --import "$T/renorm" -o "$T/x"
+cp -r "$T/hf" "$T/noexp"; jq '.num_experts = 9' "$T/hf/config.json" >"$T/noexp/config.json"
+fails_with "a misshapen tensor is named on import" 1 "mlp.gate.weight has shape" sigma-export --import "$T/noexp" -o "$T/x"
+ok "no partial output after any of these" sh -c "! ls -d '$T'/x* 2>/dev/null"
+fails_with "not a checkpoint" 1 "not a checkpoint" sigma-export "$T" -o "$T/x"
+done_testing
