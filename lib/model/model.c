@@ -729,18 +729,22 @@ static void balance_forward(Losses *out, const Activations *a, int l, const floa
 
 /* ============================ loss ==================================== */
 
-/* lse[N] and the masked mean cross-entropy of logits[N, V]; rowloss[N] is
- * scratch, summed in order afterwards so the result does not depend on the
- * number of threads. */
-static float crossentropy_forward(float *lse, float *rowloss, const float *logits, const uint32_t *targets, const float *mask, int N, int V)
+/* lse[N], probs[N, V] (the softmax, kept for backward) and the masked mean
+ * cross-entropy of logits[N, V]; rowloss[N] is scratch, summed in order
+ * afterwards so the result does not depend on the number of threads. */
+static float crossentropy_forward(float *lse, float *probs, float *rowloss, const float *logits, const uint32_t *targets,
+                                  const float *mask, int N, int V)
 {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *lg = logits + (size_t)n * V;
+        float *pr = probs + (size_t)n * V;
         float mx = lg[0];
         for (int v = 1; v < V; v++) mx = lg[v] > mx ? lg[v] : mx;
         double s = 0;
-        for (int v = 0; v < V; v++) s += expf(lg[v] - mx);
+        for (int v = 0; v < V; v++) s += pr[v] = expf(lg[v] - mx);
+        float inv = (float)(1.0 / s);
+        for (int v = 0; v < V; v++) pr[v] *= inv;
         lse[n] = mx + (float)log(s);
         rowloss[n] = (mask ? mask[n] : 1.0f) * (lse[n] - lg[targets[n]]);
     }
@@ -806,7 +810,7 @@ Losses model_forward(Model *m, const uint32_t *inputs, const uint32_t *targets, 
     if (targets) {
         for (int n = 0; n < N; n++)
             if (targets[n] >= (uint32_t)V) die("target %u at position %d is outside the model's vocabulary of %d", targets[n], n, V);
-        out.ce = crossentropy_forward(a->lsef, a->dprow, a->logits, targets, mask, N, V);
+        out.ce = crossentropy_forward(a->lsef, a->dlogits, a->dprow, a->logits, targets, mask, N, V);
     }
     out.loss = out.ce + out.balance + out.z;
     return out;
@@ -922,15 +926,14 @@ void model_backward(Model *m, float scale)
     const int qd = H * hd, kvd = KV * hd, V = c->vocab_size;
     Params P = param_pointers(c, m->params), G = param_pointers(c, m->grads);
 
-    /* cross-entropy: dlogits = (softmax - onehot) * mask / sum(mask) * scale */
+    /* cross-entropy: dlogits = (softmax - onehot) * mask / sum(mask) * scale, in place */
     double msum = 0;
     for (int n = 0; n < N; n++) msum += a->mask ? a->mask[n] : 1.0;
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float w = msum > 0 ? (float)((a->mask ? a->mask[n] : 1.0) / msum * scale) : 0.0f;
-        const float *lg = a->logits + (size_t)n * V;
-        float *dl = a->dlogits + (size_t)n * V;
-        for (int v = 0; v < V; v++) dl[v] = w * expf(lg[v] - a->lsef[n]);
+        float *dl = a->dlogits + (size_t)n * V;   /* the softmax from the forward */
+        for (int v = 0; v < V; v++) dl[v] *= w;
         dl[a->targets[n]] -= w;
     }
     memset(a->dln, 0, (size_t)N * d * sizeof(float));
