@@ -55,7 +55,8 @@ static void usage(FILE *out)
             "      --max-skips N        stop after N steps skipped for NaN/Inf (default 20)\n"
             "      --spike-z X          log a loss spike above X standard deviations (default 6)\n"
             "      --threads N          CPU threads (default: all cores)\n"
-            "      --device NAME        cpu or cuda (default: cuda when a GPU is present)\n"
+            "      --device NAME        cpu, cuda or auto (default auto: cuda when a GPU is present)\n"
+            "      --recompute-experts  GPU: recompute the experts' gate/up products in backward (less memory)\n"
             "  -q, --quiet  -v, --verbose  -h, --help  --version\n"
             "\n"
             "See sigma-pretrain(1).\n");
@@ -71,7 +72,7 @@ int main(int argc, char **argv)
         O_INIT_STD = 256, O_DRY_RUN, O_RESUME, O_METRICS, O_STEPS, O_BATCH_TOKENS, O_MICRO_BATCH, O_SEQ_LEN, O_SEED,
         O_LR, O_MIN_LR, O_WARMUP, O_SCHEDULE, O_DECAY_FRACTION, O_WEIGHT_DECAY, O_BETA1, O_BETA2, O_EPS, O_CLIP,
         O_TOPK, O_BALANCE, O_BALANCE_COEF, O_BALANCE_TAU, O_Z_LOSS, O_BIAS_RATE, O_EVAL_EVERY, O_EVAL_BATCHES,
-        O_SAVE_EVERY, O_KEEP, O_MAX_SKIPS, O_SPIKE_Z, O_THREADS, O_DEVICE, O_VERSION
+        O_SAVE_EVERY, O_KEEP, O_MAX_SKIPS, O_SPIKE_Z, O_THREADS, O_DEVICE, O_RECOMPUTE, O_VERSION
     };
     static const struct option longopts[] = {
         {"preset", required_argument, 0, 'p'}, {"config", required_argument, 0, 'c'},
@@ -92,7 +93,7 @@ int main(int argc, char **argv)
         {"eval-batches", required_argument, 0, O_EVAL_BATCHES}, {"save-every", required_argument, 0, O_SAVE_EVERY},
         {"keep", required_argument, 0, O_KEEP}, {"max-skips", required_argument, 0, O_MAX_SKIPS},
         {"spike-z", required_argument, 0, O_SPIKE_Z}, {"threads", required_argument, 0, O_THREADS},
-        {"device", required_argument, 0, O_DEVICE}, {"quiet", no_argument, 0, 'q'},
+        {"device", required_argument, 0, O_DEVICE}, {"recompute-experts", no_argument, 0, O_RECOMPUTE}, {"quiet", no_argument, 0, 'q'},
         {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, O_VERSION},
         {0, 0, 0, 0}};
     int c;
@@ -140,9 +141,11 @@ int main(int argc, char **argv)
         case O_SPIKE_Z: o.spike_z = parse_double("--spike-z", optarg, 0, 1e9); break;
         case O_THREADS: o.threads = (int)parse_u64("--threads", optarg, 1, 4096); break;
         case O_DEVICE:
-            if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda")) usage_error("--device: expected cpu or cuda, got '%s'", optarg);
+            if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda") && strcmp(optarg, "auto"))
+                usage_error("--device: expected cpu, cuda or auto, got '%s'", optarg);
             o.device = optarg;
             break;
+        case O_RECOMPUTE: o.recompute = 1; break;
         case 'q': sg_quiet = 1; break;
         case 'v': sg_verbose = 1; break;
         case 'h': usage(stdout); return 0;

@@ -1003,3 +1003,9 @@ void model_update_bias(Model *m, float rate)
         }
     }
 }
+
+const int *model_selection(const Model *m, int layer, int *k)
+{
+    *k = m->acts->kused[layer];
+    return m->acts->sel[layer];
+}

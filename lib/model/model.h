@@ -139,6 +139,9 @@ void model_zero_grads(Model *m);
  * deviation of the busiest and idlest expert, (count - T*k/E) / (T*k/E),
  * and the routing entropy (mean over tokens of -sum p log p). */
 void model_route_stats(const Model *m, int layer, float *max_dev, float *min_dev, float *entropy);
+/* The expert of each (token, slot) of layer l in the last forward:
+ * sel[B*T*k], k in *k (tests compare devices' routing with it). */
+const int *model_selection(const Model *m, int layer, int *k);
 /* Aux-loss-free bias step: bias_e += rate * sign(mean count - count_e). */
 void model_update_bias(Model *m, float rate);
 

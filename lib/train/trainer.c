@@ -19,6 +19,9 @@
 #include "data/shard.h"
 #include "model/model.h"
 #include "train/adamw.h"
+#ifdef SIGMA_CUDA
+#include "cuda/gpu_model.h"
+#endif
 #include "train/ckpt.h"
 #include "train/loader.h"
 #include "train/metrics.h"
@@ -69,13 +72,14 @@ void train_options_default(TrainOptions *o)
     o->keep = 3;
     o->max_skips = 20;
     o->spike_z = 6;
-    o->device = "cpu";
+    o->device = "auto";
 }
 
 typedef struct {
     const TrainOptions *o;
     Config cfg;
-    Model model;
+    Model model;               /* on the CPU, or the host side of the GPU's */
+    struct GpuModel *gpu;      /* the CUDA core, or NULL */
     ShardSet set;
     Loader train, val;
     int have_val;
@@ -333,13 +337,90 @@ static BalanceOptions balance_options(const Trainer *t, int global)
     return bo;
 }
 
+/* ---- the model on the run's device --------------------------------------------------
+ * With --device cuda the GPU holds the weights, gradients and moments; the
+ * host Model keeps the configuration, tensor table and expert bias, and
+ * receives the weights and moments only to save them. */
+
+static Losses forward(Trainer *t, const uint32_t *inputs, const uint32_t *targets, int B, int T, const BalanceOptions *bo)
+{
+#ifdef SIGMA_CUDA
+    if (t->gpu)
+        return gpu_model_forward(t->gpu, &t->model.cfg, inputs, targets, NULL, B, T, bo, t->model.expert_bias, t->model.counts);
+#endif
+    return model_forward(&t->model, inputs, targets, NULL, B, T, bo);
+}
+
+static void backward(Trainer *t, float scale)
+{
+#ifdef SIGMA_CUDA
+    if (t->gpu) { gpu_model_backward(t->gpu, scale); return; }
+#endif
+    model_backward(&t->model, scale);
+}
+
+static void zero_grads(Trainer *t)
+{
+#ifdef SIGMA_CUDA
+    if (t->gpu) { gpu_model_zero_grads(t->gpu); return; }
+#endif
+    model_zero_grads(&t->model);
+}
+
+static double grad_norm_of(Trainer *t)
+{
+#ifdef SIGMA_CUDA
+    if (t->gpu) return gpu_model_grad_norm(t->gpu);
+#endif
+    return l2_norm(t->model.grads, t->model.n_params);
+}
+
+static int is_matrix(const ParamTensor *p) { return p->ndim == 2; }
+
+static void optimizer_step(Trainer *t, const AdamWStep *s)
+{
+    Model *m = &t->model;
+#ifdef SIGMA_CUDA
+    if (t->gpu) { gpu_model_adamw(t->gpu, s); return; }
+#endif
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamTensor *p = &m->tensors[i];
+        adamw_update(m->params + p->offset, t->moments + p->offset, t->moments + m->n_params + p->offset,
+                     m->grads + p->offset, p->numel, s, is_matrix(p));
+    }
+}
+
+/* Weights and moments: host to device after initialisation or loading, back
+ * before saving. */
+static void state_to_device(Trainer *t)
+{
+#ifdef SIGMA_CUDA
+    if (t->gpu) {
+        gpu_model_set_params(t->gpu, t->model.params);
+        gpu_model_set_moments(t->gpu, t->moments);
+    }
+#else
+    (void)t;
+#endif
+}
+
+static void state_to_host(Trainer *t)
+{
+#ifdef SIGMA_CUDA
+    if (t->gpu) {
+        gpu_model_get_params(t->gpu, t->model.params);
+        gpu_model_get_moments(t->gpu, t->moments);
+    }
+#else
+    (void)t;
+#endif
+}
+
 static void add_counts(Trainer *t)
 {
     size_t n = (size_t)t->cfg.n_layers * t->cfg.n_experts;
     for (size_t i = 0; i < n; i++) t->step_counts[i] += t->model.counts[i];
 }
-
-static int is_matrix(const ParamTensor *p) { return p->ndim == 2; }
 
 /* One optimizer step; returns its losses (summed over micro-batches / accum). */
 static Losses train_step(Trainer *t, double *grad_norm, int *skipped_now)
@@ -355,36 +436,32 @@ static Losses train_step(Trainer *t, double *grad_norm, int *skipped_now)
     if (global) {   /* the step's expert counts first, so every micro-batch sees them */
         for (uint32_t a = 0; a < t->accum; a++) {
             BalanceOptions none = {.kind = BALANCE_NONE};
-            model_forward(m, t->inputs + a * mb, t->targets + a * mb, NULL, B, T, &none);
+            forward(t, t->inputs + a * mb, t->targets + a * mb, B, T, &none);
             add_counts(t);
         }
         for (int l = 0; l < L; l++) t->step_tokens[l] = (float)(t->accum * mb);
     }
     BalanceOptions bo = balance_options(t, global);
     Losses sum = {0};
-    model_zero_grads(m);
+    zero_grads(t);
     float scale = 1.0f / (float)t->accum;
     for (uint32_t a = 0; a < t->accum; a++) {
-        Losses l = model_forward(m, t->inputs + a * mb, t->targets + a * mb, NULL, B, T, &bo);
-        model_backward(m, scale);
+        Losses l = forward(t, t->inputs + a * mb, t->targets + a * mb, B, T, &bo);
+        backward(t, scale);
         if (!global) add_counts(t);
         sum.loss += l.loss * scale;
         sum.ce += l.ce * scale;
         sum.balance += l.balance * scale;
         sum.z += l.z * scale;
     }
-    *grad_norm = l2_norm(m->grads, m->n_params);
+    *grad_norm = grad_norm_of(t);
     *skipped_now = !isfinite(sum.loss) || !isfinite(*grad_norm);
     if (*skipped_now) return sum;
 
     AdamWStep s = {.lr = (float)lr_at(&o->lr, t->step), .beta1 = (float)o->beta1, .beta2 = (float)o->beta2,
                    .eps = (float)o->eps, .weight_decay = (float)o->weight_decay,
                    .grad_scale = clip_scale(*grad_norm, o->clip), .t = t->step + 1 - t->skipped};
-    for (int i = 0; i < m->n_tensors; i++) {
-        const ParamTensor *p = &m->tensors[i];
-        adamw_update(m->params + p->offset, t->moments + p->offset, t->moments + m->n_params + p->offset,
-                     m->grads + p->offset, p->numel, &s, is_matrix(p));
-    }
+    optimizer_step(t, &s);
     if (o->balance == BAL_BIAS) {   /* the bias follows the whole step's counts */
         memcpy(m->counts, t->step_counts, (size_t)L * E * sizeof(float));
         model_update_bias(m, (float)o->bias_rate);
@@ -417,7 +494,7 @@ static double evaluate(Trainer *t)
     if (n > (t->val.n_sequences + B - 1) / B) n = (t->val.n_sequences + B - 1) / B;   /* no sequence twice */
     for (uint64_t i = 0; i < n; i++) {
         loader_next(&t->val, t->inputs, t->targets, (size_t)B);
-        sum += model_forward(&t->model, t->inputs, t->targets, NULL, B, T, &none).ce;
+        sum += forward(t, t->inputs, t->targets, B, T, &none).ce;
     }
     return sum / (double)n;
 }
@@ -484,7 +561,7 @@ static void log_step(Trainer *t, Losses l, double grad_norm, double lr, double t
 
 /* ---- the run ------------------------------------------------------------------ */
 
-static void setup(Trainer *t)
+static void setup(Trainer *t, int use_gpu)
 {
     const TrainOptions *o = t->o;
     Model *m = &t->model;
@@ -515,6 +592,9 @@ static void setup(Trainer *t)
         }
     model_init(m, &alloc, (int)o->micro_batch, (int)o->seq_len);
     m->cfg = t->cfg;
+#ifdef SIGMA_CUDA
+    if (use_gpu) t->gpu = gpu_model_create(m, &alloc, (int)o->micro_batch, (int)o->seq_len, o->recompute, !sg_quiet);
+#endif
     t->moments = xcalloc(2 * m->n_params, sizeof(float));
     t->moment_tensors = xcalloc(2 * (size_t)m->n_tensors, sizeof(ParamTensor));
     for (int i = 0; i < m->n_tensors; i++) {
@@ -545,6 +625,9 @@ static void teardown(Trainer *t)
 {
     loader_free(&t->train);
     if (t->have_val) loader_free(&t->val);
+#ifdef SIGMA_CUDA
+    gpu_model_free(t->gpu);
+#endif
     model_free(&t->model);
     topk_free(&t->topk);
     metrics_close(&t->metrics);
@@ -557,13 +640,26 @@ static void teardown(Trainer *t)
     free(t->step_tokens);
 }
 
+/* "cpu", "cuda", or "auto": cuda when this build has the CUDA core and a GPU is visible. */
+static int use_cuda(const char *device)
+{
+#ifdef SIGMA_CUDA
+    if (!strcmp(device, "auto")) return gpu_count() > 0;
+    if (!strcmp(device, "cuda") && !gpu_count()) die("--device cuda: no CUDA device is visible");
+    return !strcmp(device, "cuda");
+#else
+    if (!strcmp(device, "cuda")) die("--device cuda: this sigma-pretrain was built without CUDA (no nvcc at build time); use --device cpu");
+    return 0;
+#endif
+}
+
 int run_training(const TrainOptions *o)
 {
     Trainer t;
     memset(&t, 0, sizeof t);
     t.o = o;
     if (o->threads) omp_set_num_threads(o->threads);
-    if (!strcmp(o->device, "cuda")) die("--device cuda: this build has no CUDA core yet; use --device cpu");
+    int use_gpu = use_cuda(o->device);
 
     if (o->dry_run) {   /* the vocabulary of the data when given, else the preset's own */
         int vocab = 0;
@@ -589,13 +685,14 @@ int run_training(const TrainOptions *o)
     if (resume_dir) load_checkpoint(&t, resume_dir);
     else fresh_config(&t, (int)t.set.tok.vocab_size);
     check_vocab(&t);
-    setup(&t);
+    setup(&t, use_gpu);
     if (resume_dir) {
         load_state(&t, resume_dir);
         info("resuming %s at step %llu", resume_dir, (unsigned long long)t.step);
     } else {
         model_init_params(&t.model, o->seed, (float)o->init_std);
     }
+    state_to_device(&t);
     free(resume_dir);
     metrics_open(&t.metrics, o->metrics, o->resume, t.step);
 
@@ -657,7 +754,10 @@ int run_training(const TrainOptions *o)
             metrics_write(&t.metrics, j);
             info("step %llu: validation loss %.4f", (unsigned long long)t.step, v);
         }
-        if ((o->save_every && t.step % o->save_every == 0) || t.step == o->steps || stop_requested) save_checkpoint(&t);
+        if ((o->save_every && t.step % o->save_every == 0) || t.step == o->steps || stop_requested) {
+            state_to_host(&t);
+            save_checkpoint(&t);
+        }
     }
     if (stop_requested) info("stopped by a signal at step %llu; resume with --resume", (unsigned long long)t.step);
     else progress_done(&p, "%llu steps in %.1f s, last checkpoint %s/step-%08llu", (unsigned long long)(t.step - start_step),

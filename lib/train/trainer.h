@@ -44,7 +44,8 @@ typedef struct {
     double spike_z;
     int threads;
     int dry_run;
-    const char *device;        /* "cpu" or "cuda" */
+    const char *device;        /* "cpu", "cuda" or "auto" */
+    int recompute;             /* GPU: recompute the expert intermediates in backward */
 } TrainOptions;
 
 void train_options_default(TrainOptions *o);

@@ -1,0 +1,49 @@
+#!/bin/sh
+# Training speed on one GPU: sigma's CUDA core beside PyTorch with Hugging
+# Face's Qwen3MoeForCausalLM at the same config, eager and torch.compile,
+# bf16, the same batch and sequence length, forward + backward, in one run.
+# Shapes: the nano preset, and a 4-layer slice of the real sigma-moe-tiny
+# (d 1536, 16/4 heads of 96, 96 experts of 768, top-1, vocabulary 200064).
+# Prints JSON lines, then a markdown table for bench/gpu.md, then the time
+# per phase of sigma's step (CUDA events). Needs a GPU, torch and
+# transformers; COMPILE=0 leaves torch.compile out (it compiles for minutes).
+#   sh bench/gpu.sh [OUTDIR]
+set -u
+bin=${SIGMA_TESTBIN:-$PWD/build/tests}
+out=${1:-$(mktemp -d)}
+mkdir -p "$out"
+STEPS=${STEPS:-10} COMPILE=${COMPILE:-1} TLIMIT=${TLIMIT:-240}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+
+# name preset sigma-args torch-args
+shape() {
+    name=$1 preset=$2 B=$3 T=$4 extra=$5 targs=$6
+    timeout "$TLIMIT" "$bin/gpu_bench" "$preset" "$B" "$T" "$STEPS" $extra --profile >"$out/$name.sigma.json" 2>"$out/$name.profile.md" ||
+        echo "{\"impl\": \"sigma-cuda\", \"error\": \"exit $?\"}" >>"$out/$name.sigma.json"
+    timeout "$TLIMIT" python3 bench/cuda_torch.py --mode eager $targs --batch "$B" --seq "$T" --steps "$STEPS" --warmup 2 \
+        >"$out/$name.eager.json" 2>"$out/$name.eager.err" || echo "{\"impl\": \"pytorch-eager\", \"error\": \"exit $?\"}" >>"$out/$name.eager.json"
+    if [ "$COMPILE" = 1 ]; then
+        timeout "$TLIMIT" python3 bench/cuda_torch.py --mode compile $targs --batch "$B" --seq "$T" --steps "$STEPS" --warmup 3 \
+            >"$out/$name.compile.json" 2>"$out/$name.compile.err" || echo "{\"impl\": \"pytorch-compile\", \"error\": \"exit $?\"}" >>"$out/$name.compile.json"
+    fi
+    for f in "$out/$name".*.json; do tail -n 1 "$f"; done
+}
+shape nano nano 8 2048 "--vocab 32768" \
+    "--d 1024 --layers 20 --heads 16 --kv 4 --hd 64 --experts 32 --de 512 --topk 1 --vocab 32768"
+shape tiny4 sigma-moe-tiny 2 4096 "--layers 4" \
+    "--d 1536 --layers 4 --heads 16 --kv 4 --hd 96 --experts 96 --de 768 --topk 1 --vocab 200064"
+
+echo
+echo "| shape | implementation | tokens/s | ms/step | vs eager | vs compile | MFU (989) | MFU (measured peak) |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+for name in nano tiny4; do
+    s=$(tail -n 1 "$out/$name.sigma.json"); e=$(tail -n 1 "$out/$name.eager.json")
+    c=$(tail -n 1 "$out/$name.compile.json" 2>/dev/null || echo '{}')
+    jq -rn --argjson s "$s" --argjson e "$e" --argjson c "$c" --arg n "$name" '
+        def r(x): if x == null then "-" else (x * 100 | round / 100 | tostring) + "x" end;
+        ($s.tokens_per_s // null) as $st | ($e.tokens_per_s // null) as $et | ($c.tokens_per_s // null) as $ct |
+        "| \($n) | sigma CUDA | \($st // $s.error) | \($s.ms_per_step // "-") | \(r(if $st and $et then $st / $et else null end)) | \(r(if $st and $ct then $st / $ct else null end)) | \($s.mfu_989 // "-") | \($s.mfu_measured_peak // "-") |",
+        "| \($n) | PyTorch eager | \($et // $e.error) | \($e.ms_per_step // "-") | 1x | | | |",
+        "| \($n) | PyTorch torch.compile | \($ct // $c.error // "not run") | \($c.ms_per_step // "-") | | 1x | | |"'
+done
+for name in nano tiny4; do echo; echo "sigma, $name:"; cat "$out/$name.profile.md"; done

@@ -1,0 +1,80 @@
+/* The Sigma-MoE model on an NVIDIA GPU: the same model as model.h, trained
+ * the same way, checked against the CPU reference (tests/gpu/).
+ *
+ * Precision: bf16 weights (a copy refreshed by every AdamW step) and bf16
+ * activations feeding the matrix products; fp32 master weights, AdamW
+ * moments and gradients (so micro-batches accumulate without rounding);
+ * router logits, softmax, top-k, norm statistics, the residual stream,
+ * losses and balance terms in fp32. Matrix products through cuBLAS with
+ * fp32 accumulation.
+ *
+ * The host Model (model.h) stays the owner of the configuration, the tensor
+ * table, the expert bias and the checkpoint files; a GpuModel mirrors its
+ * parameter layout on the device. Deterministic: the same inputs give the
+ * same bits on the same GPU (no floating-point atomics; every sum in a
+ * fixed order). */
+#ifndef SIGMA_GPU_MODEL_H
+#define SIGMA_GPU_MODEL_H
+
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "model/model.h"
+#include "train/adamw.h"
+
+typedef struct GpuModel GpuModel;
+
+/* Number of CUDA devices (0 when none or no driver). */
+int gpu_count(void);
+/* Buffers for micro-batches up to B x T and each layer's top-k up to
+ * alloc->top_k, laid out like host->tensors; recompute: keep only the
+ * expert inputs and recompute gate/up and SwiGLU in backward. Prints the
+ * memory of each buffer when verbose. */
+GpuModel *gpu_model_create(const Model *host, const Config *alloc, int B, int T, int recompute, int verbose);
+void gpu_model_free(GpuModel *g);
+size_t gpu_model_bytes(const GpuModel *g);
+
+/* fp32 master weights in and out (the bf16 copy follows); AdamW moments
+ * m[n_params], v[n_params] in and out. */
+void gpu_model_set_params(GpuModel *g, const float *params);
+void gpu_model_get_params(GpuModel *g, float *params);
+void gpu_model_set_moments(GpuModel *g, const float *moments);   /* [2 * n_params]: m then v */
+void gpu_model_get_moments(GpuModel *g, float *moments);
+void gpu_model_get_grads(GpuModel *g, float *grads);
+void gpu_model_set_grads(GpuModel *g, const float *grads);   /* tests: the optimizer on given gradients */
+
+/* As model_forward, at cfg's top-k (at most alloc's); expert_bias
+ * [L * E] is read when bo->use_bias. counts[L * E] gets the tokens routed
+ * to each expert. */
+Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32_t *inputs, const uint32_t *targets, const float *mask,
+                         int B, int T, const BalanceOptions *bo, const float *expert_bias, float *counts);
+/* logits [B*T, V] of the last forward, copied to the host */
+const float *gpu_model_logits(GpuModel *g);
+/* expert of each (token, slot) of layer l in the last forward: sel[B*T*k] */
+const int *gpu_model_selection(const GpuModel *g, int layer, int *k);
+void gpu_model_backward(GpuModel *g, float scale);
+void gpu_model_zero_grads(GpuModel *g);
+double gpu_model_grad_norm(GpuModel *g);
+/* AdamW over every tensor (weight decay on matrices), then the bf16 copy. */
+void gpu_model_adamw(GpuModel *g, const AdamWStep *s);
+/* as model_route_stats for the last forward */
+void gpu_model_route_stats(const GpuModel *g, int layer, float *max_dev, float *min_dev, float *entropy);
+
+/* Tests: fill every activation and scratch buffer with NaN, so a kernel
+ * that reads what no kernel wrote shows up. */
+void gpu_model_poison(GpuModel *g);
+/* Benchmarks: time spent per phase (CUDA events) since the last reset,
+ * when profiling is on; prints a table to f. */
+void gpu_model_profile(GpuModel *g, int on);
+void gpu_model_profile_print(GpuModel *g, FILE *f);
+/* A large bf16 matrix product's measured TFLOP/s (n x n x n). */
+double gpu_gemm_peak_tflops(int n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,121 @@
+/* Training speed of the CUDA core: forward + backward tokens/s of a preset
+ * (optionally cut to fewer layers) at B x T, random weights and tokens,
+ * with MFU against the H100/H200 dense bf16 peak (989 TFLOP/s) and against
+ * a measured large cuBLAS bf16 product. One JSON line on stdout; with
+ * --profile, the time per phase (CUDA events) on stderr.
+ * usage: gpu_bench PRESET B T STEPS [--layers N] [--vocab V] [--topk K]
+ *                  [--recompute] [--profile] [--optimizer] */
+#include "base/base.h"
+#include "cuda/gpu_model.h"
+#include "model/model.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv)
+{
+    sg_init(argv[0]);
+    if (argc < 5) usage_error("usage: gpu_bench PRESET B T STEPS [--layers N] [--vocab V] [--topk K] [--recompute] [--profile] [--optimizer]");
+    const char *preset = argv[1];
+    int B = atoi(argv[2]), T = atoi(argv[3]), steps = atoi(argv[4]), layers = 0, vocab = 0, topk = 0, recompute = 0, prof = 0, opt = 0;
+    for (int i = 5; i < argc; i++) {
+        if (!strcmp(argv[i], "--layers") && i + 1 < argc) layers = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--vocab") && i + 1 < argc) vocab = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--topk") && i + 1 < argc) topk = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--recompute")) recompute = 1;
+        else if (!strcmp(argv[i], "--profile")) prof = 1;
+        else if (!strcmp(argv[i], "--optimizer")) opt = 1;
+        else usage_error("unknown argument '%s'", argv[i]);
+    }
+    Config c;
+    if (config_preset(&c, preset, vocab)) usage_error("unknown preset '%s'", preset);
+    if (layers) c.n_layers = layers;
+    if (topk)
+        for (int l = 0; l < c.n_layers; l++) c.top_k[l] = topk;
+    if (T > c.max_seq_len) c.max_seq_len = T;
+    config_validate(&c, "gpu_bench");
+    const int N = B * T, d = c.d_model, H = c.n_heads, hd = c.head_dim, qd = H * hd, kvd = c.n_kv_heads * hd;
+
+    /* FLOPs per token: 6 x the weights each token multiplies (attention
+     * projections, router, its k experts, the head; not the embedding
+     * lookup) + causal attention, 6 L H hd T (QK^T and PV over T/2 keys on
+     * average, forward 2 + backward 4). */
+    double active = 0;
+    for (int l = 0; l < c.n_layers; l++)
+        active += (double)d * (qd + 2 * kvd) + (double)qd * d + (double)c.n_experts * d + (double)c.top_k[l] * 3 * c.d_expert * d;
+    active += (double)c.vocab_size * d;
+    double flops_tok = 6 * active + 6.0 * c.n_layers * H * hd * T;
+
+    Model m;
+    model_init(&m, &c, 1, 1);   /* the host side: tensor table and weights only */
+    /* Uniform weights of std 0.02 (norms at 1): as random as model_init_params's
+     * normals for timing, and seconds rather than a minute for billions. */
+    uint64_t r = 1;
+    for (int i = 0; i < m.n_tensors; i++) {
+        const ParamTensor *t = &m.tensors[i];
+        for (size_t j = 0; j < t->numel; j++) {
+            r ^= r << 13; r ^= r >> 7; r ^= r << 17;
+            m.params[t->offset + j] = t->ndim == 1 ? 1.0f : (float)(((double)(r >> 11) * 0x1.0p-53 - 0.5) * 0.0693);
+        }
+    }
+    GpuModel *g = gpu_model_create(&m, &c, B, T, recompute, 0);
+    gpu_model_set_params(g, m.params);
+    uint32_t *in = xmalloc((size_t)N * sizeof(uint32_t)), *tg = xmalloc((size_t)N * sizeof(uint32_t));
+    uint64_t s = 42;
+    for (int n = 0; n < N; n++) { in[n] = (uint32_t)(splitmix64(&s) % (uint64_t)c.vocab_size); tg[n] = (uint32_t)(splitmix64(&s) % (uint64_t)c.vocab_size); }
+    BalanceOptions bo = {.kind = BALANCE_LBL, .coef = 1e-3f};
+    float *counts = xmalloc((size_t)c.n_layers * c.n_experts * sizeof(float));
+    AdamWStep st = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f, .grad_scale = 1, .t = 1};
+    double loss = 0;
+    for (int i = 0; i < 2; i++) {   /* warm-up: cuBLAS picks its kernels */
+        gpu_model_zero_grads(g);
+        gpu_model_forward(g, &c, in, tg, NULL, B, T, &bo, m.expert_bias, counts);
+        gpu_model_backward(g, 1.0f);
+    }
+    double t0 = now();
+    for (int i = 0; i < steps; i++) {
+        gpu_model_zero_grads(g);
+        loss = gpu_model_forward(g, &c, in, tg, NULL, B, T, &bo, m.expert_bias, counts).loss;
+        gpu_model_backward(g, 1.0f);
+        if (opt) {
+            gpu_model_grad_norm(g);
+            gpu_model_adamw(g, &st);
+        }
+    }
+    gpu_model_grad_norm(g);   /* a sync: the last step's kernels are done */
+    double dt = (now() - t0) / steps;
+    if (prof) {   /* after the timing: the events synchronise between phases */
+        gpu_model_profile(g, 1);
+        for (int i = 0; i < 3; i++) {
+            gpu_model_zero_grads(g);
+            gpu_model_forward(g, &c, in, tg, NULL, B, T, &bo, m.expert_bias, counts);
+            gpu_model_backward(g, 1.0f);
+            gpu_model_grad_norm(g);
+            gpu_model_adamw(g, &st);
+        }
+        fprintf(stderr, "time per phase over 3 steps (forward, backward, optimizer), CUDA events:\n");
+        gpu_model_profile_print(g, stderr);
+    }
+    double peak = gpu_gemm_peak_tflops(8192);
+    double tps = N / dt, achieved = tps * flops_tok / 1e12;
+    printf("{\"impl\": \"sigma-cuda\", \"preset\": \"%s\", \"layers\": %d, \"vocab\": %d, \"B\": %d, \"T\": %d, \"steps\": %d, "
+           "\"optimizer\": %s, \"recompute\": %s, \"tokens_per_s\": %.1f, \"ms_per_step\": %.2f, \"flops_per_token\": %.4e, "
+           "\"tflops\": %.1f, \"mfu_989\": %.4f, \"gemm_peak_tflops\": %.1f, \"mfu_measured_peak\": %.4f, \"gpu_gib\": %.2f, "
+           "\"loss\": %.4f}\n",
+           preset, c.n_layers, c.vocab_size, B, T, steps, opt ? "true" : "false", recompute ? "true" : "false", tps, dt * 1e3,
+           flops_tok, achieved, achieved / 989.0, peak, achieved / peak, gpu_model_bytes(g) / 1073741824.0, loss);
+    gpu_model_free(g);
+    model_free(&m);
+    free(in);
+    free(tg);
+    free(counts);
+    return 0;
+}
