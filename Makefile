@@ -173,7 +173,7 @@ demo: all
 	@scripts/deps
 	$(MAKE) -f pipelines/demo.mk SIGMA_BIN=$(abspath $(BINDIR))
 
-bench: all $(HELPERS)
+bench: all $(HELPERS) $(if $(CUDA_LDLIBS),$(GPU_PROGS))
 	SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) bench/run
 
 install: all

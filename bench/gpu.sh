@@ -15,23 +15,33 @@ mkdir -p "$out"
 STEPS=${STEPS:-10} COMPILE=${COMPILE:-1} TLIMIT=${TLIMIT:-240}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 
-# name preset sigma-args torch-args
+# Each shape: preset B T | sigma's extra arguments | PyTorch's model arguments
 shape() {
-    name=$1 preset=$2 B=$3 T=$4 extra=$5 targs=$6
-    timeout "$TLIMIT" "$bin/gpu_bench" "$preset" "$B" "$T" "$STEPS" $extra --profile >"$out/$name.sigma.json" 2>"$out/$name.profile.md" ||
-        echo "{\"impl\": \"sigma-cuda\", \"error\": \"exit $?\"}" >>"$out/$name.sigma.json"
-    timeout "$TLIMIT" python3 bench/cuda_torch.py --mode eager $targs --batch "$B" --seq "$T" --steps "$STEPS" --warmup 2 \
-        >"$out/$name.eager.json" 2>"$out/$name.eager.err" || echo "{\"impl\": \"pytorch-eager\", \"error\": \"exit $?\"}" >>"$out/$name.eager.json"
-    if [ "$COMPILE" = 1 ]; then
-        timeout "$TLIMIT" python3 bench/cuda_torch.py --mode compile $targs --batch "$B" --seq "$T" --steps "$STEPS" --warmup 3 \
-            >"$out/$name.compile.json" 2>"$out/$name.compile.err" || echo "{\"impl\": \"pytorch-compile\", \"error\": \"exit $?\"}" >>"$out/$name.compile.json"
-    fi
-    for f in "$out/$name".*.json; do tail -n 1 "$f"; done
+    case $1 in
+    nano) echo "nano 8 2048|--vocab 32768|--d 1024 --layers 20 --heads 16 --kv 4 --hd 64 --experts 32 --de 512 --topk 1 --vocab 32768" ;;
+    tiny4) echo "sigma-moe-tiny 2 4096|--layers 4|--d 1536 --layers 4 --heads 16 --kv 4 --hd 96 --experts 96 --de 768 --topk 1 --vocab 200064" ;;
+    esac
 }
-shape nano nano 8 2048 "--vocab 32768" \
-    "--d 1024 --layers 20 --heads 16 --kv 4 --hd 64 --experts 32 --de 512 --topk 1 --vocab 32768"
-shape tiny4 sigma-moe-tiny 2 4096 "--layers 4" \
-    "--d 1536 --layers 4 --heads 16 --kv 4 --hd 96 --experts 96 --de 768 --topk 1 --vocab 200064"
+run() {   # mode name
+    mode=$1 name=$2
+    IFS='|' read -r size extra targs <<EOS
+$(shape "$name")
+EOS
+    set -- $size
+    preset=$1 B=$2 T=$3
+    if [ "$mode" = sigma ]; then
+        timeout "$TLIMIT" "$bin/gpu_bench" "$preset" "$B" "$T" "$STEPS" $extra --profile >"$out/$name.sigma.json" 2>"$out/$name.profile.md" ||
+            echo "{\"impl\": \"sigma-cuda\", \"error\": \"exit $?\"}" >>"$out/$name.sigma.json"
+    else
+        timeout "$TLIMIT" python3 bench/cuda_torch.py --mode "$mode" $targs --batch "$B" --seq "$T" --steps "$STEPS" --warmup 2 \
+            >"$out/$name.$mode.json" 2>"$out/$name.$mode.err" || echo "{\"impl\": \"pytorch-$mode\", \"error\": \"exit $?\"}" >>"$out/$name.$mode.json"
+    fi
+    tail -n 1 "$out/$name.$mode.json"
+}
+# torch.compile last: it compiles for minutes
+modes="sigma eager"
+[ "$COMPILE" = 1 ] && modes="$modes compile"
+for mode in $modes; do for name in nano tiny4; do run "$mode" "$name"; done; done
 
 echo
 echo "| shape | implementation | tokens/s | ms/step | vs eager | vs compile | MFU (989) | MFU (measured peak) |"

@@ -11,10 +11,13 @@
 // code as the CPU's, one small copy each way per layer), a gather, then
 // per-expert cuBLAS products over each expert's rows, and a
 // probability-weighted combine written as a gather (no atomics).
-// Attention: cuBLAS batched products per (sequence, head) with a fused
-// causal softmax; the scores are recomputed in backward, only the log-sum-exp
-// of each row is kept.
+// Attention: cuBLAS batched products per (sequence, head) around a causal
+// softmax kernel, the scores recomputed in backward; or, with
+// SIGMA_ATTENTION=flash, fused flash-style kernels (flash.cu) for head
+// sizes of 16 to 128 in steps of 16. Either way only each row's
+// log-sum-exp is kept between forward and backward.
 #include "cuda/gpu_model.h"
+#include "cuda/flash.h"
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -460,20 +463,41 @@ __global__ void scatter_rows(float *du, const float *dxe, const int *row, int N,
 
 // ---------------------------------------------------------------- kernels: loss
 
-// One block per row: lse[N] and rowloss[N] = w * (lse - logit[target]).
+// One block per row, one pass over the logits: each thread keeps the
+// running max and the sum of exponentials below it, then the block merges
+// them. lse[N] and rowloss[N] = w * (lse - logit[target]).
+__device__ static void softmax_merge(float &m, float &s, float m2, float s2)
+{
+    float M = fmaxf(m, m2);
+    s = (m == -INFINITY ? 0.0f : s * __expf(m - M)) + (m2 == -INFINITY ? 0.0f : s2 * __expf(m2 - M));
+    m = M;
+}
+__device__ static void softmax_add(float &m, float &s, float x)
+{
+    if (x > m) { s = s * __expf(m - x) + 1.0f; m = x; }
+    else s += __expf(x - m);
+}
 __global__ void crossentropy_forward(float *lse, float *rowloss, const float *logits, const uint32_t *targets, const float *mask,
                                      int V)
 {
+    __shared__ float pm[32], ps[32];
     long n = blockIdx.x;
     const float *lg = logits + n * V;
-    float mx = -INFINITY;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, lg[v]);
-    mx = block_reduce<true>(mx);
-    float s = 0;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) s += expf(lg[v] - mx);
-    s = block_reduce<false>(s);
+    float m = -INFINITY, s = 0;
+    if (V % 4 == 0)
+        for (int v = threadIdx.x; v < V / 4; v += blockDim.x) {
+            float4 x = ((const float4 *)lg)[v];
+            softmax_add(m, s, x.x); softmax_add(m, s, x.y); softmax_add(m, s, x.z); softmax_add(m, s, x.w);
+        }
+    else
+        for (int v = threadIdx.x; v < V; v += blockDim.x) softmax_add(m, s, lg[v]);
+    for (int o = 16; o > 0; o >>= 1) softmax_merge(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
+    int lane = threadIdx.x % 32, w = threadIdx.x / 32, nw = blockDim.x / 32;
+    if (lane == 0) { pm[w] = m; ps[w] = s; }
+    __syncthreads();
     if (threadIdx.x == 0) {
-        lse[n] = mx + logf(s);
+        for (int i = 1; i < nw; i++) softmax_merge(pm[0], ps[0], pm[i], ps[i]);
+        lse[n] = pm[0] + logf(ps[0]);
         rowloss[n] = (mask ? mask[n] : 1.0f) * (lse[n] - lg[targets[n]]);
     }
 }
@@ -482,11 +506,21 @@ __global__ void crossentropy_backward(bf16 *dlogits, const float *logits, const 
                                       const float *mask, float wscale, int V)
 {
     long n = blockIdx.x;
-    float w = (mask ? mask[n] : 1.0f) * wscale;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) {
-        float g = expf(logits[n * V + v] - lse[n]) - (v == (int)targets[n] ? 1.0f : 0.0f);
-        dlogits[n * V + v] = __float2bfloat16(g * w);
-    }
+    float w = (mask ? mask[n] : 1.0f) * wscale, l = lse[n];
+    int t = (int)targets[n];
+    const float *lg = logits + n * V;
+    bf16 *dl = dlogits + n * V;
+    if (V % 4 == 0)
+        for (int v = threadIdx.x; v < V / 4; v += blockDim.x) {
+            float4 x = ((const float4 *)lg)[v];
+            int v0 = 4 * v;
+            __nv_bfloat162 a = __floats2bfloat162_rn((__expf(x.x - l) - (v0 == t)) * w, (__expf(x.y - l) - (v0 + 1 == t)) * w);
+            __nv_bfloat162 b = __floats2bfloat162_rn((__expf(x.z - l) - (v0 + 2 == t)) * w, (__expf(x.w - l) - (v0 + 3 == t)) * w);
+            ((__nv_bfloat162 *)dl)[2 * v] = a;
+            ((__nv_bfloat162 *)dl)[2 * v + 1] = b;
+        }
+    else
+        for (int v = threadIdx.x; v < V; v += blockDim.x) dl[v] = __float2bfloat16((__expf(lg[v] - l) - (v == t)) * w);
 }
 
 // ---------------------------------------------------------------- kernels: optimizer
@@ -527,20 +561,30 @@ __global__ void sumsq_partial(double *partial, const float *g, long n)
 // Row-major C[M, N] (ldc) = alpha * op(A)[M, K] . op(B)[K, N] + beta * C,
 // A and B bf16, C bf16 or fp32, fp32 accumulation. cuBLAS is column-major:
 // a row-major X is its transpose there, so C^T = op(B)^T op(A)^T.
-static cublasHandle_t cublas;
-static int live_models;   // the handle goes with the last model
+static cublasHandle_t cublas, cur;   // the main handle (legacy default stream); the one gemm uses now
+static int live_models;              // the handles go with the last model
+// The experts' products are small: spread over a few streams (each with its
+// own handle, so no two share a cuBLAS workspace) they run side by side.
+// These streams are blocking: the default stream's next kernel waits for
+// them, and they wait for its earlier ones. Experts write disjoint memory.
+#define EXPERT_STREAMS 4
+static cudaStream_t side_stream[EXPERT_STREAMS];
+static cublasHandle_t side[EXPERT_STREAMS];
+static int n_streams = EXPERT_STREAMS;   // SIGMA_EXPERT_STREAMS=1: one after another, for comparison
+static void on_expert_stream(int e) { cur = side[e % n_streams]; }
+static void on_main_stream(void) { cur = cublas; }
 static void gemm(int ta, int tb, int M, int N, int K, float alpha, const bf16 *A, int lda, const bf16 *B, int ldb, float beta,
                  void *C, cudaDataType tc, int ldc)
 {
     if (M == 0 || N == 0) return;
-    CUBLAS_CHECK(cublasGemmEx(cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B,
+    CUBLAS_CHECK(cublasGemmEx(cur, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B,
                               CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C, tc, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 // The same over `count` products given by device arrays of pointers.
 static void gemm_batched(int ta, int tb, int M, int N, int K, float alpha, const void *const *A, int lda, const void *const *B,
                          int ldb, float beta, void *const *C, cudaDataType tc, int ldc, int count)
 {
-    CUBLAS_CHECK(cublasGemmBatchedEx(cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B,
+    CUBLAS_CHECK(cublasGemmBatchedEx(cur, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B,
                                      CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C, tc, ldc, count, CUBLAS_COMPUTE_32F,
                                      CUBLAS_GEMM_DEFAULT));
 }
@@ -590,7 +634,7 @@ typedef struct {
 
 struct GpuModel {
     Config alloc, cfg;         // buffers' top-k; the last forward's
-    int Bmax, Tmax, recompute, verbose;
+    int Bmax, Tmax, recompute, verbose, flash;
     size_t n_params;
     int n_tensors;
     ParamTensor *tensors;      // host copy of the table
@@ -615,8 +659,8 @@ struct GpuModel {
     float *coef;               // [2E] the router backward's per-expert terms
     int *emb_pos, *emb_seg;    // [N], [N+1] positions sorted by token
     // scratch, reused layer by layer
-    float *S;                  // [B*H, T, T] attention scores, then dP
-    bf16 *P;                   // [B*H, T, T] probabilities, then dS
+    float *S;                  // [B*H, T, T] attention scores, then dP; with flash, D [N*H]
+    bf16 *P;                   // [B*H, T, T] probabilities, then dS; none with flash
     float *dkh, *dvh;          // [B*H, T, hd] per query head
     float *dx, *dh, *du, *dln; // [N, d]
     bf16 *dh_bf;               // [N, d]
@@ -729,8 +773,10 @@ static size_t carve(GpuModel *g, char *base, int print)
     AT(g->cosv, float, T * hd / 2); AT(g->sinv, float, T * hd / 2); AT(g->bias, float, L * E); AT(g->coef, float, 2 * E);
     AT(g->emb_pos, int, N); AT(g->emb_seg, int, N + 1);
     REPORT("head, logits and inputs");
-    AT(g->S, float, B * H * T * T); AT(g->P, bf16, B * H * T * T); AT(g->dkh, float, B * H * T * hd); AT(g->dvh, float, B * H * T * hd);
-    REPORT("attention scratch (scores, recomputed in backward)");
+    if (g->flash) { AT(g->S, float, N * H); }
+    else { AT(g->S, float, B * H * T * T); AT(g->P, bf16, B * H * T * T); }
+    AT(g->dkh, float, B * H * T * hd); AT(g->dvh, float, B * H * T * hd);
+    REPORT(g->flash ? "attention scratch (fused kernels)" : "attention scratch (scores, recomputed in backward)");
     AT(g->dx, float, N * d); AT(g->dh, float, N * d); AT(g->du, float, N * d); AT(g->dln, float, N * d); AT(g->dh_bf, bf16, N * d);
     AT(g->dao, bf16, N * qd); AT(g->dqr, bf16, N * qd); AT(g->dkr, bf16, N * kvd); AT(g->dqkv, bf16, N * qkv);
     AT(g->dn, float, N * H * hd); AT(g->norm_partial, float, NORM_CHUNKS * (d > hd ? d : hd));
@@ -762,6 +808,12 @@ extern "C" GpuModel *gpu_model_create(const Model *host, const Config *alloc, in
     g->Tmax = T;
     g->recompute = recompute;
     g->verbose = verbose;
+    // SIGMA_ATTENTION=flash: the fused kernels (flash.cu). Correct, and far
+    // lighter on memory, but on an H200 they measured at half the speed of
+    // cuBLAS's products around a softmax kernel (bench/gpu.md), so those are
+    // the default until the fused kernels keep their accumulators in registers.
+    const char *att = getenv("SIGMA_ATTENTION");
+    g->flash = flash_supported(alloc->head_dim) && att && !strcmp(att, "flash");
     g->n_params = host->n_params;
     g->n_tensors = host->n_tensors;
     g->tensors = (ParamTensor *)xmalloc((size_t)host->n_tensors * sizeof(ParamTensor));
@@ -769,7 +821,14 @@ extern "C" GpuModel *gpu_model_create(const Model *host, const Config *alloc, in
     layer_offsets(g, alloc);
     if (!cublas) {
         CUBLAS_CHECK(cublasCreate(&cublas));
-        CUBLAS_CHECK(cublasSetMathMode(cublas, CUBLAS_DEFAULT_MATH));
+        for (int i = 0; i < EXPERT_STREAMS; i++) {
+            CUDA_CHECK(cudaStreamCreate(&side_stream[i]));
+            CUBLAS_CHECK(cublasCreate(&side[i]));
+            CUBLAS_CHECK(cublasSetStream(side[i], side_stream[i]));
+        }
+        cur = cublas;
+        const char *ns = getenv("SIGMA_EXPERT_STREAMS");
+        if (ns && atoi(ns) >= 1 && atoi(ns) <= EXPERT_STREAMS) n_streams = atoi(ns);
     }
     live_models++;
     size_t P = g->n_params;
@@ -854,7 +913,11 @@ extern "C" void gpu_model_free(GpuModel *g)
     free(g);
     if (--live_models == 0 && cublas) {
         CUBLAS_CHECK(cublasDestroy(cublas));
-        cublas = NULL;
+        for (int i = 0; i < EXPERT_STREAMS; i++) {
+            CUBLAS_CHECK(cublasDestroy(side[i]));
+            CUDA_CHECK(cudaStreamDestroy(side_stream[i]));
+        }
+        cublas = cur = NULL;
     }
 }
 
@@ -953,6 +1016,11 @@ static void attention_forward(GpuModel *g, int l, int B, int T)
     const Config *c = &g->alloc;
     int H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kvd = KV * hd, qkv = qd + 2 * kvd, BH = B * H;
     float scale = 1.0f / sqrtf((float)hd);
+    LayerActs *a = &g->L[l];
+    if (g->flash) {
+        flash_attention_forward(a->ao, a->att_lse, a->qr, a->kr, a->qkv + qd + kvd, qkv, B, T, H, KV, hd);
+        return;
+    }
     gemm_batched(0, 1, T, T, hd, scale, (const void *const *)ptrs(g, l, PQ, B), qd, (const void *const *)ptrs(g, l, PK, B), kvd,
                  0.0f, ptrs(g, l, PS, B), CUDA_R_32F, T, BH);
     attention_softmax_forward<<<BH * T, 256>>>(g->P, g->L[l].att_lse, g->S, T);
@@ -967,22 +1035,28 @@ static void attention_backward(GpuModel *g, int l, int B, int T)
     const Config *c = &g->alloc;
     int H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kvd = KV * hd, qkv = qd + 2 * kvd, BH = B * H;
     float scale = 1.0f / sqrtf((float)hd);
-    gemm_batched(0, 1, T, T, hd, scale, (const void *const *)ptrs(g, l, PQ, B), qd, (const void *const *)ptrs(g, l, PK, B), kvd,
-                 0.0f, ptrs(g, l, PS, B), CUDA_R_32F, T, BH);
-    attention_probs<<<BH * T, 256>>>(g->P, g->S, g->L[l].att_lse, T);
-    LAUNCHED();
-    // dV_h = P^T dO;  dP = dO V^T (over S);  dS = P (dP - rowsum) (over P)
-    gemm_batched(1, 0, T, hd, T, 1.0f, (const void *const *)ptrs(g, l, PP, B), T, (const void *const *)ptrs(g, l, PDO, B), qd,
-                 0.0f, ptrs(g, l, PDV, B), CUDA_R_32F, hd, BH);
-    gemm_batched(0, 1, T, T, hd, 1.0f, (const void *const *)ptrs(g, l, PDO, B), qd, (const void *const *)ptrs(g, l, PV, B), qkv,
-                 0.0f, ptrs(g, l, PS, B), CUDA_R_32F, T, BH);
-    attention_softmax_backward<<<BH * T, 256>>>(g->P, g->S, T);
-    LAUNCHED();
-    // dQ = scale dS K;  dK_h = scale dS^T Q
-    gemm_batched(0, 0, T, hd, T, scale, (const void *const *)ptrs(g, l, PP, B), T, (const void *const *)ptrs(g, l, PK, B), kvd,
-                 0.0f, ptrs(g, l, PDQ, B), CUDA_R_16BF, qd, BH);
-    gemm_batched(1, 0, T, hd, T, scale, (const void *const *)ptrs(g, l, PP, B), T, (const void *const *)ptrs(g, l, PQ, B), qd,
-                 0.0f, ptrs(g, l, PDK, B), CUDA_R_32F, hd, BH);
+    LayerActs *a = &g->L[l];
+    if (g->flash) {
+        flash_attention_backward(g->dqr, g->dkh, g->dvh, g->S, g->dao, a->ao, a->qr, a->kr, a->qkv + qd + kvd, qkv, a->att_lse, B, T,
+                                 H, KV, hd);
+    } else {
+        gemm_batched(0, 1, T, T, hd, scale, (const void *const *)ptrs(g, l, PQ, B), qd, (const void *const *)ptrs(g, l, PK, B), kvd,
+                     0.0f, ptrs(g, l, PS, B), CUDA_R_32F, T, BH);
+        attention_probs<<<BH * T, 256>>>(g->P, g->S, g->L[l].att_lse, T);
+        LAUNCHED();
+        // dV_h = P^T dO;  dP = dO V^T (over S);  dS = P (dP - rowsum) (over P)
+        gemm_batched(1, 0, T, hd, T, 1.0f, (const void *const *)ptrs(g, l, PP, B), T, (const void *const *)ptrs(g, l, PDO, B), qd,
+                     0.0f, ptrs(g, l, PDV, B), CUDA_R_32F, hd, BH);
+        gemm_batched(0, 1, T, T, hd, 1.0f, (const void *const *)ptrs(g, l, PDO, B), qd, (const void *const *)ptrs(g, l, PV, B), qkv,
+                     0.0f, ptrs(g, l, PS, B), CUDA_R_32F, T, BH);
+        attention_softmax_backward<<<BH * T, 256>>>(g->P, g->S, T);
+        LAUNCHED();
+        // dQ = scale dS K;  dK_h = scale dS^T Q
+        gemm_batched(0, 0, T, hd, T, scale, (const void *const *)ptrs(g, l, PP, B), T, (const void *const *)ptrs(g, l, PK, B), kvd,
+                     0.0f, ptrs(g, l, PDQ, B), CUDA_R_16BF, qd, BH);
+        gemm_batched(1, 0, T, hd, T, scale, (const void *const *)ptrs(g, l, PP, B), T, (const void *const *)ptrs(g, l, PQ, B), qd,
+                     0.0f, ptrs(g, l, PDK, B), CUDA_R_32F, hd, BH);
+    }
     long n = (long)B * T * kvd;
     group_sum<<<cdiv(n, 256), 256>>>(g->dkr, kvd, g->dkh, B, T, H, KV, hd);
     group_sum<<<cdiv(n, 256), 256>>>(g->dqkv + qd + kvd, qkv, g->dvh, B, T, H, KV, hd);
@@ -1017,8 +1091,10 @@ static void experts_up(GpuModel *g, int l)
     const int *offs = g->h_offs[l];
     for (int e = 0; e < E; e++) {
         int n = offs[e + 1] - offs[e];
+        on_expert_stream(e);
         if (n) linear_forward(a->gu + (size_t)offs[e] * 2 * de, CUDA_R_16BF, a->xe + (size_t)offs[e] * d, w_gu(g, l, e, g->params_bf), n, d, 2 * de, 0.0f);
     }
+    on_main_stream();
     long A = offs[E];
     if (A) swiglu_forward<<<cdiv(A * de, 256), 256>>>(a->act, a->gu, (int)A, de);
     LAUNCHED();
@@ -1053,8 +1129,10 @@ static void moe_forward(GpuModel *g, int l, int N, int k, const BalanceOptions *
     const int *offs = g->h_offs[l];
     for (int e = 0; e < E; e++) {
         int n = offs[e + 1] - offs[e];
+        on_expert_stream(e);
         if (n) linear_forward(a->ye + (size_t)offs[e] * d, CUDA_R_16BF, a->act + (size_t)offs[e] * de, w_gu(g, l, e, g->params_bf) + (size_t)2 * de * d, n, de, d, 0.0f);
     }
+    on_main_stream();
     phase(g, PH_COMBINE);
     float *out = l + 1 < c->n_layers ? g->L[l + 1].x : g->x_final;
     combine_forward<<<cdiv((long)N * d, 256), 256>>>(out, a->h, a->ye, a->p, a->sel, a->row, N, d, E, k);
@@ -1104,16 +1182,20 @@ static void moe_backward(GpuModel *g, int l, const float *dout, float scale)
         int n = offs[e + 1] - offs[e];
         if (!n) continue;   // no token, no gradient
         size_t r0 = offs[e], wd = o->expert + (size_t)e * 3 * de * d + (size_t)2 * de * d;
+        on_expert_stream(e);
         linear_backward(g->dact + r0 * de, 0.0f, g->grads + wd, g->dye + r0 * d, a->act + r0 * de, g->params_bf + wd, n, de, d);
     }
+    on_main_stream();
     if (A) swiglu_backward<<<cdiv((long)A * de, 256), 256>>>(g->dgu, g->dact, a->gu, A, de);
     LAUNCHED();
     for (int e = 0; e < E; e++) {   // gate|up: dxe = dgu . Wgu;  dWgu += dgu^T xe
         int n = offs[e + 1] - offs[e];
         if (!n) continue;
         size_t r0 = offs[e], wgu = o->expert + (size_t)e * 3 * de * d;
+        on_expert_stream(e);
         linear_backward(g->dxe + r0 * d, 0.0f, g->grads + wgu, g->dgu + r0 * 2 * de, a->xe + r0 * d, g->params_bf + wgu, n, d, 2 * de);
     }
+    on_main_stream();
     phase(g, PH_COMBINE);
     scatter_rows<<<cdiv((long)N * d, 256), 256>>>(g->du, g->dxe, a->row, N, d, k);
     LAUNCHED();
@@ -1166,7 +1248,7 @@ extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32
     g->bo = *bo;   // its global counts stay valid until the backward, as on the CPU
     g->have_mask = mask != NULL;
     g->have_forward = 0;
-    attention_pointers(g, B, T);
+    if (!g->flash) attention_pointers(g, B, T);
     phase(g, PH_EMBED);
     CUDA_CHECK(cudaMemcpy(g->inputs, inputs, (size_t)N * sizeof(uint32_t), cudaMemcpyHostToDevice));
     if (targets) CUDA_CHECK(cudaMemcpy(g->targets, targets, (size_t)N * sizeof(uint32_t), cudaMemcpyHostToDevice));
@@ -1206,7 +1288,7 @@ extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32
     linear_forward(g->logits, CUDA_R_32F, g->lnf, g->params_bf + g->head, N, d, V, 0.0f);
     phase(g, PH_LOSS);
     if (targets) {
-        crossentropy_forward<<<N, 256>>>(g->lsef, g->rowloss, g->logits, g->targets, mask ? g->mask : NULL, V);
+        crossentropy_forward<<<N, 512>>>(g->lsef, g->rowloss, g->logits, g->targets, mask ? g->mask : NULL, V);
         LAUNCHED();
         CUDA_CHECK(cudaMemcpy(g->h_rowloss, g->rowloss, (size_t)N * sizeof(float), cudaMemcpyDeviceToHost));
         double loss = 0, msum = 0;
@@ -1267,7 +1349,7 @@ extern "C" void gpu_model_backward(GpuModel *g, float scale)
     phase(g, PH_LOSS);
     double msum = 0;
     for (int n = 0; n < N; n++) msum += have_mask ? g->h_mask[n] : 1.0;
-    crossentropy_backward<<<N, 256>>>(g->dlogits, g->logits, g->lsef, g->targets, have_mask ? g->mask : NULL,
+    crossentropy_backward<<<N, 512>>>(g->dlogits, g->logits, g->lsef, g->targets, have_mask ? g->mask : NULL,
                                       msum > 0 ? (float)(scale / msum) : 0.0f, V);
     LAUNCHED();
     phase(g, PH_HEAD);
@@ -1376,7 +1458,7 @@ extern "C" void gpu_model_profile_print(GpuModel *g, FILE *f)
 
 extern "C" double gpu_gemm_peak_tflops(int n)
 {
-    if (!cublas) CUBLAS_CHECK(cublasCreate(&cublas));
+    if (!cublas) BUG("gpu_gemm_peak_tflops before a model is created");
     bf16 *a, *b, *c;
     size_t sz = (size_t)n * n;
     CUDA_CHECK(cudaMalloc(&a, sz * sizeof(bf16)));

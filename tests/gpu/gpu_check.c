@@ -19,6 +19,9 @@
 
 #define TOL_GRAD 3e-2   /* relative L2 error of a gradient tensor, bf16 activations */
 #define TOL_NORM 5e-2   /* a norm weight's: a sum over tokens of terms that largely cancel */
+/* The router's weight and the norm before it: a token whose experts tip
+ * over (bf16 near ties) changes its term here at full size. */
+#define TOL_ROUTED 1e-1
 #define TOL_LOSS 1e-2
 
 static unsigned char *text;
@@ -66,6 +69,7 @@ typedef struct {
     int k[2];                  /* top-k of the first layer, of the rest */
     BalanceOptions bo;
     int global;                /* lbl over supplied global counts */
+    int head_dim;              /* 0: the preset's */
 } Case;
 
 static uint64_t seed;
@@ -75,6 +79,7 @@ static void run_case(const Case *cs, size_t offset)
     Config c;
     config_preset(&c, cs->preset, cs->vocab);
     c.tie_embeddings = cs->tie;
+    if (cs->head_dim) c.head_dim = cs->head_dim;
     for (int l = 0; l < c.n_layers; l++) c.top_k[l] = l ? cs->k[1] : cs->k[0];
     const int B = cs->B, T = cs->T, N = B * T, L = c.n_layers, E = c.n_experts;
     Model m;
@@ -125,10 +130,13 @@ static void run_case(const Case *cs, size_t offset)
 
     /* Routing: where a token's experts differ (near ties that bf16 rounding
      * tips over), the experts involved see different tokens on the two
-     * devices; their gradients are left out of the comparison. */
-    char *unstable = xcalloc((size_t)L * E, 1);
+     * devices: their gradients are left out of the comparison (2 below).
+     * Such a token's gradient also differs at every layer under the tip, so
+     * the experts it reaches there are held to the looser bound of the
+     * routing-sensitive tensors (1 below). */
+    char *unstable = xcalloc((size_t)L * E, 1), *tipped = xcalloc((size_t)N, 1);
     int moved = 0, worst_layer = 0;
-    for (int l = 0; l < L; l++) {
+    for (int l = L - 1; l >= 0; l--) {
         int kc, kg, here = 0;
         const int *sc = model_selection(&m, l, &kc), *sg = gpu_model_selection(g, l, &kg);
         for (int n = 0; n < N; n++) {
@@ -138,20 +146,24 @@ static void run_case(const Case *cs, size_t offset)
                 for (int b = 0; b < kg; b++) found |= sc[n * kc + a] == sg[n * kg + b];
                 same &= found;
             }
-            if (same) continue;
-            here++;
-            for (int a = 0; a < kc; a++) unstable[l * E + sc[n * kc + a]] = 1;
-            for (int b = 0; b < kg; b++) unstable[l * E + sg[n * kg + b]] = 1;
+            here += !same;
+            if (!same || tipped[n]) {
+                char mark = same ? 1 : 2;
+                for (int a = 0; a < kc; a++) unstable[l * E + sc[n * kc + a]] |= mark;
+                for (int b = 0; b < kg; b++) unstable[l * E + sg[n * kg + b]] |= mark;
+            }
+            tipped[n] |= !same;
         }
         moved += here;
         worst_layer = here > worst_layer ? here : worst_layer;
     }
+    free(tipped);
     diag("%s: ce cpu %.6f gpu %.6f, balance %.6f / %.6f, z %.6f / %.6f; logits error %.2e; %d token-layers routed differently",
          cs->name, lc.ce, lg.ce, lc.balance, lg.balance, lc.z, lg.z, lerr, moved);
     ok(close_to(lg.ce, lc.ce, TOL_LOSS) && close_to(lg.balance, lc.balance, TOL_LOSS) && close_to(lg.z, lc.z, TOL_LOSS),
        "%s: losses match the CPU", cs->name);
     ok(lerr < TOL_LOSS, "%s: logits match the CPU (relative error %.2e)", cs->name, lerr);
-    ok(worst_layer <= N / 50, "%s: routing matches the CPU but for near ties (at most %d of %d tokens in a layer)", cs->name,
+    ok(worst_layer <= N / 25, "%s: routing matches the CPU but for near ties (at most %d of %d tokens in a layer)", cs->name,
        worst_layer, N);
     double worst = 0;
     const char *worst_name = "";
@@ -160,22 +172,23 @@ static void run_case(const Case *cs, size_t offset)
     for (int i = 0; i < m.n_tensors; i++) {
         const ParamTensor *t = &m.tensors[i];
         double e = rel_err(gg + t->offset, m.grads + t->offset, t->numel);
-        int l, x;
+        int l, x, routed = strstr(t->name, "mlp.gate.weight") || strstr(t->name, "post_attention_layernorm");
         char kind[32];
         if (sscanf(t->name, "model.layers.%d.mlp.experts.%d.%31[a-z_]", &l, &x, kind) == 3) {
-            if (unstable[l * E + x]) { skipped++; continue; }
+            if (unstable[l * E + x] & 2) { skipped++; continue; }
+            routed |= unstable[l * E + x];
             /* an expert that no token reached: exactly zero on the GPU */
             if (gc[l * E + x] == 0)
                 for (size_t j = 0; j < t->numel; j++) zero_ok &= gg[t->offset + j] == 0.0f;
         }
-        if (e > (t->ndim == 1 ? TOL_NORM : TOL_GRAD)) {
+        if (e > (routed ? TOL_ROUTED : t->ndim == 1 ? TOL_NORM : TOL_GRAD)) {
             if (bad++ < 5) diag("%s: %s gradient relative error %.3e", cs->name, t->name, e);
         }
         if (e > worst) { worst = e; worst_name = t->name; }
     }
     ok(finite, "%s: every GPU gradient is finite (no poisoned value read)", cs->name);
-    ok(bad == 0, "%s: every gradient tensor within %.0e of the CPU's, norms' within %.0e (worst %.2e, %s; %d expert tensors of tipped tokens left out)",
-       cs->name, TOL_GRAD, TOL_NORM, worst, worst_name, skipped);
+    ok(bad == 0, "%s: every gradient tensor within %.0e of the CPU's, norms' %.0e, the router's %.0e (worst %.2e, %s; %d expert tensors of tipped tokens left out)",
+       cs->name, TOL_GRAD, TOL_NORM, TOL_ROUTED, worst, worst_name, skipped);
     ok(zero_ok, "%s: experts that received no token have zero gradients", cs->name);
 
     /* the same inputs again: the same bits */
@@ -257,14 +270,29 @@ int main(void)
     diag("seed %llu (SIGMA_SEED=%llu repeats this run)", (unsigned long long)seed, (unsigned long long)seed);
     const Case cases[] = {
         {"test, top-2/top-1, top-1 LBL, z-loss, mask", "test", 512, 2, 64, 0, 0, 1, {2, 1},
-         {.kind = BALANCE_TOP1_LBL, .coef = 0.05f, .tau = 0.1f, .z_coef = 0.01f}, 0},
-        {"test, top-1, LBL, tied embeddings", "test", 512, 4, 32, 1, 0, 0, {1, 1}, {.kind = BALANCE_LBL, .coef = 0.01f}, 0},
+         {.kind = BALANCE_TOP1_LBL, .coef = 0.05f, .tau = 0.1f, .z_coef = 0.01f}, 0, 0},
+        {"test, top-1, LBL, tied embeddings", "test", 512, 4, 32, 1, 0, 0, {1, 1}, {.kind = BALANCE_LBL, .coef = 0.01f}, 0, 0},
         {"micro, top-1, LBL over a global batch, recomputed experts", "micro", 4096, 4, 128, 0, 1, 0, {1, 1},
-         {.kind = BALANCE_LBL, .coef = 0.01f}, 1},
+         {.kind = BALANCE_LBL, .coef = 0.01f}, 1, 0},
         {"micro, top-2, aux-loss-free bias, z-loss", "micro", 4096, 2, 256, 0, 0, 0, {2, 2},
-         {.kind = BALANCE_NONE, .z_coef = 0.001f, .use_bias = 1}, 0},
+         {.kind = BALANCE_NONE, .z_coef = 0.001f, .use_bias = 1}, 0, 0},
+        /* the fused attention's tiles of 64: sequences that end inside one, other head sizes */
+        {"micro, head size 64, T 100, top-1 LBL, mask", "micro", 4096, 3, 100, 0, 0, 1, {1, 1},
+         {.kind = BALANCE_TOP1_LBL, .coef = 0.01f, .tau = 0.2f}, 0, 64},
+        {"micro, head size 128, T 200", "micro", 4096, 1, 200, 0, 0, 0, {1, 1}, {.kind = BALANCE_LBL, .coef = 0.01f}, 0, 128},
+        {"micro, head size 96, T 130, top-2", "micro", 4096, 2, 130, 0, 0, 0, {2, 1}, {.kind = BALANCE_LBL, .coef = 0.01f}, 0, 96},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case(&cases[i], 1000 * i);
+    size_t n = sizeof cases / sizeof *cases;
+    for (size_t i = 0; i < n; i++) run_case(&cases[i], 1000 * i);
+    setenv("SIGMA_ATTENTION", "flash", 1);   /* the fused kernels, where the head size allows */
+    for (size_t i = 2; i < n; i++) {
+        Case c = cases[i];
+        char *name = xasprintf("fused attention, %s", c.name);
+        c.name = name;
+        run_case(&c, 1000 * (i + n));
+        free(name);
+    }
+    unsetenv("SIGMA_ATTENTION");
     check_optimizer();
     return tap_done();
 }

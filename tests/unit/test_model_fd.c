@@ -33,6 +33,7 @@
 #define model_logits d_model_logits
 #define model_route_stats d_model_route_stats
 #define model_update_bias d_model_update_bias
+#define model_selection d_model_selection
 #define config_preset d_config_preset
 #define config_from_json d_config_from_json
 #define config_to_json d_config_to_json
@@ -69,6 +70,7 @@
 #undef model_logits
 #undef model_route_stats
 #undef model_update_bias
+#undef model_selection
 #undef config_preset
 #undef config_from_json
 #undef config_to_json
