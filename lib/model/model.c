@@ -114,6 +114,46 @@ static Params param_pointers(const Config *c, float *base)
     return p;
 }
 
+/* ============================ exp ===================================== */
+
+/* exp(x), within about 2 ulp of expf, written so that a simd loop
+ * vectorises it: glibc's expf is one call per element, and the softmax of
+ * the head alone takes N*V of them. x = n ln2 + r with |r| <= ln2/2, a
+ * degree-6 polynomial for e^r (Cephes' coefficients), 2^n put straight
+ * into the exponent bits; x is clamped to [-87, 88] so that 2^n stays a
+ * normal number (exp(-87) is 1.6e-38: nothing beside a sum of at least 1).
+ * test_model_fd compiles this file with float as double, where the
+ * polynomial would be too coarse: there it is exp itself. */
+static inline float exp_simd(float x)
+{
+    if (sizeof(float) == sizeof(double)) return expf(x);
+    /* The clamp on the bits, as integers: a float compare and select is a
+     * branch that GCC will not vectorise under -ftrapping-math. Positive
+     * floats order as signed ints, negative ones as unsigned. */
+    int32_t xi;
+    uint32_t xu;
+    memcpy(&xi, &x, sizeof xi);
+    xi = xi < 0x42b00000 ? xi : 0x42b00000;       /* 88 */
+    xu = (uint32_t)xi;
+    xu = xu < 0xc2ae0000u ? xu : 0xc2ae0000u;     /* -87 */
+    memcpy(&x, &xu, sizeof x);
+    /* round to nearest by the 1.5 * 2^23 trick: no SSE4 rounding needed */
+    float t = x * 1.44269504088896341f + 12582912.0f, n = t - 12582912.0f, two;
+    int32_t bits;
+    float r = x - n * 0.693359375f - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    memcpy(&bits, &t, sizeof bits);   /* the low bits of t are n */
+    bits = (bits - 0x4b400000 + 127) << 23;
+    memcpy(&two, &bits, sizeof two);
+    return p * two;
+}
+
 /* ============================ matmul ================================== */
 
 /* Matrix products. With BLAS, OpenBLAS runs single-threaded inside blocks
@@ -739,13 +779,16 @@ static float crossentropy_forward(float *lse, float *probs, float *rowloss, cons
     for (int n = 0; n < N; n++) {
         const float *lg = logits + (size_t)n * V;
         float *pr = probs + (size_t)n * V;
-        float mx = lg[0];
+        /* simd loops: the sum in lanes is still one fixed order */
+        float mx = lg[0], s = 0;
+#pragma omp simd reduction(max : mx)
         for (int v = 1; v < V; v++) mx = lg[v] > mx ? lg[v] : mx;
-        double s = 0;
-        for (int v = 0; v < V; v++) s += pr[v] = expf(lg[v] - mx);
-        float inv = (float)(1.0 / s);
+#pragma omp simd reduction(+ : s)
+        for (int v = 0; v < V; v++) s += pr[v] = exp_simd(lg[v] - mx);
+        float inv = 1.0f / s;
+#pragma omp simd
         for (int v = 0; v < V; v++) pr[v] *= inv;
-        lse[n] = mx + (float)log(s);
+        lse[n] = mx + logf(s);
         rowloss[n] = (mask ? mask[n] : 1.0f) * (lse[n] - lg[targets[n]]);
     }
     double loss = 0, msum = 0;
