@@ -156,75 +156,90 @@ static inline float exp_simd(float x)
 
 /* ============================ matmul ================================== */
 
-/* Matrix products. With BLAS, OpenBLAS runs single-threaded inside blocks
- * that OpenMP spreads over the cores: one pool of threads, none
- * oversubscribed (OpenBLAS's own threads and OpenMP's fought over two cores
- * and lost a third of the time to yielding). */
-#ifdef SIGMA_BLAS
-static int split(int n, int parts, int i) { return (int)((long)n * i / parts); }
-#endif
+/* Matrix products in two levels. The kernels below are serial: one
+ * thread's share of a product (OpenBLAS single-threaded, or plain loops).
+ * The parallel layers split the work among OpenMP threads themselves: one
+ * pool of threads, none oversubscribed (OpenBLAS's own threads and
+ * OpenMP's fought over two cores and lost a third of the time to
+ * yielding). */
 
 /* out[N, OC] (= or +=) inp[N, C] . w[OC, C]^T */
-static void matmul_forward(float *out, const float *inp, const float *w, int N, int C, int OC, int accumulate)
+static void gemm_nt(float *out, const float *inp, const float *w, int N, int C, int OC, int accumulate)
 {
 #ifdef SIGMA_BLAS
-#pragma omp parallel
-    {
-        int nt = omp_get_num_threads(), me = omp_get_thread_num(), lo = split(N, nt, me), hi = split(N, nt, me + 1);
-        if (hi > lo)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, OC, C, 1.0f, inp + (size_t)lo * C, C, w, C,
-                        accumulate ? 1.0f : 0.0f, out + (size_t)lo * OC, OC);
-    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, accumulate ? 1.0f : 0.0f, out, OC);
 #else
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
+    for (int n = 0; n < N; n++)
         for (int o = 0; o < OC; o++) {
             const float *x = inp + (size_t)n * C, *wr = w + (size_t)o * C;
             float s = 0;
             for (int i = 0; i < C; i++) s += x[i] * wr[i];
             out[(size_t)n * OC + o] = accumulate ? out[(size_t)n * OC + o] + s : s;
         }
+#endif
+}
+
+/* dinp[N, C] (= or +=) dout[N, OC] . w[OC, C] */
+static void gemm_nn(float *dinp, const float *dout, const float *w, int N, int C, int OC, int accumulate)
+{
+#ifdef SIGMA_BLAS
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, accumulate ? 1.0f : 0.0f, dinp, C);
+#else
+    for (int n = 0; n < N; n++) {
+        float *dx = dinp + (size_t)n * C;
+        if (!accumulate)
+            for (int i = 0; i < C; i++) dx[i] = 0;
+        for (int o = 0; o < OC; o++) {
+            float g = dout[(size_t)n * OC + o];
+            const float *wr = w + (size_t)o * C;
+            for (int i = 0; i < C; i++) dx[i] += g * wr[i];
+        }
     }
 #endif
 }
 
-/* dinp[N, C] += dout[N, OC] . w[OC, C];  dw[OC, C] += dout^T . inp */
-static void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int N, int C, int OC)
+/* dw[OC, C] += dout[N, OC]^T . inp[N, C], dout's rows ldd apart: a block
+ * of dw's rows takes the matching columns of dout */
+static void gemm_tn(float *dw, const float *dout, int ldd, const float *inp, int N, int C, int OC)
 {
 #ifdef SIGMA_BLAS
-#pragma omp parallel
-    {
-        int nt = omp_get_num_threads(), me = omp_get_thread_num();
-        int lo = split(N, nt, me), hi = split(N, nt, me + 1);
-        if (dinp && hi > lo)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, C, OC, 1.0f, dout + (size_t)lo * OC, OC, w, C, 1.0f,
-                        dinp + (size_t)lo * C, C);
-        lo = split(OC, nt, me);
-        hi = split(OC, nt, me + 1);
-        if (hi > lo)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hi - lo, C, N, 1.0f, dout + lo, OC, inp, C, 1.0f,
-                        dw + (size_t)lo * C, C);
-    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, ldd, inp, C, 1.0f, dw, C);
 #else
-    if (dinp) {
-#pragma omp parallel for schedule(static)
-        for (int n = 0; n < N; n++)
-            for (int o = 0; o < OC; o++) {
-                float g = dout[(size_t)n * OC + o];
-                const float *wr = w + (size_t)o * C;
-                float *dx = dinp + (size_t)n * C;
-                for (int i = 0; i < C; i++) dx[i] += g * wr[i];
-            }
-    }
-#pragma omp parallel for schedule(static)
     for (int o = 0; o < OC; o++)
         for (int n = 0; n < N; n++) {
-            float g = dout[(size_t)n * OC + o];
+            float g = dout[(size_t)n * ldd + o];
             const float *x = inp + (size_t)n * C;
             float *dwr = dw + (size_t)o * C;
             for (int i = 0; i < C; i++) dwr[i] += g * x[i];
         }
 #endif
+}
+
+static int split(int n, int parts, int i) { return (int)((long)n * i / parts); }
+
+/* out[N, OC] (= or +=) inp[N, C] . w[OC, C]^T, rows split among threads */
+static void matmul_forward(float *out, const float *inp, const float *w, int N, int C, int OC, int accumulate)
+{
+#pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), me = omp_get_thread_num(), lo = split(N, nt, me), hi = split(N, nt, me + 1);
+        if (hi > lo) gemm_nt(out + (size_t)lo * OC, inp + (size_t)lo * C, w, hi - lo, C, OC, accumulate);
+    }
+}
+
+/* dinp[N, C] += dout[N, OC] . w[OC, C] (skipped when dinp is NULL);
+ * dw[OC, C] += dout^T . inp, split by rows of dinp and of dw */
+static void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int N, int C, int OC)
+{
+#pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), me = omp_get_thread_num();
+        int lo = split(N, nt, me), hi = split(N, nt, me + 1);
+        if (dinp && hi > lo) gemm_nn(dinp + (size_t)lo * C, dout + (size_t)lo * OC, w, hi - lo, C, OC, 1);
+        lo = split(OC, nt, me);
+        hi = split(OC, nt, me + 1);
+        if (hi > lo) gemm_tn(dw + (size_t)lo * C, dout + lo, OC, inp, N, C, hi - lo);
+    }
 }
 
 /* ============================ layers ================================== */
@@ -466,7 +481,7 @@ static void attention_backward(float *dq, float *dk, float *dv, float *dprow, co
 
 #define MAX_EXPERTS 4096
 
-static float silu(float x) { return x / (1.0f + expf(-x)); }
+static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_simd(-x)); }
 
 /* ============================ activations ============================= */
 
@@ -492,7 +507,7 @@ struct Activations {
     int *row[MODEL_MAX_LAYERS];                            /* [A] inverse: the sorted row of an assignment */
     int *offs[MODEL_MAX_LAYERS];                           /* [E+1] first row of each expert */
     float *xe[MODEL_MAX_LAYERS], *ye[MODEL_MAX_LAYERS];    /* [A, d] expert inputs, outputs (sorted rows) */
-    float *g[MODEL_MAX_LAYERS], *u[MODEL_MAX_LAYERS];      /* [A, de] gate and up projections */
+    float *gu[MODEL_MAX_LAYERS];                           /* [A, 2de] gate and up projections, side by side */
     float *act[MODEL_MAX_LAYERS];                          /* [A, de] silu(g) * u */
     int *cursor;                                           /* [E] counting-sort cursors */
     float *lnf, *rf;                                       /* [N, d], [N] */
@@ -505,7 +520,8 @@ struct Activations {
     float *dp, *dz;                                        /* [N, E] */
     float *dprow;                                          /* [B, T, T] attention scratch */
     float *dye, *dxe;                                      /* [Amax, d] */
-    float *dact, *dg, *du_e;                               /* [Amax, de] */
+    float *dact;                                           /* [Amax, de] */
+    float *dgu;                                            /* [Amax, 2de] */
     float *dlogits;                                        /* [N, V] */
     /* the last forward */
     const uint32_t *inputs, *targets;
@@ -541,7 +557,7 @@ static size_t activation_floats(const Config *c, const int *kcap, int B, int T, 
         CARVE(a->z[l], N * E); CARVE(a->p[l], N * E); CARVE(a->lse[l], N);
         CARVEI(a->sel[l], A); CARVEI(a->order[l], A); CARVEI(a->row[l], A); CARVEI(a->offs[l], E + 1);
         CARVE(a->xe[l], A * d); CARVE(a->ye[l], A * d);
-        CARVE(a->g[l], A * de); CARVE(a->u[l], A * de); CARVE(a->act[l], A * de);
+        CARVE(a->gu[l], A * 2 * de); CARVE(a->act[l], A * de);
     }
     CARVE(a->x[c->n_layers], N * d);
     CARVEI(a->cursor, E);
@@ -552,7 +568,7 @@ static size_t activation_floats(const Config *c, const int *kcap, int B, int T, 
     CARVE(a->dk, N * kvd); CARVE(a->dkr, N * kvd); CARVE(a->dv, N * kvd);
     CARVE(a->dp, N * E); CARVE(a->dz, N * E); CARVE(a->dprow, N * (size_t)T);
     CARVE(a->dye, amax * d); CARVE(a->dxe, amax * d);
-    CARVE(a->dact, amax * de); CARVE(a->dg, amax * de); CARVE(a->du_e, amax * de);
+    CARVE(a->dact, amax * de); CARVE(a->dgu, amax * 2 * de);
     CARVE(a->dlogits, N * V);
 #undef CARVE
 #undef CARVEI
@@ -682,25 +698,41 @@ static void route_forward(Activations *a, int l, float *counts, const float *u, 
     for (int r = 0; r < A; r++) row[order[r]] = r;
 }
 
+/* Rows of an expert per task: fixed, so that neither the bits nor the
+ * balance depend on the number of threads. */
+enum { EXPERT_ROWS = 64 };
+
 /* Experts over their groups of rows: for each expert e, rows offs[e] ..
  * offs[e+1] of xe (the inputs of its assignments, gathered) give
- * ye = down(silu(gate . x) * up . x). */
+ * ye = down(silu(gate . x) * up . x). gate [de, d] and up [de, d] lie one
+ * after the other, so they are one product of [2de, d]. The tasks are
+ * blocks of an expert's rows, dealt out dynamically (experts' loads
+ * differ), each with serial kernels: one parallel region in all. */
 static void experts_forward(Activations *a, int l, const float *u, const float *w, int k, int d, int de, int E)
 {
     const int *order = a->order[l], *offs = a->offs[l];
-    float *xe = a->xe[l], *ye = a->ye[l], *g = a->g[l], *up = a->u[l], *act = a->act[l];
+    float *xe = a->xe[l], *ye = a->ye[l], *gu = a->gu[l], *act = a->act[l];
     int A = offs[E];
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < A; r++) memcpy(xe + (size_t)r * d, u + (size_t)(order[r] / k) * d, (size_t)d * sizeof(float));
-    for (int e = 0; e < E; e++) {
-        int n = offs[e + 1] - offs[e];
-        if (n == 0) continue;
-        size_t r0 = (size_t)offs[e];
-        const float *wg = w + (size_t)e * 3 * de * d, *wu = wg + (size_t)de * d, *wd = wu + (size_t)de * d;
-        matmul_forward(g + r0 * de, xe + r0 * d, wg, n, d, de, 0);
-        matmul_forward(up + r0 * de, xe + r0 * d, wu, n, d, de, 0);
-        for (size_t i = r0 * de; i < (r0 + (size_t)n) * de; i++) act[i] = silu(g[i]) * up[i];
-        matmul_forward(ye + r0 * d, act + r0 * de, wd, n, de, d, 0);
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (int r = 0; r < A; r++) memcpy(xe + (size_t)r * d, u + (size_t)(order[r] / k) * d, (size_t)d * sizeof(float));
+        for (int e = 0; e < E; e++) {
+            const float *wgu = w + (size_t)e * 3 * de * d, *wd = wgu + (size_t)2 * de * d;
+#pragma omp for schedule(dynamic) nowait
+            for (int r0 = offs[e]; r0 < offs[e + 1]; r0 += EXPERT_ROWS) {
+                int n = offs[e + 1] - r0 < EXPERT_ROWS ? offs[e + 1] - r0 : EXPERT_ROWS;
+                float *gr = gu + (size_t)r0 * 2 * de, *ar = act + (size_t)r0 * de;
+                gemm_nt(gr, xe + (size_t)r0 * d, wgu, n, d, 2 * de, 0);
+                for (int i = 0; i < n; i++) {   /* act = silu(g) * u */
+                    const float *g = gr + (size_t)i * 2 * de, *up = g + de;
+                    float *ai = ar + (size_t)i * de;
+#pragma omp simd
+                    for (int j = 0; j < de; j++) ai[j] = g[j] * sigmoid(g[j]) * up[j];
+                }
+                gemm_nt(ye + (size_t)r0 * d, ar, wd, n, de, d, 0);
+            }
+        }
     }
 }
 
@@ -905,7 +937,7 @@ static void moe_backward(Model *m, int l, const LayerParams *L, const LayerParam
     const Config *c = &m->cfg;
     Activations *a = m->acts;
     const int N = a->B * a->T, d = c->d_model, E = c->n_experts, de = c->d_expert, k = a->kused[l];
-    const int *sel = a->sel[l], *row = a->row[l], *offs = a->offs[l], *order = a->order[l];
+    const int *sel = a->sel[l], *row = a->row[l], *offs = a->offs[l];
     const float *p = a->p[l];
     float *dp = a->dp, *dz = a->dz, *du = a->du;
     memset(dp, 0, (size_t)N * E * sizeof(float));
@@ -923,30 +955,59 @@ static void moe_backward(Model *m, int l, const LayerParams *L, const LayerParam
             dp[(size_t)n * E + e] += dot;
         }
     }
-    /* experts: an expert that received no token gets no gradient (its rows are empty) */
-    for (int e = 0; e < E; e++) {
-        int n = offs[e + 1] - offs[e];
-        if (n == 0) continue;
-        size_t r0 = (size_t)offs[e];
-        const float *wg = L->expert + (size_t)e * 3 * de * d, *wu = wg + (size_t)de * d, *wd = wu + (size_t)de * d;
-        float *dwg = G->expert + (size_t)e * 3 * de * d, *dwu = dwg + (size_t)de * d, *dwd = dwu + (size_t)de * d;
-        float *dact = a->dact + r0 * de, *dg = a->dg + r0 * de, *dup = a->du_e + r0 * de, *dxe = a->dxe + r0 * d;
-        const float *g = a->g[l] + r0 * de, *up = a->u[l] + r0 * de, *xe = a->xe[l] + r0 * d;
-        memset(dact, 0, (size_t)n * de * sizeof(float));
-        matmul_backward(dact, dwd, a->dye + r0 * d, a->act[l] + r0 * de, wd, n, de, d);
-        for (size_t i = 0; i < (size_t)n * de; i++) {
-            float sg = 1.0f / (1.0f + expf(-g[i]));
-            dup[i] = dact[i] * g[i] * sg;
-            dg[i] = dact[i] * up[i] * sg * (1.0f + g[i] * (1.0f - sg));
+    /* experts, as in experts_forward: first by blocks of rows, dact, dgu and
+     * dxe; then, after the barrier, by blocks of rows of the weight
+     * gradients, each over all the expert's rows in order. An expert that
+     * received no token gets no gradient. */
+#pragma omp parallel
+    {
+        for (int e = 0; e < E; e++) {
+            const float *wgu = L->expert + (size_t)e * 3 * de * d, *wd = wgu + (size_t)2 * de * d;
+#pragma omp for schedule(dynamic) nowait
+            for (int r0 = offs[e]; r0 < offs[e + 1]; r0 += EXPERT_ROWS) {
+                int n = offs[e + 1] - r0 < EXPERT_ROWS ? offs[e + 1] - r0 : EXPERT_ROWS;
+                float *dact = a->dact + (size_t)r0 * de, *dgu = a->dgu + (size_t)r0 * 2 * de;
+                const float *gu = a->gu[l] + (size_t)r0 * 2 * de;
+                gemm_nn(dact, a->dye + (size_t)r0 * d, wd, n, de, d, 0);
+                for (int i = 0; i < n; i++) {   /* act = silu(g) * u */
+                    const float *g = gu + (size_t)i * 2 * de, *up = g + de, *da = dact + (size_t)i * de;
+                    float *dg = dgu + (size_t)i * 2 * de, *dup = dg + de;
+#pragma omp simd
+                    for (int j = 0; j < de; j++) {
+                        float sg = sigmoid(g[j]);
+                        dg[j] = da[j] * up[j] * sg * (1.0f + g[j] * (1.0f - sg));
+                        dup[j] = da[j] * g[j] * sg;
+                    }
+                }
+                gemm_nn(a->dxe + (size_t)r0 * d, dgu, wgu, n, d, 2 * de, 0);
+            }
         }
-        memset(dxe, 0, (size_t)n * d * sizeof(float));
-        matmul_backward(dxe, dwg, dg, xe, wg, n, d, de);
-        matmul_backward(dxe, dwu, dup, xe, wu, n, d, de);
+#pragma omp barrier
+        for (int e = 0; e < E; e++) {
+            int r0 = offs[e], n = offs[e + 1] - offs[e];
+            float *dwgu = G->expert + (size_t)e * 3 * de * d, *dwd = dwgu + (size_t)2 * de * d;
+            /* dwgu [2de, d] and dwd [d, de] in blocks of EXPERT_ROWS rows */
+            int ngu = (2 * de + EXPERT_ROWS - 1) / EXPERT_ROWS, nd = (d + EXPERT_ROWS - 1) / EXPERT_ROWS;
+            if (n == 0) continue;
+#pragma omp for schedule(dynamic) nowait
+            for (int t = 0; t < ngu + nd; t++) {
+                int gu_rows = t < ngu, o0 = (gu_rows ? t : t - ngu) * EXPERT_ROWS, OC = gu_rows ? 2 * de : d;
+                int no = OC - o0 < EXPERT_ROWS ? OC - o0 : EXPERT_ROWS;
+                if (gu_rows)
+                    gemm_tn(dwgu + (size_t)o0 * d, a->dgu + (size_t)r0 * 2 * de + o0, 2 * de, a->xe[l] + (size_t)r0 * d, n, d, no);
+                else
+                    gemm_tn(dwd + (size_t)o0 * de, a->dye + (size_t)r0 * d + o0, d, a->act[l] + (size_t)r0 * de, n, de, no);
+            }
+        }
     }
-    for (int r = 0; r < offs[E]; r++) {   /* scatter back in a fixed order: deterministic */
-        float *dst = du + (size_t)(order[r] / k) * d;
-        const float *src = a->dxe + (size_t)r * d;
-        for (int i = 0; i < d; i++) dst[i] += src[i];
+    /* scatter back, each token its k rows in slot order: deterministic */
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; t++) {
+        float *dst = du + (size_t)t * d;
+        for (int s = 0; s < k; s++) {
+            const float *src = a->dxe + (size_t)row[t * k + s] * d;
+            for (int i = 0; i < d; i++) dst[i] += src[i];
+        }
     }
     balance_backward(a, l, m->counts + (size_t)l * E, &a->bo, scale, N, E, k);
     /* softmax: dz += p * (dp - sum p dp) */
