@@ -303,6 +303,10 @@ static void matmul_backward(float *dinp, float *dw, const float *dout, const flo
 
 /* ============================ layers ================================== */
 
+/* Columns per task where a weight's gradient sums over all rows: the
+ * rows in order for each column, whatever the split. */
+enum { NORM_COLS = 32 };
+
 /* out[N, C] = x * rstd * w over rows; rstd[N] = 1/sqrt(mean(x^2) + eps) */
 static void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C, float eps)
 {
@@ -320,14 +324,24 @@ static void rmsnorm_forward(float *out, float *rstd, const float *x, const float
 /* dx[N, C] += ...; dw[C] += ... from dout[N, C] */
 static void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd, int N, int C)
 {
-    for (int n = 0; n < N; n++) {   /* serial over rows: dw is shared */
-        const float *xr = x + (size_t)n * C, *g = dout + (size_t)n * C;
-        float r = rstd[n], dot = 0;
-        for (int i = 0; i < C; i++) dot += g[i] * w[i] * xr[i];
-        float k = dot * r * r * r / C;
-        for (int i = 0; i < C; i++) {
-            dx[(size_t)n * C + i] += g[i] * w[i] * r - xr[i] * k;
-            dw[i] += g[i] * xr[i] * r;
+#pragma omp parallel
+    {
+#pragma omp for schedule(static) nowait
+        for (int n = 0; n < N; n++) {
+            const float *xr = x + (size_t)n * C, *g = dout + (size_t)n * C;
+            float r = rstd[n], dot = 0;
+            for (int i = 0; i < C; i++) dot += g[i] * w[i] * xr[i];
+            float k = dot * r * r * r / C;
+            for (int i = 0; i < C; i++) dx[(size_t)n * C + i] += g[i] * w[i] * r - xr[i] * k;
+        }
+        /* dw sums over every row in order: split by columns instead */
+#pragma omp for schedule(static)
+        for (int c0 = 0; c0 < C; c0 += NORM_COLS) {
+            int c1 = min_int(C, c0 + NORM_COLS);
+            for (int n = 0; n < N; n++) {
+                const float *xr = x + (size_t)n * C, *g = dout + (size_t)n * C;
+                for (int i = c0; i < c1; i++) dw[i] += g[i] * xr[i] * rstd[n];
+            }
         }
     }
 }
@@ -365,25 +379,42 @@ static void qknorm_rope_backward(float *dx, float *dw, const float *dout, const 
 {
     enum { MAX_HD = 1024 };
     int half = hd / 2;
-    float dn[MAX_HD];
     SG_ASSERT(hd <= MAX_HD);
-    for (int n = 0; n < N; n++) {   /* serial: dw is shared */
-        const float *cs = cosv + (size_t)(n % T) * half, *sn = sinv + (size_t)(n % T) * half;
-        for (int h = 0; h < nh; h++) {
-            size_t base = ((size_t)n * nh + h) * hd;
-            const float *g = dout + base, *v = x + base;
-            for (int i = 0; i < half; i++) {   /* the rotation's transpose */
-                dn[i] = g[i] * cs[i] + g[i + half] * sn[i];
-                dn[i + half] = g[i + half] * cs[i] - g[i] * sn[i];
-            }
-            float r = rstd[(size_t)n * nh + h], dot = 0;
-            for (int i = 0; i < hd; i++) dot += dn[i] * w[i] * v[i];
-            float k = dot * r * r * r / hd;
-            for (int i = 0; i < hd; i++) {
-                dx[base + i] = dn[i] * w[i] * r - v[i] * k;
-                dw[i] += dn[i] * v[i] * r;
+#pragma omp parallel
+    {
+#pragma omp for schedule(static) nowait
+        for (int n = 0; n < N; n++) {
+            const float *cs = cosv + (size_t)(n % T) * half, *sn = sinv + (size_t)(n % T) * half;
+            float dn[MAX_HD];
+            for (int h = 0; h < nh; h++) {
+                size_t base = ((size_t)n * nh + h) * hd;
+                const float *g = dout + base, *v = x + base;
+                for (int i = 0; i < half; i++) {   /* the rotation's transpose */
+                    dn[i] = g[i] * cs[i] + g[i + half] * sn[i];
+                    dn[i + half] = g[i + half] * cs[i] - g[i] * sn[i];
+                }
+                float r = rstd[(size_t)n * nh + h], dot = 0;
+                for (int i = 0; i < hd; i++) dot += dn[i] * w[i] * v[i];
+                float k = dot * r * r * r / hd;
+                for (int i = 0; i < hd; i++) dx[base + i] = dn[i] * w[i] * r - v[i] * k;
             }
         }
+        /* dw sums over every (token, head) in order: split by columns, the
+         * two halves that the rotation pairs, dn recomputed */
+#pragma omp for schedule(static)
+        for (int c = 0; c < 2; c++)
+            for (int n = 0; n < N; n++) {
+                const float *cs = cosv + (size_t)(n % T) * half, *sn = sinv + (size_t)(n % T) * half;
+                for (int h = 0; h < nh; h++) {
+                    size_t base = ((size_t)n * nh + h) * hd;
+                    const float *g = dout + base, *v = x + base;
+                    float r = rstd[(size_t)n * nh + h];
+                    if (c == 0)
+                        for (int i = 0; i < half; i++) dw[i] += (g[i] * cs[i] + g[i + half] * sn[i]) * v[i] * r;
+                    else
+                        for (int i = 0; i < half; i++) dw[i + half] += (g[i + half] * cs[i] - g[i] * sn[i]) * v[i + half] * r;
+                }
+            }
     }
 }
 
@@ -1131,11 +1162,15 @@ void model_backward(Model *m, float scale)
         matmul_backward(a->dln, GL->wv, a->dv, a->ln1[l], L->wv, N, d, kvd);
         rmsnorm_backward(a->dx, GL->ln1, a->dln, a->x[l], L->ln1, a->r1[l], N, d);
     }
-    for (int n = 0; n < N; n++) {   /* serial: a token may repeat */
-        float *g = G.embed + (size_t)a->inputs[n] * d;
-        const float *src = a->dx + (size_t)n * d;
-        for (int i = 0; i < d; i++) g[i] += src[i];
-    }
+    /* the embedding: a token may repeat, so split by columns, the tokens
+     * in order for each */
+#pragma omp parallel for schedule(static)
+    for (int c0 = 0; c0 < d; c0 += NORM_COLS)
+        for (int n = 0; n < N; n++) {
+            float *g = G.embed + (size_t)a->inputs[n] * d;
+            const float *src = a->dx + (size_t)n * d;
+            for (int i = c0; i < min_int(d, c0 + NORM_COLS); i++) g[i] += src[i];
+        }
 }
 
 /* ============================ statistics ============================== */
