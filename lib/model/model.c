@@ -282,11 +282,12 @@ static void matmul_forward(float *out, const float *inp, const float *w, int N, 
         gemm_nt(out + (size_t)n0 * OC, inp + (size_t)n0 * C, w, min_int(MM_ROWS, N - n0), C, OC, accumulate);
 }
 
-/* dinp[N, C] += dout[N, OC] . w[OC, C] (skipped when dinp is NULL);
- * dw[OC, C] += dout^T . inp. One loop of tasks, dealt out dynamically:
- * first blocks of dw's rows (the larger tasks: each over all N rows in
- * order), then blocks of dinp's rows. */
-static void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int N, int C, int OC)
+/* dinp[N, C] (= or +=) dout[N, OC] . w[OC, C] (skipped when dinp is
+ * NULL); dw[OC, C] += dout^T . inp. One loop of tasks, dealt out
+ * dynamically: first blocks of dw's rows (the larger tasks: each over all
+ * N rows in order), then blocks of dinp's rows. */
+static void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int N, int C, int OC,
+                            int accumulate)
 {
     int nw = (OC + MM_WROWS - 1) / MM_WROWS, nx = dinp ? (N + MM_ROWS - 1) / MM_ROWS : 0;
 #pragma omp parallel for schedule(dynamic)
@@ -296,7 +297,7 @@ static void matmul_backward(float *dinp, float *dw, const float *dout, const flo
             gemm_tn(dw + (size_t)o0 * C, dout + o0, OC, inp, N, C, min_int(MM_WROWS, OC - o0));
         } else {
             int n0 = (t - nw) * MM_ROWS;
-            gemm_nn(dinp + (size_t)n0 * C, dout + (size_t)n0 * OC, w, min_int(MM_ROWS, N - n0), C, OC, 1);
+            gemm_nn(dinp + (size_t)n0 * C, dout + (size_t)n0 * OC, w, min_int(MM_ROWS, N - n0), C, OC, accumulate);
         }
     }
 }
@@ -337,11 +338,14 @@ static void rmsnorm_backward(float *dx, float *dw, const float *dout, const floa
         /* dw sums over every row in order: split by columns instead */
 #pragma omp for schedule(static)
         for (int c0 = 0; c0 < C; c0 += NORM_COLS) {
-            int c1 = min_int(C, c0 + NORM_COLS);
+            int nc = min_int(NORM_COLS, C - c0);
+            float acc[NORM_COLS];   /* in registers: dw might alias the inputs */
+            memcpy(acc, dw + c0, (size_t)nc * sizeof(float));
             for (int n = 0; n < N; n++) {
-                const float *xr = x + (size_t)n * C, *g = dout + (size_t)n * C;
-                for (int i = c0; i < c1; i++) dw[i] += g[i] * xr[i] * rstd[n];
+                const float *xr = x + (size_t)n * C + c0, *g = dout + (size_t)n * C + c0;
+                for (int i = 0; i < nc; i++) acc[i] += g[i] * xr[i] * rstd[n];
             }
+            memcpy(dw + c0, acc, (size_t)nc * sizeof(float));
         }
     }
 }
@@ -402,7 +406,9 @@ static void qknorm_rope_backward(float *dx, float *dw, const float *dout, const 
         /* dw sums over every (token, head) in order: split by columns, the
          * two halves that the rotation pairs, dn recomputed */
 #pragma omp for schedule(static)
-        for (int c = 0; c < 2; c++)
+        for (int c = 0; c < 2; c++) {
+            float acc[MAX_HD / 2];   /* in registers: dw might alias the inputs */
+            memcpy(acc, dw + c * half, (size_t)half * sizeof(float));
             for (int n = 0; n < N; n++) {
                 const float *cs = cosv + (size_t)(n % T) * half, *sn = sinv + (size_t)(n % T) * half;
                 for (int h = 0; h < nh; h++) {
@@ -410,11 +416,13 @@ static void qknorm_rope_backward(float *dx, float *dw, const float *dout, const 
                     const float *g = dout + base, *v = x + base;
                     float r = rstd[(size_t)n * nh + h];
                     if (c == 0)
-                        for (int i = 0; i < half; i++) dw[i] += (g[i] * cs[i] + g[i + half] * sn[i]) * v[i] * r;
+                        for (int i = 0; i < half; i++) acc[i] += (g[i] * cs[i] + g[i + half] * sn[i]) * v[i] * r;
                     else
-                        for (int i = 0; i < half; i++) dw[i + half] += (g[i + half] * cs[i] - g[i] * sn[i]) * v[i + half] * r;
+                        for (int i = 0; i < half; i++) acc[i] += (g[i + half] * cs[i] - g[i] * sn[i]) * v[i + half] * r;
                 }
             }
+            memcpy(dw + c * half, acc, (size_t)half * sizeof(float));
+        }
     }
 }
 
@@ -497,7 +505,7 @@ static void attention_forward(float *out, float *att, const float *q, const floa
 #endif
 
 #ifdef SIGMA_BLAS
-/* dq[N, H*hd] (written), dk, dv[N, KV*hd] (+=, zeroed by the caller) from
+/* dq[N, H*hd], dk, dv[N, KV*hd] (all written) from
  * dout[N, H*hd]; scratch[B, T, T]. By the blocks of query rows of the
  * forward. Parallel over batch rows only: the heads of a group share dk
  * and dv. */
@@ -509,6 +517,8 @@ static void attention_backward(float *dq, float *dk, float *dv, float *scratch, 
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
         float *ds = scratch + (size_t)b * T * T;   /* dP, then dS in place */
+        memset(dk + (size_t)b * T * kvd, 0, (size_t)T * kvd * sizeof(float));   /* the heads add up */
+        memset(dv + (size_t)b * T * kvd, 0, (size_t)T * kvd * sizeof(float));
         for (int h = 0; h < H; h++) {
             int kh = h / group;
             const float *a = att + ((size_t)b * H + h) * T * T;
@@ -540,7 +550,7 @@ static void attention_backward(float *dq, float *dk, float *dv, float *scratch, 
     }
 }
 #else
-/* dq[N, H*hd] (written), dk, dv[N, KV*hd] (+=, zeroed by the caller) from
+/* dq[N, H*hd], dk, dv[N, KV*hd] (all written) from
  * dout[N, H*hd]; dprow[B, T] is scratch. Parallel over batch rows only:
  * the heads of a group share dk and dv. */
 static void attention_backward(float *dq, float *dk, float *dv, float *dprow, const float *dout, const float *att, const float *q,
@@ -551,6 +561,8 @@ static void attention_backward(float *dq, float *dk, float *dv, float *dprow, co
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
         float *dp = dprow + (size_t)b * T;
+        memset(dk + (size_t)b * T * kvd, 0, (size_t)T * kvd * sizeof(float));   /* the heads add up */
+        memset(dv + (size_t)b * T * kvd, 0, (size_t)T * kvd * sizeof(float));
         for (int h = 0; h < H; h++) {
             int kh = h / group;
             for (int t = 0; t < T; t++) {
@@ -619,7 +631,7 @@ struct Activations {
     float *logits;                                         /* [N, V] */
     float *lsef, *rsum;                                    /* [N] log-sum-exp, 1 / sum of the exponentials */
     /* gradients of activations, reused layer by layer */
-    float *dx, *dh, *du, *dln;                             /* [N, d] */
+    float *dx, *du, *dln;                                  /* [N, d] */
     float *dq, *dqr, *dao;                                 /* [N, H*hd] */
     float *dk, *dkr, *dv;                                  /* [N, KV*hd] */
     float *dp, *dz;                                        /* [N, E] */
@@ -668,7 +680,7 @@ static size_t activation_floats(const Config *c, const int *kcap, int B, int T, 
     CARVEI(a->cursor, E);
     CARVE(a->lnf, N * d); CARVE(a->rf, N);
     CARVE(a->logits, N * V); CARVE(a->lsef, N); CARVE(a->rsum, N);
-    CARVE(a->dx, N * d); CARVE(a->dh, N * d); CARVE(a->du, N * d); CARVE(a->dln, N * d);
+    CARVE(a->dx, N * d); CARVE(a->du, N * d); CARVE(a->dln, N * d);
     CARVE(a->dq, N * qd); CARVE(a->dqr, N * qd); CARVE(a->dao, N * qd);
     CARVE(a->dk, N * kvd); CARVE(a->dkr, N * kvd); CARVE(a->dv, N * kvd);
     CARVE(a->dp, N * E); CARVE(a->dz, N * E); CARVE(a->dprow, N * (size_t)T);
@@ -1075,7 +1087,6 @@ static void moe_backward(Model *m, int l, const LayerParams *L, const LayerParam
     float *dp = a->dp, *dz = a->dz, *du = a->du;
     memset(dp, 0, (size_t)N * E * sizeof(float));
     memset(dz, 0, (size_t)N * E * sizeof(float));
-    memset(du, 0, (size_t)N * d * sizeof(float));
     /* combine: out += p * ye */
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
@@ -1124,11 +1135,13 @@ static void moe_backward(Model *m, int l, const LayerParams *L, const LayerParam
             }
         }
     }
-    /* scatter back, each token its k rows in slot order: deterministic */
+    /* scatter back into du (written), each token its k rows in slot
+     * order: deterministic */
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < N; t++) {
         float *dst = du + (size_t)t * d;
-        for (int s = 0; s < k; s++) {
+        memcpy(dst, a->dxe + (size_t)row[t * k] * d, (size_t)d * sizeof(float));
+        for (int s = 1; s < k; s++) {
             const float *src = a->dxe + (size_t)row[t * k + s] * d;
             for (int i = 0; i < d; i++) dst[i] += src[i];
         }
@@ -1142,7 +1155,7 @@ static void moe_backward(Model *m, int l, const LayerParams *L, const LayerParam
         for (int e = 0; e < E; e++) dot += pn[e] * dpn[e];
         for (int e = 0; e < E; e++) dzn[e] += pn[e] * (dpn[e] - dot);
     }
-    matmul_backward(du, G->router, dz, a->ln2[l], L->router, N, d, E);
+    matmul_backward(du, G->router, dz, a->ln2[l], L->router, N, d, E, 1);
 }
 
 void model_backward(Model *m, float scale)
@@ -1160,23 +1173,18 @@ void model_backward(Model *m, float scale)
 
     for (int l = c->n_layers - 1; l >= 0; l--) {
         const LayerParams *L = &P.layer[l], *GL = &G.layer[l];
-        /* x[l+1] = h + moe(rms(h)) */
-        memcpy(a->dh, a->dx, (size_t)N * d * sizeof(float));
+        /* x[l+1] = h + moe(rms(h)): the residual's gradient passes
+         * through, so dx becomes dh in place once the MoE has read it */
         moe_backward(m, l, L, GL, a->dx, scale);
-        rmsnorm_backward(a->dh, GL->ln2, a->du, a->h[l], L->ln2, a->r2[l], N, d);
-        /* h = x + Wo . attention */
-        memcpy(a->dx, a->dh, (size_t)N * d * sizeof(float));
-        memset(a->dao, 0, (size_t)N * qd * sizeof(float));
-        matmul_backward(a->dao, GL->wo, a->dh, a->ao[l], L->wo, N, qd, d);
-        memset(a->dkr, 0, (size_t)N * kvd * sizeof(float));
-        memset(a->dv, 0, (size_t)N * kvd * sizeof(float));
+        rmsnorm_backward(a->dx, GL->ln2, a->du, a->h[l], L->ln2, a->r2[l], N, d);
+        /* h = x + Wo . attention: dx goes on from dh in place likewise */
+        matmul_backward(a->dao, GL->wo, a->dx, a->ao[l], L->wo, N, qd, d, 0);
         attention_backward(a->dqr, a->dkr, a->dv, a->dprow, a->dao, a->att[l], a->qr[l], a->kr[l], a->v[l], B, T, H, KV, hd);
         qknorm_rope_backward(a->dq, GL->qnorm, a->dqr, a->q[l], a->qrs[l], L->qnorm, a->cosv, a->sinv, N, T, H, hd);
         qknorm_rope_backward(a->dk, GL->knorm, a->dkr, a->k[l], a->krs[l], L->knorm, a->cosv, a->sinv, N, T, KV, hd);
-        memset(a->dln, 0, (size_t)N * d * sizeof(float));
-        matmul_backward(a->dln, GL->wq, a->dq, a->ln1[l], L->wq, N, d, qd);
-        matmul_backward(a->dln, GL->wk, a->dk, a->ln1[l], L->wk, N, d, kvd);
-        matmul_backward(a->dln, GL->wv, a->dv, a->ln1[l], L->wv, N, d, kvd);
+        matmul_backward(a->dln, GL->wq, a->dq, a->ln1[l], L->wq, N, d, qd, 0);
+        matmul_backward(a->dln, GL->wk, a->dk, a->ln1[l], L->wk, N, d, kvd, 1);
+        matmul_backward(a->dln, GL->wv, a->dv, a->ln1[l], L->wv, N, d, kvd, 1);
         rmsnorm_backward(a->dx, GL->ln1, a->dln, a->x[l], L->ln1, a->r1[l], N, d);
     }
     /* the embedding: a token may repeat, so split by columns, the tokens
