@@ -121,7 +121,8 @@ static Params param_pointers(const Config *c, float *base)
  * the head alone takes N*V of them. x = n ln2 + r with |r| <= ln2/2, a
  * degree-6 polynomial for e^r (Cephes' coefficients), 2^n put straight
  * into the exponent bits; x is clamped to [-87, 88] so that 2^n stays a
- * normal number (exp(-87) is 1.6e-38: nothing beside a sum of at least 1).
+ * normal number (exp(-87) is 1.6e-38: nothing beside a sum of at least 1),
+ * and a NaN stays NaN, so that a run that diverged still shows a NaN loss.
  * test_model_fd compiles this file with float as double, where the
  * polynomial would be too coarse: there it is exp itself. */
 static inline float exp_simd(float x)
@@ -130,9 +131,10 @@ static inline float exp_simd(float x)
     /* The clamp on the bits, as integers: a float compare and select is a
      * branch that GCC will not vectorise under -ftrapping-math. Positive
      * floats order as signed ints, negative ones as unsigned. */
-    int32_t xi;
+    int32_t xi, nan;
     uint32_t xu;
     memcpy(&xi, &x, sizeof xi);
+    nan = (xi & 0x7fffffff) > 0x7f800000 ? 0x7fc00000 : 0;
     xi = xi < 0x42b00000 ? xi : 0x42b00000;       /* 88 */
     xu = (uint32_t)xi;
     xu = xu < 0xc2ae0000u ? xu : 0xc2ae0000u;     /* -87 */
@@ -151,7 +153,11 @@ static inline float exp_simd(float x)
     memcpy(&bits, &t, sizeof bits);   /* the low bits of t are n */
     bits = (bits - 0x4b400000 + 127) << 23;
     memcpy(&two, &bits, sizeof two);
-    return p * two;
+    p *= two;
+    memcpy(&bits, &p, sizeof bits);
+    bits |= nan;
+    memcpy(&p, &bits, sizeof p);
+    return p;
 }
 
 /* The element-wise kernels of the exponential are compiled three times,
