@@ -3,9 +3,10 @@
 # PyTorch eager (Hugging Face Qwen3MoeForCausalLM, the same shape, fp32, the
 # same threads and batch), runs alternated. Needs pip install torch transformers.
 #
-# This machine sets OPENBLAS_CORETYPE=Haswell (older OpenBLAS builds misbehave
-# on some processors), which keeps OpenBLAS on AVX2 kernels; the row "native
-# kernels" unsets it for that command alone, as PyTorch is not held back so.
+# The c-kernels machines set OPENBLAS_CORETYPE=Haswell (older OpenBLAS builds
+# misbehave on some processors), which keeps OpenBLAS on AVX2 kernels; the row
+# "native kernels" unsets it for that command alone, as PyTorch is not held
+# back so. The first row names the setting it ran with.
 set -eu
 B=${B:-16} T=${T:-128} STEPS=${STEPS:-5} V=${V:-4096} REPS=${REPS:-3}
 threads=$(nproc)
@@ -22,6 +23,6 @@ S1=$(echo $s1 | tr ' ' '\n' | best); S2=$(echo $s2 | tr ' ' '\n' | best); P=$(ec
 echo "micro preset, batch ${B}x${T}, vocabulary $V, $threads threads, best of $REPS runs of $STEPS steps"
 echo "| implementation | tokens/s (forward + backward) | vs PyTorch eager |"
 echo "| --- | ---: | ---: |"
-echo "| sigma, OpenBLAS as this machine sets it (AVX2) | $S1 | $(echo "scale=2; $S1 / $P" | bc)x |"
+echo "| sigma, OpenBLAS as this machine sets it (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}) | $S1 | $(echo "scale=2; $S1 / $P" | bc)x |"
 echo "| sigma, OpenBLAS native kernels (AVX-512) | $S2 | $(echo "scale=2; $S2 / $P" | bc)x |"
 echo "| PyTorch $(python3 -c 'import torch; print(torch.__version__)') eager, HF Qwen3MoeForCausalLM | $P | 1x |"

@@ -114,72 +114,158 @@ static Params param_pointers(const Config *c, float *base)
     return p;
 }
 
-/* ============================ matmul ================================== */
+/* ============================ exp ===================================== */
 
-/* Matrix products. With BLAS, OpenBLAS runs single-threaded inside blocks
- * that OpenMP spreads over the cores: one pool of threads, none
- * oversubscribed (OpenBLAS's own threads and OpenMP's fought over two cores
- * and lost a third of the time to yielding). */
-#ifdef SIGMA_BLAS
-static int split(int n, int parts, int i) { return (int)((long)n * i / parts); }
+/* exp(x), within about 2 ulp of expf, written so that a simd loop
+ * vectorises it: glibc's expf is one call per element, and the softmax of
+ * the head alone takes N*V of them. x = n ln2 + r with |r| <= ln2/2, a
+ * degree-6 polynomial for e^r (Cephes' coefficients), 2^n put straight
+ * into the exponent bits; x is clamped to [-87, 88] so that 2^n stays a
+ * normal number (exp(-87) is 1.6e-38: nothing beside a sum of at least 1),
+ * and a NaN stays NaN, so that a run that diverged still shows a NaN loss.
+ * test_model_fd compiles this file with float as double, where the
+ * polynomial would be too coarse: there it is exp itself. */
+static inline float exp_simd(float x)
+{
+    if (sizeof(float) == sizeof(double)) return expf(x);
+    /* The clamp on the bits, as integers: a float compare and select is a
+     * branch that GCC will not vectorise under -ftrapping-math. Positive
+     * floats order as signed ints, negative ones as unsigned. */
+    int32_t xi, nan;
+    uint32_t xu;
+    memcpy(&xi, &x, sizeof xi);
+    nan = (xi & 0x7fffffff) > 0x7f800000 ? 0x7fc00000 : 0;
+    xi = xi < 0x42b00000 ? xi : 0x42b00000;       /* 88 */
+    xu = (uint32_t)xi;
+    xu = xu < 0xc2ae0000u ? xu : 0xc2ae0000u;     /* -87 */
+    memcpy(&x, &xu, sizeof x);
+    /* round to nearest by the 1.5 * 2^23 trick: no SSE4 rounding needed */
+    float t = x * 1.44269504088896341f + 12582912.0f, n = t - 12582912.0f, two;
+    int32_t bits;
+    float r = x - n * 0.693359375f - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    memcpy(&bits, &t, sizeof bits);   /* the low bits of t are n */
+    bits = (bits - 0x4b400000 + 127) << 23;
+    memcpy(&two, &bits, sizeof two);
+    p *= two;
+    memcpy(&bits, &p, sizeof bits);
+    bits |= nan;
+    memcpy(&p, &bits, sizeof p);
+    return p;
+}
+
+/* The element-wise kernels of the exponential are compiled three times,
+ * for AVX-512, AVX2 and the baseline the build targets (x86-64: SSE2, no
+ * FMA, where the integer clamp alone takes a dozen instructions), and the
+ * loader picks one for the machine: at the head's N*V exponentials the
+ * baseline took 2.6 ns an element, AVX2 0.7, AVX-512 0.5. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define SIMD_CLONES
 #endif
 
+/* e[n] = exp(x[n] - max x) (e may be x), *mx = max x; returns sum e: the
+ * softmax unnormalised. The sum in simd lanes is still one fixed order. */
+SIMD_CLONES static float softmax_exp(float *e, const float *x, int n, float *mx)
+{
+    float m = x[0], s = 0;
+#pragma omp simd reduction(max : m)
+    for (int i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+#pragma omp simd reduction(+ : s)
+    for (int i = 0; i < n; i++) s += e[i] = exp_simd(x[i] - m);
+    *mx = m;
+    return s;
+}
+
+static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_simd(-x)); }
+
+/* act[n, de] = silu(g) * u from gu[n, 2de], each row g then u */
+SIMD_CLONES static void swiglu_forward(float *act, const float *gu, int n, int de)
+{
+    for (int r = 0; r < n; r++) {
+        const float *g = gu + (size_t)r * 2 * de, *u = g + de;
+        float *o = act + (size_t)r * de;
+#pragma omp simd
+        for (int j = 0; j < de; j++) o[j] = g[j] * sigmoid(g[j]) * u[j];
+    }
+}
+
+/* dgu[n, 2de] (written) from dact[n, de] */
+SIMD_CLONES static void swiglu_backward(float *dgu, const float *dact, const float *gu, int n, int de)
+{
+    for (int r = 0; r < n; r++) {
+        const float *g = gu + (size_t)r * 2 * de, *u = g + de, *da = dact + (size_t)r * de;
+        float *dg = dgu + (size_t)r * 2 * de, *du = dg + de;
+#pragma omp simd
+        for (int j = 0; j < de; j++) {
+            float sg = sigmoid(g[j]);
+            dg[j] = da[j] * u[j] * sg * (1.0f + g[j] * (1.0f - sg));
+            du[j] = da[j] * g[j] * sg;
+        }
+    }
+}
+
+/* ============================ matmul ================================== */
+
+/* Matrix products in two levels. The kernels below are serial: one
+ * thread's share of a product (OpenBLAS single-threaded, or plain loops).
+ * The parallel layers split the work among OpenMP threads themselves: one
+ * pool of threads, none oversubscribed (OpenBLAS's own threads and
+ * OpenMP's fought over two cores and lost a third of the time to
+ * yielding). */
+
 /* out[N, OC] (= or +=) inp[N, C] . w[OC, C]^T */
-static void matmul_forward(float *out, const float *inp, const float *w, int N, int C, int OC, int accumulate)
+static void gemm_nt(float *out, const float *inp, const float *w, int N, int C, int OC, int accumulate)
 {
 #ifdef SIGMA_BLAS
-#pragma omp parallel
-    {
-        int nt = omp_get_num_threads(), me = omp_get_thread_num(), lo = split(N, nt, me), hi = split(N, nt, me + 1);
-        if (hi > lo)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, OC, C, 1.0f, inp + (size_t)lo * C, C, w, C,
-                        accumulate ? 1.0f : 0.0f, out + (size_t)lo * OC, OC);
-    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, accumulate ? 1.0f : 0.0f, out, OC);
 #else
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
+    for (int n = 0; n < N; n++)
         for (int o = 0; o < OC; o++) {
             const float *x = inp + (size_t)n * C, *wr = w + (size_t)o * C;
             float s = 0;
             for (int i = 0; i < C; i++) s += x[i] * wr[i];
             out[(size_t)n * OC + o] = accumulate ? out[(size_t)n * OC + o] + s : s;
         }
+#endif
+}
+
+/* dinp[N, C] (= or +=) dout[N, OC] . w[OC, C] */
+static void gemm_nn(float *dinp, const float *dout, const float *w, int N, int C, int OC, int accumulate)
+{
+#ifdef SIGMA_BLAS
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, accumulate ? 1.0f : 0.0f, dinp, C);
+#else
+    for (int n = 0; n < N; n++) {
+        float *dx = dinp + (size_t)n * C;
+        if (!accumulate)
+            for (int i = 0; i < C; i++) dx[i] = 0;
+        for (int o = 0; o < OC; o++) {
+            float g = dout[(size_t)n * OC + o];
+            const float *wr = w + (size_t)o * C;
+            for (int i = 0; i < C; i++) dx[i] += g * wr[i];
+        }
     }
 #endif
 }
 
-/* dinp[N, C] += dout[N, OC] . w[OC, C];  dw[OC, C] += dout^T . inp */
-static void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int N, int C, int OC)
+/* dw[OC, C] += dout[N, OC]^T . inp[N, C], dout's rows ldd apart: a block
+ * of dw's rows takes the matching columns of dout */
+static void gemm_tn(float *dw, const float *dout, int ldd, const float *inp, int N, int C, int OC)
 {
 #ifdef SIGMA_BLAS
-#pragma omp parallel
-    {
-        int nt = omp_get_num_threads(), me = omp_get_thread_num();
-        int lo = split(N, nt, me), hi = split(N, nt, me + 1);
-        if (dinp && hi > lo)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, C, OC, 1.0f, dout + (size_t)lo * OC, OC, w, C, 1.0f,
-                        dinp + (size_t)lo * C, C);
-        lo = split(OC, nt, me);
-        hi = split(OC, nt, me + 1);
-        if (hi > lo)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hi - lo, C, N, 1.0f, dout + lo, OC, inp, C, 1.0f,
-                        dw + (size_t)lo * C, C);
-    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, ldd, inp, C, 1.0f, dw, C);
 #else
-    if (dinp) {
-#pragma omp parallel for schedule(static)
-        for (int n = 0; n < N; n++)
-            for (int o = 0; o < OC; o++) {
-                float g = dout[(size_t)n * OC + o];
-                const float *wr = w + (size_t)o * C;
-                float *dx = dinp + (size_t)n * C;
-                for (int i = 0; i < C; i++) dx[i] += g * wr[i];
-            }
-    }
-#pragma omp parallel for schedule(static)
     for (int o = 0; o < OC; o++)
         for (int n = 0; n < N; n++) {
-            float g = dout[(size_t)n * OC + o];
+            float g = dout[(size_t)n * ldd + o];
             const float *x = inp + (size_t)n * C;
             float *dwr = dw + (size_t)o * C;
             for (int i = 0; i < C; i++) dwr[i] += g * x[i];
@@ -187,7 +273,46 @@ static void matmul_backward(float *dinp, float *dw, const float *dout, const flo
 #endif
 }
 
+/* Rows per task of the parallel products, fixed: OpenBLAS picks its
+ * kernel (and so its order of summation) by the shape, so a split by the
+ * number of threads gave other bits on one thread than on two. */
+enum { MM_ROWS = 128, MM_WROWS = 64 };
+
+static int min_int(int a, int b) { return a < b ? a : b; }
+
+/* out[N, OC] (= or +=) inp[N, C] . w[OC, C]^T, by blocks of rows */
+static void matmul_forward(float *out, const float *inp, const float *w, int N, int C, int OC, int accumulate)
+{
+#pragma omp parallel for schedule(static)
+    for (int n0 = 0; n0 < N; n0 += MM_ROWS)
+        gemm_nt(out + (size_t)n0 * OC, inp + (size_t)n0 * C, w, min_int(MM_ROWS, N - n0), C, OC, accumulate);
+}
+
+/* dinp[N, C] (= or +=) dout[N, OC] . w[OC, C] (skipped when dinp is
+ * NULL); dw[OC, C] += dout^T . inp. One loop of tasks, dealt out
+ * dynamically: first blocks of dw's rows (the larger tasks: each over all
+ * N rows in order), then blocks of dinp's rows. */
+static void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int N, int C, int OC,
+                            int accumulate)
+{
+    int nw = (OC + MM_WROWS - 1) / MM_WROWS, nx = dinp ? (N + MM_ROWS - 1) / MM_ROWS : 0;
+#pragma omp parallel for schedule(dynamic)
+    for (int t = 0; t < nw + nx; t++) {
+        if (t < nw) {
+            int o0 = t * MM_WROWS;
+            gemm_tn(dw + (size_t)o0 * C, dout + o0, OC, inp, N, C, min_int(MM_WROWS, OC - o0));
+        } else {
+            int n0 = (t - nw) * MM_ROWS;
+            gemm_nn(dinp + (size_t)n0 * C, dout + (size_t)n0 * OC, w, min_int(MM_ROWS, N - n0), C, OC, accumulate);
+        }
+    }
+}
+
 /* ============================ layers ================================== */
+
+/* Columns per task where a weight's gradient sums over all rows: the
+ * rows in order for each column, whatever the split. */
+enum { NORM_COLS = 32 };
 
 /* out[N, C] = x * rstd * w over rows; rstd[N] = 1/sqrt(mean(x^2) + eps) */
 static void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C, float eps)
@@ -206,14 +331,27 @@ static void rmsnorm_forward(float *out, float *rstd, const float *x, const float
 /* dx[N, C] += ...; dw[C] += ... from dout[N, C] */
 static void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd, int N, int C)
 {
-    for (int n = 0; n < N; n++) {   /* serial over rows: dw is shared */
-        const float *xr = x + (size_t)n * C, *g = dout + (size_t)n * C;
-        float r = rstd[n], dot = 0;
-        for (int i = 0; i < C; i++) dot += g[i] * w[i] * xr[i];
-        float k = dot * r * r * r / C;
-        for (int i = 0; i < C; i++) {
-            dx[(size_t)n * C + i] += g[i] * w[i] * r - xr[i] * k;
-            dw[i] += g[i] * xr[i] * r;
+#pragma omp parallel
+    {
+#pragma omp for schedule(static) nowait
+        for (int n = 0; n < N; n++) {
+            const float *xr = x + (size_t)n * C, *g = dout + (size_t)n * C;
+            float r = rstd[n], dot = 0;
+            for (int i = 0; i < C; i++) dot += g[i] * w[i] * xr[i];
+            float k = dot * r * r * r / C;
+            for (int i = 0; i < C; i++) dx[(size_t)n * C + i] += g[i] * w[i] * r - xr[i] * k;
+        }
+        /* dw sums over every row in order: split by columns instead */
+#pragma omp for schedule(static)
+        for (int c0 = 0; c0 < C; c0 += NORM_COLS) {
+            int nc = min_int(NORM_COLS, C - c0);
+            float acc[NORM_COLS];   /* in registers: dw might alias the inputs */
+            memcpy(acc, dw + c0, (size_t)nc * sizeof(float));
+            for (int n = 0; n < N; n++) {
+                const float *xr = x + (size_t)n * C + c0, *g = dout + (size_t)n * C + c0;
+                for (int i = 0; i < nc; i++) acc[i] += g[i] * xr[i] * rstd[n];
+            }
+            memcpy(dw + c0, acc, (size_t)nc * sizeof(float));
         }
     }
 }
@@ -251,34 +389,60 @@ static void qknorm_rope_backward(float *dx, float *dw, const float *dout, const 
 {
     enum { MAX_HD = 1024 };
     int half = hd / 2;
-    float dn[MAX_HD];
     SG_ASSERT(hd <= MAX_HD);
-    for (int n = 0; n < N; n++) {   /* serial: dw is shared */
-        const float *cs = cosv + (size_t)(n % T) * half, *sn = sinv + (size_t)(n % T) * half;
-        for (int h = 0; h < nh; h++) {
-            size_t base = ((size_t)n * nh + h) * hd;
-            const float *g = dout + base, *v = x + base;
-            for (int i = 0; i < half; i++) {   /* the rotation's transpose */
-                dn[i] = g[i] * cs[i] + g[i + half] * sn[i];
-                dn[i + half] = g[i + half] * cs[i] - g[i] * sn[i];
+#pragma omp parallel
+    {
+#pragma omp for schedule(static) nowait
+        for (int n = 0; n < N; n++) {
+            const float *cs = cosv + (size_t)(n % T) * half, *sn = sinv + (size_t)(n % T) * half;
+            float dn[MAX_HD];
+            for (int h = 0; h < nh; h++) {
+                size_t base = ((size_t)n * nh + h) * hd;
+                const float *g = dout + base, *v = x + base;
+                for (int i = 0; i < half; i++) {   /* the rotation's transpose */
+                    dn[i] = g[i] * cs[i] + g[i + half] * sn[i];
+                    dn[i + half] = g[i + half] * cs[i] - g[i] * sn[i];
+                }
+                float r = rstd[(size_t)n * nh + h], dot = 0;
+                for (int i = 0; i < hd; i++) dot += dn[i] * w[i] * v[i];
+                float k = dot * r * r * r / hd;
+                for (int i = 0; i < hd; i++) dx[base + i] = dn[i] * w[i] * r - v[i] * k;
             }
-            float r = rstd[(size_t)n * nh + h], dot = 0;
-            for (int i = 0; i < hd; i++) dot += dn[i] * w[i] * v[i];
-            float k = dot * r * r * r / hd;
-            for (int i = 0; i < hd; i++) {
-                dx[base + i] = dn[i] * w[i] * r - v[i] * k;
-                dw[i] += dn[i] * v[i] * r;
+        }
+        /* dw sums over every (token, head) in order: split by columns, the
+         * two halves that the rotation pairs, dn recomputed */
+#pragma omp for schedule(static)
+        for (int c = 0; c < 2; c++) {
+            float acc[MAX_HD / 2];   /* in registers: dw might alias the inputs */
+            memcpy(acc, dw + c * half, (size_t)half * sizeof(float));
+            for (int n = 0; n < N; n++) {
+                const float *cs = cosv + (size_t)(n % T) * half, *sn = sinv + (size_t)(n % T) * half;
+                for (int h = 0; h < nh; h++) {
+                    size_t base = ((size_t)n * nh + h) * hd;
+                    const float *g = dout + base, *v = x + base;
+                    float r = rstd[(size_t)n * nh + h];
+                    if (c == 0)
+                        for (int i = 0; i < half; i++) acc[i] += (g[i] * cs[i] + g[i + half] * sn[i]) * v[i] * r;
+                    else
+                        for (int i = 0; i < half; i++) acc[i] += (g[i + half] * cs[i] - g[i] * sn[i]) * v[i + half] * r;
+                }
             }
+            memcpy(dw + c * half, acc, (size_t)half * sizeof(float));
         }
     }
 }
 
 #ifdef SIGMA_BLAS
+/* Query rows per block of the causal attention: a block of rows [t0, t1)
+ * needs the keys [0, t1) only, so the products skip the blocks above the
+ * diagonal (a quarter of the work at T = 128, near half at long T). */
+enum { ATT_ROWS = 64 };
+
 /* Causal grouped-query attention. out[N, H*hd] from q[N, H*hd], k, v
- * [N, KV*hd]; att[B, H, T, T] keeps the probabilities for backward. With
- * BLAS each (row, head) is two products, scores Q K^T and then P V, the
- * masked upper triangle computed and thrown away: still far faster than
- * scalar loops at these sizes. */
+ * [N, KV*hd]; att[B, H, T, T] keeps the probabilities for backward (the
+ * columns of row t past the end of its block unwritten). With BLAS each
+ * (row, head, block of query rows) is two products, scores Q K^T and then
+ * P V, the masked part of the diagonal block computed and thrown away. */
 static void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int B, int T, int H, int KV, int hd)
 {
     int group = H / KV, qd = H * hd, kvd = KV * hd;
@@ -290,16 +454,20 @@ static void attention_forward(float *out, float *att, const float *q, const floa
             float *a = att + ((size_t)b * H + h) * T * T;
             const float *qb = q + (size_t)b * T * qd + h * hd, *kb = k + (size_t)b * T * kvd + kh * hd;
             const float *vb = v + (size_t)b * T * kvd + kh * hd;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, qb, qd, kb, kvd, 0.0f, a, T);
-            for (int t = 0; t < T; t++) {
-                float *r = a + (size_t)t * T, mx = r[0], sum = 0;
-                for (int s2 = 1; s2 <= t; s2++) mx = r[s2] > mx ? r[s2] : mx;
-                for (int s2 = 0; s2 <= t; s2++) sum += r[s2] = expf(r[s2] - mx);
-                for (int s2 = 0; s2 <= t; s2++) r[s2] /= sum;
-                for (int s2 = t + 1; s2 < T; s2++) r[s2] = 0;
+            for (int t0 = 0; t0 < T; t0 += ATT_ROWS) {
+                int t1 = min_int(T, t0 + ATT_ROWS);
+                float *ab = a + (size_t)t0 * T;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t1 - t0, t1, hd, scale, qb + (size_t)t0 * qd, qd, kb, kvd, 0.0f,
+                            ab, T);
+                for (int t = t0; t < t1; t++) {
+                    float *r = a + (size_t)t * T, mx, inv = 1.0f / softmax_exp(r, r, t + 1, &mx);
+#pragma omp simd
+                    for (int s2 = 0; s2 <= t; s2++) r[s2] *= inv;
+                    for (int s2 = t + 1; s2 < t1; s2++) r[s2] = 0;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t1 - t0, hd, t1, 1.0f, ab, T, vb, kvd, 0.0f,
+                            out + ((size_t)b * T + t0) * qd + h * hd, qd);
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, a, T, vb, kvd, 0.0f,
-                        out + (size_t)b * T * qd + h * hd, qd);
         }
     }
 }
@@ -343,9 +511,10 @@ static void attention_forward(float *out, float *att, const float *q, const floa
 #endif
 
 #ifdef SIGMA_BLAS
-/* dq[N, H*hd] (written), dk, dv[N, KV*hd] (+=, zeroed by the caller) from
- * dout[N, H*hd]; scratch[B, T, T]. Parallel over batch rows only: the
- * heads of a group share dk and dv. */
+/* dq[N, H*hd], dk, dv[N, KV*hd] (all written) from
+ * dout[N, H*hd]; scratch[B, T, T]. By the blocks of query rows of the
+ * forward. Parallel over batch rows only: the heads of a group share dk
+ * and dv. */
 static void attention_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout, const float *att, const float *q,
                                const float *k, const float *v, int B, int T, int H, int KV, int hd)
 {
@@ -354,6 +523,8 @@ static void attention_backward(float *dq, float *dk, float *dv, float *scratch, 
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
         float *ds = scratch + (size_t)b * T * T;   /* dP, then dS in place */
+        memset(dk + (size_t)b * T * kvd, 0, (size_t)T * kvd * sizeof(float));   /* the heads add up */
+        memset(dv + (size_t)b * T * kvd, 0, (size_t)T * kvd * sizeof(float));
         for (int h = 0; h < H; h++) {
             int kh = h / group;
             const float *a = att + ((size_t)b * H + h) * T * T;
@@ -361,24 +532,31 @@ static void attention_backward(float *dq, float *dk, float *dv, float *scratch, 
             const float *kb = k + (size_t)b * T * kvd + kh * hd, *vb = v + (size_t)b * T * kvd + kh * hd;
             float *dqb = dq + (size_t)b * T * qd + h * hd, *dkb = dk + (size_t)b * T * kvd + kh * hd;
             float *dvb = dv + (size_t)b * T * kvd + kh * hd;
-            /* dV += P^T dO;  dP = dO V^T;  dS = P (dP - rowsum(P dP)) scale */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, a, T, go, qd, 1.0f, dvb, kvd);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, go, qd, vb, kvd, 0.0f, ds, T);
-            for (int t = 0; t < T; t++) {
-                const float *pr = a + (size_t)t * T;
-                float *r = ds + (size_t)t * T, sum = 0;
-                for (int s2 = 0; s2 <= t; s2++) sum += pr[s2] * r[s2];
-                for (int s2 = 0; s2 <= t; s2++) r[s2] = pr[s2] * (r[s2] - sum) * scale;
-                for (int s2 = t + 1; s2 < T; s2++) r[s2] = 0;
+            for (int t0 = 0; t0 < T; t0 += ATT_ROWS) {
+                int t1 = min_int(T, t0 + ATT_ROWS), m = t1 - t0;
+                const float *ab = a + (size_t)t0 * T, *gob = go + (size_t)t0 * qd;
+                float *dsb = ds + (size_t)t0 * T;
+                /* dV += P^T dO;  dP = dO V^T;  dS = P (dP - rowsum(P dP)) scale */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t1, hd, m, 1.0f, ab, T, gob, qd, 1.0f, dvb, kvd);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, t1, hd, 1.0f, gob, qd, vb, kvd, 0.0f, dsb, T);
+                for (int t = t0; t < t1; t++) {
+                    const float *pr = a + (size_t)t * T;
+                    float *r = ds + (size_t)t * T, sum = 0;
+#pragma omp simd reduction(+ : sum)
+                    for (int s2 = 0; s2 <= t; s2++) sum += pr[s2] * r[s2];
+#pragma omp simd
+                    for (int s2 = 0; s2 <= t; s2++) r[s2] = pr[s2] * (r[s2] - sum) * scale;
+                    for (int s2 = t + 1; s2 < t1; s2++) r[s2] = 0;
+                }
+                /* dQ = dS K;  dK += dS^T Q */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, t1, 1.0f, dsb, T, kb, kvd, 0.0f, dqb + (size_t)t0 * qd, qd);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t1, hd, m, 1.0f, dsb, T, qb + (size_t)t0 * qd, qd, 1.0f, dkb, kvd);
             }
-            /* dQ = dS K;  dK += dS^T Q */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, ds, T, kb, kvd, 0.0f, dqb, qd);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, ds, T, qb, qd, 1.0f, dkb, kvd);
         }
     }
 }
 #else
-/* dq[N, H*hd] (written), dk, dv[N, KV*hd] (+=, zeroed by the caller) from
+/* dq[N, H*hd], dk, dv[N, KV*hd] (all written) from
  * dout[N, H*hd]; dprow[B, T] is scratch. Parallel over batch rows only:
  * the heads of a group share dk and dv. */
 static void attention_backward(float *dq, float *dk, float *dv, float *dprow, const float *dout, const float *att, const float *q,
@@ -389,6 +567,8 @@ static void attention_backward(float *dq, float *dk, float *dv, float *dprow, co
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
         float *dp = dprow + (size_t)b * T;
+        memset(dk + (size_t)b * T * kvd, 0, (size_t)T * kvd * sizeof(float));   /* the heads add up */
+        memset(dv + (size_t)b * T * kvd, 0, (size_t)T * kvd * sizeof(float));
         for (int h = 0; h < H; h++) {
             int kh = h / group;
             for (int t = 0; t < T; t++) {
@@ -426,8 +606,6 @@ static void attention_backward(float *dq, float *dk, float *dv, float *dprow, co
 
 #define MAX_EXPERTS 4096
 
-static float silu(float x) { return x / (1.0f + expf(-x)); }
-
 /* ============================ activations ============================= */
 
 struct Activations {
@@ -452,21 +630,22 @@ struct Activations {
     int *row[MODEL_MAX_LAYERS];                            /* [A] inverse: the sorted row of an assignment */
     int *offs[MODEL_MAX_LAYERS];                           /* [E+1] first row of each expert */
     float *xe[MODEL_MAX_LAYERS], *ye[MODEL_MAX_LAYERS];    /* [A, d] expert inputs, outputs (sorted rows) */
-    float *g[MODEL_MAX_LAYERS], *u[MODEL_MAX_LAYERS];      /* [A, de] gate and up projections */
+    float *gu[MODEL_MAX_LAYERS];                           /* [A, 2de] gate and up projections, side by side */
     float *act[MODEL_MAX_LAYERS];                          /* [A, de] silu(g) * u */
     int *cursor;                                           /* [E] counting-sort cursors */
     float *lnf, *rf;                                       /* [N, d], [N] */
     float *logits;                                         /* [N, V] */
-    float *lsef;                                           /* [N] */
+    float *lsef, *rsum;                                    /* [N] log-sum-exp, 1 / sum of the exponentials */
     /* gradients of activations, reused layer by layer */
-    float *dx, *dh, *du, *dln;                             /* [N, d] */
+    float *dx, *du, *dln;                                  /* [N, d] */
     float *dq, *dqr, *dao;                                 /* [N, H*hd] */
     float *dk, *dkr, *dv;                                  /* [N, KV*hd] */
     float *dp, *dz;                                        /* [N, E] */
     float *dprow;                                          /* [B, T, T] attention scratch */
     float *dye, *dxe;                                      /* [Amax, d] */
-    float *dact, *dg, *du_e;                               /* [Amax, de] */
-    float *dlogits;                                        /* [N, V] */
+    float *dact;                                           /* [Amax, de] */
+    float *dgu;                                            /* [Amax, 2de] */
+    float *dlogits;                                        /* [N, V] the exponentials from the forward, then dlogits */
     /* the last forward */
     const uint32_t *inputs, *targets;
     const float *mask;
@@ -501,18 +680,18 @@ static size_t activation_floats(const Config *c, const int *kcap, int B, int T, 
         CARVE(a->z[l], N * E); CARVE(a->p[l], N * E); CARVE(a->lse[l], N);
         CARVEI(a->sel[l], A); CARVEI(a->order[l], A); CARVEI(a->row[l], A); CARVEI(a->offs[l], E + 1);
         CARVE(a->xe[l], A * d); CARVE(a->ye[l], A * d);
-        CARVE(a->g[l], A * de); CARVE(a->u[l], A * de); CARVE(a->act[l], A * de);
+        CARVE(a->gu[l], A * 2 * de); CARVE(a->act[l], A * de);
     }
     CARVE(a->x[c->n_layers], N * d);
     CARVEI(a->cursor, E);
     CARVE(a->lnf, N * d); CARVE(a->rf, N);
-    CARVE(a->logits, N * V); CARVE(a->lsef, N);
-    CARVE(a->dx, N * d); CARVE(a->dh, N * d); CARVE(a->du, N * d); CARVE(a->dln, N * d);
+    CARVE(a->logits, N * V); CARVE(a->lsef, N); CARVE(a->rsum, N);
+    CARVE(a->dx, N * d); CARVE(a->du, N * d); CARVE(a->dln, N * d);
     CARVE(a->dq, N * qd); CARVE(a->dqr, N * qd); CARVE(a->dao, N * qd);
     CARVE(a->dk, N * kvd); CARVE(a->dkr, N * kvd); CARVE(a->dv, N * kvd);
     CARVE(a->dp, N * E); CARVE(a->dz, N * E); CARVE(a->dprow, N * (size_t)T);
     CARVE(a->dye, amax * d); CARVE(a->dxe, amax * d);
-    CARVE(a->dact, amax * de); CARVE(a->dg, amax * de); CARVE(a->du_e, amax * de);
+    CARVE(a->dact, amax * de); CARVE(a->dgu, amax * 2 * de);
     CARVE(a->dlogits, N * V);
 #undef CARVE
 #undef CARVEI
@@ -642,25 +821,36 @@ static void route_forward(Activations *a, int l, float *counts, const float *u, 
     for (int r = 0; r < A; r++) row[order[r]] = r;
 }
 
+/* Rows of an expert per task: fixed, so that neither the bits nor the
+ * balance depend on the number of threads. */
+enum { EXPERT_ROWS = 64 };
+
 /* Experts over their groups of rows: for each expert e, rows offs[e] ..
  * offs[e+1] of xe (the inputs of its assignments, gathered) give
- * ye = down(silu(gate . x) * up . x). */
+ * ye = down(silu(gate . x) * up . x). gate [de, d] and up [de, d] lie one
+ * after the other, so they are one product of [2de, d]. The tasks are
+ * blocks of an expert's rows, dealt out dynamically (experts' loads
+ * differ), each with serial kernels: one parallel region in all. */
 static void experts_forward(Activations *a, int l, const float *u, const float *w, int k, int d, int de, int E)
 {
     const int *order = a->order[l], *offs = a->offs[l];
-    float *xe = a->xe[l], *ye = a->ye[l], *g = a->g[l], *up = a->u[l], *act = a->act[l];
+    float *xe = a->xe[l], *ye = a->ye[l], *gu = a->gu[l], *act = a->act[l];
     int A = offs[E];
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < A; r++) memcpy(xe + (size_t)r * d, u + (size_t)(order[r] / k) * d, (size_t)d * sizeof(float));
-    for (int e = 0; e < E; e++) {
-        int n = offs[e + 1] - offs[e];
-        if (n == 0) continue;
-        size_t r0 = (size_t)offs[e];
-        const float *wg = w + (size_t)e * 3 * de * d, *wu = wg + (size_t)de * d, *wd = wu + (size_t)de * d;
-        matmul_forward(g + r0 * de, xe + r0 * d, wg, n, d, de, 0);
-        matmul_forward(up + r0 * de, xe + r0 * d, wu, n, d, de, 0);
-        for (size_t i = r0 * de; i < (r0 + (size_t)n) * de; i++) act[i] = silu(g[i]) * up[i];
-        matmul_forward(ye + r0 * d, act + r0 * de, wd, n, de, d, 0);
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (int r = 0; r < A; r++) memcpy(xe + (size_t)r * d, u + (size_t)(order[r] / k) * d, (size_t)d * sizeof(float));
+        for (int e = 0; e < E; e++) {
+            const float *wgu = w + (size_t)e * 3 * de * d, *wd = wgu + (size_t)2 * de * d;
+#pragma omp for schedule(dynamic) nowait
+            for (int r0 = offs[e]; r0 < offs[e + 1]; r0 += EXPERT_ROWS) {
+                int n = offs[e + 1] - r0 < EXPERT_ROWS ? offs[e + 1] - r0 : EXPERT_ROWS;
+                float *gr = gu + (size_t)r0 * 2 * de, *ar = act + (size_t)r0 * de;
+                gemm_nt(gr, xe + (size_t)r0 * d, wgu, n, d, 2 * de, 0);
+                swiglu_forward(ar, gr, n, de);
+                gemm_nt(ye + (size_t)r0 * d, ar, wd, n, de, d, 0);
+            }
+        }
     }
 }
 
@@ -729,31 +919,70 @@ static void balance_forward(Losses *out, const Activations *a, int l, const floa
 
 /* ============================ loss ==================================== */
 
-/* lse[N], probs[N, V] (the softmax, kept for backward) and the masked mean
- * cross-entropy of logits[N, V]; rowloss[N] is scratch, summed in order
- * afterwards so the result does not depend on the number of threads. */
-static float crossentropy_forward(float *lse, float *probs, float *rowloss, const float *logits, const uint32_t *targets,
-                                  const float *mask, int N, int V)
+/* The head's tasks: blocks of rows of the logits (the cross-entropy reads
+ * a block's logits while they are still in cache) and, in backward, of
+ * rows of its gradient. Fixed, so that the bits do not depend on the
+ * number of threads; 64 to 256 rows measured the same. */
+enum { HEAD_ROWS = 128, HEAD_COLS = 512 };
+
+/* logits[N, V] = x[N, d] . w[V, d]^T and, with targets, the masked mean
+ * cross-entropy, returned. For backward it keeps ex[N, V] = exp(logits -
+ * row max) and rsum[N] = 1 / their sum (backward scales the row anyway, so
+ * normalising here would be one more pass over N*V), and lse[N]; rowloss[N]
+ * is scratch, summed in order afterwards so the result does not depend on
+ * the number of threads. */
+static float head_forward(float *logits, float *ex, float *rsum, float *lse, float *rowloss, const float *x, const float *w,
+                          const uint32_t *targets, const float *mask, int N, int d, int V)
 {
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *lg = logits + (size_t)n * V;
-        float *pr = probs + (size_t)n * V;
-        float mx = lg[0];
-        for (int v = 1; v < V; v++) mx = lg[v] > mx ? lg[v] : mx;
-        double s = 0;
-        for (int v = 0; v < V; v++) s += pr[v] = expf(lg[v] - mx);
-        float inv = (float)(1.0 / s);
-        for (int v = 0; v < V; v++) pr[v] *= inv;
-        lse[n] = mx + (float)log(s);
-        rowloss[n] = (mask ? mask[n] : 1.0f) * (lse[n] - lg[targets[n]]);
+    for (int n0 = 0; n0 < N; n0 += HEAD_ROWS) {
+        int nb = N - n0 < HEAD_ROWS ? N - n0 : HEAD_ROWS;
+        gemm_nt(logits + (size_t)n0 * V, x + (size_t)n0 * d, w, nb, d, V, 0);
+        for (int n = n0; targets && n < n0 + nb; n++) {
+            const float *lg = logits + (size_t)n * V;
+            float mx, s = softmax_exp(ex + (size_t)n * V, lg, V, &mx);
+            rsum[n] = 1.0f / s;
+            lse[n] = mx + logf(s);
+            rowloss[n] = (mask ? mask[n] : 1.0f) * (lse[n] - lg[targets[n]]);
+        }
     }
+    if (!targets) return 0;
     double loss = 0, msum = 0;
     for (int n = 0; n < N; n++) {
         loss += rowloss[n];
         msum += mask ? mask[n] : 1.0;
     }
     return msum > 0 ? (float)(loss / msum) : 0.0f;
+}
+
+/* dx[N, d] (written) and dw[V, d] (+=) from head_forward's ex[N, V],
+ * turned in place into dlogits = (softmax - onehot) * mask / sum(mask) *
+ * scale. First by blocks of rows, each block's dlogits then its dx while
+ * in cache; after the barrier dw by blocks of its rows, each over all N
+ * rows in order. */
+static void head_backward(float *dx, float *dw, float *ex, const float *rsum, const float *x, const float *w,
+                          const uint32_t *targets, const float *mask, float scale, int N, int d, int V)
+{
+    double msum = 0;
+    for (int n = 0; n < N; n++) msum += mask ? mask[n] : 1.0;
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (int n0 = 0; n0 < N; n0 += HEAD_ROWS) {
+            int nb = N - n0 < HEAD_ROWS ? N - n0 : HEAD_ROWS;
+            for (int n = n0; n < n0 + nb; n++) {
+                float wt = msum > 0 ? (float)((mask ? mask[n] : 1.0) / msum * scale) : 0.0f, f = wt * rsum[n];
+                float *dl = ex + (size_t)n * V;
+#pragma omp simd
+                for (int v = 0; v < V; v++) dl[v] *= f;
+                dl[targets[n]] -= wt;
+            }
+            gemm_nn(dx + (size_t)n0 * d, ex + (size_t)n0 * V, w, nb, d, V, 0);
+        }
+#pragma omp for schedule(static)
+        for (int v0 = 0; v0 < V; v0 += HEAD_COLS)
+            gemm_tn(dw + (size_t)v0 * d, ex + v0, V, x, N, d, V - v0 < HEAD_COLS ? V - v0 : HEAD_COLS);
+    }
 }
 
 /* ============================ forward ================================= */
@@ -805,13 +1034,10 @@ Losses model_forward(Model *m, const uint32_t *inputs, const uint32_t *targets, 
         balance_forward(&out, a, l, counts, bo, N, E, k);
     }
     rmsnorm_forward(a->lnf, a->rf, a->x[c->n_layers], P.norm, N, d, c->norm_eps);
-    matmul_forward(a->logits, a->lnf, P.head, N, d, V, 0);
+    for (int n = 0; targets && n < N; n++)
+        if (targets[n] >= (uint32_t)V) die("target %u at position %d is outside the model's vocabulary of %d", targets[n], n, V);
+    out.ce = head_forward(a->logits, a->dlogits, a->rsum, a->lsef, a->dprow, a->lnf, P.head, targets, mask, N, d, V);
     a->have_forward = 1;
-    if (targets) {
-        for (int n = 0; n < N; n++)
-            if (targets[n] >= (uint32_t)V) die("target %u at position %d is outside the model's vocabulary of %d", targets[n], n, V);
-        out.ce = crossentropy_forward(a->lsef, a->dlogits, a->dprow, a->logits, targets, mask, N, V);
-    }
     out.loss = out.ce + out.balance + out.z;
     return out;
 }
@@ -862,12 +1088,11 @@ static void moe_backward(Model *m, int l, const LayerParams *L, const LayerParam
     const Config *c = &m->cfg;
     Activations *a = m->acts;
     const int N = a->B * a->T, d = c->d_model, E = c->n_experts, de = c->d_expert, k = a->kused[l];
-    const int *sel = a->sel[l], *row = a->row[l], *offs = a->offs[l], *order = a->order[l];
+    const int *sel = a->sel[l], *row = a->row[l], *offs = a->offs[l];
     const float *p = a->p[l];
     float *dp = a->dp, *dz = a->dz, *du = a->du;
     memset(dp, 0, (size_t)N * E * sizeof(float));
     memset(dz, 0, (size_t)N * E * sizeof(float));
-    memset(du, 0, (size_t)N * d * sizeof(float));
     /* combine: out += p * ye */
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
@@ -880,30 +1105,46 @@ static void moe_backward(Model *m, int l, const LayerParams *L, const LayerParam
             dp[(size_t)n * E + e] += dot;
         }
     }
-    /* experts: an expert that received no token gets no gradient (its rows are empty) */
-    for (int e = 0; e < E; e++) {
-        int n = offs[e + 1] - offs[e];
-        if (n == 0) continue;
-        size_t r0 = (size_t)offs[e];
-        const float *wg = L->expert + (size_t)e * 3 * de * d, *wu = wg + (size_t)de * d, *wd = wu + (size_t)de * d;
-        float *dwg = G->expert + (size_t)e * 3 * de * d, *dwu = dwg + (size_t)de * d, *dwd = dwu + (size_t)de * d;
-        float *dact = a->dact + r0 * de, *dg = a->dg + r0 * de, *dup = a->du_e + r0 * de, *dxe = a->dxe + r0 * d;
-        const float *g = a->g[l] + r0 * de, *up = a->u[l] + r0 * de, *xe = a->xe[l] + r0 * d;
-        memset(dact, 0, (size_t)n * de * sizeof(float));
-        matmul_backward(dact, dwd, a->dye + r0 * d, a->act[l] + r0 * de, wd, n, de, d);
-        for (size_t i = 0; i < (size_t)n * de; i++) {
-            float sg = 1.0f / (1.0f + expf(-g[i]));
-            dup[i] = dact[i] * g[i] * sg;
-            dg[i] = dact[i] * up[i] * sg * (1.0f + g[i] * (1.0f - sg));
+    /* experts, as in experts_forward: first by blocks of rows, dact, dgu and
+     * dxe; then, after the barrier, the weight gradients, two tasks an
+     * expert, each over all the expert's rows in order (blocks of the
+     * gradients' rows measured no faster). An expert that received no token
+     * gets no gradient. */
+#pragma omp parallel
+    {
+        for (int e = 0; e < E; e++) {
+            const float *wgu = L->expert + (size_t)e * 3 * de * d, *wd = wgu + (size_t)2 * de * d;
+#pragma omp for schedule(dynamic) nowait
+            for (int r0 = offs[e]; r0 < offs[e + 1]; r0 += EXPERT_ROWS) {
+                int n = offs[e + 1] - r0 < EXPERT_ROWS ? offs[e + 1] - r0 : EXPERT_ROWS;
+                float *dact = a->dact + (size_t)r0 * de, *dgu = a->dgu + (size_t)r0 * 2 * de;
+                const float *gu = a->gu[l] + (size_t)r0 * 2 * de;
+                gemm_nn(dact, a->dye + (size_t)r0 * d, wd, n, de, d, 0);
+                swiglu_backward(dgu, dact, gu, n, de);
+                gemm_nn(a->dxe + (size_t)r0 * d, dgu, wgu, n, d, 2 * de, 0);
+            }
         }
-        memset(dxe, 0, (size_t)n * d * sizeof(float));
-        matmul_backward(dxe, dwg, dg, xe, wg, n, d, de);
-        matmul_backward(dxe, dwu, dup, xe, wu, n, d, de);
+#pragma omp barrier
+#pragma omp for schedule(dynamic)
+        for (int t = 0; t < 2 * E; t++) {   /* an expert's dwgu [2de, d], then its dwd [d, de] */
+            int e = t / 2, r0 = offs[e], n = offs[e + 1] - offs[e];
+            float *dwgu = G->expert + (size_t)e * 3 * de * d, *dwd = dwgu + (size_t)2 * de * d;
+            if (n > 0 && t % 2 == 0)
+                gemm_tn(dwgu, a->dgu + (size_t)r0 * 2 * de, 2 * de, a->xe[l] + (size_t)r0 * d, n, d, 2 * de);
+            else if (n > 0)
+                gemm_tn(dwd, a->dye + (size_t)r0 * d, d, a->act[l] + (size_t)r0 * de, n, de, d);
+        }
     }
-    for (int r = 0; r < offs[E]; r++) {   /* scatter back in a fixed order: deterministic */
-        float *dst = du + (size_t)(order[r] / k) * d;
-        const float *src = a->dxe + (size_t)r * d;
-        for (int i = 0; i < d; i++) dst[i] += src[i];
+    /* scatter back into du (written), each token its k rows in slot
+     * order: deterministic */
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; t++) {
+        float *dst = du + (size_t)t * d;
+        memcpy(dst, a->dxe + (size_t)row[t * k] * d, (size_t)d * sizeof(float));
+        for (int s = 1; s < k; s++) {
+            const float *src = a->dxe + (size_t)row[t * k + s] * d;
+            for (int i = 0; i < d; i++) dst[i] += src[i];
+        }
     }
     balance_backward(a, l, m->counts + (size_t)l * E, &a->bo, scale, N, E, k);
     /* softmax: dz += p * (dp - sum p dp) */
@@ -914,7 +1155,7 @@ static void moe_backward(Model *m, int l, const LayerParams *L, const LayerParam
         for (int e = 0; e < E; e++) dot += pn[e] * dpn[e];
         for (int e = 0; e < E; e++) dzn[e] += pn[e] * (dpn[e] - dot);
     }
-    matmul_backward(du, G->router, dz, a->ln2[l], L->router, N, d, E);
+    matmul_backward(du, G->router, dz, a->ln2[l], L->router, N, d, E, 1);
 }
 
 void model_backward(Model *m, float scale)
@@ -926,47 +1167,35 @@ void model_backward(Model *m, float scale)
     const int qd = H * hd, kvd = KV * hd, V = c->vocab_size;
     Params P = param_pointers(c, m->params), G = param_pointers(c, m->grads);
 
-    /* cross-entropy: dlogits = (softmax - onehot) * mask / sum(mask) * scale, in place */
-    double msum = 0;
-    for (int n = 0; n < N; n++) msum += a->mask ? a->mask[n] : 1.0;
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        float w = msum > 0 ? (float)((a->mask ? a->mask[n] : 1.0) / msum * scale) : 0.0f;
-        float *dl = a->dlogits + (size_t)n * V;   /* the softmax from the forward */
-        for (int v = 0; v < V; v++) dl[v] *= w;
-        dl[a->targets[n]] -= w;
-    }
-    memset(a->dln, 0, (size_t)N * d * sizeof(float));
-    matmul_backward(a->dln, G.head, a->dlogits, a->lnf, P.head, N, d, V);
+    head_backward(a->dln, G.head, a->dlogits, a->rsum, a->lnf, P.head, a->targets, a->mask, scale, N, d, V);
     memset(a->dx, 0, (size_t)N * d * sizeof(float));
     rmsnorm_backward(a->dx, G.norm, a->dln, a->x[c->n_layers], P.norm, a->rf, N, d);
 
     for (int l = c->n_layers - 1; l >= 0; l--) {
         const LayerParams *L = &P.layer[l], *GL = &G.layer[l];
-        /* x[l+1] = h + moe(rms(h)) */
-        memcpy(a->dh, a->dx, (size_t)N * d * sizeof(float));
+        /* x[l+1] = h + moe(rms(h)): the residual's gradient passes
+         * through, so dx becomes dh in place once the MoE has read it */
         moe_backward(m, l, L, GL, a->dx, scale);
-        rmsnorm_backward(a->dh, GL->ln2, a->du, a->h[l], L->ln2, a->r2[l], N, d);
-        /* h = x + Wo . attention */
-        memcpy(a->dx, a->dh, (size_t)N * d * sizeof(float));
-        memset(a->dao, 0, (size_t)N * qd * sizeof(float));
-        matmul_backward(a->dao, GL->wo, a->dh, a->ao[l], L->wo, N, qd, d);
-        memset(a->dkr, 0, (size_t)N * kvd * sizeof(float));
-        memset(a->dv, 0, (size_t)N * kvd * sizeof(float));
+        rmsnorm_backward(a->dx, GL->ln2, a->du, a->h[l], L->ln2, a->r2[l], N, d);
+        /* h = x + Wo . attention: dx goes on from dh in place likewise */
+        matmul_backward(a->dao, GL->wo, a->dx, a->ao[l], L->wo, N, qd, d, 0);
         attention_backward(a->dqr, a->dkr, a->dv, a->dprow, a->dao, a->att[l], a->qr[l], a->kr[l], a->v[l], B, T, H, KV, hd);
         qknorm_rope_backward(a->dq, GL->qnorm, a->dqr, a->q[l], a->qrs[l], L->qnorm, a->cosv, a->sinv, N, T, H, hd);
         qknorm_rope_backward(a->dk, GL->knorm, a->dkr, a->k[l], a->krs[l], L->knorm, a->cosv, a->sinv, N, T, KV, hd);
-        memset(a->dln, 0, (size_t)N * d * sizeof(float));
-        matmul_backward(a->dln, GL->wq, a->dq, a->ln1[l], L->wq, N, d, qd);
-        matmul_backward(a->dln, GL->wk, a->dk, a->ln1[l], L->wk, N, d, kvd);
-        matmul_backward(a->dln, GL->wv, a->dv, a->ln1[l], L->wv, N, d, kvd);
+        matmul_backward(a->dln, GL->wq, a->dq, a->ln1[l], L->wq, N, d, qd, 0);
+        matmul_backward(a->dln, GL->wk, a->dk, a->ln1[l], L->wk, N, d, kvd, 1);
+        matmul_backward(a->dln, GL->wv, a->dv, a->ln1[l], L->wv, N, d, kvd, 1);
         rmsnorm_backward(a->dx, GL->ln1, a->dln, a->x[l], L->ln1, a->r1[l], N, d);
     }
-    for (int n = 0; n < N; n++) {   /* serial: a token may repeat */
-        float *g = G.embed + (size_t)a->inputs[n] * d;
-        const float *src = a->dx + (size_t)n * d;
-        for (int i = 0; i < d; i++) g[i] += src[i];
-    }
+    /* the embedding: a token may repeat, so split by columns, the tokens
+     * in order for each */
+#pragma omp parallel for schedule(static)
+    for (int c0 = 0; c0 < d; c0 += NORM_COLS)
+        for (int n = 0; n < N; n++) {
+            float *g = G.embed + (size_t)a->inputs[n] * d;
+            const float *src = a->dx + (size_t)n * d;
+            for (int i = c0; i < min_int(d, c0 + NORM_COLS); i++) g[i] += src[i];
+        }
 }
 
 /* ============================ statistics ============================== */
