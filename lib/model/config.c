@@ -138,3 +138,11 @@ void config_count_params(const Config *c, uint64_t *total, uint64_t *active)
         *active += layer_fixed + (uint64_t)c->top_k[l] * per_expert;
     }
 }
+
+double config_train_flops(const Config *c, int T)
+{
+    uint64_t total, active;
+    config_count_params(c, &total, &active);
+    return 6.0 * ((double)active + (double)c->vocab_size * c->d_model) +
+           6.0 * c->n_layers * c->n_heads * c->head_dim * (double)T;
+}

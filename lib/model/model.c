@@ -5,6 +5,7 @@
  * sizes); the activation buffer; model_forward and model_backward, which
  * call the layers in order and in reverse. N = B*T tokens throughout. */
 #include "model/model.h"
+#include "model/route.h"
 #include "base/base.h"
 
 #include <math.h>
@@ -632,7 +633,6 @@ struct Activations {
     float *xe[MODEL_MAX_LAYERS], *ye[MODEL_MAX_LAYERS];    /* [A, d] expert inputs, outputs (sorted rows) */
     float *gu[MODEL_MAX_LAYERS];                           /* [A, 2de] gate and up projections, side by side */
     float *act[MODEL_MAX_LAYERS];                          /* [A, de] silu(g) * u */
-    int *cursor;                                           /* [E] counting-sort cursors */
     float *lnf, *rf;                                       /* [N, d], [N] */
     float *logits;                                         /* [N, V] */
     float *lsef, *rsum;                                    /* [N] log-sum-exp, 1 / sum of the exponentials */
@@ -683,7 +683,6 @@ static size_t activation_floats(const Config *c, const int *kcap, int B, int T, 
         CARVE(a->gu[l], A * 2 * de); CARVE(a->act[l], A * de);
     }
     CARVE(a->x[c->n_layers], N * d);
-    CARVEI(a->cursor, E);
     CARVE(a->lnf, N * d); CARVE(a->rf, N);
     CARVE(a->logits, N * V); CARVE(a->lsef, N); CARVE(a->rsum, N);
     CARVE(a->dx, N * d); CARVE(a->du, N * d); CARVE(a->dln, N * d);
@@ -810,15 +809,7 @@ static void route_forward(Activations *a, int l, float *counts, const float *u, 
             sel[(size_t)n * k + s] = best;
         }
     }
-    int A = N * k;
-    memset(counts, 0, (size_t)E * sizeof(float));
-    for (int i = 0; i < A; i++) counts[sel[i]] += 1.0f;
-    offs[0] = 0;
-    for (int e = 0; e < E; e++) offs[e + 1] = offs[e] + (int)counts[e];
-    int *next = a->cursor;
-    for (int e = 0; e < E; e++) next[e] = offs[e];
-    for (int i = 0; i < A; i++) order[next[sel[i]]++] = i;   /* stable: assignments in order */
-    for (int r = 0; r < A; r++) row[order[r]] = r;
+    route_sort(order, row, offs, counts, sel, N * k, E);   /* stable: assignments in order (route.h) */
 }
 
 /* Rows of an expert per task: fixed, so that neither the bits nor the

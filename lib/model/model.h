@@ -65,9 +65,14 @@ cJSON *config_to_json(const Config *c);
 /* Dies naming the field when the config cannot work (heads not dividing,
  * k above the number of experts, zero sizes, ...). */
 void config_validate(const Config *c, const char *what);
-/* Parameters in total and active per token (embedding and head counted,
- * experts counted k times per layer at the config's top_k). */
+/* Parameters in total, and active per token: the layers' weights with each
+ * layer's experts counted top_k times; the embedding and the head are not
+ * active parameters (the report's 0.5B of Sigma-MoE-Tiny counts so). */
 void config_count_params(const Config *c, uint64_t *total, uint64_t *active);
+/* Training FLOPs per token at sequence length T: 6 x (active + the head's
+ * V*d, which every token multiplies) + causal attention, 6 L H hd T (QK^T
+ * and PV over T/2 keys on average, forward 2 and backward 4 products). */
+double config_train_flops(const Config *c, int T);
 
 typedef struct {
     char name[96];

@@ -147,8 +147,8 @@ static void print_plan(const Config *c, const TrainOptions *o, uint32_t accum)
            accum, (unsigned long long)accum * o->micro_batch * o->seq_len);
     printf("memory: %.2f GiB parameters, gradients and AdamW moments (fp32) + about %.2f GiB activations = %.2f GiB\n",
            state / (1 << 30), acts / (1 << 30), (state + acts) / (1 << 30));
-    printf("flops: about %.3g per token (6 x active + attention), %.3g per step\n",
-           6.0 * active + 6.0 * L * T * qkv / 2, (6.0 * active + 6.0 * L * T * qkv / 2) * accum * B * T);
+    double flops = config_train_flops(c, (int)T);
+    printf("flops: about %.3g per token (6 x (active + head) + attention), %.3g per step\n", flops, flops * accum * B * T);
 }
 
 static cJSON *training_json(const Trainer *t)

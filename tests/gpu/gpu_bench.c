@@ -42,17 +42,9 @@ int main(int argc, char **argv)
         for (int l = 0; l < c.n_layers; l++) c.top_k[l] = topk;
     if (T > c.max_seq_len) c.max_seq_len = T;
     config_validate(&c, "gpu_bench");
-    const int N = B * T, d = c.d_model, H = c.n_heads, hd = c.head_dim, qd = H * hd, kvd = c.n_kv_heads * hd;
+    const int N = B * T;
 
-    /* FLOPs per token: 6 x the weights each token multiplies (attention
-     * projections, router, its k experts, the head; not the embedding
-     * lookup) + causal attention, 6 L H hd T (QK^T and PV over T/2 keys on
-     * average, forward 2 + backward 4). */
-    double active = 0;
-    for (int l = 0; l < c.n_layers; l++)
-        active += (double)d * (qd + 2 * kvd) + (double)qd * d + (double)c.n_experts * d + (double)c.top_k[l] * 3 * c.d_expert * d;
-    active += (double)c.vocab_size * d;
-    double flops_tok = 6 * active + 6.0 * c.n_layers * H * hd * T;
+    double flops_tok = config_train_flops(&c, T);   /* 6 x (active + head) + causal attention */
 
     Model m;
     model_init(&m, &c, 1, 1);   /* the host side: tensor table and weights only */

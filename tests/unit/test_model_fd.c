@@ -34,11 +34,14 @@
 #define model_route_stats d_model_route_stats
 #define model_update_bias d_model_update_bias
 #define model_selection d_model_selection
+#define route_sort d_route_sort
+#define route_sort_tokens d_route_sort_tokens
 #define config_preset d_config_preset
 #define config_from_json d_config_from_json
 #define config_to_json d_config_to_json
 #define config_validate d_config_validate
 #define config_count_params d_config_count_params
+#define config_train_flops d_config_train_flops
 #define safetensors_save d_safetensors_save
 #define safetensors_load d_safetensors_load
 #define Model DModel
@@ -52,6 +55,7 @@
 #define BALANCE_LBL D_BALANCE_LBL
 #define BALANCE_TOP1_LBL D_BALANCE_TOP1_LBL
 #include "../../lib/model/config.c"
+#include "../../lib/model/route.c"
 #include "../../lib/model/model.c"
 #undef float
 #undef expf
@@ -71,11 +75,14 @@
 #undef model_route_stats
 #undef model_update_bias
 #undef model_selection
+#undef route_sort
+#undef route_sort_tokens
 #undef config_preset
 #undef config_from_json
 #undef config_to_json
 #undef config_validate
 #undef config_count_params
+#undef config_train_flops
 #undef safetensors_save
 #undef safetensors_load
 #undef Model
