@@ -743,7 +743,12 @@ static size_t carve(GpuModel *g, char *base, int print)
     size_t qd = H * hd, kvd = (size_t)c->n_kv_heads * hd, qkv = qd + 2 * kvd, E = c->n_experts, de = c->d_expert;
     size_t V = c->vocab_size, L = c->n_layers, amax = 0, off = 0, mark = 0;
     for (size_t l = 0; l < L; l++) amax = N * c->top_k[l] > amax ? N * c->top_k[l] : amax;
-#define AT(ptr, type, n) do { off = (off + 255) & ~(size_t)255; if (base) ptr = (type *)(void *)(base + off); off += (n) * sizeof(type); } while (0)
+#define AT(ptr, type, n)                                   \
+    do {                                                   \
+        off = (off + 255) & ~(size_t)255;                  \
+        if (base) ptr = (type *)(void *)(base + off);      \
+        off += (n) * sizeof(type);                         \
+    } while (0)
 #define REPORT(what) do { if (print) info("gpu memory: %-40s %9.3f GiB", what, (off - mark) / 1073741824.0); mark = off; } while (0)
     for (size_t l = 0; l < L; l++) {
         LayerActs *a = &g->L[l];
@@ -1092,7 +1097,9 @@ static void experts_up(GpuModel *g, int l)
     for (int e = 0; e < E; e++) {
         int n = offs[e + 1] - offs[e];
         on_expert_stream(e);
-        if (n) linear_forward(a->gu + (size_t)offs[e] * 2 * de, CUDA_R_16BF, a->xe + (size_t)offs[e] * d, w_gu(g, l, e, g->params_bf), n, d, 2 * de, 0.0f);
+        if (n)
+            linear_forward(a->gu + (size_t)offs[e] * 2 * de, CUDA_R_16BF, a->xe + (size_t)offs[e] * d, w_gu(g, l, e, g->params_bf),
+                           n, d, 2 * de, 0.0f);
     }
     on_main_stream();
     long A = offs[E];
@@ -1130,7 +1137,9 @@ static void moe_forward(GpuModel *g, int l, int N, int k, const BalanceOptions *
     for (int e = 0; e < E; e++) {
         int n = offs[e + 1] - offs[e];
         on_expert_stream(e);
-        if (n) linear_forward(a->ye + (size_t)offs[e] * d, CUDA_R_16BF, a->act + (size_t)offs[e] * de, w_gu(g, l, e, g->params_bf) + (size_t)2 * de * d, n, de, d, 0.0f);
+        if (n)
+            linear_forward(a->ye + (size_t)offs[e] * d, CUDA_R_16BF, a->act + (size_t)offs[e] * de,
+                           w_gu(g, l, e, g->params_bf) + (size_t)2 * de * d, n, de, d, 0.0f);
     }
     on_main_stream();
     phase(g, PH_COMBINE);
@@ -1235,7 +1244,8 @@ extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32
     const Config *c = &g->alloc;
     const int N = B * T, d = c->d_model, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim;
     const int qd = H * hd, kvd = KV * hd, qkv = qd + 2 * kvd, E = c->n_experts, V = c->vocab_size, L = c->n_layers;
-    if (N > g->Bmax * g->Tmax || T > g->Tmax || B > g->Bmax) BUG("forward of %d x %d tokens, the buffers hold %d x %d", B, T, g->Bmax, g->Tmax);
+    if (N > g->Bmax * g->Tmax || T > g->Tmax || B > g->Bmax)
+        BUG("forward of %d x %d tokens, the buffers hold %d x %d", B, T, g->Bmax, g->Tmax);
     static const BalanceOptions none = {BALANCE_NONE, 0, 0, 0, NULL, NULL, 0};
     if (!bo) bo = &none;
     for (int n = 0; n < N; n++) {
@@ -1268,8 +1278,10 @@ extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32
         LAUNCHED();
         phase(g, PH_QKV);
         linear_forward(a->qkv, CUDA_R_16BF, a->ln1, g->params_bf + o->wqkv, N, d, qkv, 0.0f);
-        qknorm_rope_forward<<<cdiv(N * H, 8), 256>>>(a->qr, a->qrs, a->qkv, qkv, g->params + o->qnorm, g->cosv, g->sinv, N, T, H, hd, c->norm_eps);
-        qknorm_rope_forward<<<cdiv(N * KV, 8), 256>>>(a->kr, a->krs, a->qkv + qd, qkv, g->params + o->knorm, g->cosv, g->sinv, N, T, KV, hd, c->norm_eps);
+        qknorm_rope_forward<<<cdiv(N * H, 8), 256>>>(a->qr, a->qrs, a->qkv, qkv, g->params + o->qnorm, g->cosv, g->sinv, N, T, H,
+                                                     hd, c->norm_eps);
+        qknorm_rope_forward<<<cdiv(N * KV, 8), 256>>>(a->kr, a->krs, a->qkv + qd, qkv, g->params + o->knorm, g->cosv, g->sinv, N, T,
+                                                      KV, hd, c->norm_eps);
         LAUNCHED();
         phase(g, PH_ATTN);
         attention_forward(g, l, B, T);
@@ -1301,7 +1313,8 @@ extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32
     }
     g->have_forward = targets ? 2 : 1;
     for (int l = 0; l < L; l++)
-        CUDA_CHECK(cudaMemcpy(g->h_stats + (size_t)l * (2 * E + 3), g->L[l].stats, (2 * (size_t)E + 3) * sizeof(double), cudaMemcpyDeviceToHost));
+        CUDA_CHECK(cudaMemcpy(g->h_stats + (size_t)l * (2 * E + 3), g->L[l].stats, (2 * (size_t)E + 3) * sizeof(double),
+                              cudaMemcpyDeviceToHost));
     for (int l = 0; l < L; l++) balance_losses(g, &out, l, N, g->kused[l], bo);
     if (counts) memcpy(counts, g->h_counts, (size_t)L * E * sizeof(float));
     phase(g, -1);
@@ -1375,10 +1388,12 @@ extern "C" void gpu_model_backward(GpuModel *g, float scale)
         phase(g, PH_ATTN);
         attention_backward(g, l, B, T);
         phase(g, PH_QKV);
-        qknorm_rope_backward<<<cdiv(N * H, 8), 256>>>(g->dqkv, qkv, g->dn, g->dqr, a->qkv, a->qrs, g->params + o->qnorm, g->cosv, g->sinv, N, T, H, hd);
+        qknorm_rope_backward<<<cdiv(N * H, 8), 256>>>(g->dqkv, qkv, g->dn, g->dqr, a->qkv, a->qrs, g->params + o->qnorm, g->cosv,
+                                                      g->sinv, N, T, H, hd);
         LAUNCHED();
         norm_weight_backward<bf16>(g, g->grads + o->qnorm, g->dn, a->qkv, a->qrs, N * H, hd, H, qkv);
-        qknorm_rope_backward<<<cdiv(N * KV, 8), 256>>>(g->dqkv + qd, qkv, g->dn, g->dkr, a->qkv + qd, a->krs, g->params + o->knorm, g->cosv, g->sinv, N, T, KV, hd);
+        qknorm_rope_backward<<<cdiv(N * KV, 8), 256>>>(g->dqkv + qd, qkv, g->dn, g->dkr, a->qkv + qd, a->krs, g->params + o->knorm,
+                                                       g->cosv, g->sinv, N, T, KV, hd);
         LAUNCHED();
         norm_weight_backward<bf16>(g, g->grads + o->knorm, g->dn, a->qkv + qd, a->krs, N * KV, hd, KV, qkv);
         linear_backward(g->dln, 0.0f, g->grads + o->wqkv, g->dqkv, a->ln1, g->params_bf + o->wqkv, N, d, qkv);
