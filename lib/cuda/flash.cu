@@ -9,35 +9,14 @@
 // Head sizes that are multiples of 16 up to 128; see flash.h.
 #include "cuda/flash.h"
 
-#include <cuda_runtime.h>
+#include "cuda/common.cuh"
+
 #include <mma.h>
 
-extern "C" {
-#include "base/base.h"
-}
-
 using namespace nvcuda;
-typedef __nv_bfloat16 bf16;
 
 #define TILE 64
 #define WARPS 4
-
-static void check(cudaError_t e, const char *what, const char *file, int line)
-{
-    if (e != cudaSuccess) die_at(file, line, "CUDA: %s: %s", what, cudaGetErrorString(e));
-}
-#define CHECK(call) check((call), #call, __FILE__, __LINE__)
-
-__device__ static float wsum(float v)
-{
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-__device__ static float wmax(float v)
-{
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
 
 // dst[TILE, HD] (shared) = rows r0 .. r0+TILE of src (row stride ld), zero past T.
 template <int HD> __device__ static void load_tile(bf16 *dst, const bf16 *src, int ld, int r0, int T)
@@ -122,9 +101,9 @@ __global__ void __launch_bounds__(WARPS * 32) flash_forward_kernel(bf16 *out, fl
             const int qi = q0 + r;
             float s0 = k0 + lane <= qi ? Ss[r * TILE + lane] * s.scale : -INFINITY;
             float s1 = k0 + lane + 32 <= qi ? Ss[r * TILE + lane + 32] * s.scale : -INFINITY;
-            float m_old = rm[r], m_new = fmaxf(m_old, wmax(fmaxf(s0, s1)));   // finite: key k0 <= qi
+            float m_old = rm[r], m_new = fmaxf(m_old, warp_max(fmaxf(s0, s1)));   // finite: key k0 <= qi
             float p0 = __expf(s0 - m_new), p1 = __expf(s1 - m_new), alpha = __expf(m_old - m_new);
-            float sum = wsum(p0 + p1);
+            float sum = warp_sum(p0 + p1);
             Ps[r * TILE + lane] = __float2bfloat16(p0);
             Ps[r * TILE + lane + 32] = __float2bfloat16(p1);
             __syncwarp();
@@ -152,7 +131,7 @@ __global__ void flash_rowdot(float *D, const bf16 *dout, const bf16 *out, int N,
     const bf16 *a = dout + (size_t)n * H * hd + h * hd, *o = out + (size_t)n * H * hd + h * hd;
     float s = 0;
     for (int i = lane; i < hd; i += 32) s += __bfloat162float(a[i]) * __bfloat162float(o[i]);
-    s = wsum(s);
+    s = warp_sum(s);
     if (lane == 0) D[r] = s;   // indexed [n, h]; the kernels read it as such
 }
 
@@ -264,12 +243,12 @@ template <int HD> static void forward(bf16 *out, float *lse, const bf16 *q, cons
 {
     static int ready;
     if (!ready) {
-        CHECK(cudaFuncSetAttribute(flash_forward_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_forward<HD>()));
+        CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_forward<HD>()));
         ready = 1;
     }
     dim3 grid((s.T + TILE - 1) / TILE, B * s.H);
     flash_forward_kernel<HD><<<grid, WARPS * 32, smem_forward<HD>()>>>(out, lse, q, k, v, s);
-    CHECK(cudaGetLastError());
+    LAUNCHED();
 }
 
 template <int HD>
@@ -278,8 +257,8 @@ static void backward(bf16 *dq, float *dkh, float *dvh, float *D, const bf16 *dou
 {
     static int ready;
     if (!ready) {
-        CHECK(cudaFuncSetAttribute(flash_dkdv_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_dkdv<HD>()));
-        CHECK(cudaFuncSetAttribute(flash_dq_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_dq<HD>()));
+        CUDA_CHECK(cudaFuncSetAttribute(flash_dkdv_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_dkdv<HD>()));
+        CUDA_CHECK(cudaFuncSetAttribute(flash_dq_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_dq<HD>()));
         ready = 1;
     }
     int N = B * s.T;
@@ -287,7 +266,7 @@ static void backward(bf16 *dq, float *dkh, float *dvh, float *D, const bf16 *dou
     dim3 grid((s.T + TILE - 1) / TILE, B * s.H);
     flash_dkdv_kernel<HD><<<grid, WARPS * 32, smem_dkdv<HD>()>>>(dkh, dvh, q, k, v, dout, lse, D, s);
     flash_dq_kernel<HD><<<grid, WARPS * 32, smem_dq<HD>()>>>(dq, q, k, v, dout, lse, D, s);
-    CHECK(cudaGetLastError());
+    LAUNCHED();
 }
 
 extern "C" int flash_supported(int hd) { return hd == 16 || hd == 32 || hd == 64 || hd == 96 || hd == 128; }

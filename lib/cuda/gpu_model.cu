@@ -19,9 +19,9 @@
 #include "cuda/gpu_model.h"
 #include "cuda/flash.h"
 
+#include "cuda/common.cuh"
+
 #include <cublas_v2.h>
-#include <cuda_bf16.h>
-#include <cuda_runtime.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -29,40 +29,17 @@
 #include <string.h>
 
 extern "C" {
-#include "base/base.h"
 #include "model/route.h"
 }
 
-typedef __nv_bfloat16 bf16;
-
-// ---------------------------------------------------------------- checks
-
-#define CUDA_CHECK(call) cuda_check((call), #call, __FILE__, __LINE__)
 #define CUBLAS_CHECK(call) cublas_check((call), #call, __FILE__, __LINE__)
-static void cuda_check(cudaError_t e, const char *what, const char *file, int line)
-{
-    if (e != cudaSuccess) die_at(file, line, "CUDA: %s: %s", what, cudaGetErrorString(e));
-}
 static void cublas_check(cublasStatus_t s, const char *what, const char *file, int line)
 {
     if (s != CUBLAS_STATUS_SUCCESS) die_at(file, line, "cuBLAS: %s: status %d", what, (int)s);
 }
-#define LAUNCHED() CUDA_CHECK(cudaGetLastError())
-
-static int cdiv(long a, long b) { return (int)((a + b - 1) / b); }
 
 // ---------------------------------------------------------------- device helpers
 
-__device__ static float warp_sum(float v)
-{
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-__device__ static float warp_max(float v)
-{
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
 // Sum (or max) over a block of up to 1024 threads, the same tree every
 // time: deterministic. Every thread gets the result.
 template <bool MAX> __device__ static float block_reduce(float v)
@@ -796,6 +773,25 @@ static size_t carve(GpuModel *g, char *base, int print)
 
 // ---------------------------------------------------------------- setup
 
+// cos/sin [Tmax, hd/2] of the rotation, computed as the CPU's are so that
+// both rotate alike.
+static void upload_rope_tables(GpuModel *g)
+{
+    const Config *c = &g->alloc;
+    int half = c->head_dim / 2, T = g->Tmax;
+    float *cs = (float *)xmalloc((size_t)T * half * sizeof(float)), *sn = (float *)xmalloc((size_t)T * half * sizeof(float));
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            double ang = t * pow((double)c->rope_theta, -2.0 * i / c->head_dim);
+            cs[(size_t)t * half + i] = (float)cos(ang);
+            sn[(size_t)t * half + i] = (float)sin(ang);
+        }
+    CUDA_CHECK(cudaMemcpy(g->cosv, cs, (size_t)T * half * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(g->sinv, sn, (size_t)T * half * sizeof(float), cudaMemcpyHostToDevice));
+    free(cs);
+    free(sn);
+}
+
 extern "C" int gpu_count(void)
 {
     int n = 0;
@@ -857,19 +853,8 @@ extern "C" GpuModel *gpu_model_create(const Model *host, const Config *alloc, in
     carve(g, g->acts_base, 0);
     if (verbose) info("gpu memory: %-40s %9.3f GiB", "total", gpu_model_bytes(g) / 1073741824.0);
 
+    upload_rope_tables(g);
     const Config *c = alloc;
-    int half = c->head_dim / 2;
-    float *cs = (float *)xmalloc((size_t)T * half * sizeof(float)), *sn = (float *)xmalloc((size_t)T * half * sizeof(float));
-    for (int t = 0; t < T; t++)   // the CPU's tables, so both rotate alike
-        for (int i = 0; i < half; i++) {
-            double ang = t * pow((double)c->rope_theta, -2.0 * i / c->head_dim);
-            cs[(size_t)t * half + i] = (float)cos(ang);
-            sn[(size_t)t * half + i] = (float)sin(ang);
-        }
-    CUDA_CHECK(cudaMemcpy(g->cosv, cs, (size_t)T * half * sizeof(float), cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemcpy(g->sinv, sn, (size_t)T * half * sizeof(float), cudaMemcpyHostToDevice));
-    free(cs);
-    free(sn);
     size_t N = (size_t)B * T, E = c->n_experts;
     for (int l = 0; l < c->n_layers; l++) {
         g->h_sel[l] = (int *)xmalloc(N * c->top_k[l] * sizeof(int));
@@ -958,18 +943,7 @@ extern "C" void gpu_model_poison(GpuModel *g)
 {
     CUDA_CHECK(cudaMemset(g->acts_base, 0xff, g->acts_bytes));   // NaN in fp32 and bf16, -1 in ints
     g->ptr_B = g->ptr_T = 0;                                      // the pointer arrays went with it
-    int half = g->alloc.head_dim / 2;
-    float *cs = (float *)xmalloc((size_t)g->Tmax * half * sizeof(float)), *sn = (float *)xmalloc((size_t)g->Tmax * half * sizeof(float));
-    for (int t = 0; t < g->Tmax; t++)
-        for (int i = 0; i < half; i++) {
-            double ang = t * pow((double)g->alloc.rope_theta, -2.0 * i / g->alloc.head_dim);
-            cs[(size_t)t * half + i] = (float)cos(ang);
-            sn[(size_t)t * half + i] = (float)sin(ang);
-        }
-    CUDA_CHECK(cudaMemcpy(g->cosv, cs, (size_t)g->Tmax * half * sizeof(float), cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemcpy(g->sinv, sn, (size_t)g->Tmax * half * sizeof(float), cudaMemcpyHostToDevice));
-    free(cs);
-    free(sn);
+    upload_rope_tables(g);                                        // and the tables
 }
 
 // The attention products' pointer arrays for B x T, per layer, 10 kinds of
@@ -1013,6 +987,15 @@ static void *const *ptrs(GpuModel *g, int l, int kind, int B)
 
 // ---------------------------------------------------------------- attention
 
+// S[B*H, T, T] = scale Q K^T per (sequence, head), in forward and again in backward.
+static void attention_scores(GpuModel *g, int l, int B, int T)
+{
+    const Config *c = &g->alloc;
+    int H = c->n_heads, hd = c->head_dim, qd = H * hd, kvd = c->n_kv_heads * hd;
+    gemm_batched(0, 1, T, T, hd, 1.0f / sqrtf((float)hd), (const void *const *)ptrs(g, l, PQ, B), qd,
+                 (const void *const *)ptrs(g, l, PK, B), kvd, 0.0f, ptrs(g, l, PS, B), CUDA_R_32F, T, B * H);
+}
+
 // ao[N, qd] from qr, kr and v; att_lse[B*H*T] kept. S = scale Q K^T, P =
 // causal softmax(S), O = P V, per (sequence, head), the KV head shared by
 // its group.
@@ -1020,14 +1003,12 @@ static void attention_forward(GpuModel *g, int l, int B, int T)
 {
     const Config *c = &g->alloc;
     int H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kvd = KV * hd, qkv = qd + 2 * kvd, BH = B * H;
-    float scale = 1.0f / sqrtf((float)hd);
     LayerActs *a = &g->L[l];
     if (g->flash) {
         flash_attention_forward(a->ao, a->att_lse, a->qr, a->kr, a->qkv + qd + kvd, qkv, B, T, H, KV, hd);
         return;
     }
-    gemm_batched(0, 1, T, T, hd, scale, (const void *const *)ptrs(g, l, PQ, B), qd, (const void *const *)ptrs(g, l, PK, B), kvd,
-                 0.0f, ptrs(g, l, PS, B), CUDA_R_32F, T, BH);
+    attention_scores(g, l, B, T);
     attention_softmax_forward<<<BH * T, 256>>>(g->P, g->L[l].att_lse, g->S, T);
     LAUNCHED();
     gemm_batched(0, 0, T, hd, T, 1.0f, (const void *const *)ptrs(g, l, PP, B), T, (const void *const *)ptrs(g, l, PV, B), qkv,
@@ -1045,8 +1026,7 @@ static void attention_backward(GpuModel *g, int l, int B, int T)
         flash_attention_backward(g->dqr, g->dkh, g->dvh, g->S, g->dao, a->ao, a->qr, a->kr, a->qkv + qd + kvd, qkv, a->att_lse, B, T,
                                  H, KV, hd);
     } else {
-        gemm_batched(0, 1, T, T, hd, scale, (const void *const *)ptrs(g, l, PQ, B), qd, (const void *const *)ptrs(g, l, PK, B), kvd,
-                     0.0f, ptrs(g, l, PS, B), CUDA_R_32F, T, BH);
+        attention_scores(g, l, B, T);
         attention_probs<<<BH * T, 256>>>(g->P, g->S, g->L[l].att_lse, T);
         LAUNCHED();
         // dV_h = P^T dO;  dP = dO V^T (over S);  dS = P (dP - rowsum) (over P)
