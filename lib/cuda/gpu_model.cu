@@ -661,7 +661,7 @@ struct GpuModel {
     double *h_stats;           // [L, 2E + 3]
     float *h_logits, *h_rowloss, *h_mask;
     int *h_order;              // [2 Amax] route_sort's order and row
-    uint32_t *h_tok;           // [N]
+    uint32_t *h_tok;           // [N] the last forward's inputs
     int *h_pos, *h_seg;        // [N], [N+1]
     float *h_coef;             // [2E]
     double balance_S[MODEL_MAX_LAYERS], balance_pbar[MODEL_MAX_LAYERS];
@@ -1128,6 +1128,13 @@ static void moe_forward(GpuModel *g, int l, int N, int k, const BalanceOptions *
     LAUNCHED();
 }
 
+// The standard LBL's f_e: expert e's share of layer l's assignments, over
+// this micro-batch (counts[E]) or over the global batch the caller supplied.
+static double lbl_fraction(const BalanceOptions *bo, const float *counts, int l, int e, int N, int k, int E)
+{
+    return bo->global_counts ? bo->global_counts[(size_t)l * E + e] / ((double)bo->global_tokens[l] * k) : counts[e] / ((double)N * k);
+}
+
 // The balance terms of layer l from its statistics (host), as model.c.
 static void balance_losses(GpuModel *g, Losses *out, int l, int N, int k, const BalanceOptions *bo)
 {
@@ -1136,11 +1143,7 @@ static void balance_losses(GpuModel *g, Losses *out, int l, int N, int k, const 
     const float *counts = g->h_counts + (size_t)l * E;
     if (bo->kind == BALANCE_LBL) {
         double sum = 0;
-        for (int e = 0; e < E; e++) {
-            double f = bo->global_counts ? bo->global_counts[(size_t)l * E + e] / ((double)bo->global_tokens[l] * k)
-                                         : counts[e] / ((double)N * k);
-            sum += f * st[e] / N;
-        }
+        for (int e = 0; e < E; e++) sum += lbl_fraction(bo, counts, l, e, N, k, E) * st[e] / N;
         out->balance += (float)(bo->coef * E * sum);
     } else if (bo->kind == BALANCE_TOP1_LBL) {
         double S = 0, pbar = st[2 * E] / N;
@@ -1197,11 +1200,7 @@ static void moe_backward(GpuModel *g, int l, const float *dout, float scale)
     float gp = 0;
     int have_lbl = bo->kind == BALANCE_LBL, have_top1 = bo->kind == BALANCE_TOP1_LBL;
     if (have_lbl)
-        for (int e = 0; e < E; e++) {
-            double f = bo->global_counts ? bo->global_counts[(size_t)l * E + e] / ((double)bo->global_tokens[l] * k)
-                                         : counts[e] / ((double)N * k);
-            hc[e] = (float)(scale * bo->coef * E * f / N);
-        }
+        for (int e = 0; e < E; e++) hc[e] = (float)(scale * bo->coef * E * lbl_fraction(bo, counts, l, e, N, k, E) / N);
     if (have_top1) {
         double cc = scale * bo->coef * E, pbar = g->balance_pbar[l], S = g->balance_S[l];
         for (int e = 0; e < E; e++) hc[E + e] = (float)(cc * 2 * (st[E + e] / N) / pbar);
@@ -1241,6 +1240,7 @@ extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32
     if (!g->flash) attention_pointers(g, B, T);
     phase(g, PH_EMBED);
     CUDA_CHECK(cudaMemcpy(g->inputs, inputs, (size_t)N * sizeof(uint32_t), cudaMemcpyHostToDevice));
+    memcpy(g->h_tok, inputs, (size_t)N * sizeof(uint32_t));
     if (targets) CUDA_CHECK(cudaMemcpy(g->targets, targets, (size_t)N * sizeof(uint32_t), cudaMemcpyHostToDevice));
     if (mask) CUDA_CHECK(cudaMemcpy(g->mask, mask, (size_t)N * sizeof(float), cudaMemcpyHostToDevice));
     if (bo->use_bias) CUDA_CHECK(cudaMemcpy(g->bias, expert_bias, (size_t)L * E * sizeof(float), cudaMemcpyHostToDevice));
@@ -1322,10 +1322,8 @@ extern "C" const int *gpu_model_selection(const GpuModel *g, int layer, int *k)
 // block per distinct token sums its rows in position order.
 static void embedding_backward(GpuModel *g, const float *dx, int N, int d)
 {
-    uint32_t *tok = g->h_tok;
     int *pos = g->h_pos, *seg = g->h_seg;
-    CUDA_CHECK(cudaMemcpy(tok, g->inputs, (size_t)N * sizeof(uint32_t), cudaMemcpyDeviceToHost));
-    int n_seg = route_sort_tokens(pos, seg, tok, N);
+    int n_seg = route_sort_tokens(pos, seg, g->h_tok, N);   // the forward's inputs, kept on the host
     CUDA_CHECK(cudaMemcpy(g->emb_pos, pos, (size_t)N * sizeof(int), cudaMemcpyHostToDevice));
     CUDA_CHECK(cudaMemcpy(g->emb_seg, seg, ((size_t)n_seg + 1) * sizeof(int), cudaMemcpyHostToDevice));
     embed_backward<<<n_seg, 256>>>(g->grads + g->embed, dx, g->emb_pos, g->emb_seg, g->inputs, d);

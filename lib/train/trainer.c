@@ -590,7 +590,9 @@ static void setup(Trainer *t, int use_gpu)
             int k = t->topk.k[ph * (size_t)alloc.n_layers + l];
             alloc.top_k[l] = ph == 0 || k > alloc.top_k[l] ? k : alloc.top_k[l];
         }
-    model_init(m, &alloc, (int)o->micro_batch, (int)o->seq_len);
+    /* On the GPU the host Model holds only the weights' host copy, the table
+     * and the bias: no activations for a batch it never runs. */
+    model_init(m, &alloc, use_gpu ? 1 : (int)o->micro_batch, use_gpu ? 1 : (int)o->seq_len);
     m->cfg = t->cfg;
 #ifdef SIGMA_CUDA
     if (use_gpu) t->gpu = gpu_model_create(m, &alloc, (int)o->micro_batch, (int)o->seq_len, o->recompute, !sg_quiet);
