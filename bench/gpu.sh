@@ -5,7 +5,9 @@
 # Shapes: the nano preset, and a 4-layer slice of the real sigma-moe-tiny
 # (d 1536, 16/4 heads of 96, 96 experts of 768, top-1, vocabulary 200064).
 # Prints JSON lines, then a markdown table for bench/gpu.md, then the time
-# per phase of sigma's step (CUDA events). Needs a GPU, torch and
+# per phase of sigma's step (CUDA events). sigma runs twice: the experts
+# as per-expert cuBLAS products (the default) and as grouped kernels
+# (SIGMA_EXPERTS=grouped). Needs a GPU, torch and
 # transformers; COMPILE=0 leaves torch.compile out (it compiles for minutes).
 #   sh bench/gpu.sh [OUTDIR]
 set -u
@@ -29,9 +31,11 @@ $(shape "$name")
 EOS
     set -- $size
     preset=$1 B=$2 T=$3
-    if [ "$mode" = sigma ]; then
-        timeout "$TLIMIT" "$bin/gpu_bench" "$preset" "$B" "$T" "$STEPS" $extra --profile >"$out/$name.sigma.json" 2>"$out/$name.profile.md" ||
-            echo "{\"impl\": \"sigma-cuda\", \"error\": \"exit $?\"}" >>"$out/$name.sigma.json"
+    if [ "$mode" = sigma ] || [ "$mode" = grouped ]; then
+        experts=cublas; [ "$mode" = grouped ] && experts=grouped
+        SIGMA_EXPERTS=$experts timeout "$TLIMIT" "$bin/gpu_bench" "$preset" "$B" "$T" "$STEPS" $extra --profile \
+            >"$out/$name.$mode.json" 2>"$out/$name.$mode.profile.md" ||
+            echo "{\"impl\": \"sigma-cuda\", \"error\": \"exit $?\"}" >>"$out/$name.$mode.json"
     else
         timeout "$TLIMIT" python3 bench/cuda_torch.py --mode "$mode" $targs --batch "$B" --seq "$T" --steps "$STEPS" --warmup 2 \
             >"$out/$name.$mode.json" 2>"$out/$name.$mode.err" || echo "{\"impl\": \"pytorch-$mode\", \"error\": \"exit $?\"}" >>"$out/$name.$mode.json"
@@ -39,7 +43,7 @@ EOS
     tail -n 1 "$out/$name.$mode.json"
 }
 # torch.compile last: it compiles for minutes
-modes="sigma eager"
+modes="sigma grouped eager"
 [ "$COMPILE" = 1 ] && modes="$modes compile"
 for mode in $modes; do for name in nano tiny4; do run "$mode" "$name"; done; done
 
@@ -47,13 +51,21 @@ echo
 echo "| shape | implementation | tokens/s | ms/step | vs eager | vs compile | MFU (989) | MFU (measured peak) |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for name in nano tiny4; do
-    s=$(tail -n 1 "$out/$name.sigma.json"); e=$(tail -n 1 "$out/$name.eager.json")
+    e=$(tail -n 1 "$out/$name.eager.json")
     c=$(tail -n 1 "$out/$name.compile.json" 2>/dev/null || echo '{}')
-    jq -rn --argjson s "$s" --argjson e "$e" --argjson c "$c" --arg n "$name" '
-        def r(x): if x == null then "-" else (x * 100 | round / 100 | tostring) + "x" end;
-        ($s.tokens_per_s // null) as $st | ($e.tokens_per_s // null) as $et | ($c.tokens_per_s // null) as $ct |
-        "| \($n) | sigma CUDA | \($st // $s.error) | \($s.ms_per_step // "-") | \(r(if $st and $et then $st / $et else null end)) | \(r(if $st and $ct then $st / $ct else null end)) | \($s.mfu_989 // "-") | \($s.mfu_measured_peak // "-") |",
+    for mode in sigma grouped; do
+        s=$(tail -n 1 "$out/$name.$mode.json")
+        impl="sigma CUDA, per-expert cuBLAS"; [ "$mode" = grouped ] && impl="sigma CUDA, grouped experts"
+        jq -rn --argjson s "$s" --argjson e "$e" --argjson c "$c" --arg n "$name" --arg impl "$impl" '
+            def r(x): if x == null then "-" else (x * 100 | round / 100 | tostring) + "x" end;
+            ($s.tokens_per_s // null) as $st | ($e.tokens_per_s // null) as $et | ($c.tokens_per_s // null) as $ct |
+            "| \($n) | \($impl) | \($st // $s.error) | \($s.ms_per_step // "-") | \(r(if $st and $et then $st / $et else null end)) | \(r(if $st and $ct then $st / $ct else null end)) | \($s.mfu_989 // "-") | \($s.mfu_measured_peak // "-") |"'
+    done
+    jq -rn --argjson e "$e" --argjson c "$c" --arg n "$name" '
+        ($e.tokens_per_s // null) as $et | ($c.tokens_per_s // null) as $ct |
         "| \($n) | PyTorch eager | \($et // $e.error) | \($e.ms_per_step // "-") | 1x | | | |",
         "| \($n) | PyTorch torch.compile | \($ct // $c.error // "not run") | \($c.ms_per_step // "-") | | 1x | | |"'
 done
-for name in nano tiny4; do echo; echo "sigma, $name:"; cat "$out/$name.profile.md"; done
+for name in nano tiny4; do for mode in sigma grouped; do
+    echo; echo "sigma ($mode), $name:"; cat "$out/$name.$mode.profile.md"
+done; done

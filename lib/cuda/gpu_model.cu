@@ -10,7 +10,9 @@
 // counting sort of assignments by expert on the host (route_sort, the same
 // code as the CPU's, one small copy each way per layer), a gather, then
 // per-expert cuBLAS products over each expert's rows, and a
-// probability-weighted combine written as a gather (no atomics).
+// probability-weighted combine written as a gather (no atomics). With
+// SIGMA_EXPERTS=grouped, the sort runs on the device and each product is
+// one grouped kernel over all experts (grouped.cu): no host round trip.
 // Attention: cuBLAS batched products per (sequence, head) around a causal
 // softmax kernel, the scores recomputed in backward; or, with
 // SIGMA_ATTENTION=flash, fused flash-style kernels (flash.cu) for head
@@ -18,6 +20,7 @@
 // log-sum-exp is kept between forward and backward.
 #include "cuda/gpu_model.h"
 #include "cuda/flash.h"
+#include "cuda/grouped.cuh"
 
 #include "cuda/common.cuh"
 
@@ -602,6 +605,7 @@ typedef struct {
     float *lse;                // [N]
     float *scal;               // [N, 3] per-token terms of the balance statistics
     int *sel, *order, *row;    // [A]
+    int *offs, *tiles;         // [E+1] each: sorted rows and grouped tiles of each expert (grouped experts)
     bf16 *xe;                  // [A, d] expert inputs, sorted by expert
     bf16 *gu;                  // [A, 2 de] gate | up (shared scratch when recomputed)
     bf16 *act;                 // [A, de]
@@ -611,7 +615,7 @@ typedef struct {
 
 struct GpuModel {
     Config alloc, cfg;         // buffers' top-k; the last forward's
-    int Bmax, Tmax, recompute, verbose, flash;
+    int Bmax, Tmax, recompute, verbose, flash, grouped;
     size_t n_params;
     int n_tensors;
     ParamTensor *tensors;      // host copy of the table
@@ -635,6 +639,8 @@ struct GpuModel {
     float *bias;               // [L*E] expert bias
     float *coef;               // [2E] the router backward's per-expert terms
     int *emb_pos, *emb_seg;    // [N], [N+1] positions sorted by token
+    float *counts;             // [L*E] tokens per expert (grouped experts: counted on the device)
+    int *route_scratch;        // grouped_route_scratch(Amax, E)
     // scratch, reused layer by layer
     float *S;                  // [B*H, T, T] attention scores, then dP; with flash, D [N*H]
     bf16 *P;                   // [B*H, T, T] probabilities, then dS; none with flash
@@ -657,6 +663,7 @@ struct GpuModel {
     int B, T, have_forward, have_mask, kused[MODEL_MAX_LAYERS];
     BalanceOptions bo;
     int *h_sel[MODEL_MAX_LAYERS], *h_offs[MODEL_MAX_LAYERS];   // [Amax], [E+1]
+    int sel_on_host;           // whether h_sel holds the last forward's (grouped experts copy it when asked)
     float *h_counts;           // [L*E]
     double *h_stats;           // [L, 2E + 3]
     float *h_logits, *h_rowloss, *h_mask;
@@ -673,7 +680,7 @@ struct GpuModel {
 
 enum { PH_EMBED, PH_NORM, PH_QKV, PH_ATTN, PH_OPROJ, PH_ROUTER, PH_SORT, PH_EXPERTS, PH_COMBINE, PH_HEAD, PH_LOSS, PH_OPT, PH_COUNT };
 static const char *phase_name[PH_COUNT] = {"embedding", "rmsnorm", "qkv + qk-norm/rope", "attention", "o_proj",
-                                           "router + balance", "sort (host)", "experts", "gather/combine", "lm head",
+                                           "router + balance", "sort", "experts", "gather/combine", "lm head",
                                            "cross-entropy", "adamw + norm"};
 static int cur_phase = -1;
 static void phase(GpuModel *g, int ph)
@@ -740,6 +747,7 @@ static size_t carve(GpuModel *g, char *base, int print)
         size_t A = N * c->top_k[l];
         AT(a->z, float, N * E); AT(a->p, float, N * E); AT(a->q, float, N * E); AT(a->lse, float, N); AT(a->scal, float, N * 3);
         AT(a->sel, int, A); AT(a->order, int, A); AT(a->row, int, A); AT(a->stats, double, 2 * E + 3);
+        AT(a->offs, int, E + 1); AT(a->tiles, int, E + 1);
         AT(a->xe, bf16, A * d); AT(a->ye, bf16, A * d);
         if (!g->recompute) { AT(a->gu, bf16, A * 2 * de); AT(a->act, bf16, A * de); }
     }
@@ -754,6 +762,7 @@ static size_t carve(GpuModel *g, char *base, int print)
     AT(g->inputs, uint32_t, N); AT(g->targets, uint32_t, N); AT(g->mask, float, N);
     AT(g->cosv, float, T * hd / 2); AT(g->sinv, float, T * hd / 2); AT(g->bias, float, L * E); AT(g->coef, float, 2 * E);
     AT(g->emb_pos, int, N); AT(g->emb_seg, int, N + 1);
+    AT(g->counts, float, L * E); AT(g->route_scratch, int, grouped_route_scratch((int)amax, (int)E));
     REPORT("head, logits and inputs");
     if (g->flash) { AT(g->S, float, N * H); }
     else { AT(g->S, float, B * H * T * T); AT(g->P, bf16, B * H * T * T); }
@@ -815,6 +824,12 @@ extern "C" GpuModel *gpu_model_create(const Model *host, const Config *alloc, in
     // the default until the fused kernels keep their accumulators in registers.
     const char *att = getenv("SIGMA_ATTENTION");
     g->flash = flash_supported(alloc->head_dim) && att && !strcmp(att, "flash");
+    // SIGMA_EXPERTS=grouped: the device-side sort and grouped products
+    // (grouped.cu), where the expert widths allow. Not yet the default: they
+    // have not run on a GPU (see bench/gpu.md).
+    const char *ex = getenv("SIGMA_EXPERTS");
+    g->grouped = ex && !strcmp(ex, "grouped") && grouped_supported(alloc->d_model, 2 * alloc->d_expert) &&
+                 grouped_supported(alloc->d_expert, alloc->d_model);
     g->n_params = host->n_params;
     g->n_tensors = host->n_tensors;
     g->tensors = (ParamTensor *)xmalloc((size_t)host->n_tensors * sizeof(ParamTensor));
@@ -1066,6 +1081,8 @@ static const bf16 *w_gu(const GpuModel *g, int l, int e, const bf16 *base)
 {
     return base + g->lo[l].expert + (size_t)e * 3 * g->alloc.d_expert * g->alloc.d_model;
 }
+// elements from one expert's weights to the next
+static long w_stride(const GpuModel *g) { return 3L * g->alloc.d_expert * g->alloc.d_model; }
 
 // gu and act of layer l's sorted rows (the forward's, or recomputed).
 static void experts_up(GpuModel *g, int l)
@@ -1073,16 +1090,20 @@ static void experts_up(GpuModel *g, int l)
     const Config *c = &g->alloc;
     int d = c->d_model, de = c->d_expert, E = c->n_experts;
     LayerActs *a = &g->L[l];
-    const int *offs = g->h_offs[l];
-    for (int e = 0; e < E; e++) {
-        int n = offs[e + 1] - offs[e];
-        on_expert_stream(e);
-        if (n)
-            linear_forward(a->gu + (size_t)offs[e] * 2 * de, CUDA_R_16BF, a->xe + (size_t)offs[e] * d, w_gu(g, l, e, g->params_bf),
-                           n, d, 2 * de, 0.0f);
+    long A = (long)g->B * g->T * g->kused[l];
+    if (g->grouped) {
+        grouped_linear_forward(a->gu, a->xe, w_gu(g, l, 0, g->params_bf), w_stride(g), a->offs, a->tiles, (int)A, E, d, 2 * de);
+    } else {
+        const int *offs = g->h_offs[l];
+        for (int e = 0; e < E; e++) {
+            int n = offs[e + 1] - offs[e];
+            on_expert_stream(e);
+            if (n)
+                linear_forward(a->gu + (size_t)offs[e] * 2 * de, CUDA_R_16BF, a->xe + (size_t)offs[e] * d,
+                               w_gu(g, l, e, g->params_bf), n, d, 2 * de, 0.0f);
+        }
+        on_main_stream();
     }
-    on_main_stream();
-    long A = offs[E];
     if (A) swiglu_forward<<<cdiv(A * de, 256), 256>>>(a->act, a->gu, (int)A, de);
     LAUNCHED();
 }
@@ -1103,25 +1124,34 @@ static void moe_forward(GpuModel *g, int l, int N, int k, const BalanceOptions *
     column_sums<<<3, 256>>>(a->stats + 2 * E, a->scal, N, 3);
     LAUNCHED();
     phase(g, PH_SORT);
-    CUDA_CHECK(cudaMemcpy(g->h_sel[l], a->sel, (size_t)A * sizeof(int), cudaMemcpyDeviceToHost));
-    int *order = g->h_order, *row = order + A;
-    route_sort(order, row, g->h_offs[l], g->h_counts + (size_t)l * E, g->h_sel[l], A, E);
-    CUDA_CHECK(cudaMemcpy(a->order, order, (size_t)A * sizeof(int), cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemcpy(a->row, row, (size_t)A * sizeof(int), cudaMemcpyHostToDevice));
+    if (g->grouped) {
+        grouped_route(a->order, a->row, a->offs, g->counts + (size_t)l * E, a->tiles, g->route_scratch, a->sel, A, E);
+    } else {
+        CUDA_CHECK(cudaMemcpy(g->h_sel[l], a->sel, (size_t)A * sizeof(int), cudaMemcpyDeviceToHost));
+        int *order = g->h_order, *row = order + A;
+        route_sort(order, row, g->h_offs[l], g->h_counts + (size_t)l * E, g->h_sel[l], A, E);
+        CUDA_CHECK(cudaMemcpy(a->order, order, (size_t)A * sizeof(int), cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(a->row, row, (size_t)A * sizeof(int), cudaMemcpyHostToDevice));
+    }
     phase(g, PH_COMBINE);
     gather_rows<<<cdiv((long)A * d, 256), 256>>>(a->xe, a->ln2, a->order, A, d, k);
     LAUNCHED();
     phase(g, PH_EXPERTS);
     experts_up(g, l);
-    const int *offs = g->h_offs[l];
-    for (int e = 0; e < E; e++) {
-        int n = offs[e + 1] - offs[e];
-        on_expert_stream(e);
-        if (n)
-            linear_forward(a->ye + (size_t)offs[e] * d, CUDA_R_16BF, a->act + (size_t)offs[e] * de,
-                           w_gu(g, l, e, g->params_bf) + (size_t)2 * de * d, n, de, d, 0.0f);
+    if (g->grouped) {
+        grouped_linear_forward(a->ye, a->act, w_gu(g, l, 0, g->params_bf) + (size_t)2 * de * d, w_stride(g), a->offs, a->tiles, A, E,
+                               de, d);
+    } else {
+        const int *offs = g->h_offs[l];
+        for (int e = 0; e < E; e++) {
+            int n = offs[e + 1] - offs[e];
+            on_expert_stream(e);
+            if (n)
+                linear_forward(a->ye + (size_t)offs[e] * d, CUDA_R_16BF, a->act + (size_t)offs[e] * de,
+                               w_gu(g, l, e, g->params_bf) + (size_t)2 * de * d, n, de, d, 0.0f);
+        }
+        on_main_stream();
     }
-    on_main_stream();
     phase(g, PH_COMBINE);
     float *out = l + 1 < c->n_layers ? g->L[l + 1].x : g->x_final;
     combine_forward<<<cdiv((long)N * d, 256), 256>>>(out, a->h, a->ye, a->p, a->sel, a->row, N, d, E, k);
@@ -1155,39 +1185,64 @@ static void balance_losses(GpuModel *g, Losses *out, int l, int N, int k, const 
     if (bo->z_coef > 0) out->z += (float)(bo->z_coef * st[2 * E + 1] / N);
 }
 
-// From dout[N, d] (the layer output's gradient) into du[N, d] (of the
-// normed input) and the expert and router gradients.
-static void moe_backward(GpuModel *g, int l, const float *dout, float scale)
+// The experts' backward, from dye[A, d] into dxe[A, d] and the expert
+// weights' gradients. An expert without tokens gets no gradient.
+//   down:    dact = dye . Wd;     dWd += dye^T act
+//   gate|up: dxe = dgu . Wgu;     dWgu += dgu^T xe      (dgu from dact by SwiGLU's backward)
+static void experts_backward_per_expert(GpuModel *g, int l)
 {
-    const Config *c = &g->alloc;
-    int N = g->B * g->T, d = c->d_model, de = c->d_expert, E = c->n_experts, k = g->kused[l], A = N * k;
-    LayerActs *a = &g->L[l];
-    const LayerOffsets *o = &g->lo[l];
+    int d = g->alloc.d_model, de = g->alloc.d_expert, E = g->alloc.n_experts, A = g->B * g->T * g->kused[l];
+    const LayerActs *a = &g->L[l];
     const int *offs = g->h_offs[l];
-    const BalanceOptions *bo = &g->bo;
-    phase(g, PH_COMBINE);
-    combine_backward<<<cdiv(A, 8), 256>>>(g->dye, g->dpsel, dout, a->ye, a->p, a->sel, a->row, N, d, E, k);
-    LAUNCHED();
-    phase(g, PH_EXPERTS);
-    if (g->recompute) experts_up(g, l);
-    for (int e = 0; e < E; e++) {   // down: dact = dye . Wd;  dWd += dye^T act
+    for (int e = 0; e < E; e++) {
         int n = offs[e + 1] - offs[e];
-        if (!n) continue;   // no token, no gradient
-        size_t r0 = offs[e], wd = o->expert + (size_t)e * 3 * de * d + (size_t)2 * de * d;
+        if (!n) continue;
+        size_t r0 = offs[e], wd = g->lo[l].expert + (size_t)e * w_stride(g) + (size_t)2 * de * d;
         on_expert_stream(e);
         linear_backward(g->dact + r0 * de, 0.0f, g->grads + wd, g->dye + r0 * d, a->act + r0 * de, g->params_bf + wd, n, de, d);
     }
     on_main_stream();
     if (A) swiglu_backward<<<cdiv((long)A * de, 256), 256>>>(g->dgu, g->dact, a->gu, A, de);
     LAUNCHED();
-    for (int e = 0; e < E; e++) {   // gate|up: dxe = dgu . Wgu;  dWgu += dgu^T xe
+    for (int e = 0; e < E; e++) {
         int n = offs[e + 1] - offs[e];
         if (!n) continue;
-        size_t r0 = offs[e], wgu = o->expert + (size_t)e * 3 * de * d;
+        size_t r0 = offs[e], wgu = g->lo[l].expert + (size_t)e * w_stride(g);
         on_expert_stream(e);
         linear_backward(g->dxe + r0 * d, 0.0f, g->grads + wgu, g->dgu + r0 * 2 * de, a->xe + r0 * d, g->params_bf + wgu, n, d, 2 * de);
     }
     on_main_stream();
+}
+static void experts_backward_grouped(GpuModel *g, int l)
+{
+    int d = g->alloc.d_model, de = g->alloc.d_expert, E = g->alloc.n_experts, A = g->B * g->T * g->kused[l];
+    const LayerActs *a = &g->L[l];
+    size_t wgu = g->lo[l].expert, wd = wgu + (size_t)2 * de * d;
+    long st = w_stride(g);
+    grouped_linear_backward_input(g->dact, g->dye, g->params_bf + wd, st, a->offs, a->tiles, A, E, de, d);
+    grouped_linear_backward_weight(g->grads + wd, st, g->dye, a->act, a->offs, E, de, d);
+    if (A) swiglu_backward<<<cdiv((long)A * de, 256), 256>>>(g->dgu, g->dact, a->gu, A, de);
+    LAUNCHED();
+    grouped_linear_backward_input(g->dxe, g->dgu, g->params_bf + wgu, st, a->offs, a->tiles, A, E, d, 2 * de);
+    grouped_linear_backward_weight(g->grads + wgu, st, g->dgu, a->xe, a->offs, E, d, 2 * de);
+}
+
+// From dout[N, d] (the layer output's gradient) into du[N, d] (of the
+// normed input) and the expert and router gradients.
+static void moe_backward(GpuModel *g, int l, const float *dout, float scale)
+{
+    const Config *c = &g->alloc;
+    int N = g->B * g->T, d = c->d_model, E = c->n_experts, k = g->kused[l], A = N * k;
+    LayerActs *a = &g->L[l];
+    const LayerOffsets *o = &g->lo[l];
+    const BalanceOptions *bo = &g->bo;
+    phase(g, PH_COMBINE);
+    combine_backward<<<cdiv(A, 8), 256>>>(g->dye, g->dpsel, dout, a->ye, a->p, a->sel, a->row, N, d, E, k);
+    LAUNCHED();
+    phase(g, PH_EXPERTS);
+    if (g->recompute) experts_up(g, l);
+    if (g->grouped) experts_backward_grouped(g, l);
+    else experts_backward_per_expert(g, l);
     phase(g, PH_COMBINE);
     scatter_rows<<<cdiv((long)N * d, 256), 256>>>(g->du, g->dxe, a->row, N, d, k);
     LAUNCHED();
@@ -1292,6 +1347,8 @@ extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32
         if (mask) memcpy(g->h_mask, mask, (size_t)N * sizeof(float));
     }
     g->have_forward = targets ? 2 : 1;
+    g->sel_on_host = !g->grouped;
+    if (g->grouped) CUDA_CHECK(cudaMemcpy(g->h_counts, g->counts, (size_t)L * E * sizeof(float), cudaMemcpyDeviceToHost));
     for (int l = 0; l < L; l++)
         CUDA_CHECK(cudaMemcpy(g->h_stats + (size_t)l * (2 * E + 3), g->L[l].stats, (2 * (size_t)E + 3) * sizeof(double),
                               cudaMemcpyDeviceToHost));
@@ -1310,9 +1367,14 @@ extern "C" const float *gpu_model_logits(GpuModel *g)
     return g->h_logits;
 }
 
-extern "C" const int *gpu_model_selection(const GpuModel *g, int layer, int *k)
+extern "C" const int *gpu_model_selection(GpuModel *g, int layer, int *k)
 {
     *k = g->kused[layer];
+    if (!g->sel_on_host) {   // the grouped experts sorted on the device: copied once, when asked
+        for (int l = 0; l < g->alloc.n_layers; l++)
+            CUDA_CHECK(cudaMemcpy(g->h_sel[l], g->L[l].sel, (size_t)g->B * g->T * g->kused[l] * sizeof(int), cudaMemcpyDeviceToHost));
+        g->sel_on_host = 1;
+    }
     return g->h_sel[layer];
 }
 

@@ -54,7 +54,7 @@ Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32_t *inputs,
 /* logits [B*T, V] of the last forward, copied to the host */
 const float *gpu_model_logits(GpuModel *g);
 /* expert of each (token, slot) of layer l in the last forward: sel[B*T*k] */
-const int *gpu_model_selection(const GpuModel *g, int layer, int *k);
+const int *gpu_model_selection(GpuModel *g, int layer, int *k);
 void gpu_model_backward(GpuModel *g, float scale);
 void gpu_model_zero_grads(GpuModel *g);
 double gpu_model_grad_norm(GpuModel *g);

@@ -5,7 +5,8 @@
  * and top-2, masks, tied embeddings and recomputed experts; every GPU
  * buffer poisoned with NaN first. Then determinism (two runs, the same
  * bits), experts without tokens (zero gradient), the gradient norm and
- * AdamW on the same gradients. Needs a GPU; TAP on stdout. */
+ * AdamW on the same gradients. The cases run again with the fused
+ * attention and with the grouped expert products. Needs a GPU; TAP on stdout. */
 #include "../tap.h"
 #include "base/base.h"
 #include "cuda/gpu_model.h"
@@ -293,6 +294,15 @@ int main(void)
         free(name);
     }
     unsetenv("SIGMA_ATTENTION");
+    setenv("SIGMA_EXPERTS", "grouped", 1);   /* the device-side sort and grouped expert products */
+    for (size_t i = 0; i < n; i++) {
+        Case c = cases[i];
+        char *name = xasprintf("grouped experts, %s", c.name);
+        c.name = name;
+        run_case(&c, 1000 * (i + 2 * n));
+        free(name);
+    }
+    unsetenv("SIGMA_EXPERTS");
     check_optimizer();
     return tap_done();
 }
