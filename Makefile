@@ -125,11 +125,23 @@ $(O)/tests/%: $(O)/tests/unit/%.o $(LIBSIGMA)
 $(O)/tests/%: $(O)/tests/helpers/%.o $(LIBSIGMA)
 	$(CC) $(LDFLAGS) $< $(LIBSIGMA) $(LDLIBS) -o $@
 
-# GPU programs (tests/gpu/*.c): the GPU-against-CPU test and the benchmark.
-GPU_SRC   := $(sort $(wildcard tests/gpu/*.c))
-GPU_PROGS := $(GPU_SRC:tests/gpu/%.c=$(O)/tests/%)
+# GPU programs (tests/gpu/*.c, *.cu): the GPU-against-CPU tests and the benchmark.
+GPU_SRC   := $(sort $(wildcard tests/gpu/*.c tests/gpu/*.cu))
+GPU_PROGS := $(patsubst tests/gpu/%.cu,$(O)/tests/%,$(GPU_SRC:tests/gpu/%.c=$(O)/tests/%))
 $(O)/tests/%: $(O)/tests/gpu/%.o $(LIBSIGMA)
 	$(CC) $(LDFLAGS) $< $(LIBSIGMA) $(LDLIBS) $(CUDA_LDLIBS) -o $@
+
+# The hand-written kernels' GPU test built for the host against a CPU
+# emulation of the CUDA they use (tests/emu/cuda_emu.h): their index logic
+# checked in `make test` on machines without a GPU.
+ifneq ($(CUDA_LDLIBS),)
+EMU_TESTS := $(O)/tests/grouped_emu
+EMU_FLAGS := -std=c++17 -O2 -g -U_FORTIFY_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas \
+             $(if $(filter 1,$(WERROR)),-Werror) -include tests/emu/cuda_emu.h -Ilib -I$(CUDA_HOME)/include
+$(O)/tests/grouped_emu: tests/gpu/grouped_check.cu lib/cuda/grouped.cu tests/emu/cuda_emu.h $(wildcard lib/cuda/*.cuh lib/cuda/*.h) $(LIBSIGMA)
+	@mkdir -p $(@D)
+	$(CXX) $(EMU_FLAGS) -x c++ tests/gpu/grouped_check.cu lib/cuda/grouped.cu -x none $(LDFLAGS) $(LIBSIGMA) $(LDLIBS) -o $@
+endif
 
 # ---- tests -------------------------------------------------------------------
 # One runner (prove, TAP) over the C unit tests and the tool tests; the same
@@ -142,8 +154,8 @@ test: check-deps
 	$(MAKE) WERROR=1 SAN=1 O=build/san BINDIR=build/san/bin SIGMA_TEST_TALLY=$(abspath $(TALLY)) test-suite
 	@awk '{p+=$$1; f+=$$2; s+=$$3} END {print "all tests, plain and under ASan+UBSan:"; print p " passed, " f " failed, " s " skipped"; exit f > 0}' $(TALLY)
 
-test-suite: $(TOOLS) $(UNITS) $(HELPERS)
-	SIGMA_SAN=$(SAN) SIGMA_TEST_TALLY=$(SIGMA_TEST_TALLY) SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) tests/run $(UNITS)
+test-suite: $(TOOLS) $(UNITS) $(HELPERS) $(EMU_TESTS)
+	SIGMA_SAN=$(SAN) SIGMA_TEST_TALLY=$(SIGMA_TEST_TALLY) SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) tests/run $(UNITS) $(EMU_TESTS)
 
 check-deps:
 	@scripts/deps
@@ -159,7 +171,7 @@ gpu-progs: all $(GPU_PROGS) $(HELPERS) cuda-check
 
 test-gpu: gpu-progs
 	@if ! nvidia-smi >/dev/null 2>&1; then echo "test-gpu: no GPU visible (nvidia-smi failed)"; exit 1; fi
-	SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) tests/run $(O)/tests/gpu_check -- tests/gpu/*.t
+	SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) tests/run $(O)/tests/grouped_check $(O)/tests/gpu_check -- tests/gpu/*.t
 
 # Proves the CUDA path: a small kernel compiled with the project's flags, run
 # only when a GPU is visible.

@@ -1,0 +1,351 @@
+// A CPU emulation of the CUDA that sigma's hand-written kernels use, so that
+// their index logic (tiles, fragments, pipelines, bounds) is tested on a
+// machine without a GPU. Forced into a host C++ build of a kernel source
+// (g++ -DSIGMA_EMU -include tests/emu/cuda_emu.h -x c++ lib/cuda/grouped.cu).
+//
+// Each thread of a block is a fiber on one OS thread (started by ucontext,
+// switched by _setjmp/_longjmp, which leave the signal mask alone and so
+// cost no system call); a block's
+// fibers run round-robin and switch only at barriers, so __syncthreads and
+// the warp-wide instructions are barriers over the block or the warp, and a
+// barrier that some threads never reach is reported as a deadlock rather
+// than hanging. The warp-wide instructions compute what the PTX ISA defines
+// from all 32 lanes' operands: ldmatrix (lane l addresses row l % 8 of
+// matrix l / 8; register i of lane l holds row l / 4, columns 2 (l % 4) and
+// the next, of matrix i, or of its transpose), mma.m16n8k16 with the ISA's
+// fragment layouts, and shuffles. cp.async copies land either at the
+// wait_group that covers them (the latest the hardware may) or at once (the
+// earliest), emu::cp_late choosing: the first exposes a missing wait, the
+// second (with emu::skewed) a stage refilled while another warp still reads
+// it. Blocks run one after another, in order, and their threads round-robin;
+// emu::skewed runs the blocks in reverse and lets the last warp run as far
+// ahead as the barriers allow, so that a block writing past its own tile or
+// a barrier missing between warps shows. Dynamic shared memory starts as
+// 0xff bytes (NaN) in every block.
+//
+// Not emulated: timing, memory ordering beyond barriers, global atomics on
+// floats, anything the kernels here do not use.
+#ifndef SIGMA_CUDA_EMU_H
+#define SIGMA_CUDA_EMU_H
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <functional>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <setjmp.h>
+#include <ucontext.h>
+#include <vector>
+
+#define SIGMA_EMU 1
+
+namespace emu {
+
+struct Copy {
+    void *dst;
+    const void *src;
+    bool valid;
+};
+
+enum { RUNNABLE, WAITING, DONE };
+
+struct Thread {
+    ucontext_t ctx;            // where it starts
+    jmp_buf jb;                // where it left off
+    char *stack;
+    int state, waiting_on, started;
+    uint3 idx;
+    int linear;
+    unsigned mma_calls;                      // this thread's mma_bf16 so far: the warp's product is computed once per call
+    std::vector<std::vector<Copy>> groups;   // committed cp.async groups, oldest first
+    std::vector<Copy> open;                  // issued since the last commit
+};
+
+const size_t stack_bytes = 256 * 1024;
+inline std::vector<Thread> threads;
+inline Thread *cur;
+inline jmp_buf scheduler;
+inline std::function<void()> body;
+inline dim3 grid_dim, block_dim;
+inline uint3 block_idx;
+inline std::vector<unsigned char> dyn_smem;
+inline std::vector<int> arrivals;   // [1 + warps]: the block's barrier, then each warp's
+inline bool cp_late = true;
+inline bool skewed = false;
+// what lanes hand each other in the warp-wide instructions: [warp][lane][8 words]
+inline std::vector<uint64_t> exchange;
+struct WarpProduct {
+    unsigned call;      // the mma call it belongs to
+    float d[16][8];     // A . B
+};
+inline std::vector<WarpProduct> products;   // [warp]
+
+[[noreturn]] inline void fail(const char *what)
+{
+    fprintf(stderr, "cuda emulation: %s (block %u,%u,%u thread %d)\n", what, block_idx.x, block_idx.y, block_idx.z,
+            cur ? cur->linear : -1);
+    abort();
+}
+
+inline int lane() { return cur->linear % 32; }
+inline int warp() { return cur->linear / 32; }
+inline uint64_t *slot(int w, int l) { return &exchange[((size_t)w * 32 + l) * 8]; }
+
+// Wait until `expected` threads reached barrier `id` (0: the block, 1 + w: warp w).
+inline void barrier(int id, int expected)
+{
+    if (++arrivals[id] == expected) {
+        arrivals[id] = 0;
+        for (Thread &t : threads)
+            if (t.state == WAITING && t.waiting_on == id) t.state = RUNNABLE;
+        return;
+    }
+    cur->state = WAITING;
+    cur->waiting_on = id;
+    if (!_setjmp(cur->jb)) _longjmp(scheduler, 1);
+}
+inline void warp_barrier()
+{
+    int n = (int)threads.size();
+    if (n % 32) fail("a warp-wide instruction in a block that is not whole warps");
+    barrier(1 + warp(), 32);
+}
+
+inline void fiber_main()
+{
+    body();
+    if (!cur->open.empty() || !cur->groups.empty()) fail("cp.async copies still pending when the thread ended");
+    cur->state = DONE;
+    _longjmp(scheduler, 1);
+}
+
+// Runs t until it waits or ends.
+__attribute__((noinline)) inline void resume(Thread *t)
+{
+    cur = t;
+    if (!_setjmp(scheduler)) {
+        if (t->started) _longjmp(t->jb, 1);
+        t->started = 1;
+        setcontext(&t->ctx);
+    }
+}
+
+inline void run_block()
+{
+    int n = (int)(block_dim.x * block_dim.y * block_dim.z);
+    threads.resize(n);
+    arrivals.assign(1 + (n + 31) / 32, 0);
+    exchange.assign((size_t)((n + 31) / 32) * 32 * 8, 0);
+    products.assign((n + 31) / 32, WarpProduct{~0u, {}});
+    std::fill(dyn_smem.begin(), dyn_smem.end(), 0xff);
+    for (int i = 0; i < n; i++) {
+        Thread &t = threads[i];
+        if (!t.stack) t.stack = (char *)malloc(stack_bytes);
+        t.state = RUNNABLE;
+        t.started = 0;
+        t.mma_calls = 0;
+        t.linear = i;
+        t.idx = make_uint3(i % block_dim.x, i / block_dim.x % block_dim.y, i / (block_dim.x * block_dim.y));
+        t.groups.clear();
+        t.open.clear();
+        getcontext(&t.ctx);
+        t.ctx.uc_stack.ss_sp = t.stack;
+        t.ctx.uc_stack.ss_size = stack_bytes;
+        t.ctx.uc_link = nullptr;   // fiber_main never returns
+        makecontext(&t.ctx, fiber_main, 0);
+    }
+    for (int done = 0; done < n;) {
+        bool ran = false;
+        for (int i = 0; i < n; i++) {
+            Thread &t = threads[skewed ? n - 1 - i : i];
+            if (t.state != RUNNABLE) continue;
+            resume(&t);
+            ran = true;
+            done += t.state == DONE;
+            if (skewed) break;   // start over from the top: the last warp runs as far ahead as barriers let it
+        }
+        if (!ran) fail("deadlock: threads wait at a barrier that others of their block or warp never reach");
+    }
+    cur = nullptr;
+}
+
+template <class F> void launch(dim3 grid, dim3 block, size_t smem, F kernel)
+{
+    if (block.x * block.y * block.z > 1024) fail("more than 1024 threads in a block");
+    grid_dim = grid;
+    block_dim = block;
+    dyn_smem.assign(smem + 16, 0xff);
+    body = kernel;
+    unsigned blocks = grid.x * grid.y * grid.z;
+    for (unsigned b = 0; b < blocks; b++) {
+        unsigned i = skewed ? blocks - 1 - b : b;
+        block_idx = make_uint3(i % grid.x, i / grid.x % grid.y, i / (grid.x * grid.y));
+        run_block();
+    }
+}
+
+inline float bits_float(uint32_t w)
+{
+    float f;
+    memcpy(&f, &w, sizeof f);
+    return f;
+}
+inline float bf16_lo(uint32_t w) { return bits_float(w << 16); }
+inline float bf16_hi(uint32_t w) { return bits_float(w & 0xffff0000u); }
+inline uint32_t pack(const __nv_bfloat16 *lo, const __nv_bfloat16 *hi)
+{
+    uint16_t a, b;
+    memcpy(&a, lo, 2);
+    memcpy(&b, hi, 2);
+    return (uint32_t)a | (uint32_t)b << 16;
+}
+
+}   // namespace emu
+
+// ---- what kernels see
+#define threadIdx (emu::cur->idx)
+#define blockIdx (emu::block_idx)
+#define blockDim (emu::block_dim)
+#define gridDim (emu::grid_dim)
+#undef __shared__
+#define __shared__ static
+#undef __launch_bounds__
+#define __launch_bounds__(...)
+#define DYNAMIC_SMEM(type, name) type *name = (type *)(void *)emu::dyn_smem.data()
+#define LAUNCH(kernel, grid, block, smem, ...) emu::launch(dim3(grid), dim3(block), (smem), [=] { kernel(__VA_ARGS__); })
+using std::max;
+using std::min;
+
+inline void __syncthreads() { emu::barrier(0, (int)emu::threads.size()); }
+[[noreturn]] inline void __trap() { emu::fail("__trap"); }
+inline int atomicAdd(int *p, int v)   // fibers switch only at barriers: already atomic
+{
+    int old = *p;
+    *p = old + v;
+    return old;
+}
+inline float __shfl_xor_sync(unsigned mask, float v, int o)
+{
+    if (mask != 0xffffffffu) emu::fail("__shfl_xor_sync on part of a warp");
+    int w = emu::warp(), l = emu::lane();
+    memcpy(emu::slot(w, l), &v, sizeof v);
+    emu::warp_barrier();
+    float r;
+    memcpy(&r, emu::slot(w, l ^ o), sizeof r);
+    emu::warp_barrier();
+    return r;
+}
+
+// ---- lib/cuda/ptx.cuh's instructions
+inline void cp_async16(void *dst, const void *src, bool valid)
+{
+    emu::Copy c = {dst, src, valid};
+    if (!emu::cp_late) {
+        if (valid) memcpy(dst, src, 16);
+        else memset(dst, 0, 16);
+    } else {
+        emu::cur->open.push_back(c);
+    }
+}
+inline void cp_async_commit(void)
+{
+    emu::cur->groups.push_back(emu::cur->open);
+    emu::cur->open.clear();
+}
+template <int N> inline void cp_async_wait(void)
+{
+    auto &g = emu::cur->groups;
+    while ((int)g.size() > N) {
+        for (const emu::Copy &c : g.front()) {
+            if (c.valid) memcpy(c.dst, c.src, 16);
+            else memset(c.dst, 0, 16);
+        }
+        g.erase(g.begin());
+    }
+}
+template <bool TRANS> inline void ldmatrix_x4(uint32_t r[4], const __nv_bfloat16 *p)
+{
+    int w = emu::warp(), l = emu::lane();
+    if ((uintptr_t)p % 16) emu::fail("ldmatrix: a row address not 16-byte aligned");
+    emu::slot(w, l)[0] = (uint64_t)(uintptr_t)p;
+    emu::warp_barrier();
+    for (int i = 0; i < 4; i++) {
+        // matrix i's rows come from lanes 8i .. 8i+7; element (row, col) of it:
+        auto at = [&](int row, int col) { return (const __nv_bfloat16 *)(uintptr_t)emu::slot(w, 8 * i + row)[0] + col; };
+        int a = l / 4, b = 2 * (l % 4);
+        r[i] = TRANS ? emu::pack(at(b, a), at(b + 1, a)) : emu::pack(at(a, b), at(a, b + 1));
+    }
+    emu::warp_barrier();
+}
+inline void mma_bf16(float c[4], const uint32_t a[4], const uint32_t b[2])
+{
+    int w = emu::warp(), l = emu::lane();
+    uint64_t *s = emu::slot(w, l);
+    for (int i = 0; i < 4; i++) s[i] = a[i];
+    s[4] = b[0];
+    s[5] = b[1];
+    emu::warp_barrier();
+    // the ISA's fragments: lane L = 4g + t holds A rows g and g + 8 at columns
+    // 2t, 2t+1 (registers 0, 1) and 2t+8, 2t+9 (registers 2, 3); B column g
+    // at rows 2t, 2t+1 (register 0) and 2t+8, 2t+9 (register 1); C rows g,
+    // g + 8 at columns 2t, 2t+1.
+    auto A = [&](int row, int k) {
+        int L = 4 * (row % 8) + (k % 8) / 2, reg = row / 8 + 2 * (k / 8);
+        uint32_t v = (uint32_t)emu::slot(w, L)[reg];
+        return k % 2 ? emu::bf16_hi(v) : emu::bf16_lo(v);
+    };
+    auto B = [&](int k, int col) {
+        int L = 4 * col + (k % 8) / 2, reg = 4 + k / 8;
+        uint32_t v = (uint32_t)emu::slot(w, L)[reg];
+        return k % 2 ? emu::bf16_hi(v) : emu::bf16_lo(v);
+    };
+    emu::WarpProduct &P = emu::products[w];
+    if (P.call != emu::cur->mma_calls) {   // the first lane to get here computes the warp's product
+        float a_[16][16], b_[16][8];
+        for (int r = 0; r < 16; r++)
+            for (int k = 0; k < 16; k++) a_[r][k] = A(r, k);
+        for (int k = 0; k < 16; k++)
+            for (int n = 0; n < 8; n++) b_[k][n] = B(k, n);
+        for (int r = 0; r < 16; r++)
+            for (int n = 0; n < 8; n++) {
+                float sum = 0;
+                for (int k = 0; k < 16; k++) sum += a_[r][k] * b_[k][n];
+                P.d[r][n] = sum;
+            }
+        P.call = emu::cur->mma_calls;
+    }
+    emu::cur->mma_calls++;
+    int g = l / 4, t = l % 4;
+    float d[4];
+    for (int i = 0; i < 4; i++) d[i] = c[i] + P.d[g + 8 * (i / 2)][2 * t + i % 2];
+    emu::warp_barrier();
+    for (int i = 0; i < 4; i++) c[i] = d[i];
+}
+
+// ---- the runtime, on host memory
+#define cudaMalloc emu_cudaMalloc
+#define cudaFree emu_cudaFree
+#define cudaMemcpy(dst, src, n, kind) (memcpy((void *)(dst), (const void *)(src), (n)), cudaSuccess)
+#define cudaMemset(p, v, n) (memset((void *)(p), (v), (n)), cudaSuccess)
+#define cudaDeviceSynchronize() cudaSuccess
+#define cudaGetLastError() cudaSuccess
+#define cudaGetErrorString(e) "(emulated)"
+#define cudaFuncSetAttribute(...) cudaSuccess
+#define cudaGetDeviceCount(n) (*(n) = 1, cudaSuccess)
+template <class T> cudaError_t emu_cudaMalloc(T **p, size_t n)
+{
+    *p = (T *)aligned_alloc(256, (n + 255) / 256 * 256);
+    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+inline cudaError_t emu_cudaFree(void *p)
+{
+    free(p);
+    return cudaSuccess;
+}
+
+#endif
