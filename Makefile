@@ -135,12 +135,14 @@ $(O)/tests/%: $(O)/tests/gpu/%.o $(LIBSIGMA)
 # emulation of the CUDA they use (tests/emu/cuda_emu.h): their index logic
 # checked in `make test` on machines without a GPU.
 ifneq ($(CUDA_LDLIBS),)
-EMU_TESTS := $(O)/tests/grouped_emu
+EMU_TESTS := $(O)/tests/grouped_emu $(O)/tests/attention_emu
 EMU_FLAGS := -std=c++17 -O2 -g -U_FORTIFY_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas \
              $(if $(filter 1,$(WERROR)),-Werror) -include tests/emu/cuda_emu.h -Ilib -I$(CUDA_HOME)/include
-$(O)/tests/grouped_emu: tests/gpu/grouped_check.cu lib/cuda/grouped.cu tests/emu/cuda_emu.h $(wildcard lib/cuda/*.cuh lib/cuda/*.h) $(LIBSIGMA)
+$(O)/tests/grouped_emu: tests/gpu/grouped_check.cu lib/cuda/grouped.cu
+$(O)/tests/attention_emu: tests/gpu/attention_check.cu lib/cuda/flash.cu
+$(EMU_TESTS): tests/emu/cuda_emu.h $(wildcard lib/cuda/*.cuh lib/cuda/*.h) $(LIBSIGMA)
 	@mkdir -p $(@D)
-	$(CXX) $(EMU_FLAGS) -x c++ tests/gpu/grouped_check.cu lib/cuda/grouped.cu -x none $(LDFLAGS) $(LIBSIGMA) $(LDLIBS) -o $@
+	$(CXX) $(EMU_FLAGS) -x c++ $(filter %.cu,$^) -x none $(LDFLAGS) $(LIBSIGMA) $(LDLIBS) -o $@
 endif
 
 # ---- tests -------------------------------------------------------------------
@@ -171,7 +173,8 @@ gpu-progs: all $(GPU_PROGS) $(HELPERS) cuda-check
 
 test-gpu: gpu-progs
 	@if ! nvidia-smi >/dev/null 2>&1; then echo "test-gpu: no GPU visible (nvidia-smi failed)"; exit 1; fi
-	SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) tests/run $(O)/tests/grouped_check $(O)/tests/gpu_check -- tests/gpu/*.t
+	SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) tests/run $(O)/tests/grouped_check $(O)/tests/attention_check $(O)/tests/gpu_check \
+	    -- tests/gpu/*.t
 
 # Proves the CUDA path: a small kernel compiled with the project's flags, run
 # only when a GPU is visible.

@@ -1,128 +1,201 @@
 // Causal grouped-query attention, fused in the manner of FlashAttention-2:
-// the T x T scores never reach device memory. Each block takes 64 query
-// rows (or 64 key rows) of one (sequence, head), 4 warps of 16 rows, and
-// walks the other side in tiles of 64 through shared memory; the products
-// run on the tensor cores (WMMA, bf16 in, fp32 accumulate), the softmax
-// online in fp32. Forward keeps only each row's log-sum-exp. Backward is
-// two kernels, one over key tiles (dK, dV) and one over query tiles (dQ),
-// so that no two blocks add into one element: deterministic, no atomics.
-// Head sizes that are multiples of 16 up to 128; see flash.h.
+// the T x T scores never reach memory, not even shared memory. A block of
+// 4 warps takes 64 query rows (or 64 key rows) of one (sequence, head); each
+// warp owns 16 of them and keeps its operands, scores, probabilities and
+// accumulators in registers as mma.sync fragments (bf16 in, fp32
+// accumulate), walking the other side in tiles of 64 staged through shared
+// memory. The probabilities go from the scores' accumulator fragments
+// straight into the next product's operand fragments (the two layouts
+// coincide), and the online softmax reduces a row across the 4 lanes that
+// hold it. Forward keeps only each row's log-sum-exp. Backward is two
+// kernels, one over key tiles (dK, dV) and one over query tiles (dQ), so no
+// two blocks add into one element: deterministic, no atomics. Head sizes
+// that are multiples of 16 up to 128; see flash.h.
+//
+// Fragment coordinates (lane = 4 g + t): an accumulator c[4] of a 16 x 8
+// tile holds rows g (c[0], c[1]) and g + 8 (c[2], c[3]) at columns 2t, 2t + 1.
 #include "cuda/flash.h"
 
 #include "cuda/common.cuh"
+#include "cuda/ptx.cuh"
 
-#include <mma.h>
-
-using namespace nvcuda;
+#include <math.h>
+#include <string.h>
 
 #define TILE 64
 #define WARPS 4
+#define PAD 8   // shared rows padded by 16 bytes: ldmatrix's 8 rows hit 8 different bank groups
 
-// dst[TILE, HD] (shared) = rows r0 .. r0+TILE of src (row stride ld), zero past T.
-template <int HD> __device__ static void load_tile(bf16 *dst, const bf16 *src, int ld, int r0, int T)
-{
-    const int per_row = HD / 8;   // 16-byte vectors
-    for (int i = threadIdx.x; i < TILE * per_row; i += blockDim.x) {
-        int r = i / per_row, c = (i % per_row) * 8;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (r0 + r < T) v = *(const uint4 *)(src + (size_t)(r0 + r) * ld + c);
-        *(uint4 *)(dst + r * HD + c) = v;
-    }
-}
-typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> FragA;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> FragB;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> FragBt;
-typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> FragC;
-
-// out[16, TILE] (fp32, ld TILE) = a[16, HD] . b[TILE, HD]^T, a and b row-major
-template <int HD> __device__ static void mm_abt(float *out, const bf16 *a, const bf16 *b)
-{
-    for (int j = 0; j < TILE / 16; j++) {
-        FragC c;
-        wmma::fill_fragment(c, 0.0f);
-        for (int kk = 0; kk < HD / 16; kk++) {
-            FragA fa;
-            FragBt fb;
-            wmma::load_matrix_sync(fa, a + kk * 16, HD);
-            wmma::load_matrix_sync(fb, b + j * 16 * HD + kk * 16, HD);
-            wmma::mma_sync(c, fa, fb, c);
-        }
-        wmma::store_matrix_sync(out + j * 16, c, TILE, wmma::mem_row_major);
-    }
-}
-// acc[16, HD] (fp32, ld HD) += a[16, TILE] (ld TILE) . b[TILE, HD], row-major
-template <int HD> __device__ static void mm_acc(float *acc, const bf16 *a, const bf16 *b)
-{
-    for (int j = 0; j < HD / 16; j++) {
-        FragC c;
-        wmma::load_matrix_sync(c, acc + j * 16, HD, wmma::mem_row_major);
-        for (int kk = 0; kk < TILE / 16; kk++) {
-            FragA fa;
-            FragB fb;
-            wmma::load_matrix_sync(fa, a + kk * 16, TILE);
-            wmma::load_matrix_sync(fb, b + kk * 16 * HD + j * 16, HD);
-            wmma::mma_sync(c, fa, fb, c);
-        }
-        wmma::store_matrix_sync(acc + j * 16, c, HD, wmma::mem_row_major);
-    }
-}
-
-// Where each (sequence, head)'s rows start: q, out and dq [N, H*hd]; k
-// [N, KV*hd]; v with row stride ldv.
 struct Heads {
     int T, H, KV, ldv;
     float scale;
 };
 
+// dst[TILE, HD + PAD] (shared) = rows r0 .. r0+TILE of src (row stride ld), zero past T; asynchronous.
+template <int HD> __device__ static inline void stage_rows(bf16 *dst, const bf16 *src, int ld, int r0, int T)
+{
+    const int per_row = HD / 8;   // 16-byte pieces
+    for (int i = threadIdx.x; i < TILE * per_row; i += WARPS * 32) {
+        int r = i / per_row, c = i % per_row * 8;
+        bool valid = r0 + r < T;
+        cp_async16(dst + r * (HD + PAD) + c, valid ? src + (size_t)(r0 + r) * ld + c : src, valid);
+    }
+}
+__device__ static inline void staged(void)
+{
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+}
+
+// A fragments of this warp's 16 rows of a staged tile: f[HD / 16][4].
+template <int HD> __device__ static inline void rows_as_a(uint32_t f[][4], const bf16 *tile, int w, int lane)
+{
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) ldmatrix_x4<false>(f[kk], tile + (w * 16 + lane % 16) * (HD + PAD) + kk * 16 + lane / 16 * 8);
+}
+
+// acc[TILE / 8][4] += a (16 x HD, fragments) . tile^T, tile [TILE, HD] staged:
+// each of the tile's rows is a column of the product.
+template <int HD> __device__ static inline void times_tile_t(float acc[][4], const uint32_t a[][4], const bf16 *tile, int lane)
+{
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++)
+#pragma unroll
+        for (int nj = 0; nj < TILE / 16; nj++) {
+            uint32_t r[4];
+            ldmatrix_x4<false>(r, tile + (nj * 16 + lane % 8 + lane / 16 * 8) * (HD + PAD) + kk * 16 + lane / 8 % 2 * 8);
+            uint32_t b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
+            mma_bf16(acc[2 * nj], a[kk], b0);
+            mma_bf16(acc[2 * nj + 1], a[kk], b1);
+        }
+}
+
+// acc[HD / 8][4] += p (16 x TILE, fragments) . tile, tile [TILE, HD] staged.
+template <int HD> __device__ static inline void times_tile(float acc[][4], const uint32_t p[][4], const bf16 *tile, int lane)
+{
+#pragma unroll
+    for (int kk = 0; kk < TILE / 16; kk++)
+#pragma unroll
+        for (int dj = 0; dj < HD / 16; dj++) {
+            uint32_t r[4];
+            ldmatrix_x4<true>(r, tile + (kk * 16 + lane % 8 + lane / 8 % 2 * 8) * (HD + PAD) + dj * 16 + lane / 16 * 8);
+            uint32_t b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
+            mma_bf16(acc[2 * dj], p[kk], b0);
+            mma_bf16(acc[2 * dj + 1], p[kk], b1);
+        }
+}
+
+__device__ static inline uint32_t pack_bf16(float lo, float hi)
+{
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return u;
+}
+// The accumulators of a 16 x TILE product as the A fragments of the next
+// product (16 x TILE by TILE x n): k step kk takes n8 tiles 2kk and 2kk + 1.
+__device__ static inline void acc_as_a(uint32_t a[][4], const float s[][4])
+{
+#pragma unroll
+    for (int kk = 0; kk < TILE / 16; kk++) {
+        a[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+        a[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+        a[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        a[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+    }
+}
+
+// The sum and the maximum of a row over the 4 lanes (a quad) that hold it.
+__device__ static inline float quad_sum(float v)
+{
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+__device__ static inline float quad_max(float v)
+{
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+
+template <int HD> static constexpr int tiles_bytes(int n) { return n * TILE * (HD + PAD) * (int)sizeof(bf16); }
+
+// ---------------------------------------------------------------- forward
+
 template <int HD>
 __global__ void __launch_bounds__(WARPS * 32) flash_forward_kernel(bf16 *out, float *lse, const bf16 *q, const bf16 *k,
                                                                    const bf16 *v, Heads s)
 {
-    extern __shared__ __align__(128) unsigned char smem[];
-    bf16 *Qs = (bf16 *)smem, *Ks = Qs + TILE * HD, *Vs = Ks + TILE * HD, *Ps = Vs + TILE * HD;   // [TILE, HD] x3, [TILE, TILE]
-    float *Ss = (float *)(Ps + TILE * TILE), *Os = Ss + TILE * TILE;                             // [TILE, TILE], [TILE, HD]
-    float *rm = Os + TILE * HD, *rl = rm + TILE, *ra = rl + TILE;                                // [TILE] max, sum, rescale
+    DYNAMIC_SMEM(unsigned char, smem);
+    bf16 *Qs = (bf16 *)smem, *Ks = Qs + TILE * (HD + PAD), *Vs = Ks + TILE * (HD + PAD);   // [TILE, HD + PAD] each
     const int qb = blockIdx.x, bh = blockIdx.y, b = bh / s.H, h = bh % s.H, kh = h / (s.H / s.KV);
-    const int qd = s.H * HD, kvd = s.KV * HD, w = threadIdx.x / 32, lane = threadIdx.x % 32, q0 = qb * TILE;
+    const int qd = s.H * HD, kvd = s.KV * HD, w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int q0 = qb * TILE, row0 = q0 + w * 16 + g;   // this lane's rows: row0, row0 + 8
     const bf16 *qh = q + (size_t)b * s.T * qd + h * HD, *kh_ = k + (size_t)b * s.T * kvd + kh * HD;
     const bf16 *vh = v + (size_t)b * s.T * s.ldv + kh * HD;
-    load_tile<HD>(Qs, qh, qd, q0, s.T);
-    for (int i = threadIdx.x; i < TILE * HD; i += blockDim.x) Os[i] = 0.0f;
-    for (int i = threadIdx.x; i < TILE; i += blockDim.x) { rm[i] = -INFINITY; rl[i] = 0.0f; }
+    stage_rows<HD>(Qs, qh, qd, q0, s.T);
+    staged();
+    uint32_t qf[HD / 16][4];
+    rows_as_a<HD>(qf, Qs, w, lane);
+    float o[HD / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     for (int kb = 0; kb <= qb; kb++) {
         const int k0 = kb * TILE;
-        __syncthreads();   // the previous tiles are no longer read
-        load_tile<HD>(Ks, kh_, kvd, k0, s.T);
-        load_tile<HD>(Vs, vh, s.ldv, k0, s.T);
-        __syncthreads();
-        mm_abt<HD>(Ss + w * 16 * TILE, Qs + w * 16 * HD, Ks);
-        __syncwarp();
-        for (int r = w * 16; r < w * 16 + 16; r++) {   // online softmax, a row at a time, 2 columns a lane
-            const int qi = q0 + r;
-            float s0 = k0 + lane <= qi ? Ss[r * TILE + lane] * s.scale : -INFINITY;
-            float s1 = k0 + lane + 32 <= qi ? Ss[r * TILE + lane + 32] * s.scale : -INFINITY;
-            float m_old = rm[r], m_new = fmaxf(m_old, warp_max(fmaxf(s0, s1)));   // finite: key k0 <= qi
-            float p0 = __expf(s0 - m_new), p1 = __expf(s1 - m_new), alpha = __expf(m_old - m_new);
-            float sum = warp_sum(p0 + p1);
-            Ps[r * TILE + lane] = __float2bfloat16(p0);
-            Ps[r * TILE + lane + 32] = __float2bfloat16(p1);
-            __syncwarp();
-            if (lane == 0) { rm[r] = m_new; rl[r] = rl[r] * alpha + sum; ra[r] = alpha; }
+        __syncthreads();   // every warp is done with the previous tiles
+        stage_rows<HD>(Ks, kh_, kvd, k0, s.T);
+        stage_rows<HD>(Vs, vh, s.ldv, k0, s.T);
+        staged();
+        float sc[TILE / 8][4] = {};
+        times_tile_t<HD>(sc, qf, Ks, lane);   // S = Q K^T
+        // online softmax of rows row0 (h = 0) and row0 + 8 (h = 1); key k0 <= every row here, so the maxima are finite
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            const int row = row0 + 8 * hh;
+            float mx = -INFINITY;
+#pragma unroll
+            for (int j = 0; j < TILE / 8; j++)
+#pragma unroll
+                for (int c = 0; c < 2; c++) {
+                    float x = k0 + j * 8 + 2 * t + c <= row ? sc[j][2 * hh + c] * s.scale : -INFINITY;
+                    sc[j][2 * hh + c] = x;
+                    mx = fmaxf(mx, x);
+                }
+            const float m_new = fmaxf(m[hh], quad_max(mx)), alpha = __expf(m[hh] - m_new);
+            float sum = 0;
+#pragma unroll
+            for (int j = 0; j < TILE / 8; j++)
+#pragma unroll
+                for (int c = 0; c < 2; c++) {
+                    float p = __expf(sc[j][2 * hh + c] - m_new);
+                    sc[j][2 * hh + c] = p;
+                    sum += p;
+                }
+            l[hh] = l[hh] * alpha + quad_sum(sum);
+            m[hh] = m_new;
+#pragma unroll
+            for (int j = 0; j < HD / 8; j++) {
+                o[j][2 * hh] *= alpha;
+                o[j][2 * hh + 1] *= alpha;
+            }
         }
-        __syncwarp();
-        for (int i = lane; i < 16 * HD; i += 32) Os[w * 16 * HD + i] *= ra[w * 16 + i / HD];
-        __syncwarp();
-        mm_acc<HD>(Os + w * 16 * HD, Ps + w * 16 * TILE, Vs);
+        uint32_t pf[TILE / 16][4];
+        acc_as_a(pf, sc);
+        times_tile<HD>(o, pf, Vs, lane);   // O += P V
     }
-    __syncwarp();
-    for (int i = lane; i < 16 * HD; i += 32) {
-        int r = w * 16 + i / HD, c = i % HD;
-        if (q0 + r < s.T) out[((size_t)b * s.T + q0 + r) * qd + h * HD + c] = __float2bfloat16(Os[r * HD + c] / rl[r]);
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        const int row = row0 + 8 * hh;
+        if (row >= s.T) continue;
+        bf16 *dst = out + ((size_t)b * s.T + row) * qd + h * HD + 2 * t;
+#pragma unroll
+        for (int j = 0; j < HD / 8; j++)
+            *(__nv_bfloat162 *)(dst + j * 8) = __floats2bfloat162_rn(o[j][2 * hh] / l[hh], o[j][2 * hh + 1] / l[hh]);
+        if (t == 0) lse[(size_t)bh * s.T + row] = m[hh] + logf(l[hh]);
     }
-    if (lane < 16 && q0 + w * 16 + lane < s.T) lse[(size_t)bh * s.T + q0 + w * 16 + lane] = rm[w * 16 + lane] + logf(rl[w * 16 + lane]);
 }
 
-// D[B*H*T] = rowsum(dO * O) per (sequence, head, position): one warp each.
+// ---------------------------------------------------------------- backward
+
+// D[n, h] = dO . O of each row (the softmax backward's row term).
 __global__ void flash_rowdot(float *D, const bf16 *dout, const bf16 *out, int N, int H, int hd)
 {
     int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -132,122 +205,150 @@ __global__ void flash_rowdot(float *D, const bf16 *dout, const bf16 *out, int N,
     float s = 0;
     for (int i = lane; i < hd; i += 32) s += __bfloat162float(a[i]) * __bfloat162float(o[i]);
     s = warp_sum(s);
-    if (lane == 0) D[r] = s;   // indexed [n, h]; the kernels read it as such
+    if (lane == 0) D[r] = s;
 }
 
-// dK_h, dV_h [B*H, T, HD] (fp32, per query head; the caller sums each
-// group) for one tile of 64 keys, over the query tiles at and after it.
+// One block per 64 keys: over the query tiles from the diagonal on,
+//   S^T = K Q^T, P^T = exp(scale S^T - lse), dV += P^T dO,
+//   dP^T = V dO^T, dS^T = P^T (dP^T - D), dK += scale dS^T Q.
 template <int HD>
 __global__ void __launch_bounds__(WARPS * 32) flash_dkdv_kernel(float *dkh, float *dvh, const bf16 *q, const bf16 *k, const bf16 *v,
                                                                 const bf16 *dout, const float *lse, const float *D, Heads s)
 {
-    extern __shared__ __align__(128) unsigned char smem[];
-    bf16 *Ks = (bf16 *)smem, *Vs = Ks + TILE * HD, *Qs = Vs + TILE * HD, *dOs = Qs + TILE * HD, *Ps = dOs + TILE * HD;
-    float *Ss = (float *)(Ps + TILE * TILE), *dKs = Ss + TILE * TILE, *dVs = dKs + TILE * HD, *ls = dVs + TILE * HD, *Ds = ls + TILE;
+    DYNAMIC_SMEM(unsigned char, smem);
+    bf16 *Ks = (bf16 *)smem, *Vs = Ks + TILE * (HD + PAD), *Qs = Vs + TILE * (HD + PAD), *dOs = Qs + TILE * (HD + PAD);
+    float *ls = (float *)(dOs + TILE * (HD + PAD)), *Ds = ls + TILE;   // [TILE] each: the query rows' lse and D
     const int kb = blockIdx.x, bh = blockIdx.y, b = bh / s.H, h = bh % s.H, kh = h / (s.H / s.KV);
-    const int qd = s.H * HD, kvd = s.KV * HD, w = threadIdx.x / 32, lane = threadIdx.x % 32, k0 = kb * TILE;
-    const int nq = (s.T + TILE - 1) / TILE;
+    const int qd = s.H * HD, kvd = s.KV * HD, w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int k0 = kb * TILE, key0 = k0 + w * 16 + g, nq = (s.T + TILE - 1) / TILE;   // this lane's keys: key0, key0 + 8
     const bf16 *qh = q + (size_t)b * s.T * qd + h * HD, *doh = dout + (size_t)b * s.T * qd + h * HD;
-    load_tile<HD>(Ks, k + (size_t)b * s.T * kvd + kh * HD, kvd, k0, s.T);
-    load_tile<HD>(Vs, v + (size_t)b * s.T * s.ldv + kh * HD, s.ldv, k0, s.T);
-    for (int i = threadIdx.x; i < TILE * HD; i += blockDim.x) dKs[i] = dVs[i] = 0.0f;
+    stage_rows<HD>(Ks, k + (size_t)b * s.T * kvd + kh * HD, kvd, k0, s.T);
+    stage_rows<HD>(Vs, v + (size_t)b * s.T * s.ldv + kh * HD, s.ldv, k0, s.T);
+    staged();
+    float dk[HD / 8][4] = {}, dv[HD / 8][4] = {};
     for (int qb = kb; qb < nq; qb++) {
         const int q0 = qb * TILE;
         __syncthreads();
-        load_tile<HD>(Qs, qh, qd, q0, s.T);
-        load_tile<HD>(dOs, doh, qd, q0, s.T);
-        for (int i = threadIdx.x; i < TILE; i += blockDim.x) {   // lse and D of these query rows
+        stage_rows<HD>(Qs, qh, qd, q0, s.T);
+        stage_rows<HD>(dOs, doh, qd, q0, s.T);
+        for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
             int qi = q0 + i;
             ls[i] = qi < s.T ? lse[(size_t)bh * s.T + qi] : 0.0f;
             Ds[i] = qi < s.T ? D[((size_t)b * s.T + qi) * s.H + h] : 0.0f;
         }
-        __syncthreads();
-        float *St = Ss + w * 16 * TILE;   // this warp's 16 keys x 64 queries
-        bf16 *Pt = Ps + w * 16 * TILE;
-        mm_abt<HD>(St, Ks + w * 16 * HD, Qs);   // S^T = K Q^T
-        __syncwarp();
-        for (int i = lane; i < 16 * TILE; i += 32) {
-            int r = i / TILE, c = i % TILE, kj = k0 + w * 16 + r, qi = q0 + c;
-            Pt[i] = __float2bfloat16(kj <= qi && qi < s.T ? __expf(St[i] * s.scale - ls[c]) : 0.0f);
+        staged();
+        float st[TILE / 8][4] = {}, dpt[TILE / 8][4] = {};
+        {   // the warp's keys and values as A fragments, reloaded each time: fewer live registers
+            uint32_t f[HD / 16][4];
+            rows_as_a<HD>(f, Ks, w, lane);
+            times_tile_t<HD>(st, f, Qs, lane);    // S^T
+            rows_as_a<HD>(f, Vs, w, lane);
+            times_tile_t<HD>(dpt, f, dOs, lane);  // dP^T
         }
-        __syncwarp();
-        mm_acc<HD>(dVs + w * 16 * HD, Pt, dOs);   // dV += P^T dO
-        mm_abt<HD>(St, Vs + w * 16 * HD, dOs);    // dP^T = V dO^T
-        __syncwarp();
-        for (int i = lane; i < 16 * TILE; i += 32) Pt[i] = __float2bfloat16(__bfloat162float(Pt[i]) * (St[i] - Ds[i % TILE]));
-        __syncwarp();
-        mm_acc<HD>(dKs + w * 16 * HD, Pt, Qs);    // dK += dS^T Q (scale below)
+#pragma unroll
+        for (int j = 0; j < TILE / 8; j++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int c = j * 8 + 2 * t + i % 2, qi = q0 + c, key = key0 + 8 * (i / 2);
+                float p = key <= qi && qi < s.T ? __expf(st[j][i] * s.scale - ls[c]) : 0.0f;
+                st[j][i] = p;
+                dpt[j][i] = p * (dpt[j][i] - Ds[c]);   // dS^T
+            }
+        uint32_t pf[TILE / 16][4], dsf[TILE / 16][4];
+        acc_as_a(pf, st);
+        acc_as_a(dsf, dpt);
+        times_tile<HD>(dv, pf, dOs, lane);   // dV += P^T dO
+        times_tile<HD>(dk, dsf, Qs, lane);   // dK += dS^T Q
     }
-    __syncwarp();
-    for (int i = lane; i < 16 * HD; i += 32) {
-        int r = w * 16 + i / HD, c = i % HD;
-        if (k0 + r < s.T) {
-            size_t at = ((size_t)bh * s.T + k0 + r) * HD + c;
-            dkh[at] = dKs[r * HD + c] * s.scale;
-            dvh[at] = dVs[r * HD + c];
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        const int key = key0 + 8 * hh;
+        if (key >= s.T) continue;
+        size_t at = ((size_t)bh * s.T + key) * HD + 2 * t;
+#pragma unroll
+        for (int j = 0; j < HD / 8; j++) {
+            *(float2 *)(dkh + at + j * 8) = make_float2(dk[j][2 * hh] * s.scale, dk[j][2 * hh + 1] * s.scale);
+            *(float2 *)(dvh + at + j * 8) = make_float2(dv[j][2 * hh], dv[j][2 * hh + 1]);
         }
     }
 }
 
-// dQ [N, H*HD] (bf16) for one tile of 64 queries, over the key tiles up to it.
+// One block per 64 queries: over the key tiles up to the diagonal,
+//   S = Q K^T, P = exp(scale S - lse), dP = dO V^T, dS = P (dP - D), dQ += scale dS K.
 template <int HD>
 __global__ void __launch_bounds__(WARPS * 32) flash_dq_kernel(bf16 *dq, const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *dout,
                                                               const float *lse, const float *D, Heads s)
 {
-    extern __shared__ __align__(128) unsigned char smem[];
-    bf16 *Qs = (bf16 *)smem, *dOs = Qs + TILE * HD, *Ks = dOs + TILE * HD, *Vs = Ks + TILE * HD, *Ps = Vs + TILE * HD;
-    float *Ss = (float *)(Ps + TILE * TILE), *dQs = Ss + TILE * TILE, *ls = dQs + TILE * HD, *Ds = ls + TILE;
+    DYNAMIC_SMEM(unsigned char, smem);
+    bf16 *Qs = (bf16 *)smem, *dOs = Qs + TILE * (HD + PAD), *Ks = dOs + TILE * (HD + PAD), *Vs = Ks + TILE * (HD + PAD);
     const int qb = blockIdx.x, bh = blockIdx.y, b = bh / s.H, h = bh % s.H, kh = h / (s.H / s.KV);
-    const int qd = s.H * HD, kvd = s.KV * HD, w = threadIdx.x / 32, lane = threadIdx.x % 32, q0 = qb * TILE;
-    load_tile<HD>(Qs, q + (size_t)b * s.T * qd + h * HD, qd, q0, s.T);
-    load_tile<HD>(dOs, dout + (size_t)b * s.T * qd + h * HD, qd, q0, s.T);
-    for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
-        int qi = q0 + i;
-        ls[i] = qi < s.T ? lse[(size_t)bh * s.T + qi] : 0.0f;
-        Ds[i] = qi < s.T ? D[((size_t)b * s.T + qi) * s.H + h] : 0.0f;
+    const int qd = s.H * HD, kvd = s.KV * HD, w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int q0 = qb * TILE, row0 = q0 + w * 16 + g;
+    const bf16 *kh_ = k + (size_t)b * s.T * kvd + kh * HD, *vh = v + (size_t)b * s.T * s.ldv + kh * HD;
+    stage_rows<HD>(Qs, q + (size_t)b * s.T * qd + h * HD, qd, q0, s.T);
+    stage_rows<HD>(dOs, dout + (size_t)b * s.T * qd + h * HD, qd, q0, s.T);
+    staged();
+    float lr[2], dr[2];   // lse and D of this lane's rows
+    for (int hh = 0; hh < 2; hh++) {
+        int row = row0 + 8 * hh;
+        lr[hh] = row < s.T ? lse[(size_t)bh * s.T + row] : 0.0f;
+        dr[hh] = row < s.T ? D[((size_t)b * s.T + row) * s.H + h] : 0.0f;
     }
-    for (int i = threadIdx.x; i < TILE * HD; i += blockDim.x) dQs[i] = 0.0f;
+    float acc[HD / 8][4] = {};
     for (int kb = 0; kb <= qb; kb++) {
         const int k0 = kb * TILE;
         __syncthreads();
-        load_tile<HD>(Ks, k + (size_t)b * s.T * kvd + kh * HD, kvd, k0, s.T);
-        load_tile<HD>(Vs, v + (size_t)b * s.T * s.ldv + kh * HD, s.ldv, k0, s.T);
-        __syncthreads();
-        float *Sw = Ss + w * 16 * TILE;
-        bf16 *Pw = Ps + w * 16 * TILE;
-        mm_abt<HD>(Sw, Qs + w * 16 * HD, Ks);   // S = Q K^T
-        __syncwarp();
-        for (int i = lane; i < 16 * TILE; i += 32) {
-            int r = w * 16 + i / TILE, c = i % TILE, qi = q0 + r;
-            Pw[i] = __float2bfloat16(k0 + c <= qi && qi < s.T ? __expf(Sw[i] * s.scale - ls[r]) : 0.0f);
+        stage_rows<HD>(Ks, kh_, kvd, k0, s.T);
+        stage_rows<HD>(Vs, vh, s.ldv, k0, s.T);
+        staged();
+        float sc[TILE / 8][4] = {}, dp[TILE / 8][4] = {};
+        {
+            uint32_t f[HD / 16][4];
+            rows_as_a<HD>(f, Qs, w, lane);
+            times_tile_t<HD>(sc, f, Ks, lane);   // S
+            rows_as_a<HD>(f, dOs, w, lane);
+            times_tile_t<HD>(dp, f, Vs, lane);   // dP
         }
-        __syncwarp();
-        mm_abt<HD>(Sw, dOs + w * 16 * HD, Vs);  // dP = dO V^T
-        __syncwarp();
-        for (int i = lane; i < 16 * TILE; i += 32) Pw[i] = __float2bfloat16(__bfloat162float(Pw[i]) * (Sw[i] - Ds[w * 16 + i / TILE]));
-        __syncwarp();
-        mm_acc<HD>(dQs + w * 16 * HD, Pw, Ks);   // dQ += dS K (scale below)
+#pragma unroll
+        for (int j = 0; j < TILE / 8; j++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int key = k0 + j * 8 + 2 * t + i % 2, hh = i / 2, row = row0 + 8 * hh;
+                float p = key <= row && row < s.T ? __expf(sc[j][i] * s.scale - lr[hh]) : 0.0f;
+                dp[j][i] = p * (dp[j][i] - dr[hh]);   // dS
+            }
+        uint32_t dsf[TILE / 16][4];
+        acc_as_a(dsf, dp);
+        times_tile<HD>(acc, dsf, Ks, lane);   // dQ += dS K
     }
-    __syncwarp();
-    for (int i = lane; i < 16 * HD; i += 32) {
-        int r = w * 16 + i / HD, c = i % HD;
-        if (q0 + r < s.T) dq[((size_t)b * s.T + q0 + r) * qd + h * HD + c] = __float2bfloat16(dQs[r * HD + c] * s.scale);
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        const int row = row0 + 8 * hh;
+        if (row >= s.T) continue;
+        bf16 *dst = dq + ((size_t)b * s.T + row) * qd + h * HD + 2 * t;
+#pragma unroll
+        for (int j = 0; j < HD / 8; j++)
+            *(__nv_bfloat162 *)(dst + j * 8) = __floats2bfloat162_rn(acc[j][2 * hh] * s.scale, acc[j][2 * hh + 1] * s.scale);
     }
 }
 
-template <int HD> static size_t smem_forward() { return (3 * TILE * HD + TILE * TILE) * 2 + (TILE * TILE + TILE * HD + 3 * TILE) * 4; }
-template <int HD> static size_t smem_dkdv() { return (4 * TILE * HD + TILE * TILE) * 2 + (TILE * TILE + 2 * TILE * HD + 2 * TILE) * 4; }
-template <int HD> static size_t smem_dq() { return (4 * TILE * HD + TILE * TILE) * 2 + (TILE * TILE + TILE * HD + 2 * TILE) * 4; }
+// ---------------------------------------------------------------- launches
+
+template <class K> static void allow_smem(K kernel, int bytes, int *ready)
+{
+    if (*ready) return;
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    *ready = 1;
+}
 
 template <int HD> static void forward(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, Heads s)
 {
     static int ready;
-    if (!ready) {
-        CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_forward<HD>()));
-        ready = 1;
-    }
+    auto kernel = flash_forward_kernel<HD>;
+    const int bytes = tiles_bytes<HD>(3);
+    allow_smem(kernel, bytes, &ready);
     dim3 grid((s.T + TILE - 1) / TILE, B * s.H);
-    flash_forward_kernel<HD><<<grid, WARPS * 32, smem_forward<HD>()>>>(out, lse, q, k, v, s);
+    LAUNCH(kernel, grid, WARPS * 32, bytes, out, lse, q, k, v, s);
     LAUNCHED();
 }
 
@@ -255,30 +356,30 @@ template <int HD>
 static void backward(bf16 *dq, float *dkh, float *dvh, float *D, const bf16 *dout, const bf16 *out, const bf16 *q, const bf16 *k,
                      const bf16 *v, const float *lse, int B, Heads s)
 {
-    static int ready;
-    if (!ready) {
-        CUDA_CHECK(cudaFuncSetAttribute(flash_dkdv_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_dkdv<HD>()));
-        CUDA_CHECK(cudaFuncSetAttribute(flash_dq_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_dq<HD>()));
-        ready = 1;
-    }
+    static int ready_kv, ready_q;
+    auto dkdv = flash_dkdv_kernel<HD>;
+    auto dqk = flash_dq_kernel<HD>;
+    const int bytes_kv = tiles_bytes<HD>(4) + 2 * TILE * (int)sizeof(float), bytes_q = tiles_bytes<HD>(4);
+    allow_smem(dkdv, bytes_kv, &ready_kv);
+    allow_smem(dqk, bytes_q, &ready_q);
     int N = B * s.T;
-    flash_rowdot<<<(N * s.H + 7) / 8, 256>>>(D, dout, out, N, s.H, HD);
+    LAUNCH(flash_rowdot, (N * s.H + 7) / 8, 256, 0, D, dout, out, N, s.H, HD);
     dim3 grid((s.T + TILE - 1) / TILE, B * s.H);
-    flash_dkdv_kernel<HD><<<grid, WARPS * 32, smem_dkdv<HD>()>>>(dkh, dvh, q, k, v, dout, lse, D, s);
-    flash_dq_kernel<HD><<<grid, WARPS * 32, smem_dq<HD>()>>>(dq, q, k, v, dout, lse, D, s);
+    LAUNCH(dkdv, grid, WARPS * 32, bytes_kv, dkh, dvh, q, k, v, dout, lse, D, s);
+    LAUNCH(dqk, grid, WARPS * 32, bytes_q, dq, q, k, v, dout, lse, D, s);
     LAUNCHED();
 }
 
 extern "C" int flash_supported(int hd) { return hd == 16 || hd == 32 || hd == 64 || hd == 96 || hd == 128; }
 
-#define DISPATCH(hd, call)                       \
-    switch (hd) {                                \
-    case 16: { const int HDV = 16; call; } break;   \
-    case 32: { const int HDV = 32; call; } break;   \
-    case 64: { const int HDV = 64; call; } break;   \
-    case 96: { const int HDV = 96; call; } break;   \
-    case 128: { const int HDV = 128; call; } break; \
-    default: BUG("flash attention for head size %d", hd); \
+#define DISPATCH(hd, call)                                    \
+    switch (hd) {                                             \
+    case 16: { const int HDV = 16; call; } break;             \
+    case 32: { const int HDV = 32; call; } break;             \
+    case 64: { const int HDV = 64; call; } break;             \
+    case 96: { const int HDV = 96; call; } break;             \
+    case 128: { const int HDV = 128; call; } break;           \
+    default: BUG("flash attention for head size %d", hd);    \
     }
 
 extern "C" void flash_attention_forward(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int ldv, int B, int T,

@@ -818,10 +818,12 @@ extern "C" GpuModel *gpu_model_create(const Model *host, const Config *alloc, in
     g->Tmax = T;
     g->recompute = recompute;
     g->verbose = verbose;
-    // SIGMA_ATTENTION=flash: the fused kernels (flash.cu). Correct, and far
-    // lighter on memory, but on an H200 they measured at half the speed of
-    // cuBLAS's products around a softmax kernel (bench/gpu.md), so those are
-    // the default until the fused kernels keep their accumulators in registers.
+    // SIGMA_ATTENTION=flash: the fused kernels (flash.cu), far lighter on
+    // memory. Their first version (WMMA, scores through shared memory)
+    // measured at half the speed of cuBLAS's products around a softmax
+    // kernel on an H200 (bench/gpu.md); the present one keeps every operand
+    // in registers but has not run on a GPU, so cuBLAS stays the default
+    // until it is measured.
     const char *att = getenv("SIGMA_ATTENTION");
     g->flash = flash_supported(alloc->head_dim) && att && !strcmp(att, "flash");
     // SIGMA_EXPERTS=grouped: the device-side sort and grouped products

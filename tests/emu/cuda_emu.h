@@ -223,6 +223,7 @@ using std::min;
 
 inline void __syncthreads() { emu::barrier(0, (int)emu::threads.size()); }
 [[noreturn]] inline void __trap() { emu::fail("__trap"); }
+inline float __expf(float x) { return expf(x); }
 inline int atomicAdd(int *p, int v)   // fibers switch only at barriers: already atomic
 {
     int old = *p;
