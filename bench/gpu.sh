@@ -5,9 +5,10 @@
 # Shapes: the nano preset, and a 4-layer slice of the real sigma-moe-tiny
 # (d 1536, 16/4 heads of 96, 96 experts of 768, top-1, vocabulary 200064).
 # Prints JSON lines, then a markdown table for bench/gpu.md, then the time
-# per phase of sigma's step (CUDA events). sigma runs twice: the experts
-# as per-expert cuBLAS products (the default) and as grouped kernels
-# (SIGMA_EXPERTS=grouped). Needs a GPU, torch and
+# per phase of sigma's step (CUDA events). sigma runs three ways: the
+# default (per-expert cuBLAS products, cuBLAS attention), grouped expert
+# kernels (SIGMA_EXPERTS=grouped), and those with the fused attention
+# (SIGMA_ATTENTION=flash). Needs a GPU, torch and
 # transformers; COMPILE=0 leaves torch.compile out (it compiles for minutes).
 #   sh bench/gpu.sh [OUTDIR]
 set -u
@@ -31,9 +32,11 @@ $(shape "$name")
 EOS
     set -- $size
     preset=$1 B=$2 T=$3
-    if [ "$mode" = sigma ] || [ "$mode" = grouped ]; then
-        experts=cublas; [ "$mode" = grouped ] && experts=grouped
-        SIGMA_EXPERTS=$experts timeout "$TLIMIT" "$bin/gpu_bench" "$preset" "$B" "$T" "$STEPS" $extra --profile \
+    if [ "$mode" = sigma ] || [ "$mode" = grouped ] || [ "$mode" = fused ]; then
+        experts=grouped attention=cublas
+        [ "$mode" = sigma ] && experts=cublas
+        [ "$mode" = fused ] && attention=flash
+        SIGMA_EXPERTS=$experts SIGMA_ATTENTION=$attention timeout "$TLIMIT" "$bin/gpu_bench" "$preset" "$B" "$T" "$STEPS" $extra --profile \
             >"$out/$name.$mode.json" 2>"$out/$name.$mode.profile.md" ||
             echo "{\"impl\": \"sigma-cuda\", \"error\": \"exit $?\"}" >>"$out/$name.$mode.json"
     else
@@ -43,7 +46,7 @@ EOS
     tail -n 1 "$out/$name.$mode.json"
 }
 # torch.compile last: it compiles for minutes
-modes="sigma grouped eager"
+modes="sigma grouped fused eager"
 [ "$COMPILE" = 1 ] && modes="$modes compile"
 for mode in $modes; do for name in nano tiny4; do run "$mode" "$name"; done; done
 
@@ -53,9 +56,13 @@ echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for name in nano tiny4; do
     e=$(tail -n 1 "$out/$name.eager.json")
     c=$(tail -n 1 "$out/$name.compile.json" 2>/dev/null || echo '{}')
-    for mode in sigma grouped; do
+    for mode in sigma grouped fused; do
         s=$(tail -n 1 "$out/$name.$mode.json")
-        impl="sigma CUDA, per-expert cuBLAS"; [ "$mode" = grouped ] && impl="sigma CUDA, grouped experts"
+        case $mode in
+        sigma) impl="sigma CUDA, per-expert cuBLAS" ;;
+        grouped) impl="sigma CUDA, grouped experts" ;;
+        fused) impl="sigma CUDA, grouped experts + fused attention" ;;
+        esac
         jq -rn --argjson s "$s" --argjson e "$e" --argjson c "$c" --arg n "$name" --arg impl "$impl" '
             def r(x): if x == null then "-" else (x * 100 | round / 100 | tostring) + "x" end;
             ($s.tokens_per_s // null) as $st | ($e.tokens_per_s // null) as $et | ($c.tokens_per_s // null) as $ct |
@@ -66,6 +73,6 @@ for name in nano tiny4; do
         "| \($n) | PyTorch eager | \($et // $e.error) | \($e.ms_per_step // "-") | 1x | | | |",
         "| \($n) | PyTorch torch.compile | \($ct // $c.error // "not run") | \($c.ms_per_step // "-") | | 1x | | |"'
 done
-for name in nano tiny4; do for mode in sigma grouped; do
+for name in nano tiny4; do for mode in sigma grouped fused; do
     echo; echo "sigma ($mode), $name:"; cat "$out/$name.$mode.profile.md"
 done; done
