@@ -131,18 +131,23 @@ GPU_PROGS := $(patsubst tests/gpu/%.cu,$(O)/tests/%,$(GPU_SRC:tests/gpu/%.c=$(O)
 $(O)/tests/%: $(O)/tests/gpu/%.o $(LIBSIGMA)
 	$(CC) $(LDFLAGS) $< $(LIBSIGMA) $(LDLIBS) $(CUDA_LDLIBS) -o $@
 
-# The hand-written kernels' GPU test built for the host against a CPU
-# emulation of the CUDA they use (tests/emu/cuda_emu.h): their index logic
-# checked in `make test` on machines without a GPU.
+# The GPU tests built for the host against a CPU emulation of the CUDA and
+# cuBLAS they use (tests/emu/cuda_emu.h), so that `make test` checks the
+# CUDA core's logic on machines without a GPU: the hand-written kernels
+# against their references, and the whole CUDA model against the CPU's.
 ifneq ($(CUDA_LDLIBS),)
-EMU_TESTS := $(O)/tests/grouped_emu $(O)/tests/attention_emu
+EMU_TESTS := $(O)/tests/grouped_emu $(O)/tests/attention_emu $(O)/tests/gpu_check_emu
 EMU_FLAGS := -std=c++17 -O2 -g -U_FORTIFY_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas \
              $(if $(filter 1,$(WERROR)),-Werror) -include tests/emu/cuda_emu.h -Ilib -I$(CUDA_HOME)/include
 $(O)/tests/grouped_emu: tests/gpu/grouped_check.cu lib/cuda/grouped.cu
 $(O)/tests/attention_emu: tests/gpu/attention_check.cu lib/cuda/flash.cu
+$(O)/tests/gpu_check_emu: $(O)/tests/emu/gpu_check.o $(CUDA_SRC)
+$(O)/tests/emu/gpu_check.o: tests/gpu/gpu_check.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -DSIGMA_EMU -c $< -o $@
 $(EMU_TESTS): tests/emu/cuda_emu.h $(wildcard lib/cuda/*.cuh lib/cuda/*.h) $(LIBSIGMA)
 	@mkdir -p $(@D)
-	$(CXX) $(EMU_FLAGS) -x c++ $(filter %.cu,$^) -x none $(LDFLAGS) $(LIBSIGMA) $(LDLIBS) -o $@
+	$(CXX) $(EMU_FLAGS) -x c++ $(filter %.cu,$^) -x none $(filter %.o,$^) $(LDFLAGS) $(LIBSIGMA) $(LDLIBS) -o $@
 endif
 
 # ---- tests -------------------------------------------------------------------

@@ -1,7 +1,7 @@
-// A CPU emulation of the CUDA that sigma's hand-written kernels use, so that
-// their index logic (tiles, fragments, pipelines, bounds) is tested on a
-// machine without a GPU. Forced into a host C++ build of a kernel source
-// (g++ -DSIGMA_EMU -include tests/emu/cuda_emu.h -x c++ lib/cuda/grouped.cu).
+// A CPU emulation of the CUDA that sigma's kernels use, so that their logic
+// (tiles, fragments, pipelines, bounds, and the CUDA model around them) is
+// tested on a machine without a GPU. Forced into a host C++ build of the
+// CUDA sources (g++ -include tests/emu/cuda_emu.h -x c++ lib/cuda/*.cu).
 //
 // Each thread of a block is a fiber on one OS thread (started by ucontext,
 // switched by _setjmp/_longjmp, which leave the signal mask alone and so
@@ -23,11 +23,20 @@
 // a barrier missing between warps shows. Dynamic shared memory starts as
 // 0xff bytes (NaN) in every block.
 //
+// Launches are checked as the hardware would refuse them: more than 1024
+// threads, grid y or z beyond 65535, more dynamic shared memory than 48 KiB
+// or than cudaFuncSetAttribute allowed (at most 227 KiB), misaligned
+// ldmatrix and cp.async addresses. Device memory is host memory; the
+// runtime calls sigma makes are plain copies; cuBLAS's two products are
+// computed column-major as cuBLAS defines them, fp32 accumulation. So the
+// whole CUDA model (gpu_model.cu) runs here too.
+//
 // Not emulated: timing, memory ordering beyond barriers, global atomics on
-// floats, anything the kernels here do not use.
+// floats, register limits, anything sigma's kernels do not use.
 #ifndef SIGMA_CUDA_EMU_H
 #define SIGMA_CUDA_EMU_H
 
+#include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -67,7 +76,8 @@ struct Thread {
 };
 
 const size_t stack_bytes = 256 * 1024;
-inline std::vector<Thread> threads;
+inline std::vector<Thread *> threads;   // a pool: the first block_threads are this block's
+inline int block_threads;
 inline Thread *cur;
 inline jmp_buf scheduler;
 inline std::function<void()> body;
@@ -101,8 +111,9 @@ inline void barrier(int id, int expected)
 {
     if (++arrivals[id] == expected) {
         arrivals[id] = 0;
-        for (Thread &t : threads)
-            if (t.state == WAITING && t.waiting_on == id) t.state = RUNNABLE;
+        int lo = id ? (id - 1) * 32 : 0, hi = id ? lo + 32 : block_threads;   // a warp's lanes, or the block
+        for (int i = lo; i < hi; i++)
+            if (threads[i]->state == WAITING && threads[i]->waiting_on == id) threads[i]->state = RUNNABLE;
         return;
     }
     cur->state = WAITING;
@@ -111,17 +122,20 @@ inline void barrier(int id, int expected)
 }
 inline void warp_barrier()
 {
-    int n = (int)threads.size();
-    if (n % 32) fail("a warp-wide instruction in a block that is not whole warps");
+    if (block_threads % 32) fail("a warp-wide instruction in a block that is not whole warps");
     barrier(1 + warp(), 32);
 }
 
+// A fiber runs the kernel for one block after another: started once, it
+// waits between blocks where it ended.
 inline void fiber_main()
 {
-    body();
-    if (!cur->open.empty() || !cur->groups.empty()) fail("cp.async copies still pending when the thread ended");
-    cur->state = DONE;
-    _longjmp(scheduler, 1);
+    for (;;) {
+        body();
+        if (!cur->open.empty() || !cur->groups.empty()) fail("cp.async copies still pending when the thread ended");
+        cur->state = DONE;
+        if (!_setjmp(cur->jb)) _longjmp(scheduler, 1);
+    }
 }
 
 // Runs t until it waits or ends.
@@ -137,32 +151,34 @@ __attribute__((noinline)) inline void resume(Thread *t)
 
 inline void run_block()
 {
-    int n = (int)(block_dim.x * block_dim.y * block_dim.z);
-    threads.resize(n);
+    int n = block_threads = (int)(block_dim.x * block_dim.y * block_dim.z);
+    while ((int)threads.size() < n) {
+        Thread *t = new Thread();
+        t->stack = (char *)malloc(stack_bytes);
+        getcontext(&t->ctx);
+        t->ctx.uc_stack.ss_sp = t->stack;
+        t->ctx.uc_stack.ss_size = stack_bytes;
+        t->ctx.uc_link = nullptr;   // fiber_main never returns
+        makecontext(&t->ctx, fiber_main, 0);
+        threads.push_back(t);
+    }
     arrivals.assign(1 + (n + 31) / 32, 0);
     exchange.assign((size_t)((n + 31) / 32) * 32 * 8, 0);
     products.assign((n + 31) / 32, WarpProduct{~0u, {}});
     std::fill(dyn_smem.begin(), dyn_smem.end(), 0xff);
     for (int i = 0; i < n; i++) {
-        Thread &t = threads[i];
-        if (!t.stack) t.stack = (char *)malloc(stack_bytes);
+        Thread &t = *threads[i];
         t.state = RUNNABLE;
-        t.started = 0;
         t.mma_calls = 0;
         t.linear = i;
         t.idx = make_uint3(i % block_dim.x, i / block_dim.x % block_dim.y, i / (block_dim.x * block_dim.y));
         t.groups.clear();
         t.open.clear();
-        getcontext(&t.ctx);
-        t.ctx.uc_stack.ss_sp = t.stack;
-        t.ctx.uc_stack.ss_size = stack_bytes;
-        t.ctx.uc_link = nullptr;   // fiber_main never returns
-        makecontext(&t.ctx, fiber_main, 0);
     }
     for (int done = 0; done < n;) {
         bool ran = false;
         for (int i = 0; i < n; i++) {
-            Thread &t = threads[skewed ? n - 1 - i : i];
+            Thread &t = *threads[skewed ? n - 1 - i : i];
             if (t.state != RUNNABLE) continue;
             resume(&t);
             ran = true;
@@ -174,9 +190,23 @@ inline void run_block()
     cur = nullptr;
 }
 
-template <class F> void launch(dim3 grid, dim3 block, size_t smem, F kernel)
+// Dynamic shared memory a kernel may ask for: 48 KiB, or what
+// cudaFuncSetAttribute allowed it, up to the 227 KiB of a Hopper SM.
+inline std::vector<std::pair<const void *, size_t>> smem_allowed;
+inline void allow_smem(const void *kernel, size_t bytes)
+{
+    if (bytes > 227 * 1024) fail("cudaFuncSetAttribute: more than 227 KiB of shared memory");
+    smem_allowed.push_back({kernel, bytes});
+}
+
+template <class F> void launch(const void *entry, dim3 grid, dim3 block, size_t smem, F kernel)
 {
     if (block.x * block.y * block.z > 1024) fail("more than 1024 threads in a block");
+    if (grid.y > 65535 || grid.z > 65535) fail("a grid's y or z beyond 65535");
+    size_t allowed = 48 * 1024;
+    for (auto &a : smem_allowed)
+        if (a.first == entry) allowed = std::max(allowed, a.second);
+    if (smem > allowed) fail("a launch asks for more dynamic shared memory than the kernel was allowed");
     grid_dim = grid;
     block_dim = block;
     dyn_smem.assign(smem + 16, 0xff);
@@ -217,11 +247,18 @@ inline uint32_t pack(const __nv_bfloat16 *lo, const __nv_bfloat16 *hi)
 #undef __launch_bounds__
 #define __launch_bounds__(...)
 #define DYNAMIC_SMEM(type, name) type *name = (type *)(void *)emu::dyn_smem.data()
-#define LAUNCH(kernel, grid, block, smem, ...) emu::launch(dim3(grid), dim3(block), (smem), [=] { kernel(__VA_ARGS__); })
+#define LAUNCH(kernel, grid, block, smem, ...) \
+    emu::launch((const void *)(kernel), dim3(grid), dim3(block), (smem), [=] { kernel(__VA_ARGS__); })
 using std::max;
 using std::min;
 
-inline void __syncthreads() { emu::barrier(0, (int)emu::threads.size()); }
+inline void __syncthreads() { emu::barrier(0, emu::block_threads); }
+inline void __syncwarp(unsigned mask = 0xffffffffu)
+{
+    if (mask != 0xffffffffu) emu::fail("__syncwarp on part of a warp");
+    emu::warp_barrier();
+}
+inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 [[noreturn]] inline void __trap() { emu::fail("__trap"); }
 inline float __expf(float x) { return expf(x); }
 inline int atomicAdd(int *p, int v)   // fibers switch only at barriers: already atomic
@@ -230,13 +267,14 @@ inline int atomicAdd(int *p, int v)   // fibers switch only at barriers: already
     *p = old + v;
     return old;
 }
-inline float __shfl_xor_sync(unsigned mask, float v, int o)
+template <class T> T __shfl_xor_sync(unsigned mask, T v, int o)
 {
+    static_assert(sizeof(T) <= sizeof(uint64_t), "a shuffle of at most 8 bytes");
     if (mask != 0xffffffffu) emu::fail("__shfl_xor_sync on part of a warp");
     int w = emu::warp(), l = emu::lane();
     memcpy(emu::slot(w, l), &v, sizeof v);
     emu::warp_barrier();
-    float r;
+    T r;
     memcpy(&r, emu::slot(w, l ^ o), sizeof r);
     emu::warp_barrier();
     return r;
@@ -245,6 +283,7 @@ inline float __shfl_xor_sync(unsigned mask, float v, int o)
 // ---- lib/cuda/ptx.cuh's instructions
 inline void cp_async16(void *dst, const void *src, bool valid)
 {
+    if ((uintptr_t)dst % 16 || (valid && (uintptr_t)src % 16)) emu::fail("cp.async of 16 bytes at an address not 16-byte aligned");
     emu::Copy c = {dst, src, valid};
     if (!emu::cp_late) {
         if (valid) memcpy(dst, src, 16);
@@ -329,15 +368,33 @@ inline void mma_bf16(float c[4], const uint32_t a[4], const uint32_t b[2])
 }
 
 // ---- the runtime, on host memory
+inline cudaError_t emu_ok(void) { return cudaSuccess; }
 #define cudaMalloc emu_cudaMalloc
 #define cudaFree emu_cudaFree
 #define cudaMemcpy(dst, src, n, kind) (memcpy((void *)(dst), (const void *)(src), (n)), cudaSuccess)
 #define cudaMemset(p, v, n) (memset((void *)(p), (v), (n)), cudaSuccess)
-#define cudaDeviceSynchronize() cudaSuccess
-#define cudaGetLastError() cudaSuccess
+#define cudaDeviceSynchronize() emu_ok()
+#define cudaGetLastError() emu_ok()
 #define cudaGetErrorString(e) "(emulated)"
-#define cudaFuncSetAttribute(...) cudaSuccess
+#define cudaFuncSetAttribute(kernel, attr, bytes) (emu::allow_smem((const void *)(kernel), (bytes)), cudaSuccess)
 #define cudaGetDeviceCount(n) (*(n) = 1, cudaSuccess)
+#define cudaMemcpyAsync(dst, src, n, ...) (memcpy((void *)(dst), (const void *)(src), (n)), cudaSuccess)
+#define cudaStreamCreate(s) (*(s) = nullptr, cudaSuccess)
+#define cudaStreamDestroy(s) emu_ok()
+#define cudaEventCreate(e) (*(e) = nullptr, cudaSuccess)
+#define cudaEventDestroy(e) emu_ok()
+#define cudaEventRecord(...) emu_ok()
+#define cudaEventSynchronize(e) emu_ok()
+#define cudaEventElapsedTime(ms, a, b) (*(ms) = 0.0f, cudaSuccess)
+#define cudaGetDeviceProperties(p, dev) emu_device_properties(p)
+inline cudaError_t emu_device_properties(cudaDeviceProp *p)
+{
+    memset(p, 0, sizeof *p);
+    strcpy(p->name, "CPU emulation");
+    p->major = 9;
+    p->totalGlobalMem = (size_t)1 << 34;
+    return cudaSuccess;
+}
 template <class T> cudaError_t emu_cudaMalloc(T **p, size_t n)
 {
     *p = (T *)aligned_alloc(256, (n + 255) / 256 * 256);
@@ -348,5 +405,58 @@ inline cudaError_t emu_cudaFree(void *p)
     free(p);
     return cudaSuccess;
 }
+
+
+// ---- cuBLAS: the two products sigma uses, column-major as cuBLAS defines
+// them, bf16 operands, fp32 accumulation, bf16 or fp32 results
+namespace emu {
+inline char handle_tag;
+inline float load(const void *p, cudaDataType t, size_t i)
+{
+    if (t == CUDA_R_32F) return ((const float *)p)[i];
+    if (t != CUDA_R_16BF) fail("cuBLAS emulation: an operand type other than bf16 and fp32");
+    return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+}
+// C[m, n] = alpha op(A)[m, k] op(B)[k, n] + beta C, column-major
+inline void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha, const void *A, cudaDataType at,
+                 int lda, const void *B, cudaDataType bt, int ldb, float beta, void *C, cudaDataType ct, int ldc)
+{
+    std::vector<float> a((size_t)m * k), b((size_t)k * n), col(m);
+    for (int l = 0; l < k; l++)
+        for (int i = 0; i < m; i++) a[(size_t)l * m + i] = load(A, at, ta == CUBLAS_OP_N ? i + (size_t)l * lda : l + (size_t)i * lda);
+    for (int j = 0; j < n; j++)
+        for (int l = 0; l < k; l++) b[(size_t)j * k + l] = load(B, bt, tb == CUBLAS_OP_N ? l + (size_t)j * ldb : j + (size_t)l * ldb);
+    for (int j = 0; j < n; j++) {
+        std::fill(col.begin(), col.end(), 0.0f);
+        for (int l = 0; l < k; l++) {
+            float bv = b[(size_t)j * k + l];
+            const float *ac = &a[(size_t)l * m];
+            for (int i = 0; i < m; i++) col[i] += ac[i] * bv;
+        }
+        for (int i = 0; i < m; i++) {
+            size_t at_c = i + (size_t)j * ldc;
+            float v = alpha * col[i] + (beta != 0.0f ? beta * load(C, ct, at_c) : 0.0f);
+            if (ct == CUDA_R_32F) ((float *)C)[at_c] = v;
+            else ((__nv_bfloat16 *)C)[at_c] = __float2bfloat16(v);
+        }
+    }
+}
+}   // namespace emu
+#undef cublasCreate
+#undef cublasDestroy
+#undef cublasSetStream
+#define cublasCreate(h) (*(h) = (cublasHandle_t)(void *)&emu::handle_tag, CUBLAS_STATUS_SUCCESS)
+#define cublasDestroy(h) ((void)(h), CUBLAS_STATUS_SUCCESS)
+#define cublasSetStream(h, s) ((void)(h), CUBLAS_STATUS_SUCCESS)
+#define cublasGemmEx(h, ta, tb, m, n, k, alpha, A, at, lda, B, bt, ldb, beta, C, ct, ldc, compute, algo)                        \
+    (emu::gemm(ta, tb, m, n, k, *(const float *)(alpha), A, at, lda, B, bt, ldb, *(const float *)(beta), C, ct, ldc),         \
+     CUBLAS_STATUS_SUCCESS)
+#define cublasGemmBatchedEx(h, ta, tb, m, n, k, alpha, A, at, lda, B, bt, ldb, beta, C, ct, ldc, count, compute, algo)          \
+    ([&] {                                                                                                                     \
+        for (int i_ = 0; i_ < (count); i_++)                                                                                   \
+            emu::gemm(ta, tb, m, n, k, *(const float *)(alpha), ((const void *const *)(A))[i_], at, lda,                      \
+                      ((const void *const *)(B))[i_], bt, ldb, *(const float *)(beta), ((void *const *)(C))[i_], ct, ldc);     \
+        return CUBLAS_STATUS_SUCCESS;                                                                                          \
+    }())
 
 #endif
