@@ -780,10 +780,11 @@ const float *model_logits(const Model *m) { return m->acts->logits; }
 /* ============================ MoE ===================================== */
 
 /* Router: z[N, E] = u . Wr^T, p = softmax(z), lse[N]; then for each token
- * the k experts of largest p (+ bias when on; ties: lower index), a stable
- * counting sort of the N*k assignments by expert, and counts[E]. */
+ * the k experts of largest p (+ bias when on; ties: lower index), or the
+ * forced ones, a stable counting sort of the N*k assignments by expert, and
+ * counts[E]. */
 static void route_forward(Activations *a, int l, float *counts, const float *u, const float *wr, const float *bias,
-                          int N, int d, int E, int k)
+                          const int *forced, int N, int d, int E, int k)
 {
     float *z = a->z[l], *p = a->p[l];
     int *sel = a->sel[l], *order = a->order[l], *row = a->row[l], *offs = a->offs[l];
@@ -797,7 +798,8 @@ static void route_forward(Activations *a, int l, float *counts, const float *u, 
         for (int e = 0; e < E; e++) sum += pn[e] = expf(zn[e] - mx);
         for (int e = 0; e < E; e++) pn[e] = (float)(pn[e] / sum);
         a->lse[l][n] = mx + (float)log(sum);
-        for (int s = 0; s < k; s++) {   /* k passes of argmax: k is small */
+        for (int s = 0; s < k && forced; s++) sel[(size_t)n * k + s] = forced[(size_t)n * k + s];
+        for (int s = 0; s < k && !forced; s++) {   /* k passes of argmax: k is small */
             int best = -1;
             float bv = 0;
             for (int e = 0; e < E; e++) {
@@ -1019,7 +1021,8 @@ Losses model_forward(Model *m, const uint32_t *inputs, const uint32_t *targets, 
         /* MoE block */
         rmsnorm_forward(a->ln2[l], a->r2[l], a->h[l], L->ln2, N, d, c->norm_eps);
         float *counts = m->counts + (size_t)l * E;
-        route_forward(a, l, counts, a->ln2[l], L->router, bo->use_bias ? m->expert_bias + (size_t)l * E : NULL, N, d, E, k);
+        route_forward(a, l, counts, a->ln2[l], L->router, bo->use_bias ? m->expert_bias + (size_t)l * E : NULL, m->forced_sel[l],
+                      N, d, E, k);
         experts_forward(a, l, a->ln2[l], L->expert, k, d, de, E);
         combine_forward(a->x[l + 1], a->h[l], a, l, N, d, E, k);
         balance_forward(&out, a, l, counts, bo, N, E, k);

@@ -116,6 +116,10 @@ typedef struct {
     int n_tensors;
     float *expert_bias;            /* [n_layers * n_experts] aux-loss-free bias (not trained by gradient) */
     float *counts;                 /* [n_layers * n_experts] tokens routed to each expert by the last forward */
+    /* Tests: where set, layer l routes each (token, slot) to the expert
+     * forced_sel[l][n*k + s] instead of its top-k, so that another device's
+     * routing (its near ties tipped by other rounding) can be replayed. */
+    const int *forced_sel[MODEL_MAX_LAYERS];
     Activations *acts;
 } Model;
 

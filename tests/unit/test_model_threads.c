@@ -2,7 +2,8 @@
  * parallel loop splits its work into blocks of fixed size and sums in a
  * fixed order (a split by thread count once changed the router's gradient
  * between one thread and two). Real text as byte tokens, random weights,
- * top-2 and top-1 layers, a loss mask, the top-1 LBL and the z-loss. */
+ * top-2 and top-1 layers, a loss mask, the top-1 LBL and the z-loss. And
+ * forced_sel, with which the GPU test replays the GPU's routing on the CPU. */
 #include "../tap.h"
 #include "base/base.h"
 #include "model/model.h"
@@ -53,6 +54,39 @@ int main(void)
                !memcmp(g1, m.grads, m.n_params * sizeof(float)),
            "%d threads: the same losses, logits and gradients as one thread, bit for bit", threads);
     }
+
+    /* forced_sel, the tests' replay of another device's routing: the model's
+     * own routing replayed gives the same bits; another one is followed */
+    const int L = c.n_layers, E = c.n_experts;
+    int *own[MODEL_MAX_LAYERS], *moved[MODEL_MAX_LAYERS], k[MODEL_MAX_LAYERS];
+    float *counts = xmalloc((size_t)L * E * sizeof(float));
+    memcpy(counts, m.counts, (size_t)L * E * sizeof(float));
+    for (int j = 0; j < L; j++) {
+        const int *sel = model_selection(&m, j, &k[j]);
+        own[j] = xmalloc((size_t)N * k[j] * sizeof(int));
+        moved[j] = xmalloc((size_t)N * k[j] * sizeof(int));
+        memcpy(own[j], sel, (size_t)N * k[j] * sizeof(int));
+        for (int i = 0; i < N * k[j]; i++) moved[j][i] = (own[j][i] + 1) % E;
+        m.forced_sel[j] = own[j];
+    }
+    run(&m, in, tg, mask, B, T, 1, &l);
+    ok(!memcmp(&l, &l1, sizeof l) && !memcmp(g1, m.grads, m.n_params * sizeof(float)),
+       "the model's own routing, forced: the same losses and gradients, bit for bit");
+    for (int j = 0; j < L; j++) m.forced_sel[j] = moved[j];
+    run(&m, in, tg, mask, B, T, 1, &l);
+    int followed = l.ce != l1.ce;
+    for (int j = 0; j < L; j++) {
+        int kk;
+        followed &= !memcmp(model_selection(&m, j, &kk), moved[j], (size_t)N * k[j] * sizeof(int));
+        for (int e = 0; e < E; e++) followed &= m.counts[j * E + (e + 1) % E] == counts[j * E + e];
+    }
+    ok(followed, "another routing, forced: followed (selections, counts), and the loss changes");
+    for (int j = 0; j < L; j++) {
+        m.forced_sel[j] = NULL;
+        free(own[j]);
+        free(moved[j]);
+    }
+    free(counts);
     model_free(&m);
     free(g1);
     free(z1);
