@@ -47,19 +47,19 @@ ok "top-k switch on the GPU (progressive sparsification)" run cuda "$T/p" --step
 is "k per layer before and after the switch" \
     "$(jq -c 'select(.type == "train" and (.step == 9 or .step == 10)) | .topk' "$T/p.jsonl" | tr '\n' ' ')" "[4,2,1,1] [1,1,1,1] "
 
-# ---- the grouped expert products (SIGMA_EXPERTS=grouped): the same curve, the same bits twice ---------
-export SIGMA_EXPERTS=grouped
-ok "200 steps on the GPU with grouped experts" run cuda "$T/gg" --steps 200 --warmup 20 --eval-every 50 --eval-batches 4 \
-    --save-every 200
+# ---- the hand-written kernels (grouped experts, fused attention): the same curve, the same bits twice --
+export SIGMA_EXPERTS=grouped SIGMA_ATTENTION=flash
+ok "200 steps on the GPU with grouped experts and fused attention" run cuda "$T/gg" --steps 200 --warmup 20 --eval-every 50 \
+    --eval-batches 4 --save-every 200
 for w in "0 50" "50 100" "100 150" "150 200"; do
     set -- $w
     c=$(mean "$T/cpu.jsonl" $1 $2 ce); g=$(mean "$T/gg.jsonl" $1 $2 ce)
-    ok "grouped experts, steps $1-$2: mean loss $g follows the CPU's $c (within 3%)" jq -en "($g - $c | fabs) < 0.03 * $c"
+    ok "fused kernels, steps $1-$2: mean loss $g follows the CPU's $c (within 3%)" jq -en "($g - $c | fabs) < 0.03 * $c"
 done
-ok "grouped experts: 30 steps" run cuda "$T/ga" --steps 30 --schedule constant --warmup 0 --eval-every 0 --save-every 10
-ok "grouped experts: 30 steps again" run cuda "$T/gb" --steps 30 --schedule constant --warmup 0 --eval-every 0 --save-every 10
-is "grouped experts: the same losses bit for bit" "$(losses "$T/gb.jsonl" | md5sum)" "$(losses "$T/ga.jsonl" | md5sum)"
-unset SIGMA_EXPERTS
+ok "fused kernels: 30 steps" run cuda "$T/ga" --steps 30 --schedule constant --warmup 0 --eval-every 0 --save-every 10
+ok "fused kernels: 30 steps again" run cuda "$T/gb" --steps 30 --schedule constant --warmup 0 --eval-every 0 --save-every 10
+is "fused kernels: the same losses bit for bit" "$(losses "$T/gb.jsonl" | md5sum)" "$(losses "$T/ga.jsonl" | md5sum)"
+unset SIGMA_EXPERTS SIGMA_ATTENTION
 
 # ---- what a user sees -------------------------------------------------------------------------------
 sigma-pretrain --preset micro --data "$T/shards" --out "$T/m" --device cuda --seq-len 128 --micro-batch 8 --batch-tokens 1024 \
@@ -77,8 +77,8 @@ else
         sigma-pretrain -q --preset micro --data "$T/shards" --out "$T/cs" --device cuda --seq-len 64 --micro-batch 2 \
         --batch-tokens 128 --steps 2 --eval-every 0 --topk-schedule "0:2,1..."
     grep -h -A8 "^=========" "$T/.out" "$T/.err" | head -n 60 | sed 's/^/# /'
-    ok "compute-sanitizer memcheck: the same with grouped experts" env SIGMA_EXPERTS=grouped "$cs" --tool memcheck \
-        --error-exitcode 9 --leak-check full sigma-pretrain -q --preset micro --data "$T/shards" --out "$T/csg" --device cuda \
+    ok "compute-sanitizer memcheck: the same with the fused kernels" env SIGMA_EXPERTS=grouped SIGMA_ATTENTION=flash "$cs" \
+        --tool memcheck --error-exitcode 9 --leak-check full sigma-pretrain -q --preset micro --data "$T/shards" --out "$T/csg" --device cuda \
         --seq-len 64 --micro-batch 2 --batch-tokens 128 --steps 2 --eval-every 0 --topk-schedule "0:2,1..."
     grep -h -A8 "^=========" "$T/.out" "$T/.err" | head -n 60 | sed 's/^/# /'
 fi
