@@ -137,15 +137,17 @@ $(O)/tests/%: $(O)/tests/gpu/%.o $(LIBSIGMA)
 # against their references, and the whole CUDA model against the CPU's.
 ifneq ($(CUDA_LDLIBS),)
 EMU_TESTS := $(O)/tests/grouped_emu $(O)/tests/attention_emu $(O)/tests/gpu_check_emu
+EMU_PROGS := $(O)/tests/sigma-pretrain-emu   # for tests/pretrain_emu.t
 EMU_FLAGS := -std=c++17 -O2 -g -U_FORTIFY_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas \
              $(if $(filter 1,$(WERROR)),-Werror) -include tests/emu/cuda_emu.h -Ilib -I$(CUDA_HOME)/include
 $(O)/tests/grouped_emu: tests/gpu/grouped_check.cu lib/cuda/grouped.cu
 $(O)/tests/attention_emu: tests/gpu/attention_check.cu lib/cuda/flash.cu
 $(O)/tests/gpu_check_emu: $(O)/tests/emu/gpu_check.o $(CUDA_SRC)
+$(O)/tests/sigma-pretrain-emu: $(O)/bin/sigma-pretrain.o $(CUDA_SRC)
 $(O)/tests/emu/gpu_check.o: tests/gpu/gpu_check.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -DSIGMA_EMU -c $< -o $@
-$(EMU_TESTS): tests/emu/cuda_emu.h $(wildcard lib/cuda/*.cuh lib/cuda/*.h) $(LIBSIGMA)
+$(EMU_TESTS) $(EMU_PROGS): tests/emu/cuda_emu.h $(wildcard lib/cuda/*.cuh lib/cuda/*.h) $(LIBSIGMA)
 	@mkdir -p $(@D)
 	$(CXX) $(EMU_FLAGS) -x c++ $(filter %.cu,$^) -x none $(filter %.o,$^) $(LDFLAGS) $(LIBSIGMA) $(LDLIBS) -o $@
 endif
@@ -161,7 +163,7 @@ test: check-deps
 	$(MAKE) WERROR=1 SAN=1 O=build/san BINDIR=build/san/bin SIGMA_TEST_TALLY=$(abspath $(TALLY)) test-suite
 	@awk '{p+=$$1; f+=$$2; s+=$$3} END {print "all tests, plain and under ASan+UBSan:"; print p " passed, " f " failed, " s " skipped"; exit f > 0}' $(TALLY)
 
-test-suite: $(TOOLS) $(UNITS) $(HELPERS) $(EMU_TESTS)
+test-suite: $(TOOLS) $(UNITS) $(HELPERS) $(EMU_TESTS) $(EMU_PROGS)
 	SIGMA_SAN=$(SAN) SIGMA_TEST_TALLY=$(SIGMA_TEST_TALLY) SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) tests/run $(UNITS) $(EMU_TESTS)
 
 check-deps:
