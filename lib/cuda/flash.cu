@@ -127,25 +127,33 @@ __global__ void __launch_bounds__(WARPS * 32) flash_forward_kernel(bf16 *out, fl
                                                                    const bf16 *v, Heads s)
 {
     DYNAMIC_SMEM(unsigned char, smem);
-    bf16 *Qs = (bf16 *)smem, *Ks = Qs + TILE * (HD + PAD), *Vs = Ks + TILE * (HD + PAD);   // [TILE, HD + PAD] each
-    const int qb = blockIdx.x, bh = blockIdx.y, b = bh / s.H, h = bh % s.H, kh = h / (s.H / s.KV);
+    const int ts = TILE * (HD + PAD);   // a staged tile's elements
+    bf16 *Qs = (bf16 *)smem, *Ks = Qs + ts, *Vs = Ks + 2 * ts;   // [TILE, HD + PAD]: Q, then two buffers each of K and V
+    const int qb = gridDim.x - 1 - blockIdx.x;   // the longest rows (most key tiles) first: a shorter tail
+    const int bh = blockIdx.y, b = bh / s.H, h = bh % s.H, kh = h / (s.H / s.KV);
     const int qd = s.H * HD, kvd = s.KV * HD, w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const int q0 = qb * TILE, row0 = q0 + w * 16 + g;   // this lane's rows: row0, row0 + 8
     const bf16 *qh = q + (size_t)b * s.T * qd + h * HD, *kh_ = k + (size_t)b * s.T * kvd + kh * HD;
     const bf16 *vh = v + (size_t)b * s.T * s.ldv + kh * HD;
     stage_rows<HD>(Qs, qh, qd, q0, s.T);
+    stage_rows<HD>(Ks, kh_, kvd, 0, s.T);
+    stage_rows<HD>(Vs, vh, s.ldv, 0, s.T);
     staged();
     uint32_t qf[HD / 16][4];
     rows_as_a<HD>(qf, Qs, w, lane);
     float o[HD / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     for (int kb = 0; kb <= qb; kb++) {
-        const int k0 = kb * TILE;
-        __syncthreads();   // every warp is done with the previous tiles
-        stage_rows<HD>(Ks, kh_, kvd, k0, s.T);
-        stage_rows<HD>(Vs, vh, s.ldv, k0, s.T);
-        staged();
+        const int k0 = kb * TILE, buf = kb % 2;
+        if (kb < qb) {   // the next tiles load while these are used; their buffers were released at the end of kb - 1
+            stage_rows<HD>(Ks + (1 - buf) * ts, kh_, kvd, k0 + TILE, s.T);
+            stage_rows<HD>(Vs + (1 - buf) * ts, vh, s.ldv, k0 + TILE, s.T);
+        }
+        cp_async_commit();
+        cp_async_wait<1>();   // all but the newest group: tiles kb have landed
+        __syncthreads();
+        const bf16 *Kt = Ks + buf * ts, *Vt = Vs + buf * ts;
         float sc[TILE / 8][4] = {};
-        times_tile_t<HD>(sc, qf, Ks, lane);   // S = Q K^T
+        times_tile_t<HD>(sc, qf, Kt, lane);   // S = Q K^T
         // online softmax of rows row0 (h = 0) and row0 + 8 (h = 1); key k0 <= every row here, so the maxima are finite
 #pragma unroll
         for (int hh = 0; hh < 2; hh++) {
@@ -179,8 +187,10 @@ __global__ void __launch_bounds__(WARPS * 32) flash_forward_kernel(bf16 *out, fl
         }
         uint32_t pf[TILE / 16][4];
         acc_as_a(pf, sc);
-        times_tile<HD>(o, pf, Vs, lane);   // O += P V
+        times_tile<HD>(o, pf, Vt, lane);   // O += P V
+        __syncthreads();   // every warp is done with buffer buf before it is refilled
     }
+    cp_async_wait<0>();   // (the last group is empty)
 #pragma unroll
     for (int hh = 0; hh < 2; hh++) {
         const int row = row0 + 8 * hh;
@@ -281,7 +291,8 @@ __global__ void __launch_bounds__(WARPS * 32) flash_dq_kernel(bf16 *dq, const bf
 {
     DYNAMIC_SMEM(unsigned char, smem);
     bf16 *Qs = (bf16 *)smem, *dOs = Qs + TILE * (HD + PAD), *Ks = dOs + TILE * (HD + PAD), *Vs = Ks + TILE * (HD + PAD);
-    const int qb = blockIdx.x, bh = blockIdx.y, b = bh / s.H, h = bh % s.H, kh = h / (s.H / s.KV);
+    const int qb = gridDim.x - 1 - blockIdx.x;   // the longest rows (most key tiles) first: a shorter tail
+    const int bh = blockIdx.y, b = bh / s.H, h = bh % s.H, kh = h / (s.H / s.KV);
     const int qd = s.H * HD, kvd = s.KV * HD, w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const int q0 = qb * TILE, row0 = q0 + w * 16 + g;
     const bf16 *kh_ = k + (size_t)b * s.T * kvd + kh * HD, *vh = v + (size_t)b * s.T * s.ldv + kh * HD;
@@ -345,7 +356,7 @@ template <int HD> static void forward(bf16 *out, float *lse, const bf16 *q, cons
 {
     static int ready;
     auto kernel = flash_forward_kernel<HD>;
-    const int bytes = tiles_bytes<HD>(3);
+    const int bytes = tiles_bytes<HD>(5);
     allow_smem(kernel, bytes, &ready);
     dim3 grid((s.T + TILE - 1) / TILE, B * s.H);
     LAUNCH(kernel, grid, WARPS * 32, bytes, out, lse, q, k, v, s);
