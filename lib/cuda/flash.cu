@@ -226,50 +226,61 @@ __global__ void __launch_bounds__(WARPS * 32) flash_dkdv_kernel(float *dkh, floa
                                                                 const bf16 *dout, const float *lse, const float *D, Heads s)
 {
     DYNAMIC_SMEM(unsigned char, smem);
-    bf16 *Ks = (bf16 *)smem, *Vs = Ks + TILE * (HD + PAD), *Qs = Vs + TILE * (HD + PAD), *dOs = Qs + TILE * (HD + PAD);
-    float *ls = (float *)(dOs + TILE * (HD + PAD)), *Ds = ls + TILE;   // [TILE] each: the query rows' lse and D
+    const int ts = TILE * (HD + PAD);
+    bf16 *Ks = (bf16 *)smem, *Vs = Ks + ts, *Qs = Vs + ts, *dOs = Qs + 2 * ts;   // K, V, two buffers each of Q and dO
+    float *ls = (float *)(dOs + 2 * ts), *Ds = ls + 2 * TILE;   // [2][TILE] each: the query rows' lse and D
     const int kb = blockIdx.x, bh = blockIdx.y, b = bh / s.H, h = bh % s.H, kh = h / (s.H / s.KV);
     const int qd = s.H * HD, kvd = s.KV * HD, w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const int k0 = kb * TILE, key0 = k0 + w * 16 + g, nq = (s.T + TILE - 1) / TILE;   // this lane's keys: key0, key0 + 8
     const bf16 *qh = q + (size_t)b * s.T * qd + h * HD, *doh = dout + (size_t)b * s.T * qd + h * HD;
     stage_rows<HD>(Ks, k + (size_t)b * s.T * kvd + kh * HD, kvd, k0, s.T);
     stage_rows<HD>(Vs, v + (size_t)b * s.T * s.ldv + kh * HD, s.ldv, k0, s.T);
+    // the query tiles' rows, their lse and D, into buffer `to`
+    auto stage_queries = [&](int to, int q0) {
+        stage_rows<HD>(Qs + to * ts, qh, qd, q0, s.T);
+        stage_rows<HD>(dOs + to * ts, doh, qd, q0, s.T);
+        for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
+            int qi = q0 + i;
+            ls[to * TILE + i] = qi < s.T ? lse[(size_t)bh * s.T + qi] : 0.0f;
+            Ds[to * TILE + i] = qi < s.T ? D[((size_t)b * s.T + qi) * s.H + h] : 0.0f;
+        }
+    };
+    stage_queries(0, k0);
     staged();
     float dk[HD / 8][4] = {}, dv[HD / 8][4] = {};
     for (int qb = kb; qb < nq; qb++) {
-        const int q0 = qb * TILE;
+        const int q0 = qb * TILE, buf = (qb - kb) % 2;
+        if (qb + 1 < nq) stage_queries(1 - buf, q0 + TILE);   // the next tiles load while these are used
+        cp_async_commit();
+        cp_async_wait<1>();
         __syncthreads();
-        stage_rows<HD>(Qs, qh, qd, q0, s.T);
-        stage_rows<HD>(dOs, doh, qd, q0, s.T);
-        for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
-            int qi = q0 + i;
-            ls[i] = qi < s.T ? lse[(size_t)bh * s.T + qi] : 0.0f;
-            Ds[i] = qi < s.T ? D[((size_t)b * s.T + qi) * s.H + h] : 0.0f;
-        }
-        staged();
+        const bf16 *Qt = Qs + buf * ts, *dOt = dOs + buf * ts;
+        const float *lt = ls + buf * TILE, *Dt = Ds + buf * TILE;
         float st[TILE / 8][4] = {}, dpt[TILE / 8][4] = {};
         {   // the warp's keys and values as A fragments, reloaded each time: fewer live registers
             uint32_t f[HD / 16][4];
             rows_as_a<HD>(f, Ks, w, lane);
-            times_tile_t<HD>(st, f, Qs, lane);    // S^T
+            times_tile_t<HD>(st, f, Qt, lane);    // S^T
             rows_as_a<HD>(f, Vs, w, lane);
-            times_tile_t<HD>(dpt, f, dOs, lane);  // dP^T
+            times_tile_t<HD>(dpt, f, dOt, lane);  // dP^T
         }
 #pragma unroll
         for (int j = 0; j < TILE / 8; j++)
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 const int c = j * 8 + 2 * t + i % 2, qi = q0 + c, key = key0 + 8 * (i / 2);
-                float p = key <= qi && qi < s.T ? __expf(st[j][i] * s.scale - ls[c]) : 0.0f;
+                float p = key <= qi && qi < s.T ? __expf(st[j][i] * s.scale - lt[c]) : 0.0f;
                 st[j][i] = p;
-                dpt[j][i] = p * (dpt[j][i] - Ds[c]);   // dS^T
+                dpt[j][i] = p * (dpt[j][i] - Dt[c]);   // dS^T
             }
         uint32_t pf[TILE / 16][4], dsf[TILE / 16][4];
         acc_as_a(pf, st);
         acc_as_a(dsf, dpt);
-        times_tile<HD>(dv, pf, dOs, lane);   // dV += P^T dO
-        times_tile<HD>(dk, dsf, Qs, lane);   // dK += dS^T Q
+        times_tile<HD>(dv, pf, dOt, lane);   // dV += P^T dO
+        times_tile<HD>(dk, dsf, Qt, lane);   // dK += dS^T Q
+        __syncthreads();   // every warp is done with buffer buf before it is refilled
     }
+    cp_async_wait<0>();
 #pragma unroll
     for (int hh = 0; hh < 2; hh++) {
         const int key = key0 + 8 * hh;
@@ -290,7 +301,8 @@ __global__ void __launch_bounds__(WARPS * 32) flash_dq_kernel(bf16 *dq, const bf
                                                               const float *lse, const float *D, Heads s)
 {
     DYNAMIC_SMEM(unsigned char, smem);
-    bf16 *Qs = (bf16 *)smem, *dOs = Qs + TILE * (HD + PAD), *Ks = dOs + TILE * (HD + PAD), *Vs = Ks + TILE * (HD + PAD);
+    const int ts = TILE * (HD + PAD);
+    bf16 *Qs = (bf16 *)smem, *dOs = Qs + ts, *Ks = dOs + ts, *Vs = Ks + 2 * ts;   // Q, dO, two buffers each of K and V
     const int qb = gridDim.x - 1 - blockIdx.x;   // the longest rows (most key tiles) first: a shorter tail
     const int bh = blockIdx.y, b = bh / s.H, h = bh % s.H, kh = h / (s.H / s.KV);
     const int qd = s.H * HD, kvd = s.KV * HD, w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -298,6 +310,8 @@ __global__ void __launch_bounds__(WARPS * 32) flash_dq_kernel(bf16 *dq, const bf
     const bf16 *kh_ = k + (size_t)b * s.T * kvd + kh * HD, *vh = v + (size_t)b * s.T * s.ldv + kh * HD;
     stage_rows<HD>(Qs, q + (size_t)b * s.T * qd + h * HD, qd, q0, s.T);
     stage_rows<HD>(dOs, dout + (size_t)b * s.T * qd + h * HD, qd, q0, s.T);
+    stage_rows<HD>(Ks, kh_, kvd, 0, s.T);
+    stage_rows<HD>(Vs, vh, s.ldv, 0, s.T);
     staged();
     float lr[2], dr[2];   // lse and D of this lane's rows
     for (int hh = 0; hh < 2; hh++) {
@@ -307,18 +321,22 @@ __global__ void __launch_bounds__(WARPS * 32) flash_dq_kernel(bf16 *dq, const bf
     }
     float acc[HD / 8][4] = {};
     for (int kb = 0; kb <= qb; kb++) {
-        const int k0 = kb * TILE;
+        const int k0 = kb * TILE, buf = kb % 2;
+        if (kb < qb) {   // the next tiles load while these are used
+            stage_rows<HD>(Ks + (1 - buf) * ts, kh_, kvd, k0 + TILE, s.T);
+            stage_rows<HD>(Vs + (1 - buf) * ts, vh, s.ldv, k0 + TILE, s.T);
+        }
+        cp_async_commit();
+        cp_async_wait<1>();
         __syncthreads();
-        stage_rows<HD>(Ks, kh_, kvd, k0, s.T);
-        stage_rows<HD>(Vs, vh, s.ldv, k0, s.T);
-        staged();
+        const bf16 *Kt = Ks + buf * ts, *Vt = Vs + buf * ts;
         float sc[TILE / 8][4] = {}, dp[TILE / 8][4] = {};
         {
             uint32_t f[HD / 16][4];
             rows_as_a<HD>(f, Qs, w, lane);
-            times_tile_t<HD>(sc, f, Ks, lane);   // S
+            times_tile_t<HD>(sc, f, Kt, lane);   // S
             rows_as_a<HD>(f, dOs, w, lane);
-            times_tile_t<HD>(dp, f, Vs, lane);   // dP
+            times_tile_t<HD>(dp, f, Vt, lane);   // dP
         }
 #pragma unroll
         for (int j = 0; j < TILE / 8; j++)
@@ -330,8 +348,10 @@ __global__ void __launch_bounds__(WARPS * 32) flash_dq_kernel(bf16 *dq, const bf
             }
         uint32_t dsf[TILE / 16][4];
         acc_as_a(dsf, dp);
-        times_tile<HD>(acc, dsf, Ks, lane);   // dQ += dS K
+        times_tile<HD>(acc, dsf, Kt, lane);   // dQ += dS K
+        __syncthreads();   // every warp is done with buffer buf before it is refilled
     }
+    cp_async_wait<0>();
 #pragma unroll
     for (int hh = 0; hh < 2; hh++) {
         const int row = row0 + 8 * hh;
@@ -370,7 +390,7 @@ static void backward(bf16 *dq, float *dkh, float *dvh, float *D, const bf16 *dou
     static int ready_kv, ready_q;
     auto dkdv = flash_dkdv_kernel<HD>;
     auto dqk = flash_dq_kernel<HD>;
-    const int bytes_kv = tiles_bytes<HD>(4) + 2 * TILE * (int)sizeof(float), bytes_q = tiles_bytes<HD>(4);
+    const int bytes_kv = tiles_bytes<HD>(6) + 4 * TILE * (int)sizeof(float), bytes_q = tiles_bytes<HD>(6);
     allow_smem(dkdv, bytes_kv, &ready_kv);
     allow_smem(dqk, bytes_q, &ready_q);
     int N = B * s.T;
