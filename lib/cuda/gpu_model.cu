@@ -1086,26 +1086,57 @@ static const bf16 *w_gu(const GpuModel *g, int l, int e, const bf16 *base)
 // elements from one expert's weights to the next
 static long w_stride(const GpuModel *g) { return 3L * g->alloc.d_expert * g->alloc.d_model; }
 
+// One product of every expert over its sorted rows of layer l, the weights
+// w_e at offset `at` of expert e's (gate|up, or down), [n, k]: grouped
+// kernels, or a cuBLAS product per expert over the streams.
+//   forward:  out[rows, n] (bf16) = inp[rows, k] . w_e^T
+//   backward: dinp[rows, k] (fp32) = dout[rows, n] . w_e;  dw_e += dout^T inp
+static void experts_linear_forward(GpuModel *g, int l, bf16 *out, const bf16 *inp, size_t at, int k, int n)
+{
+    const LayerActs *a = &g->L[l];
+    int E = g->alloc.n_experts, A = g->B * g->T * g->kused[l];
+    if (g->grouped) {
+        grouped_linear_forward(out, inp, w_gu(g, l, 0, g->params_bf) + at, w_stride(g), a->offs, a->tiles, A, E, k, n);
+        return;
+    }
+    const int *offs = g->h_offs[l];
+    for (int e = 0; e < E; e++) {
+        int rows = offs[e + 1] - offs[e];
+        on_expert_stream(e);
+        if (rows)
+            linear_forward(out + (size_t)offs[e] * n, CUDA_R_16BF, inp + (size_t)offs[e] * k, w_gu(g, l, e, g->params_bf) + at,
+                           rows, k, n, 0.0f);
+    }
+    on_main_stream();
+}
+static void experts_linear_backward(GpuModel *g, int l, float *dinp, const bf16 *dout, const bf16 *inp, size_t at, int k, int n)
+{
+    const LayerActs *a = &g->L[l];
+    int E = g->alloc.n_experts, A = g->B * g->T * g->kused[l];
+    size_t w0 = g->lo[l].expert + at;   // expert 0's weights in the buffers
+    if (g->grouped) {
+        grouped_linear_backward_input(dinp, dout, g->params_bf + w0, w_stride(g), a->offs, a->tiles, A, E, k, n);
+        grouped_linear_backward_weight(g->grads + w0, w_stride(g), dout, inp, a->offs, E, k, n);
+        return;
+    }
+    const int *offs = g->h_offs[l];
+    for (int e = 0; e < E; e++) {
+        int rows = offs[e + 1] - offs[e];
+        if (!rows) continue;   // no token, no gradient
+        size_t r0 = offs[e], w = w0 + (size_t)e * w_stride(g);
+        on_expert_stream(e);
+        linear_backward(dinp + r0 * k, 0.0f, g->grads + w, dout + r0 * n, inp + r0 * k, g->params_bf + w, rows, k, n);
+    }
+    on_main_stream();
+}
+
 // gu and act of layer l's sorted rows (the forward's, or recomputed).
 static void experts_up(GpuModel *g, int l)
 {
-    const Config *c = &g->alloc;
-    int d = c->d_model, de = c->d_expert, E = c->n_experts;
+    int d = g->alloc.d_model, de = g->alloc.d_expert;
     LayerActs *a = &g->L[l];
     long A = (long)g->B * g->T * g->kused[l];
-    if (g->grouped) {
-        grouped_linear_forward(a->gu, a->xe, w_gu(g, l, 0, g->params_bf), w_stride(g), a->offs, a->tiles, (int)A, E, d, 2 * de);
-    } else {
-        const int *offs = g->h_offs[l];
-        for (int e = 0; e < E; e++) {
-            int n = offs[e + 1] - offs[e];
-            on_expert_stream(e);
-            if (n)
-                linear_forward(a->gu + (size_t)offs[e] * 2 * de, CUDA_R_16BF, a->xe + (size_t)offs[e] * d,
-                               w_gu(g, l, e, g->params_bf), n, d, 2 * de, 0.0f);
-        }
-        on_main_stream();
-    }
+    experts_linear_forward(g, l, a->gu, a->xe, 0, d, 2 * de);
     if (A) LAUNCH(swiglu_forward, cdiv(A * de, 256), 256, 0, a->act, a->gu, (int)A, de);
     LAUNCHED();
 }
@@ -1140,20 +1171,7 @@ static void moe_forward(GpuModel *g, int l, int N, int k, const BalanceOptions *
     LAUNCHED();
     phase(g, PH_EXPERTS);
     experts_up(g, l);
-    if (g->grouped) {
-        grouped_linear_forward(a->ye, a->act, w_gu(g, l, 0, g->params_bf) + (size_t)2 * de * d, w_stride(g), a->offs, a->tiles, A, E,
-                               de, d);
-    } else {
-        const int *offs = g->h_offs[l];
-        for (int e = 0; e < E; e++) {
-            int n = offs[e + 1] - offs[e];
-            on_expert_stream(e);
-            if (n)
-                linear_forward(a->ye + (size_t)offs[e] * d, CUDA_R_16BF, a->act + (size_t)offs[e] * de,
-                               w_gu(g, l, e, g->params_bf) + (size_t)2 * de * d, n, de, d, 0.0f);
-        }
-        on_main_stream();
-    }
+    experts_linear_forward(g, l, a->ye, a->act, (size_t)2 * de * d, de, d);   // down
     phase(g, PH_COMBINE);
     float *out = l + 1 < c->n_layers ? g->L[l + 1].x : g->x_final;
     LAUNCH(combine_forward, cdiv((long)N * d, 256), 256, 0, out, a->h, a->ye, a->p, a->sel, a->row, N, d, E, k);
@@ -1189,44 +1207,14 @@ static void balance_losses(GpuModel *g, Losses *out, int l, int N, int k, const 
 
 // The experts' backward, from dye[A, d] into dxe[A, d] and the expert
 // weights' gradients. An expert without tokens gets no gradient.
-//   down:    dact = dye . Wd;     dWd += dye^T act
-//   gate|up: dxe = dgu . Wgu;     dWgu += dgu^T xe      (dgu from dact by SwiGLU's backward)
-static void experts_backward_per_expert(GpuModel *g, int l)
+static void experts_backward(GpuModel *g, int l)
 {
-    int d = g->alloc.d_model, de = g->alloc.d_expert, E = g->alloc.n_experts, A = g->B * g->T * g->kused[l];
+    int d = g->alloc.d_model, de = g->alloc.d_expert, A = g->B * g->T * g->kused[l];
     const LayerActs *a = &g->L[l];
-    const int *offs = g->h_offs[l];
-    for (int e = 0; e < E; e++) {
-        int n = offs[e + 1] - offs[e];
-        if (!n) continue;
-        size_t r0 = offs[e], wd = g->lo[l].expert + (size_t)e * w_stride(g) + (size_t)2 * de * d;
-        on_expert_stream(e);
-        linear_backward(g->dact + r0 * de, 0.0f, g->grads + wd, g->dye + r0 * d, a->act + r0 * de, g->params_bf + wd, n, de, d);
-    }
-    on_main_stream();
+    experts_linear_backward(g, l, g->dact, g->dye, a->act, (size_t)2 * de * d, de, d);   // down
     if (A) LAUNCH(swiglu_backward, cdiv((long)A * de, 256), 256, 0, g->dgu, g->dact, a->gu, A, de);
     LAUNCHED();
-    for (int e = 0; e < E; e++) {
-        int n = offs[e + 1] - offs[e];
-        if (!n) continue;
-        size_t r0 = offs[e], wgu = g->lo[l].expert + (size_t)e * w_stride(g);
-        on_expert_stream(e);
-        linear_backward(g->dxe + r0 * d, 0.0f, g->grads + wgu, g->dgu + r0 * 2 * de, a->xe + r0 * d, g->params_bf + wgu, n, d, 2 * de);
-    }
-    on_main_stream();
-}
-static void experts_backward_grouped(GpuModel *g, int l)
-{
-    int d = g->alloc.d_model, de = g->alloc.d_expert, E = g->alloc.n_experts, A = g->B * g->T * g->kused[l];
-    const LayerActs *a = &g->L[l];
-    size_t wgu = g->lo[l].expert, wd = wgu + (size_t)2 * de * d;
-    long st = w_stride(g);
-    grouped_linear_backward_input(g->dact, g->dye, g->params_bf + wd, st, a->offs, a->tiles, A, E, de, d);
-    grouped_linear_backward_weight(g->grads + wd, st, g->dye, a->act, a->offs, E, de, d);
-    if (A) LAUNCH(swiglu_backward, cdiv((long)A * de, 256), 256, 0, g->dgu, g->dact, a->gu, A, de);
-    LAUNCHED();
-    grouped_linear_backward_input(g->dxe, g->dgu, g->params_bf + wgu, st, a->offs, a->tiles, A, E, d, 2 * de);
-    grouped_linear_backward_weight(g->grads + wgu, st, g->dgu, a->xe, a->offs, E, d, 2 * de);
+    experts_linear_backward(g, l, g->dxe, g->dgu, a->xe, 0, d, 2 * de);   // gate|up
 }
 
 // From dout[N, d] (the layer output's gradient) into du[N, d] (of the
@@ -1243,8 +1231,7 @@ static void moe_backward(GpuModel *g, int l, const float *dout, float scale)
     LAUNCHED();
     phase(g, PH_EXPERTS);
     if (g->recompute) experts_up(g, l);
-    if (g->grouped) experts_backward_grouped(g, l);
-    else experts_backward_per_expert(g, l);
+    experts_backward(g, l);
     phase(g, PH_COMBINE);
     LAUNCH(scatter_rows, cdiv((long)N * d, 256), 256, 0, g->du, g->dxe, a->row, N, d, k);
     LAUNCHED();
