@@ -62,13 +62,9 @@ template <int HD> __device__ static inline void times_tile_t(float acc[][4], con
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++)
 #pragma unroll
-        for (int nj = 0; nj < TILE / 16; nj++) {
-            uint32_t r[4];
-            ldmatrix_x4<false>(r, tile + (nj * 16 + lane % 8 + lane / 16 * 8) * (HD + PAD) + kk * 16 + lane / 8 % 2 * 8);
-            uint32_t b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
-            mma_bf16(acc[2 * nj], a[kk], b0);
-            mma_bf16(acc[2 * nj + 1], a[kk], b1);
-        }
+        for (int nj = 0; nj < TILE / 16; nj++)
+            mma_pair<false>(acc[2 * nj], acc[2 * nj + 1], a[kk],
+                            tile + (nj * 16 + lane % 8 + lane / 16 * 8) * (HD + PAD) + kk * 16 + lane / 8 % 2 * 8);
 }
 
 // acc[HD / 8][4] += p (16 x TILE, fragments) . tile, tile [TILE, HD] staged.
@@ -77,13 +73,9 @@ template <int HD> __device__ static inline void times_tile(float acc[][4], const
 #pragma unroll
     for (int kk = 0; kk < TILE / 16; kk++)
 #pragma unroll
-        for (int dj = 0; dj < HD / 16; dj++) {
-            uint32_t r[4];
-            ldmatrix_x4<true>(r, tile + (kk * 16 + lane % 8 + lane / 8 % 2 * 8) * (HD + PAD) + dj * 16 + lane / 16 * 8);
-            uint32_t b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
-            mma_bf16(acc[2 * dj], p[kk], b0);
-            mma_bf16(acc[2 * dj + 1], p[kk], b1);
-        }
+        for (int dj = 0; dj < HD / 16; dj++)
+            mma_pair<true>(acc[2 * dj], acc[2 * dj + 1], p[kk],
+                           tile + (kk * 16 + lane % 8 + lane / 8 % 2 * 8) * (HD + PAD) + dj * 16 + lane / 16 * 8);
 }
 
 __device__ static inline uint32_t pack_bf16(float lo, float hi)

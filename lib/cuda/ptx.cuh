@@ -46,4 +46,16 @@ __device__ static inline void mma_bf16(float c[4], const uint32_t a[4], const ui
 }
 #endif
 
+// acc0, acc1 (two adjacent 16 x 8 tiles) += a . the two B fragments that
+// one ldmatrix_x4 gives from p (see the callers for the addresses).
+template <bool TRANS>
+__device__ static inline void mma_pair(float acc0[4], float acc1[4], const uint32_t a[4], const bf16 *p)
+{
+    uint32_t r[4];
+    ldmatrix_x4<TRANS>(r, p);
+    uint32_t b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
+    mma_bf16(acc0, a, b0);
+    mma_bf16(acc1, a, b1);
+}
+
 #endif
