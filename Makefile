@@ -138,18 +138,23 @@ $(O)/tests/%: $(O)/tests/gpu/%.o $(LIBSIGMA)
 ifneq ($(CUDA_LDLIBS),)
 EMU_TESTS := $(O)/tests/grouped_emu $(O)/tests/attention_emu $(O)/tests/gpu_check_emu
 EMU_PROGS := $(O)/tests/sigma-pretrain-emu   # for tests/pretrain_emu.t
+EMU_OBJ   := $(CUDA_SRC:%.cu=$(O)/emu/%.o)
 EMU_FLAGS := -std=c++17 -O2 -g -U_FORTIFY_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas \
              $(if $(filter 1,$(WERROR)),-Werror) -include tests/emu/cuda_emu.h -Ilib -I$(CUDA_HOME)/include
-$(O)/tests/grouped_emu: tests/gpu/grouped_check.cu lib/cuda/grouped.cu
-$(O)/tests/attention_emu: tests/gpu/attention_check.cu lib/cuda/flash.cu
-$(O)/tests/gpu_check_emu: $(O)/tests/emu/gpu_check.o $(CUDA_SRC)
-$(O)/tests/sigma-pretrain-emu: $(O)/bin/sigma-pretrain.o $(CUDA_SRC)
-$(O)/tests/emu/gpu_check.o: tests/gpu/gpu_check.c
+$(O)/emu/%.o: %.cu tests/emu/cuda_emu.h $(wildcard lib/cuda/*.cuh lib/cuda/*.h)
+	@mkdir -p $(@D)
+	$(CXX) $(EMU_FLAGS) -x c++ -c $< -o $@
+$(O)/emu/tests/gpu_check.o: tests/gpu/gpu_check.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -DSIGMA_EMU -c $< -o $@
+$(O)/tests/grouped_emu: tests/gpu/grouped_check.cu $(O)/emu/lib/cuda/grouped.o
+$(O)/tests/attention_emu: tests/gpu/attention_check.cu $(O)/emu/lib/cuda/flash.o
+$(O)/tests/gpu_check_emu: $(O)/emu/tests/gpu_check.o $(EMU_OBJ)
+$(O)/tests/sigma-pretrain-emu: $(O)/bin/sigma-pretrain.o $(EMU_OBJ)
 $(EMU_TESTS) $(EMU_PROGS): tests/emu/cuda_emu.h $(wildcard lib/cuda/*.cuh lib/cuda/*.h) $(LIBSIGMA)
 	@mkdir -p $(@D)
-	$(CXX) $(EMU_FLAGS) -x c++ $(filter %.cu,$^) -x none $(filter %.o,$^) $(LDFLAGS) $(LIBSIGMA) $(LDLIBS) -o $@
+	$(CXX) $(EMU_FLAGS) $(if $(filter %.cu,$^),-x c++ $(filter %.cu,$^) -x none) $(filter %.o,$^) $(LDFLAGS) $(LIBSIGMA) \
+	    $(LDLIBS) -o $@
 endif
 
 # ---- tests -------------------------------------------------------------------
