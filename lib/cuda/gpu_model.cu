@@ -615,7 +615,7 @@ typedef struct {
 
 struct GpuModel {
     Config alloc, cfg;         // buffers' top-k; the last forward's
-    int Bmax, Tmax, recompute, verbose, flash, grouped;
+    int Bmax, Tmax, recompute, verbose, flash, grouped, tile_rows;
     size_t n_params;
     int n_tensors;
     ParamTensor *tensors;      // host copy of the table
@@ -832,6 +832,7 @@ extern "C" GpuModel *gpu_model_create(const Model *host, const Config *alloc, in
     const char *ex = getenv("SIGMA_EXPERTS");
     g->grouped = ex && !strcmp(ex, "grouped") && grouped_supported(alloc->d_model, 2 * alloc->d_expert) &&
                  grouped_supported(alloc->d_expert, alloc->d_model);
+    g->tile_rows = grouped_tile_rows(B * T / alloc->n_experts);   // rows per expert at top-1
     g->n_params = host->n_params;
     g->n_tensors = host->n_tensors;
     g->tensors = (ParamTensor *)xmalloc((size_t)host->n_tensors * sizeof(ParamTensor));
@@ -1096,7 +1097,8 @@ static void experts_linear_forward(GpuModel *g, int l, bf16 *out, const bf16 *in
     const LayerActs *a = &g->L[l];
     int E = g->alloc.n_experts, A = g->B * g->T * g->kused[l];
     if (g->grouped) {
-        grouped_linear_forward(out, inp, w_gu(g, l, 0, g->params_bf) + at, w_stride(g), a->offs, a->tiles, A, E, k, n);
+        grouped_linear_forward(out, inp, w_gu(g, l, 0, g->params_bf) + at, w_stride(g), a->offs, a->tiles, g->tile_rows, A, E, k,
+                               n);
         return;
     }
     const int *offs = g->h_offs[l];
@@ -1115,7 +1117,7 @@ static void experts_linear_backward(GpuModel *g, int l, float *dinp, const bf16 
     int E = g->alloc.n_experts, A = g->B * g->T * g->kused[l];
     size_t w0 = g->lo[l].expert + at;   // expert 0's weights in the buffers
     if (g->grouped) {
-        grouped_linear_backward_input(dinp, dout, g->params_bf + w0, w_stride(g), a->offs, a->tiles, A, E, k, n);
+        grouped_linear_backward_input(dinp, dout, g->params_bf + w0, w_stride(g), a->offs, a->tiles, g->tile_rows, A, E, k, n);
         grouped_linear_backward_weight(g->grads + w0, w_stride(g), dout, inp, a->offs, E, k, n);
         return;
     }
@@ -1158,7 +1160,7 @@ static void moe_forward(GpuModel *g, int l, int N, int k, const BalanceOptions *
     LAUNCHED();
     phase(g, PH_SORT);
     if (g->grouped) {
-        grouped_route(a->order, a->row, a->offs, g->counts + (size_t)l * E, a->tiles, g->route_scratch, a->sel, A, E);
+        grouped_route(a->order, a->row, a->offs, g->counts + (size_t)l * E, a->tiles, g->route_scratch, a->sel, A, E, g->tile_rows);
     } else {
         CUDA_CHECK(cudaMemcpy(g->h_sel[l], a->sel, (size_t)A * sizeof(int), cudaMemcpyDeviceToHost));
         int *order = g->h_order, *row = order + A;

@@ -27,12 +27,12 @@ __global__ void route_histogram(int *hist, const int *sel, int A, int E)
 
 // One block: base[C, E] (each chunk's first row for each expert), offs,
 // counts and tiles from hist.
-__global__ void route_bases(int *base, int *offs, float *counts, int *tiles, const int *hist, int C, int E)
+__global__ void route_bases(int *base, int *offs, float *counts, int *tiles, const int *hist, int C, int E, int bm)
 {
     DYNAMIC_SMEM(int, total);   // [E]
     for (int e = threadIdx.x; e < E; e += blockDim.x) total[e] = route_column_bases(base, hist, e, C, E);
     __syncthreads();
-    if (threadIdx.x == 0) route_offsets(offs, counts, tiles, total, E, GROUPED_BM);
+    if (threadIdx.x == 0) route_offsets(offs, counts, tiles, total, E, bm);
     __syncthreads();
     for (int e = threadIdx.x; e < E; e += blockDim.x)
         for (int c = 0; c < C; c++) base[(long)c * E + e] += offs[e];
@@ -53,24 +53,25 @@ __global__ void route_place(int *order, int *row, const int *base, const int *se
 
 size_t grouped_route_scratch(int A, int E) { return 2 * (size_t)cdiv(A, ROUTE_CHUNK) * E; }
 
-void grouped_route(int *order, int *row, int *offs, float *counts, int *tiles, int *scratch, const int *sel, int A, int E)
+void grouped_route(int *order, int *row, int *offs, float *counts, int *tiles, int *scratch, const int *sel, int A, int E, int bm)
 {
     int C = cdiv(A, ROUTE_CHUNK);
     int *hist = scratch, *base = scratch + (size_t)C * E;
     size_t smem = (size_t)E * sizeof(int);
     if (C) LAUNCH(route_histogram, C, 256, smem, hist, sel, A, E);
-    LAUNCH(route_bases, 1, 256, smem, base, offs, counts, tiles, hist, C, E);
+    LAUNCH(route_bases, 1, 256, smem, base, offs, counts, tiles, hist, C, E, bm);
     if (C) LAUNCH(route_place, C, ROUTE_CHUNK, 0, order, row, base, sel, A, E);
     LAUNCHED();
 }
 
 // ---------------------------------------------------------------- the product
 
-#define BM GROUPED_BM
+// A tile is BM x BN (BM 128, or 64 where experts get few rows each), summed
+// over k in steps of BK.
 #define BN 128
 #define BK 32
 #define STAGES 3
-#define THREADS 256   // 8 warps: 2 over rows (64 each) by 4 over columns (32 each)
+#define THREADS 256   // 8 warps: 2 over rows (BM / 2 each) by 4 over columns (32 each)
 #define PAD 8         // shared rows padded by 16 bytes: ldmatrix's 8 rows hit 8 different bank groups
 
 // Where the operands sit: A(m, k) at A[m * lda + k] (ROW) or A[k * lda + m]
@@ -91,18 +92,18 @@ typedef struct {
     int accumulate;            // fp32 C only: C += rather than C =
 } Problem;
 
-// Shared elements of one stage's tile of A or B, by layout: k-contiguous
-// rows of BK, or rows of k holding 128 contiguous m (or n).
-template <int KCONTIG> __host__ __device__ constexpr int tile_elems() { return KCONTIG ? 128 * (BK + PAD) : BK * (128 + PAD); }
+// Shared elements of one stage's tile of A or B with R rows (m or n), by
+// layout: R k-contiguous rows of BK, or BK rows holding R contiguous m (or n).
+template <int KCONTIG, int R> __host__ __device__ constexpr int tile_elems() { return KCONTIG ? R * (BK + PAD) : BK * (R + PAD); }
 
-// Stage a 128 x BK tile of an operand whose rows along `outer` are rows
+// Stage an R x BK tile of an operand whose rows along `outer` are rows
 // [o0, o_end) and whose k are [k0, k_end): KCONTIG when k is the contiguous
 // axis. Out of range reads as zero.
-template <int KCONTIG>
+template <int KCONTIG, int R>
 __device__ static inline void load_tile(bf16 *dst, const bf16 *src, int ld, int o0, int o_end, int k0, int k_end)
 {
     #pragma unroll
-    for (int c = threadIdx.x; c < 128 * BK / 8; c += THREADS) {
+    for (int c = threadIdx.x; c < R * BK / 8; c += THREADS) {
         int o, k;   // the chunk's first element
         bf16 *d;
         if (KCONTIG) {
@@ -110,9 +111,9 @@ __device__ static inline void load_tile(bf16 *dst, const bf16 *src, int ld, int 
             k = c % (BK / 8) * 8;
             d = dst + o * (BK + PAD) + k;
         } else {
-            k = c / (128 / 8);
-            o = c % (128 / 8) * 8;
-            d = dst + k * (128 + PAD) + o;
+            k = c / (R / 8);
+            o = c % (R / 8) * 8;
+            d = dst + k * (R + PAD) + o;
         }
         int go = o0 + o, gk = k0 + k;
         bool valid = go < o_end && gk < k_end;
@@ -132,8 +133,9 @@ template <> __device__ inline void store_pair<float>(float *p, float x, float y,
     *(float2 *)p = make_float2(v.x + x, v.y + y);
 }
 
-template <int LA, int LB, int GROUP, typename TC> __global__ void __launch_bounds__(THREADS) grouped_gemm(Problem p)
+template <int BM, int LA, int LB, int GROUP, typename TC> __global__ void __launch_bounds__(THREADS) grouped_gemm(Problem p)
 {
+    constexpr int MI = BM / 32;   // a warp's m16 tiles
     // this block's group and its ranges
     int e, m0, m_end, k0, k_end;
     const bf16 *B = p.B;
@@ -159,15 +161,15 @@ template <int LA, int LB, int GROUP, typename TC> __global__ void __launch_bound
     int n0 = blockIdx.y * BN;
 
     DYNAMIC_SMEM(unsigned char, smem);
-    const int a_elems = tile_elems<LA == A_ROW>(), b_elems = tile_elems<LB == B_NK>();
+    const int a_elems = tile_elems<LA == A_ROW, BM>(), b_elems = tile_elems<LB == B_NK, BN>();
     bf16 *sA = (bf16 *)smem, *sB = sA + STAGES * a_elems;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wm = warp / 4, wn = warp % 4;
-    float acc[4][4][4] = {};   // [m16 tile][n8 tile][fragment]
+    float acc[MI][4][4] = {};   // [m16 tile][n8 tile][fragment]
 
     int n_tiles = (k_end - k0 + BK - 1) / BK;
     auto stage = [&](int s, int kt) {
-        load_tile<LA == A_ROW>(sA + s * a_elems, p.A, p.lda, m0, m_end, k0 + kt * BK, k_end);
-        load_tile<LB == B_NK>(sB + s * b_elems, B, p.ldb, n0, p.N, k0 + kt * BK, k_end);
+        load_tile<LA == A_ROW, BM>(sA + s * a_elems, p.A, p.lda, m0, m_end, k0 + kt * BK, k_end);
+        load_tile<LB == B_NK, BN>(sB + s * b_elems, B, p.ldb, n0, p.N, k0 + kt * BK, k_end);
     };
     for (int s = 0; s < STAGES - 1; s++) {
         if (s < n_tiles) stage(s, s);
@@ -182,10 +184,10 @@ template <int LA, int LB, int GROUP, typename TC> __global__ void __launch_bound
         #pragma unroll
         for (int kk = 0; kk < BK; kk += 16) {
             // fragments through ldmatrix: lane l addresses row l % 8 of 8 x 8 matrix l / 8
-            uint32_t fa[4][4], fb[4][2];
+            uint32_t fa[MI][4], fb[4][2];
             #pragma unroll
-            for (int mi = 0; mi < 4; mi++) {
-                int m = wm * 64 + mi * 16;
+            for (int mi = 0; mi < MI; mi++) {
+                int m = wm * (BM / 2) + mi * 16;
                 if (LA == A_ROW) ldmatrix_x4<false>(fa[mi], a + (m + lane % 16) * (BK + PAD) + kk + lane / 16 * 8);
                 else ldmatrix_x4<true>(fa[mi], a + (kk + lane % 8 + lane / 16 * 8) * (BM + PAD) + m + lane / 8 % 2 * 8);
             }
@@ -201,7 +203,7 @@ template <int LA, int LB, int GROUP, typename TC> __global__ void __launch_bound
                 fb[2 * nj + 1][1] = r[3];
             }
             #pragma unroll
-            for (int mi = 0; mi < 4; mi++)
+            for (int mi = 0; mi < MI; mi++)
                 #pragma unroll
                 for (int ni = 0; ni < 4; ni++) mma_bf16(acc[mi][ni], fa[mi], fb[ni]);
         }
@@ -210,13 +212,13 @@ template <int LA, int LB, int GROUP, typename TC> __global__ void __launch_bound
 
     // accumulator fragment: rows lane / 4 (+ 8), columns 2 (lane % 4) (+ 1)
     #pragma unroll
-    for (int mi = 0; mi < 4; mi++)
+    for (int mi = 0; mi < MI; mi++)
         #pragma unroll
         for (int ni = 0; ni < 4; ni++) {
             int col = n0 + wn * 32 + ni * 8 + lane % 4 * 2;
             #pragma unroll
             for (int h = 0; h < 2; h++) {
-                int r = m0 + wm * 64 + mi * 16 + lane / 4 + h * 8;
+                int r = m0 + wm * (BM / 2) + mi * 16 + lane / 4 + h * 8;
                 if (r < m_end && col < p.N) store_pair<TC>(C + (long)r * p.ldc + col, acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1], p.accumulate);
             }
         }
@@ -224,15 +226,17 @@ template <int LA, int LB, int GROUP, typename TC> __global__ void __launch_bound
 
 int grouped_supported(int k, int n) { return k % 8 == 0 && n % 8 == 0 && k > 0 && n > 0; }
 
+int grouped_tile_rows(int rows_per_expert) { return rows_per_expert < 192 ? 64 : 128; }
+
 static void check_aligned(const void *p, const char *what)
 {
     if ((uintptr_t)p % 16) BUG("grouped product: %s at %p is not 16-byte aligned", what, p);
 }
 
-template <int LA, int LB, int GROUP, typename TC> static void launch(const Problem *p, dim3 grid)
+template <int BM, int LA, int LB, int GROUP, typename TC> static void launch(const Problem *p, dim3 grid)
 {
-    const int bytes = STAGES * (tile_elems<LA == A_ROW>() + tile_elems<LB == B_NK>()) * (int)sizeof(bf16);
-    auto kernel = grouped_gemm<LA, LB, GROUP, TC>;
+    const int bytes = STAGES * (tile_elems<LA == A_ROW, BM>() + tile_elems<LB == B_NK, BN>()) * (int)sizeof(bf16);
+    auto kernel = grouped_gemm<BM, LA, LB, GROUP, TC>;
     static int ready;   // one attribute per instantiation: more than the default 48 KiB of shared memory
     if (!ready) {
         CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
@@ -247,19 +251,28 @@ template <int LA, int LB, int GROUP, typename TC> static void launch(const Probl
     LAUNCHED();
 }
 
-void grouped_linear_forward(bf16 *out, const bf16 *inp, const bf16 *w, long w_stride, const int *offs, const int *tiles, int A,
-                            int E, int k, int n)
+// A product over experts' rows with tiles of bm rows (tiles[] made for bm).
+template <int LB, typename TC> static void launch_rows(const Problem *p, int bm, int n)
+{
+    dim3 grid(route_tile_bound(p->M, p->E, bm), cdiv(n, BN));
+    if (bm == 64) launch<64, A_ROW, LB, GROUP_ROWS, TC>(p, grid);
+    else if (bm == 128) launch<128, A_ROW, LB, GROUP_ROWS, TC>(p, grid);
+    else BUG("grouped product: tiles of %d rows", bm);
+}
+
+void grouped_linear_forward(bf16 *out, const bf16 *inp, const bf16 *w, long w_stride, const int *offs, const int *tiles, int bm,
+                            int A, int E, int k, int n)
 {
     Problem p = {inp, w, out, k, k, n, w_stride, 0, offs, tiles, A, n, k, E, 0};
-    launch<A_ROW, B_NK, GROUP_ROWS, bf16>(&p, dim3(route_tile_bound(A, E, BM), cdiv(n, BN)));
+    launch_rows<B_NK, bf16>(&p, bm, n);
 }
 
 void grouped_linear_backward_input(float *dinp, const bf16 *dout, const bf16 *w, long w_stride, const int *offs,
-                                   const int *tiles, int A, int E, int k, int n)
+                                   const int *tiles, int bm, int A, int E, int k, int n)
 {
     // dinp(m, k) = sum over j < n of dout(m, j) w(j, k): the sum runs over n
     Problem p = {dout, w, dinp, n, k, k, w_stride, 0, offs, tiles, A, k, n, E, 0};
-    launch<A_ROW, B_KN, GROUP_ROWS, float>(&p, dim3(route_tile_bound(A, E, BM), cdiv(k, BN)));
+    launch_rows<B_KN, float>(&p, bm, k);
 }
 
 void grouped_linear_backward_weight(float *dw, long w_stride, const bf16 *dout, const bf16 *inp, const int *offs, int E, int k,
@@ -267,5 +280,5 @@ void grouped_linear_backward_weight(float *dw, long w_stride, const bf16 *dout, 
 {
     // dw_e(j, i) += sum over the group's rows r of dout(r, j) inp(r, i): m = j < n, n = i < k, the sum over rows
     Problem p = {dout, inp, dw, n, k, k, 0, w_stride, offs, NULL, n, k, 0, E, 1};
-    launch<A_COL, B_KN, GROUP_K, float>(&p, dim3(cdiv(n, BM), cdiv(k, BN), E));
+    launch<128, A_COL, B_KN, GROUP_K, float>(&p, dim3(cdiv(n, 128), cdiv(k, BN), E));
 }

@@ -63,15 +63,16 @@ static int close_all(const float *got, const double *ref, const double *mag, siz
     return good;
 }
 
-// One shape: groups of the given sizes, k inputs, n outputs per expert.
-static void check_products(const char *what, const int *sizes, int E, int k, int n)
+// One shape: groups of the given sizes, k inputs, n outputs per expert,
+// tiles of bm rows.
+static void check_products(const char *what, const int *sizes, int E, int k, int n, int bm)
 {
     int A = 0;
     int *offs = (int *)xmalloc(((size_t)E + 1) * sizeof(int)), *tiles = (int *)xmalloc(((size_t)E + 1) * sizeof(int));
     offs[0] = tiles[0] = 0;
     for (int e = 0; e < E; e++) {
         offs[e + 1] = offs[e] + sizes[e];
-        tiles[e + 1] = tiles[e] + (sizes[e] + GROUPED_BM - 1) / GROUPED_BM;
+        tiles[e + 1] = tiles[e] + (sizes[e] + bm - 1) / bm;
     }
     A = offs[E];
     const int extra = 3;   // rows past the groups: never written
@@ -112,8 +113,8 @@ static void check_products(const char *what, const int *sizes, int E, int k, int
     CUDA_CHECK(cudaMalloc(&d_dx, ((size_t)A + extra) * k * sizeof(float)));
     CUDA_CHECK(cudaMemset(d_y, 0xff, ((size_t)A + extra) * n * sizeof(bf16)));
     CUDA_CHECK(cudaMemset(d_dx, 0xff, ((size_t)A + extra) * k * sizeof(float)));
-    grouped_linear_forward(d_y, d_x, d_w, (long)n * k, d_offs, d_tiles, A, E, k, n);
-    grouped_linear_backward_input(d_dx, d_dy, d_w, (long)n * k, d_offs, d_tiles, A, E, k, n);
+    grouped_linear_forward(d_y, d_x, d_w, (long)n * k, d_offs, d_tiles, bm, A, E, k, n);
+    grouped_linear_backward_input(d_dx, d_dy, d_w, (long)n * k, d_offs, d_tiles, bm, A, E, k, n);
     grouped_linear_backward_weight(d_dw, (long)n * k, d_dy, d_x, d_offs, E, k, n);
     CUDA_CHECK(cudaDeviceSynchronize());
 
@@ -134,8 +135,8 @@ static void check_products(const char *what, const int *sizes, int E, int k, int
     double wy = 0, wx = 0, ww = 0;
     int gy = close_all(fy, y, ym, ny, 1.0 / 256, &wy), gx = close_all(fdx, dx, dxm, nx, 1e-5, &wx);
     int gw = close_all(fdw, dw, dwm, nw, 1e-5, &ww);
-    ok(gy, "%s: forward, %d rows in %d groups, [%d] -> [%d]: within bf16 rounding (worst %.2e of the sum's size)", what, A, E,
-       k, n, wy);
+    ok(gy, "%s: forward, %d rows in %d groups, [%d] -> [%d], tiles of %d rows: within bf16 rounding (worst %.2e of the sum's size)",
+       what, A, E, k, n, bm, wy);
     ok(gx, "%s: input gradient within fp32 accumulation (worst %.2e)", what, wx);
     ok(gw, "%s: weight gradient added to what was there, within fp32 accumulation (worst %.2e)", what, ww);
     ok(past && idle, "%s: rows past the groups untouched, experts without rows keep their gradient", what);
@@ -143,7 +144,7 @@ static void check_products(const char *what, const int *sizes, int E, int k, int
     // again: the same bits
     float *fdx2 = (float *)xmalloc(xall * sizeof(float)), *fdw2 = (float *)xmalloc(nw * sizeof(float));
     CUDA_CHECK(cudaMemcpy(d_dw, dw0, nw * sizeof(float), cudaMemcpyHostToDevice));
-    grouped_linear_backward_input(d_dx, d_dy, d_w, (long)n * k, d_offs, d_tiles, A, E, k, n);
+    grouped_linear_backward_input(d_dx, d_dy, d_w, (long)n * k, d_offs, d_tiles, bm, A, E, k, n);
     grouped_linear_backward_weight(d_dw, (long)n * k, d_dy, d_x, d_offs, E, k, n);
     download(fdx2, d_dx, xall);
     download(fdw2, d_dw, nw);
@@ -162,7 +163,7 @@ static void check_products(const char *what, const int *sizes, int E, int k, int
 }
 
 // The device sort against route_sort on random and collapsed routings.
-static void check_route(int A, int E)
+static void check_route(int A, int E, int bm)
 {
     int *sel = (int *)xmalloc(((size_t)A + 1) * sizeof(int));
     int good = 1;
@@ -173,7 +174,7 @@ static void check_route(int A, int E)
         float *c1 = (float *)xmalloc((size_t)E * sizeof(float));
         route_sort(o1, r1, f1, c1, sel, A, E);
         t1[0] = 0;
-        for (int e = 0; e < E; e++) t1[e + 1] = t1[e] + (f1[e + 1] - f1[e] + GROUPED_BM - 1) / GROUPED_BM;
+        for (int e = 0; e < E; e++) t1[e + 1] = t1[e] + (f1[e + 1] - f1[e] + bm - 1) / bm;
         int *d_sel = upload(sel, (size_t)A + 1), *d_order, *d_row, *d_offs, *d_tiles, *d_scratch;
         float *d_counts;
         CUDA_CHECK(cudaMalloc(&d_order, ((size_t)A + 1) * sizeof(int)));
@@ -182,7 +183,7 @@ static void check_route(int A, int E)
         CUDA_CHECK(cudaMalloc(&d_tiles, ((size_t)E + 1) * sizeof(int)));
         CUDA_CHECK(cudaMalloc(&d_counts, (size_t)E * sizeof(float)));
         CUDA_CHECK(cudaMalloc(&d_scratch, (grouped_route_scratch(A, E) + 1) * sizeof(int)));
-        grouped_route(d_order, d_row, d_offs, d_counts, d_tiles, d_scratch, d_sel, A, E);
+        grouped_route(d_order, d_row, d_offs, d_counts, d_tiles, d_scratch, d_sel, A, E, bm);
         int *o2 = (int *)xmalloc(((size_t)A + 1) * sizeof(int)), *r2 = (int *)xmalloc(((size_t)A + 1) * sizeof(int));
         int *f2 = (int *)xmalloc(((size_t)E + 1) * sizeof(int)), *t2 = (int *)xmalloc(((size_t)E + 1) * sizeof(int));
         float *c2 = (float *)xmalloc((size_t)E * sizeof(float));
@@ -198,7 +199,7 @@ static void check_route(int A, int E)
         CUDA_CHECK(cudaFree(d_tiles)); CUDA_CHECK(cudaFree(d_counts)); CUDA_CHECK(cudaFree(d_scratch));
         free(o1); free(r1); free(f1); free(t1); free(c1); free(o2); free(r2); free(f2); free(t2); free(c2);
     }
-    ok(good, "device sort of %d assignments over %d experts: route_sort's order, rows, offsets, counts and tiles", A, E);
+    ok(good, "device sort of %d assignments over %d experts: route_sort's order, rows, offsets, counts and tiles of %d", A, E, bm);
     free(sel);
 }
 
@@ -211,16 +212,18 @@ static void check_all_products(const char *how)
     const int nano[] = {0, 130, 260, 7, 128, 1, 200, 64}, tiny[] = {40, 0, 300, 129, 17, 90}, nano_n = 1024, tiny_n = 1536;
 #endif
     char what[200];
-    snprintf(what, sizeof what, "%sawkward groups, partial tiles", how);
-    check_products(what, awkward, 8, 72, 40);
-    snprintf(what, sizeof what, "%sawkward groups, the test preset's experts", how);
-    check_products(what, awkward, 8, 32, 32);
-    snprintf(what, sizeof what, "%sone group, several tiles", how);
-    check_products(what, one, 1, 136, 264);
+    for (int bm = 64; bm <= 128; bm *= 2) {
+        snprintf(what, sizeof what, "%sawkward groups, partial tiles", how);
+        check_products(what, awkward, 8, 72, 40, bm);
+        snprintf(what, sizeof what, "%sawkward groups, the test preset's experts", how);
+        check_products(what, awkward, 8, 32, 32, bm);
+        snprintf(what, sizeof what, "%sone group, several tiles", how);
+        check_products(what, one, 1, 136, 264, bm);
+    }
     snprintf(what, sizeof what, "%snano's expert width (gate|up)", how);
-    check_products(what, nano, sizeof nano / sizeof *nano, 1024, nano_n);
+    check_products(what, nano, sizeof nano / sizeof *nano, 1024, nano_n, grouped_tile_rows(16384 / 32));
     snprintf(what, sizeof what, "%ssigma-moe-tiny's expert width (down)", how);
-    check_products(what, tiny, sizeof tiny / sizeof *tiny, 768, tiny_n);
+    check_products(what, tiny, sizeof tiny / sizeof *tiny, 768, tiny_n, grouped_tile_rows(8192 / 96));
 }
 
 int main(void)
@@ -231,12 +234,12 @@ int main(void)
         printf("1..0 # SKIP no CUDA device\n");
         return 0;
     }
-    check_route(1, 1);
-    check_route(1023, 8);
-    check_route(16384, 32);
-    check_route(32768, 96);
-    check_route(3000, 4096);
-    check_route(0, 4);
+    check_route(1, 1, 128);
+    check_route(1023, 8, 64);
+    check_route(16384, 32, 128);
+    check_route(32768, 96, 64);
+    check_route(3000, 4096, 128);
+    check_route(0, 4, 64);
 
     check_all_products("");
 #ifdef SIGMA_EMU
