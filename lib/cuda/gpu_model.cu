@@ -1079,12 +1079,8 @@ static void norm_weight_backward(GpuModel *g, float *dw, const float *grad, cons
 
 // ---------------------------------------------------------------- MoE
 
-// Expert e's weights: gate | up as one [2de, d], then down [d, de].
-static const bf16 *w_gu(const GpuModel *g, int l, int e, const bf16 *base)
-{
-    return base + g->lo[l].expert + (size_t)e * 3 * g->alloc.d_expert * g->alloc.d_model;
-}
-// elements from one expert's weights to the next
+// Elements from one expert's weights to the next: each is gate | up as one
+// [2de, d], then down [d, de], from lo[l].expert on.
 static long w_stride(const GpuModel *g) { return 3L * g->alloc.d_expert * g->alloc.d_model; }
 
 // One product of every expert over its sorted rows of layer l, the weights
@@ -1096,9 +1092,9 @@ static void experts_linear_forward(GpuModel *g, int l, bf16 *out, const bf16 *in
 {
     const LayerActs *a = &g->L[l];
     int E = g->alloc.n_experts, A = g->B * g->T * g->kused[l];
+    const bf16 *w0 = g->params_bf + g->lo[l].expert + at;   // expert 0's weights
     if (g->grouped) {
-        grouped_linear_forward(out, inp, w_gu(g, l, 0, g->params_bf) + at, w_stride(g), a->offs, a->tiles, g->tile_rows, A, E, k,
-                               n);
+        grouped_linear_forward(out, inp, w0, w_stride(g), a->offs, a->tiles, g->tile_rows, A, E, k, n);
         return;
     }
     const int *offs = g->h_offs[l];
@@ -1106,8 +1102,7 @@ static void experts_linear_forward(GpuModel *g, int l, bf16 *out, const bf16 *in
         int rows = offs[e + 1] - offs[e];
         on_expert_stream(e);
         if (rows)
-            linear_forward(out + (size_t)offs[e] * n, CUDA_R_16BF, inp + (size_t)offs[e] * k, w_gu(g, l, e, g->params_bf) + at,
-                           rows, k, n, 0.0f);
+            linear_forward(out + (size_t)offs[e] * n, CUDA_R_16BF, inp + (size_t)offs[e] * k, w0 + e * w_stride(g), rows, k, n, 0.0f);
     }
     on_main_stream();
 }
