@@ -5,23 +5,24 @@
 //
 // Each thread of a block is a fiber on one OS thread (started by ucontext,
 // switched by _setjmp/_longjmp, which leave the signal mask alone and so
-// cost no system call); a block's
-// fibers run round-robin and switch only at barriers, so __syncthreads and
-// the warp-wide instructions are barriers over the block or the warp, and a
-// barrier that some threads never reach is reported as a deadlock rather
-// than hanging. The warp-wide instructions compute what the PTX ISA defines
-// from all 32 lanes' operands: ldmatrix (lane l addresses row l % 8 of
-// matrix l / 8; register i of lane l holds row l / 4, columns 2 (l % 4) and
-// the next, of matrix i, or of its transpose), mma.m16n8k16 with the ISA's
-// fragment layouts, and shuffles. cp.async copies land either at the
-// wait_group that covers them (the latest the hardware may) or at once (the
-// earliest), emu::cp_late choosing: the first exposes a missing wait, the
-// second (with emu::skewed) a stage refilled while another warp still reads
-// it. Blocks run one after another, in order, and their threads round-robin;
-// emu::skewed runs the blocks in reverse and lets the last warp run as far
-// ahead as the barriers allow, so that a block writing past its own tile or
-// a barrier missing between warps shows. Dynamic shared memory starts as
-// 0xff bytes (NaN) in every block.
+// cost no system call). Fibers switch only at barriers: __syncthreads is a
+// barrier over the block, the warp-wide instructions one over the warp, and
+// a barrier that some threads never reach (a lane that returned early from
+// a shuffle, a __syncthreads in divergent code) is reported as a deadlock
+// rather than hanging. The warp-wide instructions compute what the PTX ISA
+// defines from all 32 lanes' operands: ldmatrix (lane l addresses row l % 8
+// of matrix l / 8; register i of lane l holds row l / 4, columns 2 (l % 4)
+// and the next, of matrix i, or of its transpose), mma.m16n8k16 with the
+// ISA's fragment layouts, and shuffles.
+//
+// cp.async copies land either at the wait_group that covers them (the latest
+// the hardware may; emu::cp_late) or at once (the earliest). Blocks run one
+// after another and their threads round-robin; emu::skewed runs the blocks
+// in reverse and lets the last warp run as far ahead as the barriers allow.
+// Late copies expose a missing wait; early ones with the skewed schedule a
+// stage refilled while another warp still reads it, or a block writing past
+// its own tile. Dynamic shared memory starts as 0xff bytes (NaN) in every
+// block.
 //
 // Launches are checked as the hardware would refuse them: more than 1024
 // threads, grid y or z beyond 65535, more dynamic shared memory than 48 KiB
