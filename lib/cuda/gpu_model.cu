@@ -132,26 +132,31 @@ __global__ void rmsnorm_backward(float *dx, bf16 *dx_bf, const float *dres, cons
 
 // The weight gradient of every norm here: dw[C] += sum over rows r of
 // g[r, c] * x[r, c] * rstd[r], where rows are (token, head) pairs: x of row r
-// at x + (r / nh) * ldx + (r % nh) * C. Two passes in a fixed order
-// (partial sums over NORM_CHUNKS row ranges, then their sum): deterministic.
-#define NORM_CHUNKS 128
+// at x + (r / nh) * ldx + (r % nh) * C. Two passes in a fixed order:
+// deterministic. First, partial[R / NORM_ROWS, C], one thread per chunk of
+// NORM_ROWS rows and column, so that the grid fills the GPU whatever the
+// shape (QK-norm has C = head_dim but N * heads rows); then one block per
+// column sums its chunks.
+#define NORM_ROWS 32
 template <typename TX>
 __global__ void norm_weight_partial(float *partial, const float *g, const TX *x, const float *rstd, int R, int C, int nh, int ldx)
 {
-    int c = blockIdx.x * blockDim.x + threadIdx.x, chunk = blockIdx.y;
-    if (c >= C) return;
-    int per = (R + NORM_CHUNKS - 1) / NORM_CHUNKS, lo = chunk * per, hi = min(R, lo + per);
+    long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
+    long chunk = i / C;
+    int c = (int)(i % C);
+    if (chunk * NORM_ROWS >= R) return;
+    int lo = (int)chunk * NORM_ROWS, hi = min(R, lo + NORM_ROWS);
     float s = 0;
     for (int r = lo; r < hi; r++) s += g[(long)r * C + c] * to_f(x[(long)(r / nh) * ldx + (r % nh) * C + c]) * rstd[r];
-    partial[(long)chunk * C + c] = s;
+    partial[i] = s;
 }
-__global__ void norm_weight_finish(float *dw, const float *partial, int C)
+__global__ void norm_weight_finish(float *dw, const float *partial, int chunks, int C)
 {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
+    int c = blockIdx.x;
     float s = 0;
-    for (int k = 0; k < NORM_CHUNKS; k++) s += partial[(long)k * C + c];
-    dw[c] += s;
+    for (int k = threadIdx.x; k < chunks; k += blockDim.x) s += partial[(long)k * C + c];
+    s = block_reduce<false>(s);
+    if (threadIdx.x == 0) dw[c] += s;
 }
 
 // ---------------------------------------------------------------- kernels: QK-norm + RoPE
@@ -650,7 +655,7 @@ struct GpuModel {
     bf16 *dao, *dqr, *dkr;     // [N, qd], [N, qd], [N, kvd]
     bf16 *dqkv;                // [N, qd + 2 kvd]
     float *dn;                 // [N*H, hd] QK-norm weight-gradient input
-    float *norm_partial;       // [NORM_CHUNKS, max(d, hd)]
+    float *norm_partial;       // [R / NORM_ROWS, C] for the largest norm: max(N / 32 * d, N*H / 32 * hd)
     bf16 *dz;                  // [N, E]
     float *dpsel;              // [Amax]
     bf16 *dye, *dgu;           // [Amax, d], [Amax, 2 de]
@@ -770,7 +775,8 @@ static size_t carve(GpuModel *g, char *base, int print)
     REPORT(g->flash ? "attention scratch (fused kernels)" : "attention scratch (scores, recomputed in backward)");
     AT(g->dx, float, N * d); AT(g->dh, float, N * d); AT(g->du, float, N * d); AT(g->dln, float, N * d); AT(g->dh_bf, bf16, N * d);
     AT(g->dao, bf16, N * qd); AT(g->dqr, bf16, N * qd); AT(g->dkr, bf16, N * kvd); AT(g->dqkv, bf16, N * qkv);
-    AT(g->dn, float, N * H * hd); AT(g->norm_partial, float, NORM_CHUNKS * (d > hd ? d : hd));
+    AT(g->dn, float, N * H * hd); AT(g->norm_partial, float,
+        cdiv(N, NORM_ROWS) * d > cdiv(N * H, NORM_ROWS) * hd ? cdiv(N, NORM_ROWS) * d : cdiv(N * H, NORM_ROWS) * hd);
     AT(g->dz, bf16, N * E); AT(g->dpsel, float, amax); AT(g->dye, bf16, amax * d); AT(g->dgu, bf16, amax * 2 * de);
     AT(g->dact, float, amax * de); AT(g->dxe, float, amax * d); AT(g->dlogits, bf16, N * V);
     AT(g->norm_blocks, double, NORM_BLOCKS); AT(g->ptrs, void *, L * 10 * B * H);
@@ -1072,8 +1078,9 @@ template <typename TX>
 static void norm_weight_backward(GpuModel *g, float *dw, const float *grad, const TX *x, const float *rstd, int R, int C, int nh,
                                  int ldx)
 {
-    LAUNCH(norm_weight_partial<TX>, dim3(cdiv(C, 128), NORM_CHUNKS), 128, 0, g->norm_partial, grad, x, rstd, R, C, nh, ldx);
-    LAUNCH(norm_weight_finish, cdiv(C, 128), 128, 0, dw, g->norm_partial, C);
+    int chunks = cdiv(R, NORM_ROWS);
+    LAUNCH(norm_weight_partial<TX>, cdiv((long)chunks * C, 256), 256, 0, g->norm_partial, grad, x, rstd, R, C, nh, ldx);
+    LAUNCH(norm_weight_finish, C, 256, 0, dw, g->norm_partial, chunks, C);
     LAUNCHED();
 }
 
