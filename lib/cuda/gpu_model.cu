@@ -673,7 +673,7 @@ struct GpuModel {
     double *h_stats;           // [L, 2E + 3]
     float *h_logits, *h_rowloss, *h_mask;
     int *h_order;              // [2 Amax] route_sort's order and row
-    uint32_t *h_tok;           // [N] the last forward's inputs
+    int n_seg;                 // distinct tokens in the last forward with targets
     int *h_pos, *h_seg;        // [N], [N+1]
     float *h_coef;             // [2E]
     double balance_S[MODEL_MAX_LAYERS], balance_pbar[MODEL_MAX_LAYERS];
@@ -891,7 +891,6 @@ extern "C" GpuModel *gpu_model_create(const Model *host, const Config *alloc, in
     size_t amax = 0;
     for (int l = 0; l < c->n_layers; l++) amax = N * c->top_k[l] > amax ? N * c->top_k[l] : amax;
     g->h_order = (int *)xmalloc(2 * amax * sizeof(int));
-    g->h_tok = (uint32_t *)xmalloc(N * sizeof(uint32_t));
     g->h_pos = (int *)xmalloc(N * sizeof(int));
     g->h_seg = (int *)xmalloc((N + 1) * sizeof(int));
     g->h_coef = (float *)xmalloc(2 * E * sizeof(float));
@@ -917,7 +916,6 @@ extern "C" void gpu_model_free(GpuModel *g)
     free(g->h_mask);
     free(g->h_logits);
     free(g->h_order);
-    free(g->h_tok);
     free(g->h_pos);
     free(g->h_seg);
     free(g->h_coef);
@@ -1264,6 +1262,16 @@ static void moe_backward(GpuModel *g, int l, const float *dout, float scale)
 
 // ---------------------------------------------------------------- forward
 
+// Positions sorted by token, for the embedding's backward: sorted here, at
+// upload, while the GPU is busy elsewhere, rather than as a host round trip
+// in the middle of the backward.
+static void upload_token_order(GpuModel *g, const uint32_t *inputs, int N)
+{
+    g->n_seg = route_sort_tokens(g->h_pos, g->h_seg, inputs, N);
+    CUDA_CHECK(cudaMemcpy(g->emb_pos, g->h_pos, (size_t)N * sizeof(int), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(g->emb_seg, g->h_seg, ((size_t)g->n_seg + 1) * sizeof(int), cudaMemcpyHostToDevice));
+}
+
 extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32_t *inputs, const uint32_t *targets,
                                     const float *mask, int B, int T, const BalanceOptions *bo, const float *expert_bias,
                                     float *counts)
@@ -1288,8 +1296,10 @@ extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32
     if (!g->flash) attention_pointers(g, B, T);
     phase(g, PH_EMBED);
     CUDA_CHECK(cudaMemcpy(g->inputs, inputs, (size_t)N * sizeof(uint32_t), cudaMemcpyHostToDevice));
-    memcpy(g->h_tok, inputs, (size_t)N * sizeof(uint32_t));
-    if (targets) CUDA_CHECK(cudaMemcpy(g->targets, targets, (size_t)N * sizeof(uint32_t), cudaMemcpyHostToDevice));
+    if (targets) {
+        CUDA_CHECK(cudaMemcpy(g->targets, targets, (size_t)N * sizeof(uint32_t), cudaMemcpyHostToDevice));
+        upload_token_order(g, inputs, N);
+    }
     if (mask) CUDA_CHECK(cudaMemcpy(g->mask, mask, (size_t)N * sizeof(float), cudaMemcpyHostToDevice));
     if (bo->use_bias) CUDA_CHECK(cudaMemcpy(g->bias, expert_bias, (size_t)L * E * sizeof(float), cudaMemcpyHostToDevice));
     LAUNCH(embed_forward, cdiv((long)N * d, 256), 256, 0, g->L[0].x, g->inputs, g->params + g->embed, N, d);
@@ -1373,15 +1383,11 @@ extern "C" const int *gpu_model_selection(GpuModel *g, int layer, int *k)
 
 // ---------------------------------------------------------------- backward
 
-// The embedding's gradient: positions sorted by token on the host, then one
-// block per distinct token sums its rows in position order.
-static void embedding_backward(GpuModel *g, const float *dx, int N, int d)
+// The embedding's gradient: one block per distinct token sums its rows in
+// position order, from the order upload_token_order left.
+static void embedding_backward(GpuModel *g, const float *dx, int d)
 {
-    int *pos = g->h_pos, *seg = g->h_seg;
-    int n_seg = route_sort_tokens(pos, seg, g->h_tok, N);   // the forward's inputs, kept on the host
-    CUDA_CHECK(cudaMemcpy(g->emb_pos, pos, (size_t)N * sizeof(int), cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemcpy(g->emb_seg, seg, ((size_t)n_seg + 1) * sizeof(int), cudaMemcpyHostToDevice));
-    LAUNCH(embed_backward, n_seg, 256, 0, g->grads + g->embed, dx, g->emb_pos, g->emb_seg, g->inputs, d);
+    LAUNCH(embed_backward, g->n_seg, 256, 0, g->grads + g->embed, dx, g->emb_pos, g->emb_seg, g->inputs, d);
     LAUNCHED();
 }
 
@@ -1436,7 +1442,7 @@ extern "C" void gpu_model_backward(GpuModel *g, float scale)
         norm_weight_backward<float>(g, g->grads + o->ln1, g->dln, a->x, a->r1, N, d, 1, d);
     }
     phase(g, PH_EMBED);
-    embedding_backward(g, g->dx, N, d);
+    embedding_backward(g, g->dx, d);
     phase(g, -1);
 }
 
