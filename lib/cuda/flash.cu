@@ -32,11 +32,20 @@ struct Heads {
 };
 
 // dst[TILE, HD + PAD] (shared) = rows r0 .. r0+TILE of src (row stride ld), zero past T; asynchronous.
+// A warp's 32 pieces are 32 / CB rows by CB consecutive pieces, each 8-lane
+// phase of the store one piece of 8 consecutive rows: with the odd row pitch
+// (HD + PAD) / 8 those land on 8 different bank groups, where a row's
+// consecutive pieces would wrap onto the next row's (HD = 32, 96). The
+// warp still reads whole 32-byte sectors.
 template <int HD> __device__ static inline void stage_rows(bf16 *dst, const bf16 *src, int ld, int r0, int T)
 {
-    const int per_row = HD / 8;   // 16-byte pieces
-    for (int i = threadIdx.x; i < TILE * per_row; i += WARPS * 32) {
-        int r = i / per_row, c = i % per_row * 8;
+    const int per_row = HD / 8, CB = per_row < 4 ? per_row : 4, RG = 32 / CB, blocks = per_row / CB;
+    const int groups = TILE * per_row / 32;   // of 32 pieces, one per warp at a time
+    static_assert(per_row % CB == 0 && TILE % RG == 0 && groups % WARPS == 0, "a tile in whole groups of rows and pieces");
+    const int l = threadIdx.x % 32, lr = l % RG, lc = l / RG * 8;
+#pragma unroll
+    for (int j = 0; j < groups / WARPS; j++) {
+        int grp = threadIdx.x / 32 + j * WARPS, r = grp / blocks * RG + lr, c = grp % blocks * CB * 8 + lc;
         bool valid = r0 + r < T;
         cp_async16(dst + r * (HD + PAD) + c, valid ? src + (size_t)(r0 + r) * ld + c : src, valid);
     }

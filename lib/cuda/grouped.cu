@@ -102,13 +102,14 @@ template <int KCONTIG, int R> __host__ __device__ constexpr int tile_elems() { r
 template <int KCONTIG, int R>
 __device__ static inline void load_tile(bf16 *dst, const bf16 *src, int ld, int o0, int o_end, int k0, int k_end)
 {
+    static_assert(!KCONTIG || (BK == 32 && R % 8 == 0), "k-contiguous tiles staged as 8 rows of 4 chunks per warp");
     #pragma unroll
     for (int c = threadIdx.x; c < R * BK / 8; c += THREADS) {
         int o, k;   // the chunk's first element
         bf16 *d;
-        if (KCONTIG) {
-            o = c / (BK / 8);
-            k = c % (BK / 8) * 8;
+        if (KCONTIG) {   // a warp's 32 chunks: 8 rows by 4; each 8-lane phase one chunk of 8 rows, 8 bank groups apart
+            o = c / 32 * 8 + c % 8;
+            k = c % 32 / 8 * 8;
             d = dst + o * (BK + PAD) + k;
         } else {
             k = c / (R / 8);
