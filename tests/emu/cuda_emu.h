@@ -24,6 +24,10 @@
 // its own tile. Dynamic shared memory starts as 0xff bytes (NaN) in every
 // block.
 //
+// Shared-memory bank conflicts of ldmatrix and cp.async are counted (8
+// lanes' 16-byte accesses per wavefront, 32 banks of 4 bytes), so a test
+// can hold a kernel's layout to one wavefront per phase.
+//
 // Launches are checked as the hardware would refuse them: more than 1024
 // threads, grid y or z beyond 65535, more dynamic shared memory than 48 KiB
 // or than cudaFuncSetAttribute allowed (at most 227 KiB), misaligned
@@ -50,6 +54,7 @@
 #include <string.h>
 #include <setjmp.h>
 #include <ucontext.h>
+#include <unordered_map>
 #include <vector>
 
 #define SIGMA_EMU 1
@@ -72,6 +77,7 @@ struct Thread {
     uint3 idx;
     int linear;
     unsigned mma_calls;                      // this thread's mma_bf16 so far: the warp's product is computed once per call
+    unsigned cp_calls;                       // its cp_async16 so far: the warp's k-th calls are one instruction
     std::vector<std::vector<Copy>> groups;   // committed cp.async groups, oldest first
     std::vector<Copy> open;                  // issued since the last commit
 };
@@ -95,6 +101,48 @@ struct WarpProduct {
     float d[16][8];     // A . B
 };
 inline std::vector<WarpProduct> products;   // [warp]
+
+// Shared-memory bank conflicts of the 16-byte accesses (ldmatrix rows,
+// cp.async destinations): the hardware serves them 8 lanes at a time, one
+// wavefront if those 8 hit distinct banks (32 banks of 4 bytes), one more
+// for each further distinct word on the busiest bank. The extra wavefronts
+// are counted, for tests to require none: [0] ldmatrix, [1] cp.async.
+inline long bank_phases[2], bank_extra[2];
+inline void bank_phase(int kind, const uintptr_t *addr, int n)
+{
+    int words[32] = {0};
+    uintptr_t seen[8 * 4];
+    int n_seen = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < 4; j++) {
+            uintptr_t w = addr[i] / 4 + j;
+            bool dup = false;
+            for (int s = 0; s < n_seen; s++) dup |= seen[s] == w;
+            if (dup) continue;
+            seen[n_seen++] = w;
+            words[w % 32]++;
+        }
+    int most = 0;
+    for (int b = 0; b < 32; b++) most = std::max(most, words[b]);
+    bank_phases[kind]++;
+    bank_extra[kind] += most > 1 ? most - 1 : 0;
+}
+// A warp's k-th cp.async, by (warp, k), until all its lanes have issued it.
+struct PendingStore {
+    uintptr_t addr[32];
+    unsigned lanes;
+};
+inline std::unordered_map<uint64_t, PendingStore> pending_stores;
+inline void store_phases(const PendingStore &p)
+{
+    for (int q = 0; q < 4; q++) {
+        uintptr_t a[8];
+        int n = 0;
+        for (int l = 8 * q; l < 8 * q + 8; l++)
+            if (p.lanes >> l & 1) a[n++] = p.addr[l];
+        if (n) bank_phase(1, a, n);
+    }
+}
 
 [[noreturn]] inline void fail(const char *what)
 {
@@ -171,6 +219,7 @@ inline void run_block()
         Thread &t = *threads[i];
         t.state = RUNNABLE;
         t.mma_calls = 0;
+        t.cp_calls = 0;
         t.linear = i;
         t.idx = make_uint3(i % block_dim.x, i / block_dim.x % block_dim.y, i / (block_dim.x * block_dim.y));
         t.groups.clear();
@@ -188,6 +237,8 @@ inline void run_block()
         }
         if (!ran) fail("deadlock: threads wait at a barrier that others of their block or warp never reach");
     }
+    for (auto &p : pending_stores) store_phases(p.second);   // instructions some lanes skipped
+    pending_stores.clear();
     cur = nullptr;
 }
 
@@ -234,6 +285,24 @@ inline uint32_t pack(const __nv_bfloat16 *lo, const __nv_bfloat16 *hi)
     memcpy(&a, lo, 2);
     memcpy(&b, hi, 2);
     return (uint32_t)a | (uint32_t)b << 16;
+}
+
+// An address's offset in the block's shared memory (banks count from there).
+inline uintptr_t smem_offset(const void *p)
+{
+    uintptr_t a = (uintptr_t)p, base = (uintptr_t)dyn_smem.data();
+    return a >= base && a < base + dyn_smem.size() ? a - base : a;
+}
+inline void shared_store16(void *dst)
+{
+    int w = warp(), l = lane();
+    PendingStore &p = pending_stores[(uint64_t)w << 32 | cur->cp_calls++];
+    p.addr[l] = smem_offset(dst);
+    p.lanes |= 1u << l;
+    if (p.lanes == 0xffffffffu) {
+        store_phases(p);
+        pending_stores.erase((uint64_t)w << 32 | (cur->cp_calls - 1));
+    }
 }
 
 }   // namespace emu
@@ -286,6 +355,7 @@ inline void cp_async16(void *dst, const void *src, bool valid)
 {
     if ((uintptr_t)dst % 16 || (valid && (uintptr_t)src % 16)) emu::fail("cp.async of 16 bytes at an address not 16-byte aligned");
     emu::Copy c = {dst, src, valid};
+    emu::shared_store16(dst);
     if (!emu::cp_late) {
         if (valid) memcpy(dst, src, 16);
         else memset(dst, 0, 16);
@@ -315,6 +385,12 @@ template <bool TRANS> inline void ldmatrix_x4(uint32_t r[4], const __nv_bfloat16
     if ((uintptr_t)p % 16) emu::fail("ldmatrix: a row address not 16-byte aligned");
     emu::slot(w, l)[0] = (uint64_t)(uintptr_t)p;
     emu::warp_barrier();
+    if (l == 0)
+        for (int i = 0; i < 4; i++) {   // matrix i in one phase: lanes 8i .. 8i+7's rows
+            uintptr_t a[8];
+            for (int j = 0; j < 8; j++) a[j] = emu::smem_offset((const void *)(uintptr_t)emu::slot(w, 8 * i + j)[0]);
+            emu::bank_phase(0, a, 8);
+        }
     for (int i = 0; i < 4; i++) {
         // matrix i's rows come from lanes 8i .. 8i+7; element (row, col) of it:
         auto at = [&](int row, int col) { return (const __nv_bfloat16 *)(uintptr_t)emu::slot(w, 8 * i + row)[0] + col; };

@@ -184,6 +184,10 @@ int main(void)
     emu::skewed = true;
     check(1, 130, 4, 2, 64);
     check(1, 70, 3, 1, 96);
+    ok(emu::bank_extra[0] == 0, "shared memory: ldmatrix without bank conflicts (%ld phases, %ld extra wavefronts)",
+       emu::bank_phases[0], emu::bank_extra[0]);
+    ok(emu::bank_extra[1] == 0, "shared memory: cp.async stores without bank conflicts (%ld phases, %ld extra wavefronts)",
+       emu::bank_phases[1], emu::bank_extra[1]);
 #endif
     return tap_done();
 }

@@ -246,6 +246,10 @@ int main(void)
     emu::cp_late = false;   // copies landing at once, the last warp ahead, blocks in reverse: races show
     emu::skewed = true;
     check_all_products("skewed emulation, ");
+    ok(emu::bank_extra[0] == 0, "shared memory: ldmatrix without bank conflicts (%ld phases, %ld extra wavefronts)",
+       emu::bank_phases[0], emu::bank_extra[0]);
+    ok(emu::bank_extra[1] == 0, "shared memory: cp.async stores without bank conflicts (%ld phases, %ld extra wavefronts)",
+       emu::bank_phases[1], emu::bank_extra[1]);
 #endif
     return tap_done();
 }
