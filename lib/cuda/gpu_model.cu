@@ -642,7 +642,7 @@ struct GpuModel {
     float *mask;               // [N] or unused
     float *cosv, *sinv;        // [T, hd/2]
     float *bias;               // [L*E] expert bias
-    float *coef;               // [2E] the router backward's per-expert terms
+    float *coef;               // [L, 2E] the router backward's per-expert terms
     int *emb_pos, *emb_seg;    // [N], [N+1] positions sorted by token
     float *counts;             // [L*E] tokens per expert (grouped experts: counted on the device)
     int *route_scratch;        // grouped_route_scratch(Amax, E)
@@ -675,7 +675,8 @@ struct GpuModel {
     int *h_order;              // [2 Amax] route_sort's order and row
     int n_seg;                 // distinct tokens in the last forward with targets
     int *h_pos, *h_seg;        // [N], [N+1]
-    float *h_coef;             // [2E]
+    float *h_coef;             // [L, 2E]
+    float *h_gp;               // [L] the top-1 LBL's term common to all experts
     double balance_S[MODEL_MAX_LAYERS], balance_pbar[MODEL_MAX_LAYERS];
     // profile
     int prof;
@@ -765,7 +766,7 @@ static size_t carve(GpuModel *g, char *base, int print)
     AT(g->x_final, float, N * d); AT(g->lnf, bf16, N * d); AT(g->rf, float, N);
     AT(g->logits, float, N * V); AT(g->lsef, float, N); AT(g->rowloss, float, N);
     AT(g->inputs, uint32_t, N); AT(g->targets, uint32_t, N); AT(g->mask, float, N);
-    AT(g->cosv, float, T * hd / 2); AT(g->sinv, float, T * hd / 2); AT(g->bias, float, L * E); AT(g->coef, float, 2 * E);
+    AT(g->cosv, float, T * hd / 2); AT(g->sinv, float, T * hd / 2); AT(g->bias, float, L * E); AT(g->coef, float, L * 2 * E);
     AT(g->emb_pos, int, N); AT(g->emb_seg, int, N + 1);
     AT(g->counts, float, L * E); AT(g->route_scratch, int, grouped_route_scratch((int)amax, (int)E));
     REPORT("head, logits and inputs");
@@ -893,7 +894,8 @@ extern "C" GpuModel *gpu_model_create(const Model *host, const Config *alloc, in
     g->h_order = (int *)xmalloc(2 * amax * sizeof(int));
     g->h_pos = (int *)xmalloc(N * sizeof(int));
     g->h_seg = (int *)xmalloc((N + 1) * sizeof(int));
-    g->h_coef = (float *)xmalloc(2 * E * sizeof(float));
+    g->h_coef = (float *)xmalloc(c->n_layers * 2 * E * sizeof(float));
+    g->h_gp = (float *)xmalloc(c->n_layers * sizeof(float));
     CUDA_CHECK(cudaEventCreate(&g->ev[0]));
     CUDA_CHECK(cudaEventCreate(&g->ev[1]));
     return g;
@@ -919,6 +921,7 @@ extern "C" void gpu_model_free(GpuModel *g)
     free(g->h_pos);
     free(g->h_seg);
     free(g->h_coef);
+    free(g->h_gp);
     free(g->tensors);
     CUDA_CHECK(cudaEventDestroy(g->ev[0]));
     CUDA_CHECK(cudaEventDestroy(g->ev[1]));
@@ -1219,6 +1222,33 @@ static void experts_backward(GpuModel *g, int l)
     experts_linear_backward(g, l, g->dxe, g->dgu, a->xe, 0, d, 2 * de);   // gate|up
 }
 
+// The balance terms' per-expert coefficients of every layer, as model.c's
+// balance_backward, from the forward's statistics: one upload before the
+// backward rather than a host round trip in each layer's.
+static void upload_balance_coefficients(GpuModel *g, float scale)
+{
+    const Config *c = &g->alloc;
+    const BalanceOptions *bo = &g->bo;
+    int N = g->B * g->T, E = c->n_experts;
+    int have_lbl = bo->kind == BALANCE_LBL, have_top1 = bo->kind == BALANCE_TOP1_LBL;
+    memset(g->h_coef, 0, (size_t)c->n_layers * 2 * E * sizeof(float));
+    for (int l = 0; l < c->n_layers; l++) {
+        const double *st = g->h_stats + (size_t)l * (2 * E + 3);
+        const float *counts = g->h_counts + (size_t)l * E;
+        float *hc = g->h_coef + (size_t)l * 2 * E;
+        g->h_gp[l] = 0;
+        if (have_lbl)
+            for (int e = 0; e < E; e++) hc[e] = (float)(scale * bo->coef * E * lbl_fraction(bo, counts, l, e, N, g->kused[l], E) / N);
+        if (have_top1) {
+            double cc = scale * bo->coef * E, pbar = g->balance_pbar[l], S = g->balance_S[l];
+            for (int e = 0; e < E; e++) hc[E + e] = (float)(cc * 2 * (st[E + e] / N) / pbar);
+            g->h_gp[l] = (float)(-cc * S / (pbar * pbar) / N);
+        }
+    }
+    if (have_lbl || have_top1)
+        CUDA_CHECK(cudaMemcpy(g->coef, g->h_coef, (size_t)c->n_layers * 2 * E * sizeof(float), cudaMemcpyHostToDevice));
+}
+
 // From dout[N, d] (the layer output's gradient) into du[N, d] (of the
 // normed input) and the expert and router gradients.
 static void moe_backward(GpuModel *g, int l, const float *dout, float scale)
@@ -1238,24 +1268,11 @@ static void moe_backward(GpuModel *g, int l, const float *dout, float scale)
     LAUNCH(scatter_rows, cdiv((long)N * d, 256), 256, 0, g->du, g->dxe, a->row, N, d, k);
     LAUNCHED();
     phase(g, PH_ROUTER);
-    // the balance terms' per-expert coefficients, as model.c's balance_backward
-    const double *st = g->h_stats + (size_t)l * (2 * E + 3);
-    const float *counts = g->h_counts + (size_t)l * E;
-    float *hc = g->h_coef;
-    memset(hc, 0, 2 * (size_t)E * sizeof(float));
-    float gp = 0;
     int have_lbl = bo->kind == BALANCE_LBL, have_top1 = bo->kind == BALANCE_TOP1_LBL;
-    if (have_lbl)
-        for (int e = 0; e < E; e++) hc[e] = (float)(scale * bo->coef * E * lbl_fraction(bo, counts, l, e, N, k, E) / N);
-    if (have_top1) {
-        double cc = scale * bo->coef * E, pbar = g->balance_pbar[l], S = g->balance_S[l];
-        for (int e = 0; e < E; e++) hc[E + e] = (float)(cc * 2 * (st[E + e] / N) / pbar);
-        gp = (float)(-cc * S / (pbar * pbar) / N);
-    }
-    if (have_lbl || have_top1) CUDA_CHECK(cudaMemcpy(g->coef, hc, 2 * (size_t)E * sizeof(float), cudaMemcpyHostToDevice));
+    const float *coef = g->coef + (size_t)l * 2 * E;
     float zc = bo->z_coef > 0 ? (float)(scale * bo->z_coef * 2.0 / N) : 0.0f;
-    LAUNCH(router_backward, cdiv(N, 8), 256, 0, g->dz, a->p, a->q, a->lse, a->sel, g->dpsel, have_lbl ? g->coef : NULL,
-                                         have_top1 ? g->coef + E : NULL, gp, (bo->tau > 0 ? bo->tau : 1.0f) * N, zc, N, E, k);
+    LAUNCH(router_backward, cdiv(N, 8), 256, 0, g->dz, a->p, a->q, a->lse, a->sel, g->dpsel, have_lbl ? coef : NULL,
+                                         have_top1 ? coef + E : NULL, g->h_gp[l], (bo->tau > 0 ? bo->tau : 1.0f) * N, zc, N, E, k);
     LAUNCHED();
     linear_backward(g->du, 1.0f, g->grads + o->router, g->dz, a->ln2, g->params_bf + o->router, N, d, E);
 }
@@ -1411,6 +1428,7 @@ extern "C" void gpu_model_backward(GpuModel *g, float scale)
     LAUNCHED();
     norm_weight_backward<float>(g, g->grads + g->norm, g->dln, g->x_final, g->rf, N, d, 1, d);
 
+    upload_balance_coefficients(g, scale);
     for (int l = c->n_layers - 1; l >= 0; l--) {
         LayerActs *a = &g->L[l];
         const LayerOffsets *o = &g->lo[l];
