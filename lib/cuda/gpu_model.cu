@@ -615,7 +615,7 @@ typedef struct {
     bf16 *gu;                  // [A, 2 de] gate | up (shared scratch when recomputed)
     bf16 *act;                 // [A, de]
     bf16 *ye;                  // [A, d]
-    double *stats;             // [2E + 3]: sum p, sum q per expert; sum of scal's columns
+    double *stats;             // [2E + 3]: sum p, sum q per expert; sum of scal's columns (this layer's row of GpuModel.stats)
 } LayerActs;
 
 struct GpuModel {
@@ -670,6 +670,7 @@ struct GpuModel {
     int *h_sel[MODEL_MAX_LAYERS], *h_offs[MODEL_MAX_LAYERS];   // [Amax], [E+1]
     int sel_on_host;           // whether h_sel holds the last forward's (grouped experts copy it when asked)
     float *h_counts;           // [L*E]
+    double *stats;             // [L, 2E + 3] the layers' stats, one buffer
     double *h_stats;           // [L, 2E + 3]
     float *h_logits, *h_rowloss, *h_mask;
     int *h_order;              // [2 Amax] route_sort's order and row
@@ -752,11 +753,13 @@ static size_t carve(GpuModel *g, char *base, int print)
         LayerActs *a = &g->L[l];
         size_t A = N * c->top_k[l];
         AT(a->z, float, N * E); AT(a->p, float, N * E); AT(a->q, float, N * E); AT(a->lse, float, N); AT(a->scal, float, N * 3);
-        AT(a->sel, int, A); AT(a->order, int, A); AT(a->row, int, A); AT(a->stats, double, 2 * E + 3);
+        AT(a->sel, int, A); AT(a->order, int, A); AT(a->row, int, A);
         AT(a->offs, int, E + 1); AT(a->tiles, int, E + 1);
         AT(a->xe, bf16, A * d); AT(a->ye, bf16, A * d);
         if (!g->recompute) { AT(a->gu, bf16, A * 2 * de); AT(a->act, bf16, A * de); }
     }
+    AT(g->stats, double, L * (2 * E + 3));   // one buffer, so one copy brings every layer's to the host
+    for (size_t l = 0; l < L && base; l++) g->L[l].stats = g->stats + l * (2 * E + 3);
     if (g->recompute) {   // one pair for every layer: backward recomputes them
         bf16 *gu = NULL, *act = NULL;
         AT(gu, bf16, amax * 2 * de); AT(act, bf16, amax * de);
@@ -1369,9 +1372,7 @@ extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32
     g->have_forward = targets ? 2 : 1;
     g->sel_on_host = !g->grouped;
     if (g->grouped) CUDA_CHECK(cudaMemcpy(g->h_counts, g->counts, (size_t)L * E * sizeof(float), cudaMemcpyDeviceToHost));
-    for (int l = 0; l < L; l++)
-        CUDA_CHECK(cudaMemcpy(g->h_stats + (size_t)l * (2 * E + 3), g->L[l].stats, (2 * (size_t)E + 3) * sizeof(double),
-                              cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(g->h_stats, g->stats, (size_t)L * (2 * E + 3) * sizeof(double), cudaMemcpyDeviceToHost));
     for (int l = 0; l < L; l++) balance_losses(g, &out, l, N, g->kused[l], bo);
     if (counts) memcpy(counts, g->h_counts, (size_t)L * E * sizeof(float));
     phase(g, -1);
