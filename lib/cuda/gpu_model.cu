@@ -25,6 +25,7 @@
 #include "cuda/common.cuh"
 
 #include <cublas_v2.h>
+#include <cuda_profiler_api.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -1528,6 +1529,8 @@ extern "C" void gpu_model_profile_print(GpuModel *g, FILE *f)
         fprintf(f, "| %s | %.2f | %.1f%% |\n", phase_name[i], g->prof_ms[i], total > 0 ? 100 * g->prof_ms[i] / total : 0.0);
     fprintf(f, "| total | %.2f | 100%% |\n", total);
 }
+
+extern "C" void gpu_profiler_range(int on) { CUDA_CHECK(on ? cudaProfilerStart() : cudaProfilerStop()); }
 
 extern "C" double gpu_gemm_peak_tflops(int n)
 {

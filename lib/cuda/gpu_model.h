@@ -70,6 +70,9 @@ void gpu_model_poison(GpuModel *g);
  * when profiling is on; prints a table to f. */
 void gpu_model_profile(GpuModel *g, int on);
 void gpu_model_profile_print(GpuModel *g, FILE *f);
+/* Benchmarks: the range an external profiler records when started with
+ * collection off (ncu --profile-from-start off); nothing otherwise. */
+void gpu_profiler_range(int on);
 /* A large bf16 matrix product's measured TFLOP/s (n x n x n). */
 double gpu_gemm_peak_tflops(int n);
 

@@ -43,6 +43,7 @@
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -460,6 +461,8 @@ inline cudaError_t emu_ok(void) { return cudaSuccess; }
 #define cudaStreamDestroy(s) emu_ok()
 #define cudaEventCreate(e) (*(e) = nullptr, cudaSuccess)
 #define cudaEventDestroy(e) emu_ok()
+#define cudaProfilerStart() emu_ok()
+#define cudaProfilerStop() emu_ok()
 #define cudaEventRecord(...) emu_ok()
 #define cudaEventSynchronize(e) emu_ok()
 #define cudaEventElapsedTime(ms, a, b) (*(ms) = 0.0f, cudaSuccess)
