@@ -656,7 +656,7 @@ struct GpuModel {
     bf16 *dao, *dqr, *dkr;     // [N, qd], [N, qd], [N, kvd]
     bf16 *dqkv;                // [N, qd + 2 kvd]
     float *dn;                 // [N*H, hd] QK-norm weight-gradient input
-    float *norm_partial;       // [R / NORM_ROWS, C] for the largest norm: max(N / 32 * d, N*H / 32 * hd)
+    float *norm_partial;       // [R / NORM_ROWS, C] of the largest norm: the model's (R = N, C = d) or QK's (N*H, hd)
     bf16 *dz;                  // [N, E]
     float *dpsel;              // [Amax]
     bf16 *dye, *dgu;           // [Amax, d], [Amax, 2 de]
@@ -780,8 +780,8 @@ static size_t carve(GpuModel *g, char *base, int print)
     REPORT(g->flash ? "attention scratch (fused kernels)" : "attention scratch (scores, recomputed in backward)");
     AT(g->dx, float, N * d); AT(g->dh, float, N * d); AT(g->du, float, N * d); AT(g->dln, float, N * d); AT(g->dh_bf, bf16, N * d);
     AT(g->dao, bf16, N * qd); AT(g->dqr, bf16, N * qd); AT(g->dkr, bf16, N * kvd); AT(g->dqkv, bf16, N * qkv);
-    AT(g->dn, float, N * H * hd); AT(g->norm_partial, float,
-        cdiv(N, NORM_ROWS) * d > cdiv(N * H, NORM_ROWS) * hd ? cdiv(N, NORM_ROWS) * d : cdiv(N * H, NORM_ROWS) * hd);
+    size_t ln_partial = cdiv(N, NORM_ROWS) * d, qk_partial = cdiv(N * H, NORM_ROWS) * hd;
+    AT(g->dn, float, N * H * hd); AT(g->norm_partial, float, ln_partial > qk_partial ? ln_partial : qk_partial);
     AT(g->dz, bf16, N * E); AT(g->dpsel, float, amax); AT(g->dye, bf16, amax * d); AT(g->dgu, bf16, amax * 2 * de);
     AT(g->dact, float, amax * de); AT(g->dxe, float, amax * d); AT(g->dlogits, bf16, N * V);
     AT(g->norm_blocks, double, NORM_BLOCKS); AT(g->ptrs, void *, L * 10 * B * H);
@@ -1283,9 +1283,9 @@ static void moe_backward(GpuModel *g, int l, const float *dout, float scale)
 
 // ---------------------------------------------------------------- forward
 
-// Positions sorted by token, for the embedding's backward: sorted here, at
-// upload, while the GPU is busy elsewhere, rather than as a host round trip
-// in the middle of the backward.
+// Positions sorted by token, for the embedding's backward: sorted and
+// uploaded with the inputs rather than as a host round trip in the middle of
+// the backward.
 static void upload_token_order(GpuModel *g, const uint32_t *inputs, int N)
 {
     g->n_seg = route_sort_tokens(g->h_pos, g->h_seg, inputs, N);
