@@ -147,8 +147,8 @@ $(O)/emu/%.o: %.cu tests/emu/cuda_emu.h $(wildcard lib/cuda/*.cuh lib/cuda/*.h)
 $(O)/emu/tests/gpu_check.o: tests/gpu/gpu_check.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -DSIGMA_EMU -c $< -o $@
-$(O)/tests/grouped_emu: tests/gpu/grouped_check.cu $(O)/emu/lib/cuda/grouped.o
-$(O)/tests/attention_emu: tests/gpu/attention_check.cu $(O)/emu/lib/cuda/flash.o
+$(O)/tests/grouped_emu: tests/gpu/grouped_check.cu tests/gpu/bank_check.h $(O)/emu/lib/cuda/grouped.o
+$(O)/tests/attention_emu: tests/gpu/attention_check.cu tests/gpu/bank_check.h $(O)/emu/lib/cuda/flash.o
 $(O)/tests/gpu_check_emu: $(O)/emu/tests/gpu_check.o $(EMU_OBJ)
 $(O)/tests/sigma-pretrain-emu: $(O)/bin/sigma-pretrain.o $(EMU_OBJ)
 $(EMU_TESTS) $(EMU_PROGS): tests/emu/cuda_emu.h $(wildcard lib/cuda/*.cuh lib/cuda/*.h) $(LIBSIGMA)

@@ -15,6 +15,7 @@
 extern "C" {
 #include "../tap.h"
 }
+#include "bank_check.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -184,10 +185,7 @@ int main(void)
     emu::skewed = true;
     check(1, 130, 4, 2, 64);
     check(1, 70, 3, 1, 96);
-    ok(emu::bank_extra[0] == 0, "shared memory: ldmatrix without bank conflicts (%ld phases, %ld extra wavefronts)",
-       emu::bank_phases[0], emu::bank_extra[0]);
-    ok(emu::bank_extra[1] == 0, "shared memory: cp.async stores without bank conflicts (%ld phases, %ld extra wavefronts)",
-       emu::bank_phases[1], emu::bank_extra[1]);
+    ok_no_bank_conflicts();
 #endif
     return tap_done();
 }

@@ -16,6 +16,7 @@ extern "C" {
 #include "../tap.h"
 #include "model/route.h"
 }
+#include "bank_check.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -246,10 +247,7 @@ int main(void)
     emu::cp_late = false;   // copies landing at once, the last warp ahead, blocks in reverse: races show
     emu::skewed = true;
     check_all_products("skewed emulation, ");
-    ok(emu::bank_extra[0] == 0, "shared memory: ldmatrix without bank conflicts (%ld phases, %ld extra wavefronts)",
-       emu::bank_phases[0], emu::bank_extra[0]);
-    ok(emu::bank_extra[1] == 0, "shared memory: cp.async stores without bank conflicts (%ld phases, %ld extra wavefronts)",
-       emu::bank_phases[1], emu::bank_extra[1]);
+    ok_no_bank_conflicts();
 #endif
     return tap_done();
 }
