@@ -8,9 +8,15 @@
 // straight into the next product's operand fragments (the two layouts
 // coincide), and the online softmax reduces a row across the 4 lanes that
 // hold it. Forward keeps only each row's log-sum-exp. Backward is two
-// kernels, one over key tiles (dK, dV) and one over query tiles (dQ), so no
+// kernels, one over key tiles (dK, dV, summed over the query heads that
+// share the KV head inside the block) and one over query tiles (dQ), so no
 // two blocks add into one element: deterministic, no atomics. Head sizes
 // that are multiples of 16 up to 128; see flash.h.
+//
+// Grids are (sequence x head, tile), the tiles numbered so that the blocks
+// with the most work (queries late in the sequence, keys early) start first
+// on every head: the causal imbalance then fills in at the end, not as a
+// tail of long blocks.
 //
 // Fragment coordinates (lane = 4 g + t): an accumulator c[4] of a 16 x 8
 // tile holds rows g (c[0], c[1]) and g + 8 (c[2], c[3]) at columns 2t, 2t + 1.
@@ -130,8 +136,8 @@ __global__ void __launch_bounds__(WARPS * 32) flash_forward_kernel(bf16 *out, fl
     DYNAMIC_SMEM(unsigned char, smem);
     const int ts = TILE * (HD + PAD);   // a staged tile's elements
     bf16 *Qs = (bf16 *)smem, *Ks = Qs + ts, *Vs = Ks + 2 * ts;   // [TILE, HD + PAD]: Q, then two buffers each of K and V
-    const int qb = gridDim.x - 1 - blockIdx.x;   // the longest rows (most key tiles) first: a shorter tail
-    const int bh = blockIdx.y, b = bh / s.H, h = bh % s.H, kh = h / (s.H / s.KV);
+    const int qb = gridDim.y - 1 - blockIdx.y;   // the longest rows (most key tiles) first
+    const int bh = blockIdx.x, b = bh / s.H, h = bh % s.H, kh = h / (s.H / s.KV);
     const int qd = s.H * HD, kvd = s.KV * HD, w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const int q0 = qb * TILE, row0 = q0 + w * 16 + g;   // this lane's rows: row0, row0 + 8
     const bf16 *qh = q + (size_t)b * s.T * qd + h * HD, *kh_ = k + (size_t)b * s.T * kvd + kh * HD;
@@ -219,39 +225,46 @@ __global__ void flash_rowdot(float *D, const bf16 *dout, const bf16 *out, int N,
     if (lane == 0) D[r] = s;
 }
 
-// One block per 64 keys: over the query tiles from the diagonal on,
+// One block per 64 keys of one KV head: over each query head of its group
+// and that head's query tiles from the diagonal on,
 //   S^T = K Q^T, P^T = exp(scale S^T - lse), dV += P^T dO,
 //   dP^T = V dO^T, dS^T = P^T (dP^T - D), dK += scale dS^T Q.
+// The group's sum stays in registers: dK and dV are written once, in bf16.
 template <int HD>
-__global__ void __launch_bounds__(WARPS * 32) flash_dkdv_kernel(float *dkh, float *dvh, const bf16 *q, const bf16 *k, const bf16 *v,
+__global__ void __launch_bounds__(WARPS * 32) flash_dkdv_kernel(bf16 *dk, bf16 *dv, const bf16 *q, const bf16 *k, const bf16 *v,
                                                                 const bf16 *dout, const float *lse, const float *D, Heads s)
 {
     DYNAMIC_SMEM(unsigned char, smem);
     const int ts = TILE * (HD + PAD);
     bf16 *Ks = (bf16 *)smem, *Vs = Ks + ts, *Qs = Vs + ts, *dOs = Qs + 2 * ts;   // K, V, two buffers each of Q and dO
     float *ls = (float *)(dOs + 2 * ts), *Ds = ls + 2 * TILE;   // [2][TILE] each: the query rows' lse and D
-    const int kb = blockIdx.x, bh = blockIdx.y, b = bh / s.H, h = bh % s.H, kh = h / (s.H / s.KV);
+    const int kb = blockIdx.y, bk = blockIdx.x, b = bk / s.KV, kh = bk % s.KV, group = s.H / s.KV;   // the longest first
     const int qd = s.H * HD, kvd = s.KV * HD, w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const int k0 = kb * TILE, key0 = k0 + w * 16 + g, nq = (s.T + TILE - 1) / TILE;   // this lane's keys: key0, key0 + 8
-    const bf16 *qh = q + (size_t)b * s.T * qd + h * HD, *doh = dout + (size_t)b * s.T * qd + h * HD;
+    const int k0 = kb * TILE, key0 = k0 + w * 16 + g;   // this lane's keys: key0, key0 + 8
+    const int span = (s.T + TILE - 1) / TILE - kb, steps = group * span;   // (query head, query tile) pairs
     stage_rows<HD>(Ks, k + (size_t)b * s.T * kvd + kh * HD, kvd, k0, s.T);
     stage_rows<HD>(Vs, v + (size_t)b * s.T * s.ldv + kh * HD, s.ldv, k0, s.T);
-    // the query tiles' rows, their lse and D, into buffer `to`
-    auto stage_queries = [&](int to, int q0) {
-        stage_rows<HD>(Qs + to * ts, qh, qd, q0, s.T);
-        stage_rows<HD>(dOs + to * ts, doh, qd, q0, s.T);
-        for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
-            int qi = q0 + i;
-            ls[to * TILE + i] = qi < s.T ? lse[(size_t)bh * s.T + qi] : 0.0f;
-            Ds[to * TILE + i] = qi < s.T ? D[((size_t)b * s.T + qi) * s.H + h] : 0.0f;
+    // the group's first query head; step i takes head h0 + i / span
+    const size_t h0 = (size_t)kh * group;
+    const bf16 *qg = q + (size_t)b * s.T * qd + h0 * HD, *dog = dout + (size_t)b * s.T * qd + h0 * HD;
+    const float *lseg = lse + ((size_t)b * s.H + h0) * s.T, *Dg = D + (size_t)b * s.T * s.H + h0;
+    // step i's query rows, their lse and D, into buffer `to`
+    auto stage_queries = [&](int to, int i) {
+        const int j = i / span, q0 = k0 + i % span * TILE;
+        stage_rows<HD>(Qs + to * ts, qg + j * HD, qd, q0, s.T);
+        stage_rows<HD>(dOs + to * ts, dog + j * HD, qd, q0, s.T);
+        for (int r = threadIdx.x; r < TILE; r += blockDim.x) {
+            int qi = q0 + r;
+            ls[to * TILE + r] = qi < s.T ? lseg[(size_t)j * s.T + qi] : 0.0f;
+            Ds[to * TILE + r] = qi < s.T ? Dg[(size_t)qi * s.H + j] : 0.0f;
         }
     };
-    stage_queries(0, k0);
+    stage_queries(0, 0);
     staged();
-    float dk[HD / 8][4] = {}, dv[HD / 8][4] = {};
-    for (int qb = kb; qb < nq; qb++) {
-        const int q0 = qb * TILE, buf = (qb - kb) % 2;
-        if (qb + 1 < nq) stage_queries(1 - buf, q0 + TILE);   // the next tiles load while these are used
+    float dka[HD / 8][4] = {}, dva[HD / 8][4] = {};
+    for (int i = 0; i < steps; i++) {
+        const int q0 = k0 + i % span * TILE, buf = i % 2;
+        if (i + 1 < steps) stage_queries(1 - buf, i + 1);   // the next tiles load while these are used
         cp_async_commit();
         cp_async_wait<1>();
         __syncthreads();
@@ -268,17 +281,17 @@ __global__ void __launch_bounds__(WARPS * 32) flash_dkdv_kernel(float *dkh, floa
 #pragma unroll
         for (int j = 0; j < TILE / 8; j++)
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const int c = j * 8 + 2 * t + i % 2, qi = q0 + c, key = key0 + 8 * (i / 2);
-                float p = key <= qi && qi < s.T ? __expf(st[j][i] * s.scale - lt[c]) : 0.0f;
-                st[j][i] = p;
-                dpt[j][i] = p * (dpt[j][i] - Dt[c]);   // dS^T
+            for (int e = 0; e < 4; e++) {
+                const int c = j * 8 + 2 * t + e % 2, qi = q0 + c, key = key0 + 8 * (e / 2);
+                float p = key <= qi && qi < s.T ? __expf(st[j][e] * s.scale - lt[c]) : 0.0f;
+                st[j][e] = p;
+                dpt[j][e] = p * (dpt[j][e] - Dt[c]);   // dS^T
             }
         uint32_t pf[TILE / 16][4], dsf[TILE / 16][4];
         acc_as_a(pf, st);
         acc_as_a(dsf, dpt);
-        times_tile<HD>(dv, pf, dOt, lane);   // dV += P^T dO
-        times_tile<HD>(dk, dsf, Qt, lane);   // dK += dS^T Q
+        times_tile<HD>(dva, pf, dOt, lane);   // dV += P^T dO
+        times_tile<HD>(dka, dsf, Qt, lane);   // dK += dS^T Q
         __syncthreads();   // every warp is done with buffer buf before it is refilled
     }
     cp_async_wait<0>();
@@ -286,11 +299,11 @@ __global__ void __launch_bounds__(WARPS * 32) flash_dkdv_kernel(float *dkh, floa
     for (int hh = 0; hh < 2; hh++) {
         const int key = key0 + 8 * hh;
         if (key >= s.T) continue;
-        size_t at = ((size_t)bh * s.T + key) * HD + 2 * t;
+        bf16 *dkr = dk + ((size_t)b * s.T + key) * kvd + kh * HD + 2 * t, *dvr = dv + ((size_t)b * s.T + key) * s.ldv + kh * HD + 2 * t;
 #pragma unroll
         for (int j = 0; j < HD / 8; j++) {
-            *(float2 *)(dkh + at + j * 8) = make_float2(dk[j][2 * hh] * s.scale, dk[j][2 * hh + 1] * s.scale);
-            *(float2 *)(dvh + at + j * 8) = make_float2(dv[j][2 * hh], dv[j][2 * hh + 1]);
+            *(__nv_bfloat162 *)(dkr + j * 8) = __floats2bfloat162_rn(dka[j][2 * hh] * s.scale, dka[j][2 * hh + 1] * s.scale);
+            *(__nv_bfloat162 *)(dvr + j * 8) = __floats2bfloat162_rn(dva[j][2 * hh], dva[j][2 * hh + 1]);
         }
     }
 }
@@ -304,8 +317,8 @@ __global__ void __launch_bounds__(WARPS * 32) flash_dq_kernel(bf16 *dq, const bf
     DYNAMIC_SMEM(unsigned char, smem);
     const int ts = TILE * (HD + PAD);
     bf16 *Qs = (bf16 *)smem, *dOs = Qs + ts, *Ks = dOs + ts, *Vs = Ks + 2 * ts;   // Q, dO, two buffers each of K and V
-    const int qb = gridDim.x - 1 - blockIdx.x;   // the longest rows (most key tiles) first: a shorter tail
-    const int bh = blockIdx.y, b = bh / s.H, h = bh % s.H, kh = h / (s.H / s.KV);
+    const int qb = gridDim.y - 1 - blockIdx.y;   // the longest rows (most key tiles) first
+    const int bh = blockIdx.x, b = bh / s.H, h = bh % s.H, kh = h / (s.H / s.KV);
     const int qd = s.H * HD, kvd = s.KV * HD, w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const int q0 = qb * TILE, row0 = q0 + w * 16 + g;
     const bf16 *kh_ = k + (size_t)b * s.T * kvd + kh * HD, *vh = v + (size_t)b * s.T * s.ldv + kh * HD;
@@ -379,13 +392,13 @@ template <int HD> static void forward(bf16 *out, float *lse, const bf16 *q, cons
     auto kernel = flash_forward_kernel<HD>;
     const int bytes = tiles_bytes<HD>(5);
     allow_smem(kernel, bytes, &ready);
-    dim3 grid((s.T + TILE - 1) / TILE, B * s.H);
+    dim3 grid(B * s.H, (s.T + TILE - 1) / TILE);
     LAUNCH(kernel, grid, WARPS * 32, bytes, out, lse, q, k, v, s);
     LAUNCHED();
 }
 
 template <int HD>
-static void backward(bf16 *dq, float *dkh, float *dvh, float *D, const bf16 *dout, const bf16 *out, const bf16 *q, const bf16 *k,
+static void backward(bf16 *dq, bf16 *dk, bf16 *dv, float *D, const bf16 *dout, const bf16 *out, const bf16 *q, const bf16 *k,
                      const bf16 *v, const float *lse, int B, Heads s)
 {
     static int ready_kv, ready_q;
@@ -396,9 +409,9 @@ static void backward(bf16 *dq, float *dkh, float *dvh, float *D, const bf16 *dou
     allow_smem(dqk, bytes_q, &ready_q);
     int N = B * s.T;
     LAUNCH(flash_rowdot, (N * s.H + 7) / 8, 256, 0, D, dout, out, N, s.H, HD);
-    dim3 grid((s.T + TILE - 1) / TILE, B * s.H);
-    LAUNCH(dkdv, grid, WARPS * 32, bytes_kv, dkh, dvh, q, k, v, dout, lse, D, s);
-    LAUNCH(dqk, grid, WARPS * 32, bytes_q, dq, q, k, v, dout, lse, D, s);
+    const int tiles = (s.T + TILE - 1) / TILE;
+    LAUNCH(dkdv, dim3(B * s.KV, tiles), WARPS * 32, bytes_kv, dk, dv, q, k, v, dout, lse, D, s);
+    LAUNCH(dqk, dim3(B * s.H, tiles), WARPS * 32, bytes_q, dq, q, k, v, dout, lse, D, s);
     LAUNCHED();
 }
 
@@ -421,9 +434,9 @@ extern "C" void flash_attention_forward(bf16 *out, float *lse, const bf16 *q, co
     DISPATCH(hd, forward<HDV>(out, lse, q, k, v, B, s));
 }
 
-extern "C" void flash_attention_backward(bf16 *dq, float *dkh, float *dvh, float *D, const bf16 *dout, const bf16 *out, const bf16 *q,
+extern "C" void flash_attention_backward(bf16 *dq, bf16 *dk, bf16 *dv, float *D, const bf16 *dout, const bf16 *out, const bf16 *q,
                                          const bf16 *k, const bf16 *v, int ldv, const float *lse, int B, int T, int H, int KV, int hd)
 {
     Heads s = {T, H, KV, ldv, 1.0f / sqrtf((float)hd)};
-    DISPATCH(hd, backward<HDV>(dq, dkh, dvh, D, dout, out, q, k, v, lse, B, s));
+    DISPATCH(hd, backward<HDV>(dq, dk, dv, D, dout, out, q, k, v, lse, B, s));
 }

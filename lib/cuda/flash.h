@@ -1,10 +1,10 @@
 /* Fused causal grouped-query attention on the GPU (flash.cu), for head
  * sizes 16, 32, 64, 96 and 128; gpu_model.cu falls back to cuBLAS products
  * with a materialised score matrix for others.
- * Layouts, N = B*T tokens: q, out, dq [N, H*hd]; k [N, KV*hd]; v [N, *]
- * with row stride ldv; lse [B*H*T] (log-sum-exp of each row of scaled
- * scores); dkh, dvh [B*H, T, hd] per query head (fp32; the caller sums each
- * KV head's group); D [N*H] scratch. */
+ * Layouts, N = B*T tokens: q, out, dq [N, H*hd]; k, dk [N, KV*hd]; v, dv
+ * [N, *] with row stride ldv (only each row's first KV*hd are written); lse
+ * [B*H*T] (log-sum-exp of each row of scaled scores); D [N*H] scratch. dk
+ * and dv are the sums over each KV head's group of query heads. */
 #ifndef SIGMA_FLASH_H
 #define SIGMA_FLASH_H
 
@@ -17,7 +17,7 @@ extern "C" {
 int flash_supported(int hd);
 void flash_attention_forward(__nv_bfloat16 *out, float *lse, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
                              const __nv_bfloat16 *v, int ldv, int B, int T, int H, int KV, int hd);
-void flash_attention_backward(__nv_bfloat16 *dq, float *dkh, float *dvh, float *D, const __nv_bfloat16 *dout,
+void flash_attention_backward(__nv_bfloat16 *dq, __nv_bfloat16 *dk, __nv_bfloat16 *dv, float *D, const __nv_bfloat16 *dout,
                               const __nv_bfloat16 *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
                               const __nv_bfloat16 *v, int ldv, const float *lse, int B, int T, int H, int KV, int hd);
 

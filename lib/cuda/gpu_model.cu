@@ -650,7 +650,7 @@ struct GpuModel {
     // scratch, reused layer by layer
     float *S;                  // [B*H, T, T] attention scores, then dP; with flash, D [N*H]
     bf16 *P;                   // [B*H, T, T] probabilities, then dS; none with flash
-    float *dkh, *dvh;          // [B*H, T, hd] per query head
+    float *dkh, *dvh;          // [B*H, T, hd] per query head; none with flash (it sums the groups)
     float *dx, *dh, *du, *dln; // [N, d]
     bf16 *dh_bf;               // [N, d]
     bf16 *dao, *dqr, *dkr;     // [N, qd], [N, qd], [N, kvd]
@@ -776,7 +776,7 @@ static size_t carve(GpuModel *g, char *base, int print)
     REPORT("head, logits and inputs");
     if (g->flash) { AT(g->S, float, N * H); }
     else { AT(g->S, float, B * H * T * T); AT(g->P, bf16, B * H * T * T); }
-    AT(g->dkh, float, B * H * T * hd); AT(g->dvh, float, B * H * T * hd);
+    if (!g->flash) { AT(g->dkh, float, B * H * T * hd); AT(g->dvh, float, B * H * T * hd); }
     REPORT(g->flash ? "attention scratch (fused kernels)" : "attention scratch (scores, recomputed in backward)");
     AT(g->dx, float, N * d); AT(g->dh, float, N * d); AT(g->du, float, N * d); AT(g->dln, float, N * d); AT(g->dh_bf, bf16, N * d);
     AT(g->dao, bf16, N * qd); AT(g->dqr, bf16, N * qd); AT(g->dkr, bf16, N * kvd); AT(g->dqkv, bf16, N * qkv);
@@ -1051,26 +1051,26 @@ static void attention_backward(GpuModel *g, int l, int B, int T)
     int H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kvd = KV * hd, qkv = qd + 2 * kvd, BH = B * H;
     float scale = 1.0f / sqrtf((float)hd);
     LayerActs *a = &g->L[l];
-    if (g->flash) {
-        flash_attention_backward(g->dqr, g->dkh, g->dvh, g->S, g->dao, a->ao, a->qr, a->kr, a->qkv + qd + kvd, qkv, a->att_lse, B, T,
-                                 H, KV, hd);
-    } else {
-        attention_scores(g, l, B, T);
-        LAUNCH(attention_probs, BH * T, 256, 0, g->P, g->S, g->L[l].att_lse, T);
-        LAUNCHED();
-        // dV_h = P^T dO;  dP = dO V^T (over S);  dS = P (dP - rowsum) (over P)
-        gemm_batched(1, 0, T, hd, T, 1.0f, (const void *const *)ptrs(g, l, PP, B), T, (const void *const *)ptrs(g, l, PDO, B), qd,
-                     0.0f, ptrs(g, l, PDV, B), CUDA_R_32F, hd, BH);
-        gemm_batched(0, 1, T, T, hd, 1.0f, (const void *const *)ptrs(g, l, PDO, B), qd, (const void *const *)ptrs(g, l, PV, B), qkv,
-                     0.0f, ptrs(g, l, PS, B), CUDA_R_32F, T, BH);
-        LAUNCH(attention_softmax_backward, BH * T, 256, 0, g->P, g->S, T);
-        LAUNCHED();
-        // dQ = scale dS K;  dK_h = scale dS^T Q
-        gemm_batched(0, 0, T, hd, T, scale, (const void *const *)ptrs(g, l, PP, B), T, (const void *const *)ptrs(g, l, PK, B), kvd,
-                     0.0f, ptrs(g, l, PDQ, B), CUDA_R_16BF, qd, BH);
-        gemm_batched(1, 0, T, hd, T, scale, (const void *const *)ptrs(g, l, PP, B), T, (const void *const *)ptrs(g, l, PQ, B), qd,
-                     0.0f, ptrs(g, l, PDK, B), CUDA_R_32F, hd, BH);
+    if (g->flash) {   // sums each group's dK and dV itself
+        flash_attention_backward(g->dqr, g->dkr, g->dqkv + qd + kvd, g->S, g->dao, a->ao, a->qr, a->kr, a->qkv + qd + kvd, qkv,
+                                 a->att_lse, B, T, H, KV, hd);
+        return;
     }
+    attention_scores(g, l, B, T);
+    LAUNCH(attention_probs, BH * T, 256, 0, g->P, g->S, g->L[l].att_lse, T);
+    LAUNCHED();
+    // dV_h = P^T dO;  dP = dO V^T (over S);  dS = P (dP - rowsum) (over P)
+    gemm_batched(1, 0, T, hd, T, 1.0f, (const void *const *)ptrs(g, l, PP, B), T, (const void *const *)ptrs(g, l, PDO, B), qd,
+                 0.0f, ptrs(g, l, PDV, B), CUDA_R_32F, hd, BH);
+    gemm_batched(0, 1, T, T, hd, 1.0f, (const void *const *)ptrs(g, l, PDO, B), qd, (const void *const *)ptrs(g, l, PV, B), qkv,
+                 0.0f, ptrs(g, l, PS, B), CUDA_R_32F, T, BH);
+    LAUNCH(attention_softmax_backward, BH * T, 256, 0, g->P, g->S, T);
+    LAUNCHED();
+    // dQ = scale dS K;  dK_h = scale dS^T Q
+    gemm_batched(0, 0, T, hd, T, scale, (const void *const *)ptrs(g, l, PP, B), T, (const void *const *)ptrs(g, l, PK, B), kvd,
+                 0.0f, ptrs(g, l, PDQ, B), CUDA_R_16BF, qd, BH);
+    gemm_batched(1, 0, T, hd, T, scale, (const void *const *)ptrs(g, l, PP, B), T, (const void *const *)ptrs(g, l, PQ, B), qd,
+                 0.0f, ptrs(g, l, PDK, B), CUDA_R_32F, hd, BH);
     long n = (long)B * T * kvd;
     LAUNCH(group_sum, cdiv(n, 256), 256, 0, g->dkr, kvd, g->dkh, B, T, H, KV, hd);
     LAUNCH(group_sum, cdiv(n, 256), 256, 0, g->dqkv + qd + kvd, qkv, g->dvh, B, T, H, KV, hd);

@@ -1,11 +1,13 @@
 // The fused attention kernels (lib/cuda/flash.cu) against causal
 // grouped-query attention computed on the host in double precision from the
-// same bf16 inputs: the output and each row's log-sum-exp, then dQ and each
-// query head's dK and dV, for every supported head size, sequences that end
-// inside a tile, several sequences and heads per KV head, and a value
-// matrix with a row stride of its own (as inside the fused qkv rows).
-// Outputs are poisoned first (every row must be written) and a second run
-// must give the same bits. Needs a GPU; TAP on stdout.
+// same bf16 inputs: the output and each row's log-sum-exp, then dQ, dK and
+// dV (each KV head's summed over its group of query heads), for every
+// supported head size, sequences that end inside a tile, several sequences
+// and heads per KV head, and values and their gradient with a row stride of
+// their own (as inside the fused qkv rows). Outputs are poisoned first
+// (every row must be written, and dV's rows no further than their KV
+// heads) and a second run must give the same bits. Needs a GPU; TAP on
+// stdout.
 //
 // The same source built for the CPU emulation (tests/emu/cuda_emu.h) runs
 // in `make test` on machines without a GPU.
@@ -85,8 +87,8 @@ static void check(int B, int T, int H, int KV, int hd)
 
     // the reference, one (sequence, head) at a time
     double *o = (double *)xcalloc((size_t)N * qd, sizeof(double)), *lse = (double *)xmalloc((size_t)B * H * T * sizeof(double));
-    double *dq = (double *)xcalloc((size_t)N * qd, sizeof(double)), *dk = (double *)xcalloc((size_t)B * H * T * hd, sizeof(double));
-    double *dv = (double *)xcalloc((size_t)B * H * T * hd, sizeof(double)), *p = (double *)xmalloc((size_t)T * T * sizeof(double));
+    double *dq = (double *)xcalloc((size_t)N * qd, sizeof(double)), *dk = (double *)xcalloc((size_t)N * kvd, sizeof(double));
+    double *dv = (double *)xcalloc((size_t)N * kvd, sizeof(double)), *p = (double *)xmalloc((size_t)T * T * sizeof(double));
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             const int kh = h / group;
@@ -118,8 +120,8 @@ static void check(int B, int T, int H, int KV, int hd)
                     double ds = p[(size_t)i * T + j] * (dp - D);
                     for (int c = 0; c < hd; c++) {
                         dq[((size_t)b * T + i) * qd + h * hd + c] += scale * ds * K(j)[c];
-                        dk[(bh * T + j) * hd + c] += scale * ds * Q(i)[c];
-                        dv[(bh * T + j) * hd + c] += p[(size_t)i * T + j] * dO(i)[c];
+                        dk[((size_t)b * T + j) * kvd + kh * hd + c] += scale * ds * Q(i)[c];
+                        dv[((size_t)b * T + j) * kvd + kh * hd + c] += p[(size_t)i * T + j] * dO(i)[c];
                     }
                 }
             }
@@ -127,26 +129,36 @@ static void check(int B, int T, int H, int KV, int hd)
 
     // the kernels, twice
     bf16 *d_o = poisoned<bf16>((size_t)N * qd), *d_dq = poisoned<bf16>((size_t)N * qd);
-    float *d_lse = poisoned<float>((size_t)B * H * T), *d_dk = poisoned<float>((size_t)B * H * T * hd);
-    float *d_dv = poisoned<float>((size_t)B * H * T * hd), *d_D = poisoned<float>((size_t)N * H);
+    bf16 *d_dk = poisoned<bf16>((size_t)N * kvd), *d_dv = poisoned<bf16>((size_t)N * ldv);
+    float *d_lse = poisoned<float>((size_t)B * H * T), *d_D = poisoned<float>((size_t)N * H);
     flash_attention_forward(d_o, d_lse, d_q, d_k, d_v, ldv, B, T, H, KV, hd);
     flash_attention_backward(d_dq, d_dk, d_dv, d_D, d_dout, d_o, d_q, d_k, d_v, ldv, d_lse, B, T, H, KV, hd);
     CUDA_CHECK(cudaDeviceSynchronize());
     bf16 *ho = host_copy(d_o, (size_t)N * qd), *hdq = host_copy(d_dq, (size_t)N * qd);
-    float *hl = host_copy(d_lse, (size_t)B * H * T), *hdk = host_copy(d_dk, (size_t)B * H * T * hd);
-    float *hdv = host_copy(d_dv, (size_t)B * H * T * hd);
-    float *fo = to_float(ho, (size_t)N * qd), *fdq = to_float(hdq, (size_t)N * qd);
-    int finite = 1;
+    float *hl = host_copy(d_lse, (size_t)B * H * T);
+    bf16 *hdk = host_copy(d_dk, (size_t)N * kvd), *hdv = host_copy(d_dv, (size_t)N * ldv);
+    float *fo = to_float(ho, (size_t)N * qd), *fdq = to_float(hdq, (size_t)N * qd), *fdk = to_float(hdk, (size_t)N * kvd);
+    float *fdv = (float *)xmalloc((size_t)N * kvd * sizeof(float));
+    int finite = 1, dv_within = 1;
+    for (int n = 0; n < N; n++) {
+        for (int c = 0; c < kvd; c++) fdv[(size_t)n * kvd + c] = __bfloat162float(hdv[(size_t)n * ldv + c]);
+        for (int c = kvd; c < ldv; c++) {
+            uint16_t bits;
+            memcpy(&bits, &hdv[(size_t)n * ldv + c], 2);
+            dv_within &= bits == 0xffff;
+        }
+    }
     double eo = rel_err(o, fo, (size_t)N * qd, &finite), el = 0;
     for (size_t i = 0; i < (size_t)B * H * T; i++) {
         finite &= isfinite(hl[i]);
         el = fmax(el, fabs(hl[i] - lse[i]));
     }
-    double edq = rel_err(dq, fdq, (size_t)N * qd, &finite), edk = rel_err(dk, hdk, (size_t)B * H * T * hd, &finite);
-    double edv = rel_err(dv, hdv, (size_t)B * H * T * hd, &finite);
+    double edq = rel_err(dq, fdq, (size_t)N * qd, &finite), edk = rel_err(dk, fdk, (size_t)N * kvd, &finite);
+    double edv = rel_err(dv, fdv, (size_t)N * kvd, &finite);
     char what[120];
     snprintf(what, sizeof what, "B %d, T %d, %d heads on %d KV heads of %d", B, T, H, KV, hd);
     ok(finite, "%s: every output written and finite", what);
+    ok(dv_within, "%s: dV's rows written no further than their KV heads", what);
     // bf16 rounding of the output and of the probabilities into P V: about 2^-8 each
     ok(eo < 1e-2 && el < 1e-3, "%s: output within %.2e, log-sum-exp within %.2e of double precision", what, eo, el);
     ok(edq < 2e-2 && edk < 2e-2 && edv < 2e-2, "%s: dQ, dK, dV within %.2e, %.2e, %.2e", what, edq, edk, edv);
@@ -154,16 +166,16 @@ static void check(int B, int T, int H, int KV, int hd)
     flash_attention_forward(d_o, d_lse, d_q, d_k, d_v, ldv, B, T, H, KV, hd);
     flash_attention_backward(d_dq, d_dk, d_dv, d_D, d_dout, d_o, d_q, d_k, d_v, ldv, d_lse, B, T, H, KV, hd);
     bf16 *ho2 = host_copy(d_o, (size_t)N * qd), *hdq2 = host_copy(d_dq, (size_t)N * qd);
-    float *hdk2 = host_copy(d_dk, (size_t)B * H * T * hd), *hdv2 = host_copy(d_dv, (size_t)B * H * T * hd);
+    bf16 *hdk2 = host_copy(d_dk, (size_t)N * kvd), *hdv2 = host_copy(d_dv, (size_t)N * ldv);
     ok(!memcmp(ho, ho2, (size_t)N * qd * sizeof(bf16)) && !memcmp(hdq, hdq2, (size_t)N * qd * sizeof(bf16)) &&
-           !memcmp(hdk, hdk2, (size_t)B * H * T * hd * sizeof(float)) && !memcmp(hdv, hdv2, (size_t)B * H * T * hd * sizeof(float)),
+           !memcmp(hdk, hdk2, (size_t)N * kvd * sizeof(bf16)) && !memcmp(hdv, hdv2, (size_t)N * ldv * sizeof(bf16)),
        "%s: deterministic", what);
 
-    bf16 *dev_b[] = {d_q, d_k, d_v, d_dout, d_o, d_dq};
-    float *dev_f[] = {d_lse, d_dk, d_dv, d_D};
+    bf16 *dev_b[] = {d_q, d_k, d_v, d_dout, d_o, d_dq, d_dk, d_dv};
+    float *dev_f[] = {d_lse, d_D};
     for (bf16 *d : dev_b) CUDA_CHECK(cudaFree(d));
     for (float *d : dev_f) CUDA_CHECK(cudaFree(d));
-    void *host[] = {q, k, v, dout, o, lse, dq, dk, dv, p, ho, hdq, hl, hdk, hdv, fo, fdq, ho2, hdq2, hdk2, hdv2};
+    void *host[] = {q, k, v, dout, o, lse, dq, dk, dv, p, ho, hdq, hl, hdk, hdv, fo, fdq, fdk, fdv, ho2, hdq2, hdk2, hdv2};
     for (void *h : host) free(h);
 }
 
@@ -180,6 +192,7 @@ int main(void)
     check(1, 100, 2, 2, 128);   // one head per KV head
     check(1, 70, 3, 1, 96);
     check(1, 33, 2, 1, 32);
+    check(1, 96, 8, 2, 64);     // four heads per KV head, as in both presets
 #ifdef SIGMA_EMU
     emu::cp_late = false;   // copies landing at once, the last warp ahead, blocks in reverse: races show
     emu::skewed = true;
