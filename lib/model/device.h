@@ -1,0 +1,94 @@
+/* One model on one device, behind one small table of functions: the trainer
+ * (and sft, eval, generate, the distributed trainer after it) reach the
+ * CPU model (model.h) and the CUDA core (cuda/gpu_model.h) the same way, with
+ * no #ifdef of their own.
+ *
+ * The host Model stays the owner of the configuration (its cfg.top_k is the
+ * k of the next forward), the tensor table, the expert bias (read when the
+ * balance options ask for it) and the routing counts of the last forward
+ * (host->counts, filled by every forward on either device). The device holds
+ * the weights, gradients and AdamW moments it computes with; set_state and
+ * get_state move them to and from host buffers of the model's layout (the
+ * weights [n_params], the moments [2 * n_params]: m, then v). On the CPU the
+ * weights are the host model's own buffer. */
+#ifndef SIGMA_DEVICE_H
+#define SIGMA_DEVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/adamw.h"
+#include "model/model.h"
+
+/* ---- the GPU's kernel paths: chosen once, before the model is built --------------- */
+
+typedef enum { ATTENTION_CUBLAS, ATTENTION_FLASH } AttentionPath;   /* "cublas", "flash" */
+typedef enum { EXPERTS_CUBLAS, EXPERTS_GROUPED } ExpertsPath;       /* "cublas", "grouped" */
+#define GPU_MAX_EXPERT_STREAMS 4
+
+typedef struct {
+    AttentionPath attention;   /* cuBLAS products around a softmax kernel, or the fused kernels (flash.cu) */
+    ExpertsPath experts;       /* per-expert cuBLAS products after a host sort, or grouped kernels (grouped.cu) */
+    int expert_streams;        /* streams the per-expert products spread over, 1 .. GPU_MAX_EXPERT_STREAMS */
+    int recompute;             /* recompute the experts' gate/up products in backward (less memory) */
+} GpuPaths;
+
+/* The defaults, then SIGMA_ATTENTION, SIGMA_EXPERTS, SIGMA_EXPERT_STREAMS
+ * from the environment where set; a bad value is warned about and ignored. */
+void gpu_paths_default(GpuPaths *p);
+const char *attention_path_name(AttentionPath a);
+const char *experts_path_name(ExpertsPath e);
+int attention_path_parse(const char *name, AttentionPath *a);   /* 0, or -1 for an unknown name */
+int experts_path_parse(const char *name, ExpertsPath *e);
+
+/* ---- the device ------------------------------------------------------------------------ */
+
+typedef struct Device Device;
+
+typedef struct {
+    const char *name;          /* "cpu", "cuda" */
+    /* Buffers for micro-batches up to B x T and each layer's k up to
+     * alloc->top_k. paths (GPU only; NULL for the defaults) is what is asked
+     * for; where a shape does not allow a path the device takes another and
+     * writes what it took back. Prints the memory it takes when verbose. */
+    Device *(*open)(Model *host, const Config *alloc, int B, int T, GpuPaths *paths, int verbose);
+    void (*close)(Device *d);
+    void (*set_state)(Device *d, const float *params, const float *moments);
+    void (*get_state)(Device *d, float *params, float *moments);
+    /* model_forward's contract, at host->cfg's top-k */
+    Losses (*forward)(Device *d, const uint32_t *inputs, const uint32_t *targets, const float *mask, int B, int T,
+                      const BalanceOptions *bo);
+    const float *(*logits)(Device *d);   /* [B*T, V] of the last forward, on the host */
+    void (*backward)(Device *d, float scale);
+    void (*zero_grads)(Device *d);
+    double (*grad_norm)(Device *d);
+    /* AdamW over every tensor, weight decay on matrices only */
+    void (*adamw)(Device *d, const AdamWStep *s);
+} DeviceOps;
+
+struct Device {
+    const DeviceOps *ops;
+    Model *host;
+    void *impl;                /* the device's own state */
+};
+
+/* "cpu", "cuda" or "auto" (cuda when this build has the CUDA core and a GPU
+ * is visible): the table, or a usage error saying why not. *why gets a
+ * short reason for the choice, for the plan. */
+const DeviceOps *device_select(const char *name, const char **why);
+
+static inline Losses device_forward(Device *d, const uint32_t *inputs, const uint32_t *targets, const float *mask, int B,
+                                    int T, const BalanceOptions *bo)
+{
+    return d->ops->forward(d, inputs, targets, mask, B, T, bo);
+}
+static inline const float *device_logits(Device *d) { return d->ops->logits(d); }
+static inline void device_backward(Device *d, float scale) { d->ops->backward(d, scale); }
+static inline void device_zero_grads(Device *d) { d->ops->zero_grads(d); }
+static inline double device_grad_norm(Device *d) { return d->ops->grad_norm(d); }
+static inline void device_adamw(Device *d, const AdamWStep *s) { d->ops->adamw(d, s); }
+static inline void device_set_state(Device *d, const float *params, const float *moments) { d->ops->set_state(d, params, moments); }
+static inline void device_get_state(Device *d, float *params, float *moments) { d->ops->get_state(d, params, moments); }
+static inline void device_close(Device *d) { if (d) d->ops->close(d); }
+
+#endif
