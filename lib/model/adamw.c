@@ -1,5 +1,5 @@
 /* AdamW and the gradient norm; see adamw.h. */
-#include "train/adamw.h"
+#include "model/adamw.h"
 
 #include <math.h>
 
