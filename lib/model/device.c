@@ -44,3 +44,106 @@ void gpu_paths_default(GpuPaths *p)
         else p->expert_streams = (int)n;
     }
 }
+
+/* ---- the CPU: model.c computes in the host model's own buffers ----------------------- */
+
+typedef struct {
+    float *moments;            /* [2 * n_params]: AdamW m, then v */
+} CpuDevice;
+
+static Device *cpu_open(Model *host, const Config *alloc, int B, int T, GpuPaths *paths, int verbose)
+{
+    (void)paths;
+    (void)verbose;
+    model_init(host, alloc, B, T);
+    Device *d = xcalloc(1, sizeof *d);
+    CpuDevice *c = xcalloc(1, sizeof *c);
+    c->moments = xcalloc(2 * host->n_params, sizeof(float));
+    *d = (Device){.ops = &cpu_device_ops, .host = host, .impl = c};
+    return d;
+}
+
+static void cpu_close(Device *d)
+{
+    CpuDevice *c = d->impl;
+    model_free(d->host);
+    free(c->moments);
+    free(c);
+    free(d);
+}
+
+static void cpu_set_state(Device *d, const float *params, const float *moments)
+{
+    Model *m = d->host;
+    CpuDevice *c = d->impl;
+    if (params != m->params) memcpy(m->params, params, m->n_params * sizeof(float));
+    memcpy(c->moments, moments, 2 * m->n_params * sizeof(float));
+}
+
+static void cpu_get_state(Device *d, float *params, float *moments)
+{
+    Model *m = d->host;
+    CpuDevice *c = d->impl;
+    if (params != m->params) memcpy(params, m->params, m->n_params * sizeof(float));
+    memcpy(moments, c->moments, 2 * m->n_params * sizeof(float));
+}
+
+static Losses cpu_forward(Device *d, const uint32_t *inputs, const uint32_t *targets, const float *mask, int B, int T,
+                          const BalanceOptions *bo)
+{
+    return model_forward(d->host, inputs, targets, mask, B, T, bo);
+}
+
+static const float *cpu_logits(Device *d) { return model_logits(d->host); }
+static void cpu_backward(Device *d, float scale) { model_backward(d->host, scale); }
+static void cpu_zero_grads(Device *d) { model_zero_grads(d->host); }
+static double cpu_grad_norm(Device *d) { return l2_norm(d->host->grads, d->host->n_params); }
+
+static void cpu_adamw(Device *d, const AdamWStep *s)
+{
+    Model *m = d->host;
+    CpuDevice *c = d->impl;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamTensor *p = &m->tensors[i];
+        adamw_update(m->params + p->offset, c->moments + p->offset, c->moments + m->n_params + p->offset,
+                     m->grads + p->offset, p->numel, s, p->ndim == 2);
+    }
+}
+
+const DeviceOps cpu_device_ops = {
+    .name = "cpu", .open = cpu_open, .close = cpu_close, .set_state = cpu_set_state, .get_state = cpu_get_state,
+    .forward = cpu_forward, .logits = cpu_logits, .backward = cpu_backward, .zero_grads = cpu_zero_grads,
+    .grad_norm = cpu_grad_norm, .adamw = cpu_adamw,
+};
+
+/* ---- the choice ------------------------------------------------------------------------------ */
+
+/* The one place that knows whether this build has the CUDA core. */
+#ifdef SIGMA_CUDA
+int gpu_count(void);
+extern const DeviceOps cuda_device_ops;
+static const DeviceOps *const cuda_ops = &cuda_device_ops;
+#else
+static int gpu_count(void) { return 0; }
+static const DeviceOps *const cuda_ops = NULL;
+#endif
+
+const DeviceOps *device_select(const char *name, const char **why)
+{
+    const char *no_cuda = "this build has no CUDA core (no nvcc at build time, or a sanitizer build)";
+    if (!strcmp(name, "cpu")) { *why = "asked for"; return &cpu_device_ops; }
+    if (strcmp(name, "cuda") && strcmp(name, "auto")) usage_error("--device: expected cpu, cuda or auto, got '%s'", name);
+    int auto_ = !strcmp(name, "auto");
+    if (!cuda_ops) {
+        if (!auto_) usage_error("--device cuda: %s; use --device cpu", no_cuda);
+        *why = no_cuda;
+        return &cpu_device_ops;
+    }
+    if (!gpu_count()) {
+        if (!auto_) die("--device cuda: no CUDA device is visible");
+        *why = "no CUDA device is visible";
+        return &cpu_device_ops;
+    }
+    *why = auto_ ? "a CUDA device is visible" : "asked for";
+    return cuda_ops;
+}

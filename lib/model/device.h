@@ -72,10 +72,17 @@ struct Device {
     void *impl;                /* the device's own state */
 };
 
+extern const DeviceOps cpu_device_ops;
+
 /* "cpu", "cuda" or "auto" (cuda when this build has the CUDA core and a GPU
  * is visible): the table, or a usage error saying why not. *why gets a
  * short reason for the choice, for the plan. */
 const DeviceOps *device_select(const char *name, const char **why);
+static inline Device *device_open(const DeviceOps *ops, Model *host, const Config *alloc, int B, int T, GpuPaths *paths,
+                                  int verbose)
+{
+    return ops->open(host, alloc, B, T, paths, verbose);
+}
 
 static inline Losses device_forward(Device *d, const uint32_t *inputs, const uint32_t *targets, const float *mask, int B,
                                     int T, const BalanceOptions *bo)

@@ -17,11 +17,9 @@
 #include "base/base.h"
 #include "base/json.h"
 #include "data/shard.h"
+#include "model/adamw.h"
+#include "model/device.h"
 #include "model/model.h"
-#include "train/adamw.h"
-#ifdef SIGMA_CUDA
-#include "cuda/gpu_model.h"
-#endif
 #include "train/ckpt.h"
 #include "train/loader.h"
 #include "train/metrics.h"
@@ -78,8 +76,11 @@ void train_options_default(TrainOptions *o)
 typedef struct {
     const TrainOptions *o;
     Config cfg;
-    Model model;               /* on the CPU, or the host side of the GPU's */
-    struct GpuModel *gpu;      /* the CUDA core, or NULL */
+    Model model;               /* the host side: configuration, tensor table, expert bias, counts */
+    const DeviceOps *device;   /* what computes */
+    const char *device_why;    /* why that one (for the log) */
+    GpuPaths paths;            /* the GPU's kernel paths, as taken */
+    Device *dev;
     ShardSet set;
     Loader train, val;
     int have_val;
@@ -179,6 +180,15 @@ static cJSON *training_json(const Trainer *t)
     json_add_num(j, "eps", o->eps);
     json_add_num(j, "clip", o->clip);
     json_add_num(j, "init_std", o->init_std);
+    json_add_str(j, "device", t->device->name);
+    if (t->device != &cpu_device_ops) {
+        cJSON *g = json_obj();
+        json_add_str(g, "attention", attention_path_name(t->paths.attention));
+        json_add_str(g, "experts", experts_path_name(t->paths.experts));
+        json_add_u64(g, "expert_streams", (uint64_t)t->paths.expert_streams);
+        json_add_bool(g, "recompute_experts", t->paths.recompute);
+        json_add(j, "gpu_paths", g);
+    }
     return j;
 }
 
@@ -337,84 +347,10 @@ static BalanceOptions balance_options(const Trainer *t, int global)
     return bo;
 }
 
-/* ---- the model on the run's device --------------------------------------------------
- * With --device cuda the GPU holds the weights, gradients and moments; the
- * host Model keeps the configuration, tensor table and expert bias, and
- * receives the weights and moments only to save them. */
-
-static Losses forward(Trainer *t, const uint32_t *inputs, const uint32_t *targets, int B, int T, const BalanceOptions *bo)
-{
-#ifdef SIGMA_CUDA
-    if (t->gpu)
-        return gpu_model_forward(t->gpu, &t->model.cfg, inputs, targets, NULL, B, T, bo, t->model.expert_bias, t->model.counts);
-#endif
-    return model_forward(&t->model, inputs, targets, NULL, B, T, bo);
-}
-
-static void backward(Trainer *t, float scale)
-{
-#ifdef SIGMA_CUDA
-    if (t->gpu) { gpu_model_backward(t->gpu, scale); return; }
-#endif
-    model_backward(&t->model, scale);
-}
-
-static void zero_grads(Trainer *t)
-{
-#ifdef SIGMA_CUDA
-    if (t->gpu) { gpu_model_zero_grads(t->gpu); return; }
-#endif
-    model_zero_grads(&t->model);
-}
-
-static double grad_norm_of(Trainer *t)
-{
-#ifdef SIGMA_CUDA
-    if (t->gpu) return gpu_model_grad_norm(t->gpu);
-#endif
-    return l2_norm(t->model.grads, t->model.n_params);
-}
-
-static int is_matrix(const ParamTensor *p) { return p->ndim == 2; }
-
-static void optimizer_step(Trainer *t, const AdamWStep *s)
-{
-    Model *m = &t->model;
-#ifdef SIGMA_CUDA
-    if (t->gpu) { gpu_model_adamw(t->gpu, s); return; }
-#endif
-    for (int i = 0; i < m->n_tensors; i++) {
-        const ParamTensor *p = &m->tensors[i];
-        adamw_update(m->params + p->offset, t->moments + p->offset, t->moments + m->n_params + p->offset,
-                     m->grads + p->offset, p->numel, s, is_matrix(p));
-    }
-}
-
-/* Weights and moments: host to device after initialisation or loading, back
- * before saving. */
-static void state_to_device(Trainer *t)
-{
-#ifdef SIGMA_CUDA
-    if (t->gpu) {
-        gpu_model_set_params(t->gpu, t->model.params);
-        gpu_model_set_moments(t->gpu, t->moments);
-    }
-#else
-    (void)t;
-#endif
-}
-
-static void state_to_host(Trainer *t)
-{
-#ifdef SIGMA_CUDA
-    if (t->gpu) {
-        gpu_model_get_params(t->gpu, t->model.params);
-        gpu_model_get_moments(t->gpu, t->moments);
-    }
-#else
-    (void)t;
-#endif
-}
+/* Weights and moments: into the device after initialisation or loading,
+ * back to the host before saving. */
+static void state_to_device(Trainer *t) { device_set_state(t->dev, t->model.params, t->moments); }
+static void state_to_host(Trainer *t) { device_get_state(t->dev, t->model.params, t->moments); }
 
 static void add_counts(Trainer *t)
 {
@@ -436,32 +372,32 @@ static Losses train_step(Trainer *t, double *grad_norm, int *skipped_now)
     if (global) {   /* the step's expert counts first, so every micro-batch sees them */
         for (uint32_t a = 0; a < t->accum; a++) {
             BalanceOptions none = {.kind = BALANCE_NONE};
-            forward(t, t->inputs + a * mb, t->targets + a * mb, B, T, &none);
+            device_forward(t->dev, t->inputs + a * mb, t->targets + a * mb, NULL, B, T, &none);
             add_counts(t);
         }
         for (int l = 0; l < L; l++) t->step_tokens[l] = (float)(t->accum * mb);
     }
     BalanceOptions bo = balance_options(t, global);
     Losses sum = {0};
-    zero_grads(t);
+    device_zero_grads(t->dev);
     float scale = 1.0f / (float)t->accum;
     for (uint32_t a = 0; a < t->accum; a++) {
-        Losses l = forward(t, t->inputs + a * mb, t->targets + a * mb, B, T, &bo);
-        backward(t, scale);
+        Losses l = device_forward(t->dev, t->inputs + a * mb, t->targets + a * mb, NULL, B, T, &bo);
+        device_backward(t->dev, scale);
         if (!global) add_counts(t);
         sum.loss += l.loss * scale;
         sum.ce += l.ce * scale;
         sum.balance += l.balance * scale;
         sum.z += l.z * scale;
     }
-    *grad_norm = grad_norm_of(t);
+    *grad_norm = device_grad_norm(t->dev);
     *skipped_now = !isfinite(sum.loss) || !isfinite(*grad_norm);
     if (*skipped_now) return sum;
 
     AdamWStep s = {.lr = (float)lr_at(&o->lr, t->step), .beta1 = (float)o->beta1, .beta2 = (float)o->beta2,
                    .eps = (float)o->eps, .weight_decay = (float)o->weight_decay,
                    .grad_scale = clip_scale(*grad_norm, o->clip), .t = t->step + 1 - t->skipped};
-    optimizer_step(t, &s);
+    device_adamw(t->dev, &s);
     if (o->balance == BAL_BIAS) {   /* the bias follows the whole step's counts */
         memcpy(m->counts, t->step_counts, (size_t)L * E * sizeof(float));
         model_update_bias(m, (float)o->bias_rate);
@@ -494,7 +430,7 @@ static double evaluate(Trainer *t)
     if (n > (t->val.n_sequences + B - 1) / B) n = (t->val.n_sequences + B - 1) / B;   /* no sequence twice */
     for (uint64_t i = 0; i < n; i++) {
         loader_next(&t->val, t->inputs, t->targets, (size_t)B);
-        sum += forward(t, t->inputs, t->targets, B, T, &none).ce;
+        sum += device_forward(t->dev, t->inputs, t->targets, NULL, B, T, &none).ce;
     }
     return sum / (double)n;
 }
@@ -561,7 +497,7 @@ static void log_step(Trainer *t, Losses l, double grad_norm, double lr, double t
 
 /* ---- the run ------------------------------------------------------------------ */
 
-static void setup(Trainer *t, int use_gpu)
+static void setup(Trainer *t)
 {
     const TrainOptions *o = t->o;
     Model *m = &t->model;
@@ -590,13 +526,10 @@ static void setup(Trainer *t, int use_gpu)
             int k = t->topk.k[ph * (size_t)alloc.n_layers + l];
             alloc.top_k[l] = ph == 0 || k > alloc.top_k[l] ? k : alloc.top_k[l];
         }
-    /* On the GPU the host Model holds only the weights' host copy, the table
-     * and the bias: no activations for a batch it never runs. */
-    model_init(m, &alloc, use_gpu ? 1 : (int)o->micro_batch, use_gpu ? 1 : (int)o->seq_len);
+    gpu_paths_default(&t->paths);
+    t->paths.recompute = o->recompute;
+    t->dev = device_open(t->device, m, &alloc, (int)o->micro_batch, (int)o->seq_len, &t->paths, !sg_quiet);
     m->cfg = t->cfg;
-#ifdef SIGMA_CUDA
-    if (use_gpu) t->gpu = gpu_model_create(m, &alloc, (int)o->micro_batch, (int)o->seq_len, o->recompute, !sg_quiet);
-#endif
     t->moments = xcalloc(2 * m->n_params, sizeof(float));
     t->moment_tensors = xcalloc(2 * (size_t)m->n_tensors, sizeof(ParamTensor));
     for (int i = 0; i < m->n_tensors; i++) {
@@ -627,10 +560,7 @@ static void teardown(Trainer *t)
 {
     loader_free(&t->train);
     if (t->have_val) loader_free(&t->val);
-#ifdef SIGMA_CUDA
-    gpu_model_free(t->gpu);
-#endif
-    model_free(&t->model);
+    device_close(t->dev);   /* and the host model with it */
     topk_free(&t->topk);
     metrics_close(&t->metrics);
     shardset_free(&t->set);
@@ -642,26 +572,13 @@ static void teardown(Trainer *t)
     free(t->step_tokens);
 }
 
-/* "cpu", "cuda", or "auto": cuda when this build has the CUDA core and a GPU is visible. */
-static int use_cuda(const char *device)
-{
-#ifdef SIGMA_CUDA
-    if (!strcmp(device, "auto")) return gpu_count() > 0;
-    if (!strcmp(device, "cuda") && !gpu_count()) die("--device cuda: no CUDA device is visible");
-    return !strcmp(device, "cuda");
-#else
-    if (!strcmp(device, "cuda")) die("--device cuda: this sigma-pretrain was built without CUDA (no nvcc at build time); use --device cpu");
-    return 0;
-#endif
-}
-
 int run_training(const TrainOptions *o)
 {
     Trainer t;
     memset(&t, 0, sizeof t);
     t.o = o;
     if (o->threads) omp_set_num_threads(o->threads);
-    int use_gpu = use_cuda(o->device);
+    t.device = device_select(o->device, &t.device_why);
 
     if (o->dry_run) {   /* the vocabulary of the data when given, else the preset's own */
         int vocab = 0;
@@ -687,7 +604,7 @@ int run_training(const TrainOptions *o)
     if (resume_dir) load_checkpoint(&t, resume_dir);
     else fresh_config(&t, (int)t.set.tok.vocab_size);
     check_vocab(&t);
-    setup(&t, use_gpu);
+    setup(&t);
     if (resume_dir) {
         load_state(&t, resume_dir);
         info("resuming %s at step %llu", resume_dir, (unsigned long long)t.step);
@@ -700,6 +617,10 @@ int run_training(const TrainOptions *o)
 
     uint64_t total, active;
     config_count_params(&t.cfg, &total, &active);
+    if (t.device == &cpu_device_ops) info("device: cpu (%s)", t.device_why);
+    else info("device: %s (%s); attention %s, experts %s over %d streams%s", t.device->name, t.device_why,
+              attention_path_name(t.paths.attention), experts_path_name(t.paths.experts), t.paths.expert_streams,
+              t.paths.recompute ? ", recomputed in backward" : "");
     info("model: %d layers, d %d, %d experts of %d; %.2fM parameters, %.2fM active; %u x %u x %u tokens a step",
          t.cfg.n_layers, t.cfg.d_model, t.cfg.n_experts, t.cfg.d_expert, total / 1e6, active / 1e6, t.accum,
          o->micro_batch, o->seq_len);

@@ -1,0 +1,65 @@
+// The CUDA core behind the device table (model/device.h): gpu_model.h's
+// functions, with the host Model keeping the configuration, the tensor
+// table, the expert bias and the routing counts.
+#include "cuda/gpu_model.h"
+
+#include <stdlib.h>
+
+extern "C" {
+#include "base/base.h"
+#include "model/device.h"
+}
+
+extern "C" const DeviceOps cuda_device_ops;
+
+static GpuModel *gpu(Device *d) { return (GpuModel *)d->impl; }
+
+static Device *cuda_open(Model *host, const Config *alloc, int B, int T, GpuPaths *paths, int verbose)
+{
+    model_init(host, alloc, 1, 1);   // no activations on the host for a batch it never runs
+    GpuPaths asked;
+    if (!paths) { gpu_paths_default(&asked); paths = &asked; }
+    Device *d = (Device *)xcalloc(1, sizeof *d);
+    d->ops = &cuda_device_ops;
+    d->host = host;
+    d->impl = gpu_model_create(host, alloc, B, T, paths->recompute, verbose);
+    return d;
+}
+
+static void cuda_close(Device *d)
+{
+    gpu_model_free(gpu(d));
+    model_free(d->host);
+    free(d);
+}
+
+static void cuda_set_state(Device *d, const float *params, const float *moments)
+{
+    gpu_model_set_params(gpu(d), params);
+    gpu_model_set_moments(gpu(d), moments);
+}
+
+static void cuda_get_state(Device *d, float *params, float *moments)
+{
+    gpu_model_get_params(gpu(d), params);
+    gpu_model_get_moments(gpu(d), moments);
+}
+
+static Losses cuda_forward(Device *d, const uint32_t *inputs, const uint32_t *targets, const float *mask, int B, int T,
+                           const BalanceOptions *bo)
+{
+    Model *m = d->host;
+    return gpu_model_forward(gpu(d), &m->cfg, inputs, targets, mask, B, T, bo, m->expert_bias, m->counts);
+}
+
+static const float *cuda_logits(Device *d) { return gpu_model_logits(gpu(d)); }
+static void cuda_backward(Device *d, float scale) { gpu_model_backward(gpu(d), scale); }
+static void cuda_zero_grads(Device *d) { gpu_model_zero_grads(gpu(d)); }
+static double cuda_grad_norm(Device *d) { return gpu_model_grad_norm(gpu(d)); }
+static void cuda_adamw(Device *d, const AdamWStep *s) { gpu_model_adamw(gpu(d), s); }
+
+// in DeviceOps's order (C++17 has no designated initializers)
+extern "C" const DeviceOps cuda_device_ops = {
+    "cuda", cuda_open, cuda_close, cuda_set_state, cuda_get_state, cuda_forward,
+    cuda_logits, cuda_backward, cuda_zero_grads, cuda_grad_norm, cuda_adamw,
+};
