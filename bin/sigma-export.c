@@ -33,16 +33,11 @@ static void usage(FILE *out)
             "See sigma-export(1).\n");
 }
 
-static Tokenizer *load_checked_tokenizer(const char *path, const uint8_t fp[16], const char *what)
+static Tokenizer *load_checked_tokenizer(const char *path, const TokHeader *model_tok, const char *what)
 {
     Tokenizer *tok = tokenizer_load(path, NULL);
-    uint8_t zero[16] = {0};
-    if (fp && memcmp(fp, zero, 16) && memcmp(fp, tokenizer_fingerprint(tok), 16)) {
-        char a[33], b[33];
-        fingerprint_hex(a, fp);
-        fingerprint_hex(b, tokenizer_fingerprint(tok));
-        die("%s: the model was trained with tokenizer %s, %s is %s", what, a, path, b);
-    }
+    TokHeader th = tokenizer_header(tok);
+    tokenizer_match(model_tok, what, &th, path);
     return tok;
 }
 
@@ -53,33 +48,21 @@ static void import_dir(const char *hf, const char *out, const char *tok_path, in
     Model m;
     model_init(&m, &c, 1, 1);
     hf_weights_read(&m, hf);
-    uint8_t fp[16] = {0};
-    uint32_t vocab = (uint32_t)c.vocab_size;
+    TokHeader th = {.vocab_size = (uint32_t)c.vocab_size};   /* no tokenizer given: unknown */
     if (tok_path) {
         Tokenizer *tok = tokenizer_load(tok_path, NULL);
-        memcpy(fp, tokenizer_fingerprint(tok), 16);
-        vocab = tokenizer_n_vocab(tok);
-        if (vocab > (uint32_t)c.vocab_size) die("%s: vocabulary %u is larger than the model's %d", tok_path, vocab, c.vocab_size);
+        th = tokenizer_header(tok);
+        if (th.vocab_size > (uint32_t)c.vocab_size)
+            die("%s: vocabulary %u is larger than the model's %d", tok_path, th.vocab_size, c.vocab_size);
         tokenizer_free(tok);
     }
     AtomicDir ad;
     atomic_dir_begin(&ad, out, force);
-    cJSON *cfg = json_obj(), *tj = json_obj();
-    char hex[33];
-    fingerprint_hex(hex, fp);
-    json_add(cfg, "model", config_to_json(&c));
-    json_add_str(tj, "fingerprint", hex);
-    json_add_u64(tj, "vocab_size", vocab);
-    json_add(cfg, "tokenizer", tj);
-    json_add_str(cfg, "imported_from", hf);
-    json_add_str(cfg, "created_by", "sigma-export " SIGMA_VERSION);
-    char *path = atomic_dir_file(&ad, "config.json");
-    json_write_file_atomic(path, cfg);
-    free(path);
-    cJSON_Delete(cfg);
-    path = atomic_dir_file(&ad, "model.safetensors");
-    safetensors_save(path, m.tensors, m.n_tensors, m.params, "");
-    free(path);
+    cJSON *sections = json_obj();
+    json_add_str(sections, "imported_from", hf);
+    json_add_str(sections, "created_by", "sigma-export " SIGMA_VERSION);
+    ckpt_write_config(&ad, &c, &th, sections);
+    ckpt_write_tensors(&ad, "model.safetensors", m.tensors, m.n_tensors, m.params);
     atomic_dir_commit(&ad);
     model_free(&m);
 }
@@ -124,9 +107,9 @@ int main(int argc, char **argv)
     }
     if (optind + 1 != argc) usage_error("expected one checkpoint (a run directory or a step-N directory)");
     Model m;
-    uint8_t fp[16];
-    ckpt_load_model(&m, argv[optind], 1, 1, fp);
-    Tokenizer *tok = tok_path ? load_checked_tokenizer(tok_path, fp, argv[optind]) : NULL;
+    TokHeader model_tok;
+    ckpt_load_model(&m, argv[optind], 1, 1, &model_tok);
+    Tokenizer *tok = tok_path ? load_checked_tokenizer(tok_path, &model_tok, argv[optind]) : NULL;
     hf_export(&m, tok, out, force, bf16, max_shard);
     if (tok) tokenizer_free(tok);
     model_free(&m);

@@ -98,17 +98,9 @@ int main(int argc, char **argv)
 
     Tokenizer *tok = tokenizer_load(tok_path, NULL);
     Model m;
-    uint8_t fp[16];
-    ckpt_load_model(&m, argv[optind], 1, 0, fp);
-    static const uint8_t unknown[16];   /* an imported model whose tokenizer was not given */
-    if (!memcmp(fp, unknown, 16)) {
-        warn("%s records no tokenizer; assuming %s is the model's", argv[optind], tok_path);
-    } else if (memcmp(fp, tokenizer_fingerprint(tok), 16) != 0) {
-        char a[33], b[33];
-        fingerprint_hex(a, fp);
-        fingerprint_hex(b, tokenizer_fingerprint(tok));
-        die("%s: the model was trained with tokenizer %s, %s is %s", argv[optind], a, tok_path, b);
-    }
+    TokHeader model_tok, th = tokenizer_header(tok);
+    ckpt_load_model(&m, argv[optind], 1, 0, &model_tok);
+    tokenizer_match(&model_tok, argv[optind], &th, tok_path);
     int64_t eot = tokenizer_special(tok, TOK_ENDOFTEXT);
 
     size_t plen = 0;

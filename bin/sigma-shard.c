@@ -67,12 +67,8 @@ static void write_set(const Args *a, char **inputs, int n_inputs)
         if (!w) {
             first = r.hdr;
             w = shardwriter_open(a->out, a->force, &r.hdr, &a->opt);
-        } else if (r.hdr.vocab_size != first.vocab_size || memcmp(r.hdr.fingerprint, first.fingerprint, 16)) {
-            char fa[33], fb[33];
-            fingerprint_hex(fa, first.fingerprint);
-            fingerprint_hex(fb, r.hdr.fingerprint);
-            die("%s: tokenizer %s with vocabulary %u differs from the first input's %s with %u", name, fb,
-                r.hdr.vocab_size, fa, first.vocab_size);
+        } else {
+            tokenizer_match(&r.hdr, name, &first, "the first input");
         }
         int doc_end;
         size_t n;

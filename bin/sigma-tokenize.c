@@ -198,8 +198,7 @@ static int cmd_encode(const Opts *o, char *const *files, size_t n_files)
     output_open(&out, o->output, !o->ids, o->force);
     TokWriter w;
     if (!o->ids) {
-        TokHeader hdr = {.vocab_size = tokenizer_n_vocab(tok)};
-        memcpy(hdr.fingerprint, tokenizer_fingerprint(tok), 16);
+        TokHeader hdr = tokenizer_header(tok);
         tokwriter_open(&w, out.f, out.name, &hdr);
     }
     Docs docs;
@@ -309,15 +308,8 @@ static int cmd_decode(const Opts *o, char *const *files, size_t n_files)
     } else {
         TokReader r;
         tokreader_open(&r, in, name);
-        static const uint8_t zero[16];
-        if (memcmp(r.hdr.fingerprint, tokenizer_fingerprint(tok), 16)) {
-            char a[33], b[33];
-            fingerprint_hex(a, r.hdr.fingerprint);
-            fingerprint_hex(b, tokenizer_fingerprint(tok));
-            if (memcmp(r.hdr.fingerprint, zero, 16))
-                die("%s: the stream was made with another tokenizer (fingerprint %s, %s has %s)", name, a, o->tok_path, b);
-            warn("%s: the stream names no tokenizer; decoding with %s", name, o->tok_path);
-        }
+        TokHeader th = tokenizer_header(tok);
+        tokenizer_match(&r.hdr, name, &th, o->tok_path);
         uint32_t buf[65536];
         for (;;) {
             int end = 0;

@@ -48,7 +48,7 @@ ok "a bf16 import generates (rounded weights)" sigma-generate "$T/back16" -t "$T
 fails_with "an existing output directory is refused" 1 "already exists" sigma-export "$T/run" -o "$T/hf"
 ok "--force replaces it" sigma-export "$T/run" -o "$T/hf" --force --dtype fp32
 sigma-tokenize train -q --vocab-size 600 --pattern cl100k -o "$T/other.txt" "$T/text"
-fails_with "another tokenizer is refused" 1 "trained with tokenizer" sigma-export "$T/run" -t "$T/other.txt" -o "$T/x"
+fails_with "another tokenizer is refused" 1 "made with another tokenizer" sigma-export "$T/run" -t "$T/other.txt" -o "$T/x"
 cp -r "$T/run/step-00000003" "$T/mixed"; rm "$T/mixed/trainer.json"
 jq '.model.top_k = [2, 1]' "$T/run/step-00000003/config.json" >"$T/mixed/config.json"
 fails_with "layers with different top-k cannot be one Qwen3-MoE" 1 "one num_experts_per_tok" sigma-export "$T/mixed" -o "$T/x"

@@ -20,7 +20,7 @@ ok "--ids writes at most -n ids" test "$(echo "$a" | wc -w)" -le 20
 echo "the quick brown" | sigma-generate "$T/run/step-00000060" -t "$T/tok.txt" -n 12 --keep-going >"$T/stdin.out"
 is "prompt from stdin, one checkpoint directory" "$(cat "$T/stdin.out")" "$out"
 sigma-tokenize train -q --vocab-size 290 --pattern cl100k -o "$T/other.txt" "$T/text"
-fails_with "another tokenizer is refused" 1 "trained with tokenizer" sigma-generate "$T/run" -t "$T/other.txt" -p x
+fails_with "another tokenizer is refused" 1 "made with another tokenizer" sigma-generate "$T/run" -t "$T/other.txt" -p x
 fails_with "not a checkpoint" 1 "not a checkpoint" sigma-generate "$T" -t "$T/tok.txt" -p x
 fails_with "no tokenizer" 2 "missing -t" sigma-generate "$T/run" -p x
 

@@ -51,6 +51,15 @@ sigma-shard -q -o "$T/two" "$T/r16.tok" - <"$T/r16.tok"
 is "two inputs, one after the other" "$(jq .tokens "$T/two/manifest.json")" 400000
 fails_with "inputs with different vocabularies are refused" 1 "differs from the first input" sigma-shard -q -o "$T/mix" "$T/r16.tok" "$T/r32.tok"
 ok "and leave nothing behind" test ! -e "$T/mix"
+# one fingerprint rule for every tool (tokenizer_match): known ones must agree; an unknown one is taken with a warning
+printf 'some text' >"$T/small.txt"
+tokgen bytes --fingerprint 0123456789abcdef0123456789abcdef "$T/small.txt" >"$T/fa.tok"
+tokgen bytes --fingerprint fedcba9876543210fedcba9876543210 "$T/small.txt" >"$T/fb.tok"
+tokgen bytes "$T/small.txt" >"$T/f0.tok"
+fails_with "inputs of two known tokenizers are refused, naming both" 1 "fb.tok: made with another tokenizer: fedcba.* differs from the first input's 012345" \
+    sigma-shard -q -o "$T/mixfp" "$T/fa.tok" "$T/fb.tok"
+ok "an input that records no tokenizer joins one that does" sh -c "sigma-shard -o '$T/mix0' '$T/fa.tok' '$T/f0.tok' 2>'$T/mix0.err'"
+ok "with a warning that says so" grep -q "f0.tok records no tokenizer; taking it to be the first input's" "$T/mix0.err"
 
 # ---- verify catches a flipped bit anywhere -----------------------------------------
 flip() {   # file offset: flip the lowest bit of one byte in place

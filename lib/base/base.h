@@ -130,6 +130,9 @@ uint64_t splitmix64(uint64_t *state);
 /* ---- hashing ------------------------------------------------------------ */
 /* XXH3 (libxxhash): 64-bit for checksums; hex form is 16 lowercase digits. */
 uint64_t hash64(const void *data, size_t n, uint64_t seed);
+/* hash64(whole file, 0), read in blocks: a checkpoint's weights may be
+ * larger than memory. */
+uint64_t file_hash64(const char *path);
 void hex64(char out[17], uint64_t h);
 int parse_hex64(const char *s, uint64_t *out);
 

@@ -106,6 +106,22 @@ uint64_t hash64(const void *data, size_t n, uint64_t seed)
     return XXH3_64bits_withSeed(data, n, seed);
 }
 
+uint64_t file_hash64(const char *path)
+{
+    enum { BLOCK = 1 << 20 };
+    FILE *f = xfopen(path, "rb");
+    XXH3_state_t *st = XXH3_createState();
+    if (!st || XXH3_64bits_reset(st) != XXH_OK) die("out of memory hashing %s", path);
+    char *buf = xmalloc(BLOCK);
+    size_t n;
+    while ((n = xfread_some(buf, BLOCK, f, path)) > 0) XXH3_64bits_update(st, buf, n);
+    uint64_t h = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    free(buf);
+    xfclose(f, path);
+    return h;
+}
+
 void hex64(char out[17], uint64_t h)
 {
     snprintf(out, 17, "%016llx", (unsigned long long)h);

@@ -186,3 +186,24 @@ int fingerprint_parse(uint8_t fp[16], const char *hex)
     }
     return 1;
 }
+
+static int fingerprint_known(const uint8_t fp[16])
+{
+    static const uint8_t zero[16];
+    return memcmp(fp, zero, 16) != 0;
+}
+
+void tokenizer_match(const TokHeader *a, const char *a_name, const TokHeader *b, const char *b_name)
+{
+    int a_known = fingerprint_known(a->fingerprint), b_known = fingerprint_known(b->fingerprint);
+    if (a_known != b_known) {
+        warn("%s records no tokenizer; taking it to be %s's", a_known ? b_name : a_name, a_known ? a_name : b_name);
+        return;
+    }
+    if (!memcmp(a->fingerprint, b->fingerprint, 16) && a->vocab_size == b->vocab_size) return;   /* both unknown: by vocabulary */
+    char x[33], y[33];
+    fingerprint_hex(x, a->fingerprint);
+    fingerprint_hex(y, b->fingerprint);
+    die("%s: made with another tokenizer: %s (vocabulary %u) differs from %s's %s (vocabulary %u)", a_name, x, a->vocab_size,
+        b_name, y, b->vocab_size);
+}

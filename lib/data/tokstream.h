@@ -76,5 +76,13 @@ void tokreader_close(TokReader *r);
 /* Fingerprint helpers: 32 lowercase hex digits. */
 void fingerprint_hex(char out[33], const uint8_t fp[16]);
 int fingerprint_parse(uint8_t fp[16], const char *hex);
+/* The one check that two things were made with the same tokenizer (a
+ * stream and a tokenizer file, a checkpoint and a shard set, ...): dies
+ * "A_NAME: made with another tokenizer: FP (vocabulary N) differs from
+ * B_NAME's FP (vocabulary M)" when both are known and differ. An unknown
+ * one (all-zero fingerprint: a stream made without a tokenizer, a model
+ * imported without one) matches a known one, with a warning; two unknown
+ * ones match when their vocabularies do. */
+void tokenizer_match(const TokHeader *a, const char *a_name, const TokHeader *b, const char *b_name);
 
 #endif

@@ -612,3 +612,10 @@ Tokenizer *tokenizer_load(const char *path, const char *pattern_name)
     free(text);
     return t;
 }
+
+TokHeader tokenizer_header(const Tokenizer *t)
+{
+    TokHeader h = {.vocab_size = tokenizer_n_vocab(t)};
+    memcpy(h.fingerprint, tokenizer_fingerprint(t), 16);
+    return h;
+}

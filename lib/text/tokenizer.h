@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "data/tokstream.h"
+
 #define TOK_ENDOFTEXT "<|endoftext|>"
 #define TOK_MAX_SPECIALS 256
 #define TOK_MAX_TOKEN_BYTES 4096
@@ -70,6 +72,7 @@ void tokenizer_encode_piece(const Tokenizer *t, TokIds *out, const uint8_t *piec
 
 /* ---- accessors ---------------------------------------------------------- */
 uint32_t tokenizer_n_vocab(const Tokenizer *t);    /* max id + 1, specials included */
+TokHeader tokenizer_header(const Tokenizer *t);   /* its vocabulary and fingerprint, as streams record them */
 uint32_t tokenizer_n_ranks(const Tokenizer *t);    /* ordinary tokens: ids 0 .. n_ranks-1 */
 int tokenizer_pattern(const Tokenizer *t);          /* PRETOK_* */
 const uint8_t *tokenizer_fingerprint(const Tokenizer *t);   /* 16 bytes */

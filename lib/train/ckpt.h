@@ -8,6 +8,8 @@
 #include <stdint.h>
 
 #include "base/base.h"
+#include "base/json.h"
+#include "data/tokstream.h"
 #include "model/model.h"
 
 /* "step-00001000" (caller frees) */
@@ -22,11 +24,37 @@ void ckpt_commit(AtomicDir *ad, const char *out, uint64_t step, unsigned keep);
  * (caller frees). */
 char *ckpt_resolve(const char *path);
 
-#endif
+/* ---- a checkpoint's files (ckpt_model.c): every tool reads and writes them here ----
+ *   config.json            {"model": the Config, "tokenizer": {"fingerprint",
+ *                          "vocab_size"}, and the writer's own sections
+ *                          ("training", "imported_from", "created_by")}
+ *   model.safetensors      the weights, fp32
+ *   optimizer.safetensors  AdamW's moments ("m.NAME", "v.NAME"); the trainer's
+ *   trainer.json           the run's state and the XXH3-64 of both
+ *                          safetensors files; the trainer's */
 
-/* Loading a checkpoint's model for inference (sigma-generate, sigma-eval):
- * config.json's model section and model.safetensors, checked against the
- * checksum in trainer.json. PATH is a run or a checkpoint directory. The
- * buffers hold B x T tokens (T <= 0: the model's max_seq_len). The
- * checkpoint's tokenizer fingerprint goes to fingerprint[16] when non-NULL. */
-void ckpt_load_model(Model *m, const char *path, int B, int T, uint8_t fingerprint[16]);
+/* config.json into the checkpoint being written; `sections` (may be NULL)
+ * are added to it and freed. */
+void ckpt_write_config(const AtomicDir *ad, const Config *c, const TokHeader *tok, cJSON *sections);
+/* NAME (a safetensors file) from base[] laid out by t[n]; returns its XXH3-64. */
+uint64_t ckpt_write_tensors(const AtomicDir *ad, const char *name, const ParamTensor *t, int n, const float *base);
+/* DIR/config.json: the model's config (validated) and its tokenizer into
+ * *c and *tok; returns the whole object for the caller's own sections
+ * (caller cJSON_Deletes it). */
+cJSON *ckpt_read_config(const char *dir, Config *c, TokHeader *tok);
+/* DIR/NAME into base[] laid out by t[n]; when want_hash is non-zero the
+ * file's XXH3-64 is checked first ("checksum mismatch: the checkpoint is
+ * corrupt"). */
+void ckpt_read_tensors(const char *dir, const char *name, const ParamTensor *t, int n, float *base, uint64_t want_hash);
+/* The model file's checksum that DIR/trainer.json records; 0 when there is
+ * no trainer.json (an imported model). */
+uint64_t ckpt_model_hash(const char *dir);
+
+/* A checkpoint's model for inference (sigma-generate, sigma-export,
+ * sigma-eval): PATH is a run or a checkpoint directory; the weights'
+ * checksum is checked where recorded. The buffers hold B x T tokens
+ * (T <= 0: the model's max_seq_len). The checkpoint's tokenizer goes to
+ * *tok when non-NULL. */
+void ckpt_load_model(Model *m, const char *path, int B, int T, TokHeader *tok);
+
+#endif

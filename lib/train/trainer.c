@@ -194,52 +194,17 @@ static cJSON *training_json(const Trainer *t)
 
 /* ---- checkpoints ---------------------------------------------------------- */
 
-/* XXH3-64 of a whole file: safetensors has no checksum of its own, and a
- * resumed run must not start from a corrupt checkpoint. */
-static uint64_t file_hash(const char *path)
-{
-    size_t len;
-    char *buf = read_file(path, &len);
-    uint64_t h = hash64(buf, len, 0);
-    free(buf);
-    return h;
-}
-
-static void check_file_hash(const char *dir, const char *name, uint64_t want)
-{
-    char *path = xasprintf("%s/%s", dir, name);
-    if (file_hash(path) != want) die("%s: checksum mismatch: the checkpoint is corrupt", path);
-    free(path);
-}
-
 static void save_checkpoint(Trainer *t)
 {
     AtomicDir ad;
     ckpt_begin(&ad, t->o->out, t->step);
     Model *m = &t->model;
-
-    cJSON *cfg = json_obj(), *tok = json_obj();
-    char fp[33];
-    fingerprint_hex(fp, t->set.tok.fingerprint);
-    json_add(cfg, "model", config_to_json(&t->cfg));
-    json_add_str(tok, "fingerprint", fp);
-    json_add_u64(tok, "vocab_size", t->set.tok.vocab_size);
-    json_add(cfg, "tokenizer", tok);
-    json_add(cfg, "training", training_json(t));
-    json_add_str(cfg, "created_by", "sigma-pretrain " SIGMA_VERSION);
-    char *path = atomic_dir_file(&ad, "config.json");
-    json_write_file_atomic(path, cfg);
-    free(path);
-    cJSON_Delete(cfg);
-
-    path = atomic_dir_file(&ad, "model.safetensors");
-    safetensors_save(path, m->tensors, m->n_tensors, m->params, "");
-    uint64_t model_hash = file_hash(path);
-    free(path);
-    path = atomic_dir_file(&ad, "optimizer.safetensors");
-    safetensors_save(path, t->moment_tensors, 2 * m->n_tensors, t->moments, "");
-    uint64_t opt_hash = file_hash(path);
-    free(path);
+    cJSON *sections = json_obj();
+    json_add(sections, "training", training_json(t));
+    json_add_str(sections, "created_by", "sigma-pretrain " SIGMA_VERSION);
+    ckpt_write_config(&ad, &t->cfg, &t->set.tok, sections);
+    uint64_t model_hash = ckpt_write_tensors(&ad, "model.safetensors", m->tensors, m->n_tensors, m->params);
+    uint64_t opt_hash = ckpt_write_tensors(&ad, "optimizer.safetensors", t->moment_tensors, 2 * m->n_tensors, t->moments);
 
     cJSON *st = json_obj(), *pos = json_obj(), *hist = json_arr(), *bias = json_arr();
     json_add_hex64(st, "model_xxh3", model_hash);
@@ -256,7 +221,7 @@ static void save_checkpoint(Trainer *t)
     json_add(st, "loss_history", hist);
     for (int i = 0; i < t->cfg.n_layers * t->cfg.n_experts; i++) json_push(bias, cJSON_CreateNumber(m->expert_bias[i]));
     json_add(st, "expert_bias", bias);
-    path = atomic_dir_file(&ad, "trainer.json");
+    char *path = atomic_dir_file(&ad, "trainer.json");
     json_write_file_atomic(path, st);
     free(path);
     cJSON_Delete(st);
@@ -275,20 +240,10 @@ static void check_same(const cJSON *tr, const char *key, double now, const char 
 
 static void load_checkpoint(Trainer *t, const char *dir)
 {
+    TokHeader tok;
+    cJSON *cfg = ckpt_read_config(dir, &t->cfg, &tok);
     char *path = xasprintf("%s/config.json", dir);
-    cJSON *cfg = json_parse_file(path);
-    config_from_json(&t->cfg, json_req(cfg, "model", path), path);
-    config_validate(&t->cfg, path);
-    const cJSON *tok = json_req(cfg, "tokenizer", path);
-    uint8_t fp[16];
-    if (!fingerprint_parse(fp, json_req_str(tok, "fingerprint", path))) die("%s: bad tokenizer.fingerprint", path);
-    if (memcmp(fp, t->set.tok.fingerprint, 16) || json_req_u64(tok, "vocab_size", path) != t->set.tok.vocab_size) {
-        char a[33];
-        fingerprint_hex(a, t->set.tok.fingerprint);
-        die("%s: tokenizer %s (vocabulary %llu) differs from the shard set's %s (vocabulary %u)", path,
-            json_req_str(tok, "fingerprint", path), (unsigned long long)json_req_u64(tok, "vocab_size", path), a,
-            t->set.tok.vocab_size);
-    }
+    tokenizer_match(&tok, path, &t->set.tok, "the shard set");
     const cJSON *tr = json_req(cfg, "training", path);
     check_same(tr, "seq_len", t->o->seq_len, path);
     check_same(tr, "micro_batch", t->o->micro_batch, path);
@@ -302,21 +257,16 @@ static void load_state(Trainer *t, const char *dir)
     Model *m = &t->model;
     char *path = xasprintf("%s/trainer.json", dir);
     cJSON *st = json_parse_file(path);
-    check_file_hash(dir, "model.safetensors", json_req_hex64(st, "model_xxh3", path));
-    check_file_hash(dir, "optimizer.safetensors", json_req_hex64(st, "optimizer_xxh3", path));
-    free(path);
-    path = xasprintf("%s/model.safetensors", dir);
-    safetensors_load(path, m->tensors, m->n_tensors, m->params, "");
-    free(path);
-    path = xasprintf("%s/optimizer.safetensors", dir);
-    safetensors_load(path, t->moment_tensors, 2 * m->n_tensors, t->moments, "");
-    free(path);
-    path = xasprintf("%s/config.json", dir);
-    cJSON *cfg = json_parse_file(path);
-    check_same(json_req(cfg, "training", path), "accum", t->accum, path);
+    ckpt_read_tensors(dir, "model.safetensors", m->tensors, m->n_tensors, m->params, json_req_hex64(st, "model_xxh3", path));
+    ckpt_read_tensors(dir, "optimizer.safetensors", t->moment_tensors, 2 * m->n_tensors, t->moments,
+                      json_req_hex64(st, "optimizer_xxh3", path));
+    Config c;
+    TokHeader tok;
+    cJSON *cfg = ckpt_read_config(dir, &c, &tok);
+    char *cfg_path = xasprintf("%s/config.json", dir);
+    check_same(json_req(cfg, "training", cfg_path), "accum", t->accum, cfg_path);
+    free(cfg_path);
     cJSON_Delete(cfg);
-    free(path);
-    path = xasprintf("%s/trainer.json", dir);
     t->step = json_req_u64(st, "step", path);
     t->tokens_seen = json_req_u64(st, "tokens_seen", path);
     t->skipped = json_req_u64(st, "skipped", path);

@@ -139,6 +139,23 @@ static void test_tokstream(const char *tmp)
     free(path);
 }
 
+/* The streaming checksum of a checkpoint file is the one-shot hash of its
+ * bytes, across block boundaries (blocks are 1 MiB). */
+static void test_file_hash(const char *tmp)
+{
+    size_t n = (3u << 20) + 12345;
+    char *buf = xmalloc(n);
+    uint64_t s = 7;
+    for (size_t i = 0; i < n; i++) buf[i] = (char)splitmix64(&s);
+    char *path = xasprintf("%s/blob", tmp);
+    write_file_atomic(path, buf, n);
+    ok(file_hash64(path) == hash64(buf, n, 0), "file_hash64 equals hash64 over 3 MiB and a bit");
+    write_file_atomic(path, buf, 0);
+    ok(file_hash64(path) == hash64("", 0, 0), "file_hash64 of an empty file");
+    free(path);
+    free(buf);
+}
+
 static void test_split_draw(void)
 {
     size_t val = 0, n = 100000;
@@ -159,6 +176,7 @@ int main(void)
     test_json();
     test_atomic(tmp);
     test_tokstream(tmp);
+    test_file_hash(tmp);
     test_split_draw();
     remove_tree(tmp);
     return tap_done();
