@@ -122,6 +122,17 @@ $(BINDIR)/%: $(O)/bin/%.o $(LIBSIGMA)
 $(O)/tests/%: $(O)/tests/unit/%.o $(LIBSIGMA)
 	$(CC) $(LDFLAGS) $< $(LIBSIGMA) $(LDLIBS) -o $@
 
+# test_model_fd beside the model compiled a second time with float as double
+# (tests/unit/fd_double.c): objcopy keeps only its fd_* functions global, so
+# its copies of the model's functions never meet libsigma's.
+$(O)/tests/unit/fd_double.o: tests/unit/fd_double.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -MT $@ -c $< -o $@.all
+	objcopy -w --keep-global-symbol='fd_*' $@.all $@
+	@rm -f $@.all
+$(O)/tests/test_model_fd: $(O)/tests/unit/test_model_fd.o $(O)/tests/unit/fd_double.o $(LIBSIGMA)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
 $(O)/tests/%: $(O)/tests/helpers/%.o $(LIBSIGMA)
 	$(CC) $(LDFLAGS) $< $(LIBSIGMA) $(LDLIBS) -o $@
 

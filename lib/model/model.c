@@ -35,83 +35,18 @@ typedef struct {
     float *head;               /* [V, d]; the embedding when tied */
 } Params;
 
-static size_t add_tensor(Model *m, size_t *off, const char *name, int rows, int cols)
-{
-    if (m->tensors) {
-        ParamTensor *t = &m->tensors[m->n_tensors];
-        snprintf(t->name, sizeof t->name, "%s", name);
-        t->offset = *off;
-        t->ndim = cols ? 2 : 1;
-        t->shape[0] = rows;
-        t->shape[1] = cols;
-        t->numel = (size_t)rows * (size_t)(cols ? cols : 1);
-    }
-    m->n_tensors++;
-    size_t at = *off;
-    *off += (size_t)rows * (size_t)(cols ? cols : 1);
-    return at;
-}
-
-/* Builds the tensor table (or only counts, when m->tensors is NULL), in the
- * order of model.h, and returns the number of floats. */
-static size_t layout(Model *m)
-{
-    const Config *c = &m->cfg;
-    int d = c->d_model, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
-    size_t off = 0;
-    char name[96];
-    m->n_tensors = 0;
-    add_tensor(m, &off, "model.embed_tokens.weight", c->vocab_size, d);
-    for (int l = 0; l < c->n_layers; l++) {
-#define T1(suffix, n) (snprintf(name, sizeof name, "model.layers.%d." suffix, l), add_tensor(m, &off, name, n, 0))
-#define T2(suffix, r, k) (snprintf(name, sizeof name, "model.layers.%d." suffix, l), add_tensor(m, &off, name, r, k))
-        T1("input_layernorm.weight", d);
-        T2("self_attn.q_proj.weight", qd, d);
-        T2("self_attn.k_proj.weight", kvd, d);
-        T2("self_attn.v_proj.weight", kvd, d);
-        T2("self_attn.o_proj.weight", d, qd);
-        T1("self_attn.q_norm.weight", hd);
-        T1("self_attn.k_norm.weight", hd);
-        T1("post_attention_layernorm.weight", d);
-        T2("mlp.gate.weight", c->n_experts, d);
-        for (int e = 0; e < c->n_experts; e++) {
-            snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%d.gate_proj.weight", l, e);
-            add_tensor(m, &off, name, c->d_expert, d);
-            snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%d.up_proj.weight", l, e);
-            add_tensor(m, &off, name, c->d_expert, d);
-            snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%d.down_proj.weight", l, e);
-            add_tensor(m, &off, name, d, c->d_expert);
-        }
-#undef T1
-#undef T2
-    }
-    add_tensor(m, &off, "model.norm.weight", d, 0);
-    if (!c->tie_embeddings) add_tensor(m, &off, "lm_head.weight", c->vocab_size, d);
-    return off;
-}
-
-/* The same order as layout(), as pointers into base. */
+/* The layout's offsets (layout.c) as pointers into base. */
 static Params param_pointers(const Config *c, float *base)
 {
-    Params p;
-    int d = c->d_model, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
-    float *at = base;
-    p.embed = at; at += (size_t)c->vocab_size * d;
+    ParamLayout pl;
+    param_layout(&pl, c);
+    Params p = {.embed = base + pl.embed, .norm = base + pl.norm, .head = base + pl.head};
     for (int l = 0; l < c->n_layers; l++) {
-        LayerParams *L = &p.layer[l];
-        L->ln1 = at; at += d;
-        L->wq = at; at += (size_t)qd * d;
-        L->wk = at; at += (size_t)kvd * d;
-        L->wv = at; at += (size_t)kvd * d;
-        L->wo = at; at += (size_t)d * qd;
-        L->qnorm = at; at += hd;
-        L->knorm = at; at += hd;
-        L->ln2 = at; at += d;
-        L->router = at; at += (size_t)c->n_experts * d;
-        L->expert = at; at += (size_t)c->n_experts * 3 * c->d_expert * d;
+        const size_t *o = pl.layer[l];
+        p.layer[l] = (LayerParams){.ln1 = base + o[PT_LN1], .wq = base + o[PT_Q], .wk = base + o[PT_K], .wv = base + o[PT_V],
+                                   .wo = base + o[PT_O], .qnorm = base + o[PT_QNORM], .knorm = base + o[PT_KNORM],
+                                   .ln2 = base + o[PT_LN2], .router = base + o[PT_ROUTER], .expert = base + o[PT_EXPERTS]};
     }
-    p.norm = at; at += d;
-    p.head = c->tie_embeddings ? p.embed : at;
     return p;
 }
 
@@ -709,9 +644,12 @@ void model_init(Model *m, const Config *c, int B, int T)
     m->cfg = *c;
     m->B = B;
     m->T = T;
-    m->n_params = layout(m);   /* count */
+    ParamLayout pl;
+    param_layout(&pl, c);
+    m->n_params = pl.total;
+    m->n_tensors = param_tensors(NULL, c);
     m->tensors = xcalloc((size_t)m->n_tensors, sizeof(ParamTensor));
-    layout(m);
+    param_tensors(m->tensors, c);
     m->params = xcalloc(m->n_params, sizeof(float));
     m->grads = xcalloc(m->n_params, sizeof(float));
     size_t le = (size_t)c->n_layers * c->n_experts;

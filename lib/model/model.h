@@ -82,6 +82,21 @@ typedef struct {
     int shape[2];
 } ParamTensor;
 
+/* The parameter layout, written once (layout.c): the table of named
+ * tensors and the offsets by kind both come from one walk over the tensors
+ * in the order above; the CPU model's pointers, the GPU's offsets,
+ * checkpoints and export all derive from it. Offsets are in floats. */
+typedef enum { PT_LN1, PT_Q, PT_K, PT_V, PT_O, PT_QNORM, PT_KNORM, PT_LN2, PT_ROUTER, PT_EXPERTS, PT_LAYER_KINDS } LayerTensor;
+typedef struct {
+    size_t embed, norm, head;                           /* head == embed when tied */
+    size_t layer[MODEL_MAX_LAYERS][PT_LAYER_KINDS];     /* PT_EXPERTS: E blocks of gate [de, d], up [de, d], down [d, de] */
+    size_t expert;                                      /* floats per expert block: 3 de d */
+    size_t total;                                       /* n_params */
+} ParamLayout;
+void param_layout(ParamLayout *p, const Config *c);
+/* The named tensors in buffer order into t[] (NULL: count only); returns their number. */
+int param_tensors(ParamTensor *t, const Config *c);
+
 typedef enum { BALANCE_NONE, BALANCE_LBL, BALANCE_TOP1_LBL } BalanceLoss;
 
 typedef struct {
