@@ -33,7 +33,9 @@ void sg_init(const char *argv0);
 SG_NORETURN void die(const char *fmt, ...) SG_PRINTF(1, 2);
 /* "prog: usage error" plus a hint to --help, exit(2). */
 SG_NORETURN void usage_error(const char *fmt, ...) SG_PRINTF(1, 2);
-/* A bug in sigma itself, with the source place: "prog: internal error at f.c:12: ..." */
+/* An error that names the source place, "prog: error at f.c:12: ...":
+ * for what no user input explains (a failed CUDA, cuBLAS or allocation
+ * call) and, through BUG, for a bug in sigma itself. */
 SG_NORETURN void die_at(const char *file, int line, const char *fmt, ...) SG_PRINTF(3, 4);
 #define BUG(...) die_at(__FILE__, __LINE__, __VA_ARGS__)
 #define SG_ASSERT(c) do { if (!(c)) die_at(__FILE__, __LINE__, "assertion failed: %s", #c); } while (0)

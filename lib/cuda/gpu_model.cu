@@ -679,7 +679,8 @@ struct GpuModel {
     int *h_pos, *h_seg;        // [N], [N+1]
     float *h_coef;             // [L, 2E]
     float *h_gp;               // [L] the top-1 LBL's term common to all experts
-    double balance_S[MODEL_MAX_LAYERS], balance_pbar[MODEL_MAX_LAYERS];
+    double *balance_fhat;      // [L, E] the top-1 LBL's statistics of the last forward, for the backward
+    double balance_pbar[MODEL_MAX_LAYERS];
     // profile
     int prof;
     cudaEvent_t ev[2];
@@ -900,6 +901,7 @@ extern "C" GpuModel *gpu_model_create(const Model *host, const Config *alloc, in
     g->h_seg = (int *)xmalloc((N + 1) * sizeof(int));
     g->h_coef = (float *)xmalloc(c->n_layers * 2 * E * sizeof(float));
     g->h_gp = (float *)xmalloc(c->n_layers * sizeof(float));
+    g->balance_fhat = (double *)xcalloc((size_t)c->n_layers * E, sizeof(double));
     CUDA_CHECK(cudaEventCreate(&g->ev[0]));
     CUDA_CHECK(cudaEventCreate(&g->ev[1]));
     return g;
@@ -926,6 +928,7 @@ extern "C" void gpu_model_free(GpuModel *g)
     free(g->h_seg);
     free(g->h_coef);
     free(g->h_gp);
+    free(g->balance_fhat);
     free(g->tensors);
     CUDA_CHECK(cudaEventDestroy(g->ev[0]));
     CUDA_CHECK(cudaEventDestroy(g->ev[1]));
@@ -1159,7 +1162,7 @@ static void moe_forward(GpuModel *g, int l, int N, int k, const BalanceOptions *
     phase(g, PH_ROUTER);
     linear_forward(a->z, CUDA_R_32F, a->ln2, g->params_bf + o->router, N, d, E, 0.0f);
     LAUNCH(router_forward, cdiv(N, 8), 256, 0, a->p, a->lse, a->sel, bo->kind == BALANCE_TOP1_LBL ? a->q : NULL, a->scal, a->z,
-                                        bo->use_bias ? g->bias + (size_t)l * E : NULL, N, E, k, bo->tau > 0 ? bo->tau : 1.0f);
+                                        balance_uses_bias(bo) ? g->bias + (size_t)l * E : NULL, N, E, k, bo->tau > 0 ? bo->tau : 1.0f);
     LAUNCHED();
     LAUNCH(column_sums, E, 256, 0, a->stats, a->p, N, E);
     if (bo->kind == BALANCE_TOP1_LBL) LAUNCH(column_sums, E, 256, 0, a->stats + E, a->q, N, E);
@@ -1189,29 +1192,21 @@ static void moe_forward(GpuModel *g, int l, int N, int k, const BalanceOptions *
 
 // The standard LBL's f_e: expert e's share of layer l's assignments, over
 // this micro-batch (counts[E]) or over the global batch the caller supplied.
-static double lbl_fraction(const BalanceOptions *bo, const float *counts, int l, int e, int N, int k, int E)
-{
-    return bo->global_counts ? bo->global_counts[(size_t)l * E + e] / ((double)bo->global_tokens[l] * k) : counts[e] / ((double)N * k);
-}
-
 // The balance terms of layer l from its statistics (host), as model.c.
 static void balance_losses(GpuModel *g, Losses *out, int l, int N, int k, const BalanceOptions *bo)
 {
     int E = g->alloc.n_experts;
     const double *st = g->h_stats + (size_t)l * (2 * E + 3);
     const float *counts = g->h_counts + (size_t)l * E;
-    if (bo->kind == BALANCE_LBL) {
-        double sum = 0;
-        for (int e = 0; e < E; e++) sum += lbl_fraction(bo, counts, l, e, N, k, E) * st[e] / N;
-        out->balance += (float)(bo->coef * E * sum);
+    if (balance_is_lbl(bo->kind)) {
+        out->balance += (float)lbl_loss(bo, counts, st, l, N, k, E);
     } else if (bo->kind == BALANCE_TOP1_LBL) {
-        double S = 0, pbar = st[2 * E] / N;
-        for (int e = 0; e < E; e++) S += (st[E + e] / N) * (st[E + e] / N);
-        g->balance_S[l] = S;
-        g->balance_pbar[l] = pbar;
-        out->balance += (float)(bo->coef * E * S / pbar);
+        double *fhat = g->balance_fhat + (size_t)l * E;
+        for (int e = 0; e < E; e++) fhat[e] = st[E + e] / N;
+        g->balance_pbar[l] = st[2 * E] / N;
+        out->balance += (float)top1_lbl_loss(bo, fhat, g->balance_pbar[l], E);
     }
-    if (bo->z_coef > 0) out->z += (float)(bo->z_coef * st[2 * E + 1] / N);
+    if (bo->z_coef > 0) out->z += (float)z_loss(bo, st[2 * E + 1], N);
 }
 
 // The experts' backward, from dye[A, d] into dxe[A, d] and the expert
@@ -1234,19 +1229,19 @@ static void upload_balance_coefficients(GpuModel *g, float scale)
     const Config *c = &g->alloc;
     const BalanceOptions *bo = &g->bo;
     int N = g->B * g->T, E = c->n_experts;
-    int have_lbl = bo->kind == BALANCE_LBL, have_top1 = bo->kind == BALANCE_TOP1_LBL;
+    int have_lbl = balance_is_lbl(bo->kind), have_top1 = bo->kind == BALANCE_TOP1_LBL;
     memset(g->h_coef, 0, (size_t)c->n_layers * 2 * E * sizeof(float));
     for (int l = 0; l < c->n_layers; l++) {
-        const double *st = g->h_stats + (size_t)l * (2 * E + 3);
         const float *counts = g->h_counts + (size_t)l * E;
         float *hc = g->h_coef + (size_t)l * 2 * E;
         g->h_gp[l] = 0;
         if (have_lbl)
-            for (int e = 0; e < E; e++) hc[e] = (float)(scale * bo->coef * E * lbl_fraction(bo, counts, l, e, N, g->kused[l], E) / N);
+            for (int e = 0; e < E; e++) hc[e] = (float)lbl_grad(bo, counts, l, e, N, g->kused[l], E, scale);
         if (have_top1) {
-            double cc = scale * bo->coef * E, pbar = g->balance_pbar[l], S = g->balance_S[l];
-            for (int e = 0; e < E; e++) hc[E + e] = (float)(cc * 2 * (st[E + e] / N) / pbar);
-            g->h_gp[l] = (float)(-cc * S / (pbar * pbar) / N);
+            double gf[MODEL_MAX_EXPERTS];
+            double gp = top1_lbl_grads(gf, bo, g->balance_fhat + (size_t)l * E, g->balance_pbar[l], E, scale);
+            for (int e = 0; e < E; e++) hc[E + e] = (float)gf[e];
+            g->h_gp[l] = (float)(gp / N);
         }
     }
     if (have_lbl || have_top1)
@@ -1272,7 +1267,7 @@ static void moe_backward(GpuModel *g, int l, const float *dout, float scale)
     LAUNCH(scatter_rows, cdiv((long)N * d, 256), 256, 0, g->du, g->dxe, a->row, N, d, k);
     LAUNCHED();
     phase(g, PH_ROUTER);
-    int have_lbl = bo->kind == BALANCE_LBL, have_top1 = bo->kind == BALANCE_TOP1_LBL;
+    int have_lbl = balance_is_lbl(bo->kind), have_top1 = bo->kind == BALANCE_TOP1_LBL;
     const float *coef = g->coef + (size_t)l * 2 * E;
     float zc = bo->z_coef > 0 ? (float)(scale * bo->z_coef * 2.0 / N) : 0.0f;
     LAUNCH(router_backward, cdiv(N, 8), 256, 0, g->dz, a->p, a->q, a->lse, a->sel, g->dpsel, have_lbl ? coef : NULL,
@@ -1302,7 +1297,7 @@ extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32
     const int qd = H * hd, kvd = KV * hd, qkv = qd + 2 * kvd, E = c->n_experts, V = c->vocab_size, L = c->n_layers;
     if (N > g->Bmax * g->Tmax || T > g->Tmax || B > g->Bmax)
         BUG("forward of %d x %d tokens, the buffers hold %d x %d", B, T, g->Bmax, g->Tmax);
-    static const BalanceOptions none = {BALANCE_NONE, 0, 0, 0, NULL, NULL, 0};
+    static const BalanceOptions none = {BALANCE_NONE, 0, 0, 0, NULL, NULL};
     if (!bo) bo = &none;
     for (int n = 0; n < N; n++) {
         if (inputs[n] >= (uint32_t)V) die("token %u at position %d is outside the model's vocabulary of %d", inputs[n], n, V);
@@ -1322,7 +1317,7 @@ extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32
         upload_token_order(g, inputs, N);
     }
     if (mask) CUDA_CHECK(cudaMemcpy(g->mask, mask, (size_t)N * sizeof(float), cudaMemcpyHostToDevice));
-    if (bo->use_bias) CUDA_CHECK(cudaMemcpy(g->bias, expert_bias, (size_t)L * E * sizeof(float), cudaMemcpyHostToDevice));
+    if (balance_uses_bias(bo)) CUDA_CHECK(cudaMemcpy(g->bias, expert_bias, (size_t)L * E * sizeof(float), cudaMemcpyHostToDevice));
     LAUNCH(embed_forward, cdiv((long)N * d, 256), 256, 0, g->L[0].x, g->inputs, g->params + g->embed, N, d);
     LAUNCHED();
     Losses out = {0, 0, 0, 0};
@@ -1503,13 +1498,11 @@ extern "C" void gpu_model_adamw(GpuModel *g, const AdamWStep *s)
 
 extern "C" void gpu_model_route_stats(const GpuModel *g, int layer, float *max_dev, float *min_dev, float *entropy)
 {
-    int E = g->alloc.n_experts, N = g->B * g->T, k = g->kused[layer];
-    const float *c = g->h_counts + (size_t)layer * E;
-    float hi = c[0], lo = c[0];
-    for (int e = 1; e < E; e++) { hi = c[e] > hi ? c[e] : hi; lo = c[e] < lo ? c[e] : lo; }
-    float mean = (float)N * k / E;
-    *max_dev = mean > 0 ? (hi - mean) / mean : 0;
-    *min_dev = mean > 0 ? (lo - mean) / mean : 0;
+    int E = g->alloc.n_experts, N = g->B * g->T;
+    double hi, lo;
+    load_deviation(g->h_counts + (size_t)layer * E, E, &hi, &lo);
+    *max_dev = (float)hi;
+    *min_dev = (float)lo;
     *entropy = N ? (float)(g->h_stats[(size_t)layer * (2 * E + 3) + 2 * E + 2] / N) : 0;
 }
 

@@ -47,7 +47,7 @@ void gpu_model_get_grads(GpuModel *g, float *grads);
 void gpu_model_set_grads(GpuModel *g, const float *grads);   /* tests: the optimizer on given gradients */
 
 /* As model_forward, at cfg's top-k (at most alloc's); expert_bias
- * [L * E] is read when bo->use_bias. counts[L * E] gets the tokens routed
+ * [L * E] is read when the balance kind is bias. counts[L * E] gets the tokens routed
  * to each expert. */
 Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32_t *inputs, const uint32_t *targets, const float *mask,
                          int B, int T, const BalanceOptions *bo, const float *expert_bias, float *counts);

@@ -110,7 +110,8 @@ void config_validate(const Config *c, const char *what)
         {"d_expert", c->d_expert}, {"max_seq_len", c->max_seq_len}};
     for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++)
         if (pos[i].v <= 0) die("%s: field '%s' must be positive, got %d", what, pos[i].name, pos[i].v);
-    if (c->n_experts > 4096) die("%s: field 'n_experts' must be at most 4096, got %d", what, c->n_experts);
+    if (c->n_experts > MODEL_MAX_EXPERTS)
+        die("%s: field 'n_experts' must be at most %d, got %d", what, MODEL_MAX_EXPERTS, c->n_experts);
     if (c->n_layers > MODEL_MAX_LAYERS) die("%s: field 'n_layers' must be at most %d", what, MODEL_MAX_LAYERS);
     if (c->n_heads % c->n_kv_heads)
         die("%s: field 'n_kv_heads' (%d) must divide n_heads (%d)", what, c->n_kv_heads, c->n_heads);

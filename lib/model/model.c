@@ -540,8 +540,6 @@ static void attention_backward(float *dq, float *dk, float *dv, float *dprow, co
 }
 #endif
 
-#define MAX_EXPERTS 4096
-
 /* ============================ activations ============================= */
 
 struct Activations {
@@ -804,11 +802,9 @@ static void combine_forward(float *out, const float *h, const Activations *a, in
 }
 
 /* The top-1 LBL's statistics of layer l: fhat[E] = mean over tokens of
- * softmax(z / tau), *pbar = mean probability of each token's first choice;
- * returns sum fhat^2. */
-static double top1_stats(double *fhat, double *pbar, const Activations *a, int l, double tau, int N, int E, int k)
+ * softmax(z / tau), *pbar = mean probability of each token's first choice. */
+static void top1_stats(double *fhat, double *pbar, const Activations *a, int l, double tau, int N, int E, int k)
 {
-    double S = 0;
     *pbar = 0;
     for (int e = 0; e < E; e++) fhat[e] = 0;
     for (int n = 0; n < N; n++) {
@@ -819,32 +815,28 @@ static double top1_stats(double *fhat, double *pbar, const Activations *a, int l
         for (int j = 0; j < E; j++) fhat[j] += exp((zn[j] - mx) / tau) / s / N;
         *pbar += a->p[l][(size_t)n * E + a->sel[l][(size_t)n * k]] / (double)N;
     }
-    for (int e = 0; e < E; e++) S += fhat[e] * fhat[e];
-    return S;
 }
 
 /* The balance terms of one layer (loss values), see model.h. */
 static void balance_forward(Losses *out, const Activations *a, int l, const float *counts, const BalanceOptions *bo, int N, int E, int k)
 {
     const float *p = a->p[l];
-    if (bo->kind == BALANCE_LBL) {
-        double sum = 0;
+    if (balance_is_lbl(bo->kind)) {
+        double sum_p[MODEL_MAX_EXPERTS];
         for (int e = 0; e < E; e++) {
-            double f = bo->global_counts ? bo->global_counts[(size_t)l * E + e] / ((double)bo->global_tokens[l] * k)
-                                         : counts[e] / ((double)N * k);
-            double P = 0;
-            for (int n = 0; n < N; n++) P += p[(size_t)n * E + e];
-            sum += f * P / N;
+            sum_p[e] = 0;
+            for (int n = 0; n < N; n++) sum_p[e] += p[(size_t)n * E + e];
         }
-        out->balance += (float)(bo->coef * E * sum);
+        out->balance += (float)lbl_loss(bo, counts, sum_p, l, N, k, E);
     } else if (bo->kind == BALANCE_TOP1_LBL) {
-        double fh[MAX_EXPERTS], pbar, S = top1_stats(fh, &pbar, a, l, bo->tau, N, E, k);
-        out->balance += (float)(bo->coef * E * S / pbar);
+        double fh[MODEL_MAX_EXPERTS], pbar;
+        top1_stats(fh, &pbar, a, l, bo->tau, N, E, k);
+        out->balance += (float)top1_lbl_loss(bo, fh, pbar, E);
     }
     if (bo->z_coef > 0) {
         double zs = 0;
         for (int n = 0; n < N; n++) zs += (double)a->lse[l][n] * a->lse[l][n];
-        out->z += (float)(bo->z_coef * zs / N);
+        out->z += (float)z_loss(bo, zs, N);
     }
 }
 
@@ -959,7 +951,7 @@ Losses model_forward(Model *m, const uint32_t *inputs, const uint32_t *targets, 
         /* MoE block */
         rmsnorm_forward(a->ln2[l], a->r2[l], a->h[l], L->ln2, N, d, c->norm_eps);
         float *counts = m->counts + (size_t)l * E;
-        route_forward(a, l, counts, a->ln2[l], L->router, bo->use_bias ? m->expert_bias + (size_t)l * E : NULL, m->forced_sel[l],
+        route_forward(a, l, counts, a->ln2[l], L->router, balance_uses_bias(bo) ? m->expert_bias + (size_t)l * E : NULL, m->forced_sel[l],
                       N, d, E, k);
         experts_forward(a, l, a->ln2[l], L->expert, k, d, de, E);
         combine_forward(a->x[l + 1], a->h[l], a, l, N, d, E, k);
@@ -981,18 +973,15 @@ static void balance_backward(Activations *a, int l, const float *counts, const B
 {
     const float *p = a->p[l], *z = a->z[l];
     float *dp = a->dp, *dz = a->dz;
-    if (bo->kind == BALANCE_LBL) {
+    if (balance_is_lbl(bo->kind)) {
         for (int e = 0; e < E; e++) {
-            double f = bo->global_counts ? bo->global_counts[(size_t)l * E + e] / ((double)bo->global_tokens[l] * k)
-                                         : counts[e] / ((double)N * k);
-            float g = (float)(scale * bo->coef * E * f / N);
+            float g = (float)lbl_grad(bo, counts, l, e, N, k, E, scale);
             for (int n = 0; n < N; n++) dp[(size_t)n * E + e] += g;
         }
     } else if (bo->kind == BALANCE_TOP1_LBL) {
-        double fh[MAX_EXPERTS], gf[MAX_EXPERTS], pbar, S = top1_stats(fh, &pbar, a, l, bo->tau, N, E, k);
-        double c = scale * bo->coef * E;
-        for (int e = 0; e < E; e++) gf[e] = c * 2 * fh[e] / pbar;   /* dL/dfhat */
-        double gp = -c * S / (pbar * pbar);                          /* dL/dpbar */
+        double fh[MODEL_MAX_EXPERTS], gf[MODEL_MAX_EXPERTS], pbar;
+        top1_stats(fh, &pbar, a, l, bo->tau, N, E, k);
+        double gp = top1_lbl_grads(gf, bo, fh, pbar, E, scale);   /* dL/dfhat, dL/dpbar */
         for (int n = 0; n < N; n++) {
             const float *zn = z + (size_t)n * E;
             double mx = zn[0], s = 0, dot = 0;
@@ -1135,13 +1124,11 @@ void model_backward(Model *m, float scale)
 void model_route_stats(const Model *m, int layer, float *max_dev, float *min_dev, float *entropy)
 {
     const Activations *a = m->acts;
-    const int E = m->cfg.n_experts, N = a->B * a->T, k = a->kused[layer];
-    const float *c = m->counts + (size_t)layer * E;
-    float hi = c[0], lo = c[0];
-    for (int e = 1; e < E; e++) { hi = c[e] > hi ? c[e] : hi; lo = c[e] < lo ? c[e] : lo; }
-    float mean = (float)N * k / E;
-    *max_dev = mean > 0 ? (hi - mean) / mean : 0;
-    *min_dev = mean > 0 ? (lo - mean) / mean : 0;
+    const int E = m->cfg.n_experts, N = a->B * a->T;
+    double hi, lo;
+    load_deviation(m->counts + (size_t)layer * E, E, &hi, &lo);
+    *max_dev = (float)hi;
+    *min_dev = (float)lo;
     double h = 0;
     for (int n = 0; n < N; n++)
         for (int e = 0; e < E; e++) {
@@ -1154,15 +1141,7 @@ void model_route_stats(const Model *m, int layer, float *max_dev, float *min_dev
 void model_update_bias(Model *m, float rate)
 {
     const int E = m->cfg.n_experts;
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        const float *c = m->counts + (size_t)l * E;
-        float mean = 0;
-        for (int e = 0; e < E; e++) mean += c[e] / E;
-        for (int e = 0; e < E; e++) {
-            float s = c[e] < mean ? 1.0f : c[e] > mean ? -1.0f : 0.0f;
-            m->expert_bias[(size_t)l * E + e] += rate * s;
-        }
-    }
+    for (int l = 0; l < m->cfg.n_layers; l++) bias_update(m->expert_bias + (size_t)l * E, m->counts + (size_t)l * E, E, rate);
 }
 
 const int *model_selection(const Model *m, int layer, int *k)

@@ -1,6 +1,6 @@
 /* The Sigma-MoE model on the CPU, in fp32: the reference every other part
- * (CUDA, sft, eval, export) is checked against. The model is fixed by
- * DESIGN.md: pre-norm decoder, every layer MoE, no biases:
+ * (CUDA, sft, eval, export) is checked against. The model, the same in
+ * every part: pre-norm decoder, every layer MoE, no biases:
  *
  *   x = embed(tokens)
  *   repeat L times:
@@ -39,8 +39,10 @@
 #include <stdint.h>
 
 #include "base/json.h"
+#include "model/balance.h"
 
 #define MODEL_MAX_LAYERS 256
+#define MODEL_MAX_EXPERTS 4096   /* per layer */
 
 typedef struct {
     int vocab_size;
@@ -96,21 +98,6 @@ typedef struct {
 void param_layout(ParamLayout *p, const Config *c);
 /* The named tensors in buffer order into t[] (NULL: count only); returns their number. */
 int param_tensors(ParamTensor *t, const Config *c);
-
-typedef enum { BALANCE_NONE, BALANCE_LBL, BALANCE_TOP1_LBL } BalanceLoss;
-
-typedef struct {
-    BalanceLoss kind;
-    float coef;                    /* a */
-    float tau;                     /* top-1 LBL temperature */
-    float z_coef;                  /* router z-loss coefficient; 0 off */
-    /* Standard LBL over a global batch: expert counts [n_layers * n_experts]
-     * summed over every micro-batch (and rank) of the step, and their total
-     * token count per layer [n_layers]; NULL = this micro-batch's own. */
-    const float *global_counts;
-    const float *global_tokens;
-    int use_bias;                  /* aux-loss-free: choose top-k by p + expert_bias */
-} BalanceOptions;
 
 typedef struct {
     float loss;                    /* ce + balance + z */

@@ -34,17 +34,6 @@
 
 #define LOSS_WINDOW 50         /* steps of loss history for spike detection */
 
-static const char *const balance_names[] = {"none", "lbl", "lbl-global", "top1-lbl", "bias"};
-
-int balance_kind_parse(const char *name, BalanceKind *kind)
-{
-    for (int i = 0; i < 5; i++)
-        if (!strcmp(name, balance_names[i])) { *kind = (BalanceKind)i; return 0; }
-    return -1;
-}
-
-const char *balance_kind_name(BalanceKind kind) { return balance_names[kind]; }
-
 void train_options_default(TrainOptions *o)
 {
     memset(o, 0, sizeof *o);
@@ -60,7 +49,7 @@ void train_options_default(TrainOptions *o)
     o->beta2 = 0.95;
     o->eps = 1e-8;
     o->clip = 1.0;
-    o->balance = BAL_LBL_GLOBAL;
+    o->balance = BALANCE_LBL_GLOBAL;
     o->balance_coef = 1e-3;
     o->balance_tau = 0.1;
     o->bias_rate = 1e-3;
@@ -288,11 +277,8 @@ static void load_state(Trainer *t, const char *dir)
 static BalanceOptions balance_options(const Trainer *t, int global)
 {
     const TrainOptions *o = t->o;
-    BalanceOptions bo = {.kind = BALANCE_NONE, .coef = (float)o->balance_coef, .tau = (float)o->balance_tau,
+    BalanceOptions bo = {.kind = o->balance, .coef = (float)o->balance_coef, .tau = (float)o->balance_tau,
                          .z_coef = (float)o->z_loss};
-    if (o->balance == BAL_LBL || o->balance == BAL_LBL_GLOBAL) bo.kind = BALANCE_LBL;
-    if (o->balance == BAL_TOP1_LBL) bo.kind = BALANCE_TOP1_LBL;
-    if (o->balance == BAL_BIAS) bo.use_bias = 1;
     if (global) { bo.global_counts = t->step_counts; bo.global_tokens = t->step_tokens; }
     return bo;
 }
@@ -317,7 +303,7 @@ static Losses train_step(Trainer *t, double *grad_norm, int *skipped_now)
     const size_t mb = (size_t)B * T;
     loader_next(&t->train, t->inputs, t->targets, (size_t)t->accum * B);
 
-    int global = o->balance == BAL_LBL_GLOBAL;
+    int global = o->balance == BALANCE_LBL_GLOBAL;
     memset(t->step_counts, 0, (size_t)L * E * sizeof(float));
     if (global) {   /* the step's expert counts first, so every micro-batch sees them */
         for (uint32_t a = 0; a < t->accum; a++) {
@@ -348,26 +334,11 @@ static Losses train_step(Trainer *t, double *grad_norm, int *skipped_now)
                    .eps = (float)o->eps, .weight_decay = (float)o->weight_decay,
                    .grad_scale = clip_scale(*grad_norm, o->clip), .t = t->step + 1 - t->skipped};
     device_adamw(t->dev, &s);
-    if (o->balance == BAL_BIAS) {   /* the bias follows the whole step's counts */
+    if (o->balance == BALANCE_BIAS) {   /* the bias follows the whole step's counts */
         memcpy(m->counts, t->step_counts, (size_t)L * E * sizeof(float));
         model_update_bias(m, (float)o->bias_rate);
     }
     return sum;
-}
-
-/* (count - T*k/E) / (T*k/E) of the busiest and idlest expert of a layer, over the step. */
-static void load_deviation(const Trainer *t, int layer, double *max_dev, double *min_dev)
-{
-    const float *c = t->step_counts + (size_t)layer * t->cfg.n_experts;
-    double total = 0, hi = c[0], lo = c[0];
-    for (int e = 0; e < t->cfg.n_experts; e++) {
-        total += c[e];
-        hi = c[e] > hi ? c[e] : hi;
-        lo = c[e] < lo ? c[e] : lo;
-    }
-    double mean = total / t->cfg.n_experts;
-    *max_dev = mean > 0 ? (hi - mean) / mean : 0;
-    *min_dev = mean > 0 ? (lo - mean) / mean : 0;
 }
 
 static double evaluate(Trainer *t)
@@ -434,7 +405,7 @@ static void log_step(Trainer *t, Losses l, double grad_norm, double lr, double t
     json_add_bool(j, "skipped", skipped);
     for (int layer = 0; layer < t->cfg.n_layers; layer++) {
         double a, b;
-        load_deviation(t, layer, &a, &b);
+        load_deviation(t->step_counts + (size_t)layer * t->cfg.n_experts, t->cfg.n_experts, &a, &b);
         json_push(k, cJSON_CreateNumber(t->cfg.top_k[layer]));
         json_push(hi, cJSON_CreateNumber(round(a * 1e4) / 1e4));
         json_push(lo, cJSON_CreateNumber(round(b * 1e4) / 1e4));
@@ -541,6 +512,14 @@ int run_training(const TrainOptions *o)
         size_t tpm = (size_t)o->micro_batch * o->seq_len;
         uint32_t accum = (uint32_t)((o->batch_tokens + tpm / 2) / tpm);
         print_plan(&t.cfg, o, accum ? accum : 1);
+        printf("device: %s (%s)\n", t.device->name, t.device_why);
+        if (t.device != &cpu_device_ops) {
+            GpuPaths p;
+            gpu_paths_default(&p);
+            printf("gpu paths: attention %s, experts %s over %d streams%s (where the shapes allow)\n",
+                   attention_path_name(p.attention), experts_path_name(p.experts), p.expert_streams,
+                   o->recompute ? ", recomputed in backward" : "");
+        }
         return 0;
     }
 

@@ -4,14 +4,8 @@
 
 #include <stdint.h>
 
+#include "model/balance.h"
 #include "train/schedule.h"
-
-/* How experts are kept busy: the loss of lbl and lbl-global (standard LBL over
- * the micro-batch or over the whole step), top1-lbl (the report's), bias
- * (aux-loss-free, DeepSeek-V3), or nothing. */
-typedef enum { BAL_NONE, BAL_LBL, BAL_LBL_GLOBAL, BAL_TOP1_LBL, BAL_BIAS } BalanceKind;
-int balance_kind_parse(const char *name, BalanceKind *kind);
-const char *balance_kind_name(BalanceKind kind);
 
 typedef struct {
     /* model */

@@ -87,7 +87,7 @@ static void run_case(const Case *cs, size_t offset)
     model_init(&m, &c, B, T);
     model_init_params(&m, seed + offset, 0.02f);
     uint64_t s = seed + offset + 99;
-    for (int i = 0; i < L * E; i++) m.expert_bias[i] = cs->bo.use_bias ? (float)((double)(splitmix64(&s) >> 11) * 0x1.0p-53 * 0.2) : 0.0f;
+    for (int i = 0; i < L * E; i++) m.expert_bias[i] = balance_uses_bias(&cs->bo) ? (float)((double)(splitmix64(&s) >> 11) * 0x1.0p-53 * 0.2) : 0.0f;
     uint32_t *in = xmalloc((size_t)N * sizeof(uint32_t)), *tg = xmalloc((size_t)N * sizeof(uint32_t));
     float *mask = xmalloc((size_t)N * sizeof(float));
     offset = (offset + splitmix64(&s)) % text_len;   /* a fresh stretch of text each run */
@@ -301,7 +301,7 @@ int main(void)
         {"micro, top-1, LBL over a global batch, recomputed experts", "micro", 4096, 4, 128, 0, 1, 0, {1, 1},
          {.kind = BALANCE_LBL, .coef = 0.01f}, 1, 0},
         {"micro, top-2, aux-loss-free bias, z-loss", "micro", 4096, 2, 256, 0, 0, 0, {2, 2},
-         {.kind = BALANCE_NONE, .z_coef = 0.001f, .use_bias = 1}, 0, 0},
+         {.kind = BALANCE_BIAS, .z_coef = 0.001f}, 0, 0},
         /* the fused attention's tiles of 64: sequences that end inside one, other head sizes */
         {"micro, head size 64, T 100, top-1 LBL, mask", "micro", 4096, 3, 100, 0, 0, 1, {1, 1},
          {.kind = BALANCE_TOP1_LBL, .coef = 0.01f, .tau = 0.2f}, 0, 64},

@@ -11,6 +11,7 @@
 #define sinf sin
 #define logf log
 #include "../../lib/model/config.c"
+#include "../../lib/model/balance.c"
 #include "../../lib/model/layout.c"
 #include "../../lib/model/route.c"
 #include "../../lib/model/model.c"
@@ -25,7 +26,7 @@ static int B, T, N;
 
 static double dloss(Model *m, const FdCase *c, const double *mask, const double *gc, const double *gt)
 {
-    BalanceOptions bo = {.kind = (BalanceLoss)c->kind, .coef = c->coef, .tau = c->tau, .z_coef = c->z, .use_bias = c->bias,
+    BalanceOptions bo = {.kind = (BalanceKind)c->kind, .coef = c->coef, .tau = c->tau, .z_coef = c->z,
                          .global_counts = c->global ? gc : NULL, .global_tokens = c->global ? gt : NULL};
     return model_forward(m, tokens, tokens + 1, c->mask ? mask : NULL, B, T, &bo).loss;
 }
@@ -52,7 +53,7 @@ FdResult fd_check_case(const FdCase *c, const uint32_t *toks, int b, int len)
     Model m;
     model_init(&m, &cfg, B, T);
     model_init_params(&m, 7, 0.35);
-    for (int i = 0; i < cfg.n_layers * cfg.n_experts; i++) m.expert_bias[i] = c->bias ? 0.05 * ((i * 7) % 5 - 2) : 0;
+    for (int i = 0; i < cfg.n_layers * cfg.n_experts; i++) m.expert_bias[i] = c->kind == BALANCE_BIAS ? 0.05 * ((i * 7) % 5 - 2) : 0;
     double *mask = xmalloc((size_t)N * sizeof(double)), gc[2 * 8], gt[2] = {3 * N, 3 * N};
     for (int n = 0; n < N; n++) mask[n] = (n % 3) != 1;
     for (int i = 0; i < 16; i++) gc[i] = (double)((i * 5) % 7 + 1) * 3 * N / 32.0 * (i < 8 ? c->k0 : c->k1);

@@ -12,9 +12,9 @@
 typedef struct {
     const char *name;
     int k0, k1;                /* top-k of layers 0 and 1 */
-    int kind;                  /* BalanceKind */
+    int kind;                  /* BalanceKind; BALANCE_BIAS: random routing biases */
     double coef, tau, z;
-    int global, mask, bias;
+    int global, mask;
 } FdCase;
 
 typedef struct {

@@ -82,10 +82,10 @@ int main(void)
     }
     omp_set_num_threads(1);
     const FdCase cases[] = {
-        {"top-1, standard LBL, z-loss", 1, 1, BALANCE_LBL, 0.05, 0.1, 0.01, 0, 0, 0},
-        {"top-2 then top-1, top-1 LBL, loss mask", 2, 1, BALANCE_TOP1_LBL, 0.05, 0.1, 0, 0, 1, 0},
-        {"top-2, LBL over global counts", 2, 2, BALANCE_LBL, 0.05, 0.1, 0, 1, 0, 0},
-        {"top-1, no balance, routing bias", 1, 1, BALANCE_NONE, 0, 0.1, 0, 0, 0, 1},
+        {"top-1, standard LBL, z-loss", 1, 1, BALANCE_LBL, 0.05, 0.1, 0.01, 0, 0},
+        {"top-2 then top-1, top-1 LBL, loss mask", 2, 1, BALANCE_TOP1_LBL, 0.05, 0.1, 0, 0, 1},
+        {"top-2, LBL over global counts", 2, 2, BALANCE_LBL_GLOBAL, 0.05, 0.1, 0, 1, 0},
+        {"top-1, no balance, routing bias", 1, 1, BALANCE_BIAS, 0, 0.1, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i]);
     check_fp32();
