@@ -8,8 +8,11 @@
 #   make install    PREFIX=/usr/local: tools and man pages
 #   make cuda-check compile a kernel with the project's CUDA flags
 #
+#   make deps       install the Debian packages sigma needs (scripts/deps)
+#
 # Variables: O (object dir, default build), BINDIR (default bin), SAN=1 for
-# AddressSanitizer + UBSan, WERROR=1, CC, NVCC, PREFIX, DESTDIR.
+# AddressSanitizer + UBSan, WERROR=1, NO_OPENMP=1, NO_BLAS=1, CC, NVCC,
+# PREFIX, DESTDIR.
 
 O       ?= build
 BINDIR  ?= bin
@@ -29,31 +32,39 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 # ---- dependency detection (printed once, like llm.c) -----------------------
-have_header = $(shell printf '\#include <$(1)>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo yes)
+# Plain `make` never installs anything: it names what is missing and how to
+# get it. `make deps`, `make test` and `make demo` install it first (apt-get
+# as root, through scripts/deps). The '#' comes from a variable: GNU Make
+# 4.3 keeps a backslash before '#' inside a function call, older ones drop
+# it, and "\#include" reaches the preprocessor as no error at all.
+HASH := \#
+have_header = $(shell printf '$(HASH)include <$(1)>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo yes)
 REQUIRED_HEADERS := zstd.h xxhash.h cjson/cJSON.h utf8proc.h
 missing_headers = $(foreach h,$(REQUIRED_HEADERS),$(if $(call have_header,$(h)),,$(h)))
+INSTALLING_GOALS := deps check-deps test demo clean have-header
 ifneq ($(MAKECMDGOALS),clean)
-  ifneq ($(strip $(missing_headers)),)
-    # scripts/deps installs them as root, else prints the apt-get line
-    $(info missing $(missing_headers): running scripts/deps)
-    $(shell scripts/deps >&2)
+  ifeq ($(filter $(INSTALLING_GOALS),$(MAKECMDGOALS)),)
     ifneq ($(strip $(missing_headers)),)
-      $(error still missing $(missing_headers): apt-get install $(shell scripts/deps --list))
+      $(error missing $(strip $(missing_headers)): run 'make deps' (as root it installs them; else it prints the apt-get line))
     endif
   endif
-  ifeq ($(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo yes),yes)
+  ifeq ($(NO_OPENMP),1)
+    CFLAGS  += -Wno-unknown-pragmas
+    $(info ✗ OpenMP off (NO_OPENMP=1): building single-threaded)
+  else ifeq ($(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo yes),yes)
     CFLAGS  += -fopenmp
     LDFLAGS += -fopenmp
     $(info ✓ OpenMP found)
   else
+    CFLAGS  += -Wno-unknown-pragmas
     $(info ✗ OpenMP not found: building single-threaded)
   endif
-  ifeq ($(call have_header,cblas.h),yes)
-    ifneq ($(NO_BLAS),1)
-      CFLAGS += -DSIGMA_BLAS
-      LDLIBS += -lopenblas
-      $(info ✓ OpenBLAS found)
-    endif
+  ifeq ($(NO_BLAS),1)
+    $(info ✗ OpenBLAS off (NO_BLAS=1): own matrix kernels)
+  else ifeq ($(call have_header,cblas.h),yes)
+    CFLAGS += -DSIGMA_BLAS
+    LDLIBS += -lopenblas
+    $(info ✓ OpenBLAS found)
   else
     $(info ✗ OpenBLAS not found: own matrix kernels)
   endif
@@ -97,7 +108,7 @@ TEST_HELP := $(sort $(wildcard tests/helpers/*.c))
 HELPERS   := $(TEST_HELP:tests/helpers/%.c=$(O)/tests/%)
 LIBSIGMA  := $(O)/libsigma.a
 
-.PHONY: all test test-suite test-gpu gpu-progs test-interop demo bench install uninstall clean cuda-check check-deps
+.PHONY: all test test-suite test-gpu gpu-progs test-interop demo bench install uninstall clean cuda-check check-deps deps have-header build-variants
 .DEFAULT_GOAL := all
 
 all: $(TOOLS)
@@ -175,6 +186,7 @@ TALLY := build/test-tally
 test: check-deps
 	@mkdir -p build && rm -f $(TALLY)
 	@if [ -n "$(NVCC)" ]; then $(MAKE) --no-print-directory WERROR=1 cuda-check; fi
+	$(MAKE) --no-print-directory build-variants
 	$(MAKE) WERROR=1 SIGMA_TEST_TALLY=$(abspath $(TALLY)) test-suite
 	$(MAKE) WERROR=1 SAN=1 O=build/san BINDIR=build/san/bin SIGMA_TEST_TALLY=$(abspath $(TALLY)) test-suite
 	@awk '{p+=$$1; f+=$$2; s+=$$3} END {print "all tests, plain and under ASan+UBSan:"; print p " passed, " f " failed, " s " skipped"; exit f > 0}' $(TALLY)
@@ -182,8 +194,17 @@ test: check-deps
 test-suite: $(TOOLS) $(UNITS) $(HELPERS) $(EMU_TESTS) $(EMU_PROGS)
 	SIGMA_SAN=$(SAN) SIGMA_TEST_TALLY=$(SIGMA_TEST_TALLY) SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) tests/run $(UNITS) $(EMU_TESTS)
 
-check-deps:
+check-deps deps:
 	@scripts/deps
+
+# `make -s have-header H=x.h` prints yes or no: the detection above, for tests/build.t
+have-header:
+	@echo $(if $(call have_header,$(H)),yes,no)
+
+# The build without OpenMP (single-threaded) and without BLAS still compiles
+# and links: the options the Makefile offers are kept working.
+build-variants:
+	$(MAKE) --no-print-directory O=build/variant BINDIR=build/variant/bin NO_OPENMP=1 NO_BLAS=1 NVCC= WERROR=1 all
 
 # sigma-export's directories in transformers, torch and safetensors (from pip,
 # which make test does not need): pip install torch transformers safetensors
@@ -207,8 +228,8 @@ cuda-check:
 	$(NVCC) $(NVCCFLAGS) tests/cuda/check.cu -o $(O)/tests/cuda-check
 	@if nvidia-smi >/dev/null 2>&1; then $(O)/tests/cuda-check; else echo "cuda-check: compiled (no GPU here to run it)"; fi
 
-demo: all
-	@scripts/deps
+demo: check-deps
+	$(MAKE) --no-print-directory all
 	$(MAKE) -f pipelines/demo.mk SIGMA_BIN=$(abspath $(BINDIR))
 
 bench: all $(HELPERS) $(if $(CUDA_LDLIBS),$(GPU_PROGS))

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
-#include <omp.h>
+#include "base/threads.h"
 #endif
 
 static void help(void)

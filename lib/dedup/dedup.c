@@ -7,7 +7,7 @@
 #include <string.h>
 #include <xxhash.h>
 #ifdef _OPENMP
-#include <omp.h>
+#include "base/threads.h"
 #endif
 
 void dd_options_default(DdOptions *o)

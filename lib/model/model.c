@@ -11,7 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <omp.h>
+#include "base/threads.h"
 #ifdef SIGMA_BLAS
 #include <cblas.h>
 #endif

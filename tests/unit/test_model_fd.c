@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <omp.h>
+#include "base/threads.h"
 #include "../tap.h"
 #include "base/base.h"
 #include "fd_double.h"

@@ -8,7 +8,7 @@
 #include "base/base.h"
 #include "model/model.h"
 
-#include <omp.h>
+#include "base/threads.h"
 #include <stdlib.h>
 #include <string.h>
 

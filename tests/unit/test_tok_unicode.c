@@ -54,7 +54,13 @@ int main(int argc, char **argv)
     Tokenizer *tok[3];
     for (int k = 0; k < 3; k++) {
         char *p = xasprintf("%s/tokenizers/%s_base.tiktoken", data ? data : "../shared/data", names[k]);
-        if (!path_exists(p)) { ok(1, "# SKIP %s not found ($SIGMA_DATA)", p); return tap_done(); }
+        if (!path_exists(p)) {   /* a clone without the shared data: skip, leaking nothing (LeakSanitizer) */
+            ok(1, "# SKIP %s not found ($SIGMA_DATA)", p);
+            free(p);
+            free(fix);
+            for (int j = 0; j < k; j++) tokenizer_free(tok[j]);
+            return tap_done();
+        }
         tok[k] = tokenizer_load(p, names[k]);
         free(p);
     }

@@ -9,7 +9,7 @@
 #include "train/schedule.h"
 
 #include <math.h>
-#include <omp.h>
+#include "base/threads.h"
 #include <stdlib.h>
 #include <string.h>
 
