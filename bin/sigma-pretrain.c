@@ -62,12 +62,20 @@ static void usage(FILE *out)
             "See sigma-pretrain(1).\n");
 }
 
+/* Records the long name of the option getopt_long just returned (c, or
+ * longopts[index]): --resume takes every setting not given from the checkpoint. */
+static void note_given(TrainOptions *o, int c, int index, const struct option *longopts)
+{
+    for (int i = 0; index < 0 && longopts[i].name; i++)
+        if (longopts[i].val == c) index = i;
+    if (index >= 0) train_option_given(o, longopts[index].name);
+}
+
 int main(int argc, char **argv)
 {
     sg_init(argv[0]);
     TrainOptions o;
     train_options_default(&o);
-    int min_lr_set = 0, warmup_set = 0;
     enum {
         O_INIT_STD = 256, O_DRY_RUN, O_RESUME, O_METRICS, O_STEPS, O_BATCH_TOKENS, O_MICRO_BATCH, O_SEQ_LEN, O_SEED,
         O_LR, O_MIN_LR, O_WARMUP, O_SCHEDULE, O_DECAY_FRACTION, O_WEIGHT_DECAY, O_BETA1, O_BETA2, O_EPS, O_CLIP,
@@ -96,8 +104,10 @@ int main(int argc, char **argv)
         {"device", required_argument, 0, O_DEVICE}, {"recompute-experts", no_argument, 0, O_RECOMPUTE}, {"quiet", no_argument, 0, 'q'},
         {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, O_VERSION},
         {0, 0, 0, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "p:c:d:o:qvh", longopts, NULL)) != -1) {
+    int c, index = -1;
+    while ((c = getopt_long(argc, argv, "p:c:d:o:qvh", longopts, &index)) != -1) {
+        note_given(&o, c, index, longopts);
+        index = -1;
         switch (c) {
         case 'p': o.preset = optarg; break;
         case 'c': o.config = optarg; break;
@@ -113,8 +123,8 @@ int main(int argc, char **argv)
         case O_SEQ_LEN: o.seq_len = (uint32_t)parse_u64("--seq-len", optarg, 1, 1u << 24); break;
         case O_SEED: o.seed = parse_u64("--seed", optarg, 0, UINT64_MAX); break;
         case O_LR: o.lr.max_lr = parse_double("--lr", optarg, 0, 1e38); break;
-        case O_MIN_LR: o.lr.min_lr = parse_double("--min-lr", optarg, 0, 10); min_lr_set = 1; break;
-        case O_WARMUP: o.lr.warmup = parse_count("--warmup", optarg, 0, 1ull << 40); warmup_set = 1; break;
+        case O_MIN_LR: o.lr.min_lr = parse_double("--min-lr", optarg, 0, 10); break;
+        case O_WARMUP: o.lr.warmup = parse_count("--warmup", optarg, 0, 1ull << 40); break;
         case O_SCHEDULE:
             if (lr_kind_parse(optarg, &o.lr.kind)) usage_error("--schedule: expected wsd, cosine or constant, got '%s'", optarg);
             break;
@@ -157,8 +167,8 @@ int main(int argc, char **argv)
     if (!o.preset == !o.config && !o.resume) usage_error("give one of --preset NAME or --config FILE");
     if (!o.dry_run && !o.data) usage_error("missing --data SHARDS");
     if (!o.dry_run && !o.out) usage_error("missing --out RUN");
-    if (!min_lr_set) o.lr.min_lr = o.lr.max_lr / 10;
-    if (!warmup_set) o.lr.warmup = o.steps / 20;
+    if (!train_option_was_given(&o, "min-lr")) o.lr.min_lr = o.lr.max_lr / 10;
+    if (!train_option_was_given(&o, "warmup")) o.lr.warmup = o.steps / 20;
     o.lr.total = o.steps;
     return run_training(&o);
 }

@@ -85,11 +85,39 @@ fails "while per-micro-batch lbl differs ($loc)" close "$loc" "$big"
 fails_with "a diverging run stops after --max-skips, naming its last checkpoint" 1 "max-skips" \
     train "$T/n" "$T/n.jsonl" --lr 1e30 --warmup 0 --max-skips 3 --clip 0
 ok "skipped steps are in the metrics" sh -c "jq -e 'select(.type == \"train\" and .skipped)' '$T/n.jsonl' | grep -q ."
+# ---- --resume keeps the run's settings -------------------------------------------------------
+# The README's resume command repeats none of the run's flags: every setting
+# comes from the checkpoint, the metrics go on in the same file, and a flag
+# that contradicts the checkpoint is refused, naming both values.
+settings() {   # out [options]
+    out=$1; shift
+    sigma-pretrain -q --preset test --data "$T/shards" --out "$out" --metrics "$out.jsonl" --seq-len 32 --micro-batch 4 \
+        --batch-tokens 256 --steps 6 --save-every 3 --eval-every 0 --lr 1e-2 --warmup 2 --balance top1-lbl \
+        --topk-schedule '0:2,1; 3:1...' --z-loss 1e-3 "$@"
+}
+settings "$T/ru"
+settings "$T/rp"
+rm -r "$T/rp/step-00000006" && echo step-00000003 >"$T/rp/latest"   # as if killed after step 3
+mkdir "$T/elsewhere"
+ok "--resume with no setting repeated, from another directory" \
+    sh -c "cd '$T/elsewhere' && sigma-pretrain -q --data '$T/shards' --out '$T/rp' --resume"
+is "continues with the run's own settings: the same losses bit for bit" "$(losses "$T/rp.jsonl" | md5sum)" "$(losses "$T/ru.jsonl" | md5sum)"
+is "and the same recorded settings" "$(jq -c '.training | del(.device, .metrics)' "$T/rp/step-00000006/config.json")" \
+    "$(jq -c '.training | del(.device, .metrics)' "$T/ru/step-00000006/config.json")"
+is "the metrics went on in the run's file" "$(jq -s 'map(select(.type == "train")) | length' "$T/rp.jsonl")" 6
+fails_with "a contradicting flag is refused, naming both values" 1 "made with --balance top1-lbl, this command asks for --balance lbl" \
+    sigma-pretrain -q --data "$T/shards" --out "$T/rp" --resume --balance lbl
+fails_with "a top-k schedule is compared as parsed" 1 "made with --topk-schedule 0:2,1\.\.\.; 3:1\.\.\., this command asks for --topk-schedule 0:1\.\.\." \
+    sigma-pretrain -q --data "$T/shards" --out "$T/rp" --resume --topk-schedule '0:1,1'
+ok "the same value repeated is accepted" sigma-pretrain -q --data "$T/shards" --out "$T/rp" --resume --balance top1-lbl --lr 0.01
+sigma-pretrain --data "$T/shards" --out "$T/rp" --resume --steps 8 2>"$T/ext.err"
+ok "--steps extends a run, saying what it does to the schedule" grep -q "steps: 6 until now, 8 from here on: the learning rate follows the wsd schedule of a 8-step run" "$T/ext.err"
+is "and trains to the new end" "$(cat "$T/rp/latest")" step-00000008
 tokgen bytes --vocab 300 "$text" >"$T/other.tok"
 sigma-shard -q -o "$T/other" --val-fraction 0.02 "$T/other.tok"
 fails_with "resuming on data of another tokenizer is refused with both" 1 "vocabulary 257\) differs from the shard set's .*vocabulary 300" \
     sigma-pretrain -q --data "$T/other" --out "$T/a" --resume --seq-len 32 --micro-batch 4 --batch-tokens 256 --steps 40
-fails_with "resuming with another sequence length is refused" 1 "seq_len 32, this command asks for 64" \
+fails_with "resuming with another sequence length is refused, naming both" 1 "made with --seq-len 32, this command asks for --seq-len 64" \
     sigma-pretrain -q --data "$T/shards" --out "$T/a" --resume --seq-len 64 --micro-batch 4 --batch-tokens 256 --steps 40
 cp -r "$T/a" "$T/c"
 printf 'X' | dd of="$T/c/step-00000030/model.safetensors" bs=1 seek=2000 conv=notrunc status=none

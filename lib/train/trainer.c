@@ -24,8 +24,11 @@
 #include "train/loader.h"
 #include "train/metrics.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
-#include <omp.h>
+#include <stddef.h>
+#include "base/threads.h"
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -63,7 +66,10 @@ void train_options_default(TrainOptions *o)
 }
 
 typedef struct {
-    const TrainOptions *o;
+    const TrainOptions *o;     /* &opt */
+    TrainOptions opt;          /* the command's options, completed from the checkpoint on --resume */
+    char *owned[16];           /* strings taken from the checkpoint */
+    int n_owned;
     Config cfg;
     Model model;               /* the host side: configuration, tensor table, expert bias, counts */
     const DeviceOps *device;   /* what computes */
@@ -141,34 +147,133 @@ static void print_plan(const Config *c, const TrainOptions *o, uint32_t accum)
     printf("flops: about %.3g per token (6 x (active + head) + attention), %.3g per step\n", flops, flops * accum * B * T);
 }
 
+/* ---- the run's settings ------------------------------------------------------
+ * What a checkpoint records in config.json's "training", written and read
+ * through one table. --resume takes every setting the command line leaves
+ * out from the checkpoint; one it gives must agree with it, except those
+ * that may change as a run goes on (its length, evaluation, checkpoints,
+ * guards, where the metrics go), which apply from the resumed step on. */
+
+void train_option_given(TrainOptions *o, const char *name)
+{
+    if (train_option_was_given(o, name)) return;
+    if (o->n_given == (int)(sizeof o->given / sizeof o->given[0])) BUG("too many options");
+    o->given[o->n_given++] = name;
+}
+
+int train_option_was_given(const TrainOptions *o, const char *name)
+{
+    for (int i = 0; i < o->n_given; i++)
+        if (!strcmp(o->given[i], name)) return 1;
+    return 0;
+}
+
+typedef enum { SET_U64, SET_U32, SET_UNSIGNED, SET_DOUBLE, SET_SEED, SET_STRING, SET_BALANCE, SET_LR_KIND } SettingType;
+enum { KEEPS, MAY_CHANGE };
+typedef struct {
+    const char *key;           /* in "training" */
+    const char *option;        /* the long option that sets it */
+    SettingType type;
+    size_t offset;             /* of the field in TrainOptions */
+    int on_resume;
+} Setting;
+
+#define SETTING(key, option, type, field, on_resume) {key, option, type, offsetof(TrainOptions, field), on_resume}
+static const Setting settings[] = {
+    SETTING("topk_schedule", "topk-schedule", SET_STRING, topk_schedule, KEEPS),
+    SETTING("balance", "balance", SET_BALANCE, balance, KEEPS),
+    SETTING("balance_coef", "balance-coef", SET_DOUBLE, balance_coef, KEEPS),
+    SETTING("balance_tau", "balance-tau", SET_DOUBLE, balance_tau, KEEPS),
+    SETTING("z_loss", "z-loss", SET_DOUBLE, z_loss, KEEPS),
+    SETTING("bias_rate", "bias-rate", SET_DOUBLE, bias_rate, KEEPS),
+    SETTING("seq_len", "seq-len", SET_U32, seq_len, KEEPS),
+    SETTING("micro_batch", "micro-batch", SET_U32, micro_batch, KEEPS),
+    SETTING("batch_tokens", "batch-tokens", SET_U64, batch_tokens, KEEPS),
+    SETTING("seed", "seed", SET_SEED, seed, KEEPS),
+    SETTING("steps", "steps", SET_U64, steps, MAY_CHANGE),
+    SETTING("schedule", "schedule", SET_LR_KIND, lr.kind, KEEPS),
+    SETTING("lr", "lr", SET_DOUBLE, lr.max_lr, KEEPS),
+    SETTING("min_lr", "min-lr", SET_DOUBLE, lr.min_lr, KEEPS),
+    SETTING("warmup", "warmup", SET_U64, lr.warmup, KEEPS),
+    SETTING("decay_fraction", "decay-fraction", SET_DOUBLE, lr.decay_fraction, KEEPS),
+    SETTING("weight_decay", "weight-decay", SET_DOUBLE, weight_decay, KEEPS),
+    SETTING("beta1", "beta1", SET_DOUBLE, beta1, KEEPS),
+    SETTING("beta2", "beta2", SET_DOUBLE, beta2, KEEPS),
+    SETTING("eps", "eps", SET_DOUBLE, eps, KEEPS),
+    SETTING("clip", "clip", SET_DOUBLE, clip, KEEPS),
+    SETTING("init_std", "init-std", SET_DOUBLE, init_std, KEEPS),
+    SETTING("eval_every", "eval-every", SET_U64, eval_every, MAY_CHANGE),
+    SETTING("eval_batches", "eval-batches", SET_U64, eval_batches, MAY_CHANGE),
+    SETTING("save_every", "save-every", SET_U64, save_every, MAY_CHANGE),
+    SETTING("keep", "keep", SET_UNSIGNED, keep, MAY_CHANGE),
+    SETTING("max_skips", "max-skips", SET_U64, max_skips, MAY_CHANGE),
+    SETTING("spike_z", "spike-z", SET_DOUBLE, spike_z, MAY_CHANGE),
+    SETTING("metrics", "metrics", SET_STRING, metrics, MAY_CHANGE),
+};
+#undef SETTING
+
+/* A setting's value as text: the same form for the checkpoint's and the command's. */
+static void setting_format(char *out, size_t n, const Setting *s, const TrainOptions *o)
+{
+    const char *f = (const char *)o + s->offset;
+    switch (s->type) {
+    case SET_U64: snprintf(out, n, "%llu", (unsigned long long)*(const uint64_t *)f); break;
+    case SET_U32: snprintf(out, n, "%u", *(const uint32_t *)f); break;
+    case SET_UNSIGNED: snprintf(out, n, "%u", *(const unsigned *)f); break;
+    case SET_DOUBLE: snprintf(out, n, "%.17g", *(const double *)f); break;
+    case SET_SEED: snprintf(out, n, "%llu", (unsigned long long)*(const uint64_t *)f); break;
+    case SET_STRING: snprintf(out, n, "%s", *(const char *const *)f ? *(const char *const *)f : "(none)"); break;
+    case SET_BALANCE: snprintf(out, n, "%s", balance_kind_name(*(const BalanceKind *)f)); break;
+    case SET_LR_KIND: snprintf(out, n, "%s", lr_kind_name(*(const LrKind *)f)); break;
+    }
+}
+
+static void setting_to_json(cJSON *j, const Setting *s, const TrainOptions *o)
+{
+    const char *f = (const char *)o + s->offset;
+    char text[512];
+    switch (s->type) {
+    case SET_U64: json_add_u64(j, s->key, *(const uint64_t *)f); break;
+    case SET_U32: json_add_u64(j, s->key, *(const uint32_t *)f); break;
+    case SET_UNSIGNED: json_add_u64(j, s->key, *(const unsigned *)f); break;
+    case SET_DOUBLE: json_add_num(j, s->key, *(const double *)f); break;
+    case SET_SEED: json_add_hex64(j, s->key, *(const uint64_t *)f); break;
+    case SET_STRING:
+        if (*(const char *const *)f) json_add_str(j, s->key, *(const char *const *)f);
+        break;
+    default: setting_format(text, sizeof text, s, o); json_add_str(j, s->key, text); break;
+    }
+}
+
+/* The checkpoint's value into the field; strings are copied into owned[]. */
+static void setting_from_json(TrainOptions *o, const Setting *s, const cJSON *j, const char *what, char **owned)
+{
+    char *f = (char *)o + s->offset;
+    switch (s->type) {
+    case SET_U64: *(uint64_t *)f = json_req_u64(j, s->key, what); break;
+    case SET_U32: *(uint32_t *)f = (uint32_t)json_req_u64(j, s->key, what); break;
+    case SET_UNSIGNED: *(unsigned *)f = (unsigned)json_req_u64(j, s->key, what); break;
+    case SET_DOUBLE: *(double *)f = json_req_num(j, s->key, what); break;
+    case SET_SEED: *(uint64_t *)f = json_req_hex64(j, s->key, what); break;
+    case SET_STRING: *(const char **)f = *owned = xstrdup(json_req_str(j, s->key, what)); break;
+    case SET_BALANCE:
+        if (balance_kind_parse(json_req_str(j, s->key, what), (BalanceKind *)f)) die("%s: unknown balance '%s'", what, json_req_str(j, s->key, what));
+        break;
+    case SET_LR_KIND:
+        if (lr_kind_parse(json_req_str(j, s->key, what), (LrKind *)f)) die("%s: unknown schedule '%s'", what, json_req_str(j, s->key, what));
+        break;
+    }
+}
+
 static cJSON *training_json(const Trainer *t)
 {
-    const TrainOptions *o = t->o;
-    cJSON *j = json_obj();
+    TrainOptions o = *t->o;
     char *topk = topk_format(&t->topk);
-    json_add_str(j, "topk_schedule", topk);
+    o.topk_schedule = topk;   /* the schedule as parsed: the config's k when none was given */
+    cJSON *j = json_obj();
+    for (size_t i = 0; i < sizeof settings / sizeof *settings; i++) setting_to_json(j, &settings[i], &o);
     free(topk);
-    json_add_str(j, "balance", balance_kind_name(o->balance));
-    json_add_num(j, "balance_coef", o->balance_coef);
-    json_add_num(j, "balance_tau", o->balance_tau);
-    json_add_num(j, "z_loss", o->z_loss);
-    json_add_num(j, "bias_rate", o->bias_rate);
-    json_add_u64(j, "seq_len", o->seq_len);
-    json_add_u64(j, "micro_batch", o->micro_batch);
     json_add_u64(j, "accum", t->accum);
-    json_add_hex64(j, "seed", o->seed);
-    json_add_u64(j, "steps", o->steps);
-    json_add_str(j, "schedule", lr_kind_name(o->lr.kind));
-    json_add_num(j, "lr", o->lr.max_lr);
-    json_add_num(j, "min_lr", o->lr.min_lr);
-    json_add_u64(j, "warmup", o->lr.warmup);
-    json_add_num(j, "decay_fraction", o->lr.decay_fraction);
-    json_add_num(j, "weight_decay", o->weight_decay);
-    json_add_num(j, "beta1", o->beta1);
-    json_add_num(j, "beta2", o->beta2);
-    json_add_num(j, "eps", o->eps);
-    json_add_num(j, "clip", o->clip);
-    json_add_num(j, "init_std", o->init_std);
     json_add_str(j, "device", t->device->name);
     if (t->device != &cpu_device_ops) {
         cJSON *g = json_obj();
@@ -179,6 +284,68 @@ static cJSON *training_json(const Trainer *t)
         json_add(j, "gpu_paths", g);
     }
     return j;
+}
+
+/* A top-k schedule as topk_format writes it, for comparing one typed on the
+ * command line with the one a checkpoint recorded. */
+static void topk_normalize(char *out, size_t n, const char *spec, const Config *c)
+{
+    TopkSchedule ts;
+    char err[256];
+    if (topk_parse(&ts, spec, c->n_layers, c->n_experts, err, sizeof err)) usage_error("--topk-schedule: %s", err);
+    char *f = topk_format(&ts);
+    snprintf(out, n, "%s", f);
+    free(f);
+    topk_free(&ts);
+}
+
+/* --resume: the checkpoint's settings where the command gives none; a
+ * given one that differs is refused, naming both values, unless it may change. */
+static void resume_settings(Trainer *t, const cJSON *tr, const char *what)
+{
+    TrainOptions *o = &t->opt;
+    for (size_t i = 0; i < sizeof settings / sizeof *settings; i++) {
+        const Setting *s = &settings[i];
+        if (!cJSON_GetObjectItemCaseSensitive(tr, s->key)) continue;   /* not recorded: the command's */
+        TrainOptions was = *o;
+        char *owned = NULL;
+        setting_from_json(&was, s, tr, what, &owned);
+        if (!train_option_was_given(o, s->option)) {
+            setting_from_json(o, s, tr, what, &t->owned[t->n_owned]);
+            if (t->owned[t->n_owned]) t->n_owned++;
+            free(owned);
+            continue;
+        }
+        char a[512], b[512];
+        setting_format(a, sizeof a, s, &was);
+        setting_format(b, sizeof b, s, o);
+        free(owned);
+        if (s->offset == offsetof(TrainOptions, topk_schedule)) topk_normalize(b, sizeof b, o->topk_schedule, &t->cfg);
+        if (!strcmp(a, b)) continue;
+        if (s->on_resume == KEEPS)
+            die("%s: the run was made with --%s %s, this command asks for --%s %s (a resumed run keeps its settings: "
+                "leave --%s out, or start a new run)", what, s->option, a, s->option, b, s->option);
+        if (s->offset == offsetof(TrainOptions, steps))
+            info("--steps: %s until now, %s from here on: the learning rate follows the %s schedule of a %s-step run "
+                 "(warmup and decay fraction as before)", a, b, lr_kind_name(o->lr.kind), b);
+        else
+            info("--%s: %s until now, %s from here on", s->option, a, b);
+    }
+}
+
+/* PATH from the root, so that a resumed run finds its metrics file from any
+ * directory: its directory resolved, its name kept. */
+static char *absolute_path(const char *path)
+{
+    char *copy = xstrdup(path), *slash = strrchr(copy, '/');
+    const char *dir = slash ? (slash == copy ? "/" : copy) : ".", *name = slash ? slash + 1 : copy;
+    if (slash) *slash = 0;
+    char *real = realpath(dir, NULL);
+    if (!real) die("--metrics %s: %s: %s", path, dir, strerror(errno));
+    char *abs = xasprintf("%s/%s", strcmp(real, "/") ? real : "", name);
+    free(real);
+    free(copy);
+    return abs;
 }
 
 /* ---- checkpoints ---------------------------------------------------------- */
@@ -233,10 +400,8 @@ static void load_checkpoint(Trainer *t, const char *dir)
     cJSON *cfg = ckpt_read_config(dir, &t->cfg, &tok);
     char *path = xasprintf("%s/config.json", dir);
     tokenizer_match(&tok, path, &t->set.tok, "the shard set");
-    const cJSON *tr = json_req(cfg, "training", path);
-    check_same(tr, "seq_len", t->o->seq_len, path);
-    check_same(tr, "micro_batch", t->o->micro_batch, path);
-    if (json_req_hex64(tr, "seed", path) != t->o->seed) die("%s: the run was made with another --seed", path);
+    resume_settings(t, json_req(cfg, "training", path), path);
+    t->opt.lr.total = t->opt.steps;
     cJSON_Delete(cfg);
     free(path);
 }
@@ -491,13 +656,17 @@ static void teardown(Trainer *t)
     free(t->targets);
     free(t->step_counts);
     free(t->step_tokens);
+    for (int i = 0; i < t->n_owned; i++) free(t->owned[i]);
 }
 
-int run_training(const TrainOptions *o)
+int run_training(const TrainOptions *command)
 {
+    const TrainOptions *o = command;
     Trainer t;
     memset(&t, 0, sizeof t);
-    t.o = o;
+    t.opt = *command;
+    t.o = o = &t.opt;   /* from here on, the options as completed from a checkpoint */
+    if (o->metrics && strcmp(o->metrics, "-")) t.opt.metrics = t.owned[t.n_owned++] = absolute_path(o->metrics);
     if (o->threads) omp_set_num_threads(o->threads);
     t.device = device_select(o->device, &t.device_why);
 

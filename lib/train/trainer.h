@@ -40,9 +40,16 @@ typedef struct {
     int dry_run;
     const char *device;        /* "cpu", "cuda" or "auto" */
     int recompute;             /* GPU: recompute the expert intermediates in backward */
+    /* the long names of the options the command line gave: --resume takes
+     * every other setting from the checkpoint */
+    const char *given[64];
+    int n_given;
 } TrainOptions;
 
 void train_options_default(TrainOptions *o);
+/* Records that the command line gave --NAME. */
+void train_option_given(TrainOptions *o, const char *name);
+int train_option_was_given(const TrainOptions *o, const char *name);
 int run_training(const TrainOptions *o);
 
 #endif
