@@ -23,7 +23,7 @@ extern "C" {
 #endif
 
 #include "model/model.h"
-#include "train/adamw.h"
+#include "model/adamw.h"
 
 typedef struct GpuModel GpuModel;
 

@@ -18,7 +18,7 @@
 #include "base/json.h"
 #include "data/shard.h"
 #include "model/model.h"
-#include "train/adamw.h"
+#include "model/adamw.h"
 #ifdef SIGMA_CUDA
 #include "cuda/gpu_model.h"
 #endif

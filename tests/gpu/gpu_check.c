@@ -14,7 +14,7 @@
 #include "base/base.h"
 #include "cuda/gpu_model.h"
 #include "model/model.h"
-#include "train/adamw.h"
+#include "model/adamw.h"
 
 #include <math.h>
 #include <stdlib.h>

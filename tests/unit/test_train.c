@@ -3,7 +3,7 @@
 #include "../tap.h"
 #include "base/base.h"
 #include "data/shard.h"
-#include "train/adamw.h"
+#include "model/adamw.h"
 #include "train/ckpt.h"
 #include "train/loader.h"
 #include "train/schedule.h"
