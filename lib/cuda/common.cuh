@@ -21,12 +21,12 @@ static inline void cuda_check(cudaError_t e, const char *what, const char *file,
 
 static inline int cdiv(long a, long b) { return (int)((a + b - 1) / b); }
 
-// A kernel's dynamic shared memory as `type name[]`, and a launch: written
-// so because the CPU emulation (tests/emu/cuda_emu.h, which defines both
-// its own way) runs the same kernels without a GPU.
+// A kernel's dynamic shared memory as `type name[]`, and a launch on a
+// stream: written so because the CPU emulation (tests/emu/cuda_emu.h,
+// which defines both its own way) runs the same kernels without a GPU.
 #ifndef SIGMA_EMU
 #define DYNAMIC_SMEM(type, name) extern __shared__ __align__(16) type name[]
-#define LAUNCH(kernel, grid, block, smem, ...) kernel<<<(grid), (block), (smem)>>>(__VA_ARGS__)
+#define LAUNCH(kernel, grid, block, smem, stream, ...) kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
 #endif
 
 __device__ static inline float warp_sum(float v)

@@ -943,7 +943,7 @@ extern "C" void gpu_model_free(GpuModel *g)
 extern "C" void gpu_model_set_params(GpuModel *g, const float *params)
 {
     CUDA_CHECK(cudaMemcpy(g->params, params, g->n_params * sizeof(float), cudaMemcpyHostToDevice));
-    LAUNCH(to_bf16, 1024, 256, 0, g->params_bf, g->params, (long)g->n_params);
+    LAUNCH(to_bf16, 1024, 256, 0, 0, g->params_bf, g->params, (long)g->n_params);
     LAUNCHED();
 }
 extern "C" void gpu_model_get_params(GpuModel *g, float *params)
@@ -1034,11 +1034,11 @@ static void attention_forward(GpuModel *g, int l, int B, int T)
     int H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kvd = KV * hd, qkv = qd + 2 * kvd, BH = B * H;
     LayerActs *a = &g->L[l];
     if (g->flash) {
-        flash_attention_forward(a->ao, a->att_lse, a->qr, a->kr, a->qkv + qd + kvd, qkv, B, T, H, KV, hd);
+        flash_attention_forward(a->ao, a->att_lse, a->qr, a->kr, a->qkv + qd + kvd, qkv, B, T, H, KV, hd, 0);
         return;
     }
     attention_scores(g, l, B, T);
-    LAUNCH(attention_softmax_forward, BH * T, 256, 0, g->P, g->L[l].att_lse, g->S, T);
+    LAUNCH(attention_softmax_forward, BH * T, 256, 0, 0, g->P, g->L[l].att_lse, g->S, T);
     LAUNCHED();
     gemm_batched(0, 0, T, hd, T, 1.0f, (const void *const *)ptrs(g, l, PP, B), T, (const void *const *)ptrs(g, l, PV, B), qkv,
                  0.0f, ptrs(g, l, PO, B), CUDA_R_16BF, qd, BH);
@@ -1053,18 +1053,18 @@ static void attention_backward(GpuModel *g, int l, int B, int T)
     LayerActs *a = &g->L[l];
     if (g->flash) {   // sums each group's dK and dV itself
         flash_attention_backward(g->dqr, g->dkr, g->dqkv + qd + kvd, g->S, g->dao, a->ao, a->qr, a->kr, a->qkv + qd + kvd, qkv,
-                                 a->att_lse, B, T, H, KV, hd);
+                                 a->att_lse, B, T, H, KV, hd, 0);
         return;
     }
     attention_scores(g, l, B, T);
-    LAUNCH(attention_probs, BH * T, 256, 0, g->P, g->S, g->L[l].att_lse, T);
+    LAUNCH(attention_probs, BH * T, 256, 0, 0, g->P, g->S, g->L[l].att_lse, T);
     LAUNCHED();
     // dV_h = P^T dO;  dP = dO V^T (over S);  dS = P (dP - rowsum) (over P)
     gemm_batched(1, 0, T, hd, T, 1.0f, (const void *const *)ptrs(g, l, PP, B), T, (const void *const *)ptrs(g, l, PDO, B), qd,
                  0.0f, ptrs(g, l, PDV, B), CUDA_R_32F, hd, BH);
     gemm_batched(0, 1, T, T, hd, 1.0f, (const void *const *)ptrs(g, l, PDO, B), qd, (const void *const *)ptrs(g, l, PV, B), qkv,
                  0.0f, ptrs(g, l, PS, B), CUDA_R_32F, T, BH);
-    LAUNCH(attention_softmax_backward, BH * T, 256, 0, g->P, g->S, T);
+    LAUNCH(attention_softmax_backward, BH * T, 256, 0, 0, g->P, g->S, T);
     LAUNCHED();
     // dQ = scale dS K;  dK_h = scale dS^T Q
     gemm_batched(0, 0, T, hd, T, scale, (const void *const *)ptrs(g, l, PP, B), T, (const void *const *)ptrs(g, l, PK, B), kvd,
@@ -1072,8 +1072,8 @@ static void attention_backward(GpuModel *g, int l, int B, int T)
     gemm_batched(1, 0, T, hd, T, scale, (const void *const *)ptrs(g, l, PP, B), T, (const void *const *)ptrs(g, l, PQ, B), qd,
                  0.0f, ptrs(g, l, PDK, B), CUDA_R_32F, hd, BH);
     long n = (long)B * T * kvd;
-    LAUNCH(group_sum, cdiv(n, 256), 256, 0, g->dkr, kvd, g->dkh, B, T, H, KV, hd);
-    LAUNCH(group_sum, cdiv(n, 256), 256, 0, g->dqkv + qd + kvd, qkv, g->dvh, B, T, H, KV, hd);
+    LAUNCH(group_sum, cdiv(n, 256), 256, 0, 0, g->dkr, kvd, g->dkh, B, T, H, KV, hd);
+    LAUNCH(group_sum, cdiv(n, 256), 256, 0, 0, g->dqkv + qd + kvd, qkv, g->dvh, B, T, H, KV, hd);
     LAUNCHED();
 }
 
@@ -1084,8 +1084,8 @@ static void norm_weight_backward(GpuModel *g, float *dw, const float *grad, cons
                                  int ldx)
 {
     int chunks = cdiv(R, NORM_ROWS);
-    LAUNCH(norm_weight_partial<TX>, cdiv((long)chunks * C, 256), 256, 0, g->norm_partial, grad, x, rstd, R, C, nh, ldx);
-    LAUNCH(norm_weight_finish, C, 256, 0, dw, g->norm_partial, chunks, C);
+    LAUNCH(norm_weight_partial<TX>, cdiv((long)chunks * C, 256), 256, 0, 0, g->norm_partial, grad, x, rstd, R, C, nh, ldx);
+    LAUNCH(norm_weight_finish, C, 256, 0, 0, dw, g->norm_partial, chunks, C);
     LAUNCHED();
 }
 
@@ -1106,7 +1106,7 @@ static void experts_linear_forward(GpuModel *g, int l, bf16 *out, const bf16 *in
     int E = g->alloc.n_experts, A = g->B * g->T * g->kused[l];
     const bf16 *w0 = g->params_bf + g->lo[l].expert + at;   // expert 0's weights
     if (g->grouped) {
-        grouped_linear_forward(out, inp, w0, w_stride(g), a->offs, a->tiles, g->tile_rows, A, E, k, n);
+        grouped_linear_forward(out, inp, w0, w_stride(g), a->offs, a->tiles, g->tile_rows, A, E, k, n, 0);
         return;
     }
     const int *offs = g->h_offs[l];
@@ -1124,8 +1124,8 @@ static void experts_linear_backward(GpuModel *g, int l, float *dinp, const bf16 
     int E = g->alloc.n_experts, A = g->B * g->T * g->kused[l];
     size_t w0 = g->lo[l].expert + at;   // expert 0's weights in the buffers
     if (g->grouped) {
-        grouped_linear_backward_input(dinp, dout, g->params_bf + w0, w_stride(g), a->offs, a->tiles, g->tile_rows, A, E, k, n);
-        grouped_linear_backward_weight(g->grads + w0, w_stride(g), dout, inp, a->offs, E, k, n);
+        grouped_linear_backward_input(dinp, dout, g->params_bf + w0, w_stride(g), a->offs, a->tiles, g->tile_rows, A, E, k, n, 0);
+        grouped_linear_backward_weight(g->grads + w0, w_stride(g), dout, inp, a->offs, E, k, n, 0);
         return;
     }
     const int *offs = g->h_offs[l];
@@ -1146,7 +1146,7 @@ static void experts_up(GpuModel *g, int l)
     LayerActs *a = &g->L[l];
     long A = (long)g->B * g->T * g->kused[l];
     experts_linear_forward(g, l, a->gu, a->xe, 0, d, 2 * de);
-    if (A) LAUNCH(swiglu_forward, cdiv(A * de, 256), 256, 0, a->act, a->gu, (int)A, de);
+    if (A) LAUNCH(swiglu_forward, cdiv(A * de, 256), 256, 0, 0, a->act, a->gu, (int)A, de);
     LAUNCHED();
 }
 
@@ -1158,16 +1158,16 @@ static void moe_forward(GpuModel *g, int l, int N, int k, const BalanceOptions *
     const LayerOffsets *o = &g->lo[l];
     phase(g, PH_ROUTER);
     linear_forward(a->z, CUDA_R_32F, a->ln2, g->params_bf + o->router, N, d, E, 0.0f);
-    LAUNCH(router_forward, cdiv(N, 8), 256, 0, a->p, a->lse, a->sel, bo->kind == BALANCE_TOP1_LBL ? a->q : NULL, a->scal, a->z,
+    LAUNCH(router_forward, cdiv(N, 8), 256, 0, 0, a->p, a->lse, a->sel, bo->kind == BALANCE_TOP1_LBL ? a->q : NULL, a->scal, a->z,
                                         bo->use_bias ? g->bias + (size_t)l * E : NULL, N, E, k, bo->tau > 0 ? bo->tau : 1.0f);
     LAUNCHED();
-    LAUNCH(column_sums, E, 256, 0, a->stats, a->p, N, E);
-    if (bo->kind == BALANCE_TOP1_LBL) LAUNCH(column_sums, E, 256, 0, a->stats + E, a->q, N, E);
-    LAUNCH(column_sums, 3, 256, 0, a->stats + 2 * E, a->scal, N, 3);
+    LAUNCH(column_sums, E, 256, 0, 0, a->stats, a->p, N, E);
+    if (bo->kind == BALANCE_TOP1_LBL) LAUNCH(column_sums, E, 256, 0, 0, a->stats + E, a->q, N, E);
+    LAUNCH(column_sums, 3, 256, 0, 0, a->stats + 2 * E, a->scal, N, 3);
     LAUNCHED();
     phase(g, PH_SORT);
     if (g->grouped) {
-        grouped_route(a->order, a->row, a->offs, g->counts + (size_t)l * E, a->tiles, g->route_scratch, a->sel, A, E, g->tile_rows);
+        grouped_route(a->order, a->row, a->offs, g->counts + (size_t)l * E, a->tiles, g->route_scratch, a->sel, A, E, g->tile_rows, 0);
     } else {
         CUDA_CHECK(cudaMemcpy(g->h_sel[l], a->sel, (size_t)A * sizeof(int), cudaMemcpyDeviceToHost));
         int *order = g->h_order, *row = order + A;
@@ -1176,14 +1176,14 @@ static void moe_forward(GpuModel *g, int l, int N, int k, const BalanceOptions *
         CUDA_CHECK(cudaMemcpy(a->row, row, (size_t)A * sizeof(int), cudaMemcpyHostToDevice));
     }
     phase(g, PH_COMBINE);
-    LAUNCH(gather_rows, cdiv((long)A * d, 256), 256, 0, a->xe, a->ln2, a->order, A, d, k);
+    LAUNCH(gather_rows, cdiv((long)A * d, 256), 256, 0, 0, a->xe, a->ln2, a->order, A, d, k);
     LAUNCHED();
     phase(g, PH_EXPERTS);
     experts_up(g, l);
     experts_linear_forward(g, l, a->ye, a->act, (size_t)2 * de * d, de, d);   // down
     phase(g, PH_COMBINE);
     float *out = l + 1 < c->n_layers ? g->L[l + 1].x : g->x_final;
-    LAUNCH(combine_forward, cdiv((long)N * d, 256), 256, 0, out, a->h, a->ye, a->p, a->sel, a->row, N, d, E, k);
+    LAUNCH(combine_forward, cdiv((long)N * d, 256), 256, 0, 0, out, a->h, a->ye, a->p, a->sel, a->row, N, d, E, k);
     LAUNCHED();
 }
 
@@ -1221,7 +1221,7 @@ static void experts_backward(GpuModel *g, int l)
     int d = g->alloc.d_model, de = g->alloc.d_expert, A = g->B * g->T * g->kused[l];
     const LayerActs *a = &g->L[l];
     experts_linear_backward(g, l, g->dact, g->dye, a->act, (size_t)2 * de * d, de, d);   // down
-    if (A) LAUNCH(swiglu_backward, cdiv((long)A * de, 256), 256, 0, g->dgu, g->dact, a->gu, A, de);
+    if (A) LAUNCH(swiglu_backward, cdiv((long)A * de, 256), 256, 0, 0, g->dgu, g->dact, a->gu, A, de);
     LAUNCHED();
     experts_linear_backward(g, l, g->dxe, g->dgu, a->xe, 0, d, 2 * de);   // gate|up
 }
@@ -1263,19 +1263,19 @@ static void moe_backward(GpuModel *g, int l, const float *dout, float scale)
     const LayerOffsets *o = &g->lo[l];
     const BalanceOptions *bo = &g->bo;
     phase(g, PH_COMBINE);
-    LAUNCH(combine_backward, cdiv(A, 8), 256, 0, g->dye, g->dpsel, dout, a->ye, a->p, a->sel, a->row, N, d, E, k);
+    LAUNCH(combine_backward, cdiv(A, 8), 256, 0, 0, g->dye, g->dpsel, dout, a->ye, a->p, a->sel, a->row, N, d, E, k);
     LAUNCHED();
     phase(g, PH_EXPERTS);
     if (g->recompute) experts_up(g, l);
     experts_backward(g, l);
     phase(g, PH_COMBINE);
-    LAUNCH(scatter_rows, cdiv((long)N * d, 256), 256, 0, g->du, g->dxe, a->row, N, d, k);
+    LAUNCH(scatter_rows, cdiv((long)N * d, 256), 256, 0, 0, g->du, g->dxe, a->row, N, d, k);
     LAUNCHED();
     phase(g, PH_ROUTER);
     int have_lbl = bo->kind == BALANCE_LBL, have_top1 = bo->kind == BALANCE_TOP1_LBL;
     const float *coef = g->coef + (size_t)l * 2 * E;
     float zc = bo->z_coef > 0 ? (float)(scale * bo->z_coef * 2.0 / N) : 0.0f;
-    LAUNCH(router_backward, cdiv(N, 8), 256, 0, g->dz, a->p, a->q, a->lse, a->sel, g->dpsel, have_lbl ? coef : NULL,
+    LAUNCH(router_backward, cdiv(N, 8), 256, 0, 0, g->dz, a->p, a->q, a->lse, a->sel, g->dpsel, have_lbl ? coef : NULL,
                                          have_top1 ? coef + E : NULL, g->h_gp[l], (bo->tau > 0 ? bo->tau : 1.0f) * N, zc, N, E, k);
     LAUNCHED();
     linear_backward(g->du, 1.0f, g->grads + o->router, g->dz, a->ln2, g->params_bf + o->router, N, d, E);
@@ -1323,7 +1323,7 @@ extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32
     }
     if (mask) CUDA_CHECK(cudaMemcpy(g->mask, mask, (size_t)N * sizeof(float), cudaMemcpyHostToDevice));
     if (bo->use_bias) CUDA_CHECK(cudaMemcpy(g->bias, expert_bias, (size_t)L * E * sizeof(float), cudaMemcpyHostToDevice));
-    LAUNCH(embed_forward, cdiv((long)N * d, 256), 256, 0, g->L[0].x, g->inputs, g->params + g->embed, N, d);
+    LAUNCH(embed_forward, cdiv((long)N * d, 256), 256, 0, 0, g->L[0].x, g->inputs, g->params + g->embed, N, d);
     LAUNCHED();
     Losses out = {0, 0, 0, 0};
     for (int l = 0; l < L; l++) {
@@ -1333,13 +1333,13 @@ extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32
         if (k > c->top_k[l]) BUG("layer %d at top-%d, the buffers hold top-%d", l, k, c->top_k[l]);
         g->kused[l] = k;
         phase(g, PH_NORM);
-        LAUNCH(rmsnorm_forward, cdiv(N, 8), 256, 0, a->ln1, a->r1, a->x, g->params + o->ln1, N, d, c->norm_eps);
+        LAUNCH(rmsnorm_forward, cdiv(N, 8), 256, 0, 0, a->ln1, a->r1, a->x, g->params + o->ln1, N, d, c->norm_eps);
         LAUNCHED();
         phase(g, PH_QKV);
         linear_forward(a->qkv, CUDA_R_16BF, a->ln1, g->params_bf + o->wqkv, N, d, qkv, 0.0f);
-        LAUNCH(qknorm_rope_forward, cdiv(N * H, 8), 256, 0, a->qr, a->qrs, a->qkv, qkv, g->params + o->qnorm, g->cosv, g->sinv, N, T, H,
+        LAUNCH(qknorm_rope_forward, cdiv(N * H, 8), 256, 0, 0, a->qr, a->qrs, a->qkv, qkv, g->params + o->qnorm, g->cosv, g->sinv, N, T, H,
                                                      hd, c->norm_eps);
-        LAUNCH(qknorm_rope_forward, cdiv(N * KV, 8), 256, 0, a->kr, a->krs, a->qkv + qd, qkv, g->params + o->knorm, g->cosv, g->sinv, N, T,
+        LAUNCH(qknorm_rope_forward, cdiv(N * KV, 8), 256, 0, 0, a->kr, a->krs, a->qkv + qd, qkv, g->params + o->knorm, g->cosv, g->sinv, N, T,
                                                       KV, hd, c->norm_eps);
         LAUNCHED();
         phase(g, PH_ATTN);
@@ -1348,18 +1348,18 @@ extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32
         CUDA_CHECK(cudaMemcpyAsync(a->h, a->x, (size_t)N * d * sizeof(float), cudaMemcpyDeviceToDevice));
         linear_forward(a->h, CUDA_R_32F, a->ao, g->params_bf + o->wo, N, qd, d, 1.0f);
         phase(g, PH_NORM);
-        LAUNCH(rmsnorm_forward, cdiv(N, 8), 256, 0, a->ln2, a->r2, a->h, g->params + o->ln2, N, d, c->norm_eps);
+        LAUNCH(rmsnorm_forward, cdiv(N, 8), 256, 0, 0, a->ln2, a->r2, a->h, g->params + o->ln2, N, d, c->norm_eps);
         LAUNCHED();
         moe_forward(g, l, N, k, bo);
     }
     phase(g, PH_NORM);
-    LAUNCH(rmsnorm_forward, cdiv(N, 8), 256, 0, g->lnf, g->rf, g->x_final, g->params + g->norm, N, d, c->norm_eps);
+    LAUNCH(rmsnorm_forward, cdiv(N, 8), 256, 0, 0, g->lnf, g->rf, g->x_final, g->params + g->norm, N, d, c->norm_eps);
     LAUNCHED();
     phase(g, PH_HEAD);
     linear_forward(g->logits, CUDA_R_32F, g->lnf, g->params_bf + g->head, N, d, V, 0.0f);
     phase(g, PH_LOSS);
     if (targets) {
-        LAUNCH(crossentropy_forward, N, 512, 0, g->lsef, g->rowloss, g->logits, g->targets, mask ? g->mask : NULL, V);
+        LAUNCH(crossentropy_forward, N, 512, 0, 0, g->lsef, g->rowloss, g->logits, g->targets, mask ? g->mask : NULL, V);
         LAUNCHED();
         CUDA_CHECK(cudaMemcpy(g->h_rowloss, g->rowloss, (size_t)N * sizeof(float), cudaMemcpyDeviceToHost));
         double loss = 0, msum = 0;
@@ -1406,7 +1406,7 @@ extern "C" const int *gpu_model_selection(GpuModel *g, int layer, int *k)
 // position order, from the order upload_token_order left.
 static void embedding_backward(GpuModel *g, const float *dx, int d)
 {
-    LAUNCH(embed_backward, g->n_seg, 256, 0, g->grads + g->embed, dx, g->emb_pos, g->emb_seg, g->inputs, d);
+    LAUNCH(embed_backward, g->n_seg, 256, 0, 0, g->grads + g->embed, dx, g->emb_pos, g->emb_seg, g->inputs, d);
     LAUNCHED();
 }
 
@@ -1420,13 +1420,13 @@ extern "C" void gpu_model_backward(GpuModel *g, float scale)
     phase(g, PH_LOSS);
     double msum = 0;
     for (int n = 0; n < N; n++) msum += have_mask ? g->h_mask[n] : 1.0;
-    LAUNCH(crossentropy_backward, N, 512, 0, g->dlogits, g->logits, g->lsef, g->targets, have_mask ? g->mask : NULL,
+    LAUNCH(crossentropy_backward, N, 512, 0, 0, g->dlogits, g->logits, g->lsef, g->targets, have_mask ? g->mask : NULL,
                                       msum > 0 ? (float)(scale / msum) : 0.0f, V);
     LAUNCHED();
     phase(g, PH_HEAD);
     linear_backward(g->dln, 0.0f, g->grads + g->head, g->dlogits, g->lnf, g->params_bf + g->head, N, d, V);
     phase(g, PH_NORM);
-    LAUNCH(rmsnorm_backward, cdiv(N, 8), 256, 0, g->dx, NULL, NULL, g->dln, g->x_final, g->params + g->norm, g->rf, N, d);
+    LAUNCH(rmsnorm_backward, cdiv(N, 8), 256, 0, 0, g->dx, NULL, NULL, g->dln, g->x_final, g->params + g->norm, g->rf, N, d);
     LAUNCHED();
     norm_weight_backward<float>(g, g->grads + g->norm, g->dln, g->x_final, g->rf, N, d, 1, d);
 
@@ -1437,7 +1437,7 @@ extern "C" void gpu_model_backward(GpuModel *g, float scale)
         // x[l+1] = h + moe(rms(h))
         moe_backward(g, l, g->dx, scale);
         phase(g, PH_NORM);
-        LAUNCH(rmsnorm_backward, cdiv(N, 8), 256, 0, g->dh, g->dh_bf, g->dx, g->du, a->h, g->params + o->ln2, a->r2, N, d);
+        LAUNCH(rmsnorm_backward, cdiv(N, 8), 256, 0, 0, g->dh, g->dh_bf, g->dx, g->du, a->h, g->params + o->ln2, a->r2, N, d);
         LAUNCHED();
         norm_weight_backward<float>(g, g->grads + o->ln2, g->du, a->h, a->r2, N, d, 1, d);
         // h = x + Wo . attention
@@ -1447,17 +1447,17 @@ extern "C" void gpu_model_backward(GpuModel *g, float scale)
         phase(g, PH_ATTN);
         attention_backward(g, l, B, T);
         phase(g, PH_QKV);
-        LAUNCH(qknorm_rope_backward, cdiv(N * H, 8), 256, 0, g->dqkv, qkv, g->dn, g->dqr, a->qkv, a->qrs, g->params + o->qnorm, g->cosv,
+        LAUNCH(qknorm_rope_backward, cdiv(N * H, 8), 256, 0, 0, g->dqkv, qkv, g->dn, g->dqr, a->qkv, a->qrs, g->params + o->qnorm, g->cosv,
                                                       g->sinv, N, T, H, hd);
         LAUNCHED();
         norm_weight_backward<bf16>(g, g->grads + o->qnorm, g->dn, a->qkv, a->qrs, N * H, hd, H, qkv);
-        LAUNCH(qknorm_rope_backward, cdiv(N * KV, 8), 256, 0, g->dqkv + qd, qkv, g->dn, g->dkr, a->qkv + qd, a->krs, g->params + o->knorm,
+        LAUNCH(qknorm_rope_backward, cdiv(N * KV, 8), 256, 0, 0, g->dqkv + qd, qkv, g->dn, g->dkr, a->qkv + qd, a->krs, g->params + o->knorm,
                                                        g->cosv, g->sinv, N, T, KV, hd);
         LAUNCHED();
         norm_weight_backward<bf16>(g, g->grads + o->knorm, g->dn, a->qkv + qd, a->krs, N * KV, hd, KV, qkv);
         linear_backward(g->dln, 0.0f, g->grads + o->wqkv, g->dqkv, a->ln1, g->params_bf + o->wqkv, N, d, qkv);
         phase(g, PH_NORM);
-        LAUNCH(rmsnorm_backward, cdiv(N, 8), 256, 0, g->dx, NULL, g->dh, g->dln, a->x, g->params + o->ln1, a->r1, N, d);
+        LAUNCH(rmsnorm_backward, cdiv(N, 8), 256, 0, 0, g->dx, NULL, g->dh, g->dln, a->x, g->params + o->ln1, a->r1, N, d);
         LAUNCHED();
         norm_weight_backward<float>(g, g->grads + o->ln1, g->dln, a->x, a->r1, N, d, 1, d);
     }
@@ -1471,7 +1471,7 @@ extern "C" void gpu_model_backward(GpuModel *g, float scale)
 extern "C" double gpu_model_grad_norm(GpuModel *g)
 {
     phase(g, PH_OPT);
-    LAUNCH(sumsq_partial, NORM_BLOCKS, 256, 0, g->norm_blocks, g->grads, (long)g->n_params);
+    LAUNCH(sumsq_partial, NORM_BLOCKS, 256, 0, 0, g->norm_blocks, g->grads, (long)g->n_params);
     LAUNCHED();
     double part[NORM_BLOCKS], s = 0;
     CUDA_CHECK(cudaMemcpy(part, g->norm_blocks, sizeof part, cudaMemcpyDeviceToHost));
@@ -1490,7 +1490,7 @@ extern "C" void gpu_model_adamw(GpuModel *g, const AdamWStep *s)
         int decay = g->tensors[i].ndim == 2, j = i;
         size_t lo = g->tensors[i].offset, hi = lo;
         while (j < g->n_tensors && (g->tensors[j].ndim == 2) == decay && g->tensors[j].offset == hi) hi += g->tensors[j++].numel;
-        LAUNCH(adamw_kernel, cdiv((long)(hi - lo), 256 * 8) < 4096 ? cdiv((long)(hi - lo), 256 * 8) : 4096, 256, 0,
+        LAUNCH(adamw_kernel, cdiv((long)(hi - lo), 256 * 8) < 4096 ? cdiv((long)(hi - lo), 256 * 8) : 4096, 256, 0, 0,
             g->params + lo, g->params_bf + lo, g->moments + lo, g->moments + P + lo, g->grads + lo, (long)(hi - lo), s->lr,
             s->beta1, s->beta2, c1, c2, s->eps, decay ? s->weight_decay : 0.0f, s->grad_scale);
         LAUNCHED();
@@ -1549,8 +1549,8 @@ extern "C" double gpu_gemm_peak_tflops(int n)
     for (size_t i = 0; i < sz; i++) h[i] = (float)((splitmix64(&s) >> 40) * 0x1.0p-24 - 0.5);
     CUDA_CHECK(cudaMemcpy(tmp, h, sz * sizeof(float), cudaMemcpyHostToDevice));
     free(h);
-    LAUNCH(to_bf16, 1024, 256, 0, a, tmp, (long)sz);
-    LAUNCH(to_bf16, 1024, 256, 0, b, tmp, (long)sz);
+    LAUNCH(to_bf16, 1024, 256, 0, 0, a, tmp, (long)sz);
+    LAUNCH(to_bf16, 1024, 256, 0, 0, b, tmp, (long)sz);
     LAUNCHED();
     for (int i = 0; i < 3; i++) gemm(0, 1, n, n, n, 1.0f, a, n, b, n, 0.0f, c, CUDA_R_16BF, n);
     cudaEvent_t e0, e1;

@@ -318,8 +318,8 @@ inline void shared_store16(void *dst)
 #undef __launch_bounds__
 #define __launch_bounds__(...)
 #define DYNAMIC_SMEM(type, name) type *name = (type *)(void *)emu::dyn_smem.data()
-#define LAUNCH(kernel, grid, block, smem, ...) \
-    emu::launch((const void *)(kernel), dim3(grid), dim3(block), (smem), [=] { kernel(__VA_ARGS__); })
+#define LAUNCH(kernel, grid, block, smem, stream, ...) \
+    ((void)(stream), emu::launch((const void *)(kernel), dim3(grid), dim3(block), (smem), [=] { kernel(__VA_ARGS__); }))
 using std::max;
 using std::min;
 
