@@ -595,7 +595,12 @@ static void setup(Trainer *t, int use_gpu)
     model_init(m, &alloc, use_gpu ? 1 : (int)o->micro_batch, use_gpu ? 1 : (int)o->seq_len);
     m->cfg = t->cfg;
 #ifdef SIGMA_CUDA
-    if (use_gpu) t->gpu = gpu_model_create(m, &alloc, (int)o->micro_batch, (int)o->seq_len, o->recompute, !sg_quiet);
+    if (use_gpu) {
+        GpuPaths paths;
+        gpu_paths_default(&paths);
+        paths.recompute = o->recompute;
+        t->gpu = gpu_model_create(m, &alloc, (int)o->micro_batch, (int)o->seq_len, &paths, !sg_quiet);
+    }
 #endif
     t->moments = xcalloc(2 * m->n_params, sizeof(float));
     t->moment_tensors = xcalloc(2 * (size_t)m->n_tensors, sizeof(ParamTensor));
