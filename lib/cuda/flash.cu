@@ -11,7 +11,7 @@
 // kernels, one over key tiles (dK, dV, summed over the query heads that
 // share the KV head inside the block) and one over query tiles (dQ), so no
 // two blocks add into one element: deterministic, no atomics. Head sizes
-// that are multiples of 16 up to 128; see flash.h.
+// 16, 32, 64, 96 and 128 (flash_supported); see flash.h.
 //
 // Grids are (sequence x head, tile), the tiles numbered so that the blocks
 // with the most work (queries late in the sequence, keys early) start first

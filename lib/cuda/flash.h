@@ -1,6 +1,7 @@
 /* Fused causal grouped-query attention on the GPU (flash.cu), for head
- * sizes 16, 32, 64, 96 and 128; gpu_model.cu falls back to cuBLAS products
- * with a materialised score matrix for others. The kernels run on `stream`.
+ * sizes 16, 32, 64, 96 and 128 (flash_supported); for others the model
+ * takes the cuBLAS products around a materialised score matrix
+ * (attention.cuh). The kernels run on `stream`.
  * Layouts, N = B*T tokens: q, out, dq [N, H*hd]; k, dk [N, KV*hd]; v, dv
  * [N, *] with row stride ldv (only each row's first KV*hd are written); lse
  * [B*H*T] (log-sum-exp of each row of scaled scores); D [N*H] scratch. dk
