@@ -11,7 +11,7 @@
 // kernels, one over key tiles (dK, dV, summed over the query heads that
 // share the KV head inside the block) and one over query tiles (dQ), so no
 // two blocks add into one element: deterministic, no atomics. Head sizes
-// that are multiples of 16 up to 128; see flash.h.
+// 16, 32, 64, 96 and 128 (flash_supported); see flash.h.
 //
 // Grids are (sequence x head, tile), the tiles numbered so that the blocks
 // with the most work (queries late in the sequence, keys early) start first
@@ -386,20 +386,21 @@ template <class K> static void allow_smem(K kernel, int bytes, int *ready)
     *ready = 1;
 }
 
-template <int HD> static void forward(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, Heads s)
+template <int HD>
+static void forward(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, Heads s, cudaStream_t stream)
 {
     static int ready;
     auto kernel = flash_forward_kernel<HD>;
     const int bytes = tiles_bytes<HD>(5);
     allow_smem(kernel, bytes, &ready);
     dim3 grid(B * s.H, (s.T + TILE - 1) / TILE);
-    LAUNCH(kernel, grid, WARPS * 32, bytes, out, lse, q, k, v, s);
+    LAUNCH(kernel, grid, WARPS * 32, bytes, stream, out, lse, q, k, v, s);
     LAUNCHED();
 }
 
 template <int HD>
 static void backward(bf16 *dq, bf16 *dk, bf16 *dv, float *D, const bf16 *dout, const bf16 *out, const bf16 *q, const bf16 *k,
-                     const bf16 *v, const float *lse, int B, Heads s)
+                     const bf16 *v, const float *lse, int B, Heads s, cudaStream_t stream)
 {
     static int ready_kv, ready_q;
     auto dkdv = flash_dkdv_kernel<HD>;
@@ -408,10 +409,10 @@ static void backward(bf16 *dq, bf16 *dk, bf16 *dv, float *D, const bf16 *dout, c
     allow_smem(dkdv, bytes_kv, &ready_kv);
     allow_smem(dqk, bytes_q, &ready_q);
     int N = B * s.T;
-    LAUNCH(flash_rowdot, (N * s.H + 7) / 8, 256, 0, D, dout, out, N, s.H, HD);
+    LAUNCH(flash_rowdot, (N * s.H + 7) / 8, 256, 0, stream, D, dout, out, N, s.H, HD);
     const int tiles = (s.T + TILE - 1) / TILE;
-    LAUNCH(dkdv, dim3(B * s.KV, tiles), WARPS * 32, bytes_kv, dk, dv, q, k, v, dout, lse, D, s);
-    LAUNCH(dqk, dim3(B * s.H, tiles), WARPS * 32, bytes_q, dq, q, k, v, dout, lse, D, s);
+    LAUNCH(dkdv, dim3(B * s.KV, tiles), WARPS * 32, bytes_kv, stream, dk, dv, q, k, v, dout, lse, D, s);
+    LAUNCH(dqk, dim3(B * s.H, tiles), WARPS * 32, bytes_q, stream, dq, q, k, v, dout, lse, D, s);
     LAUNCHED();
 }
 
@@ -428,15 +429,16 @@ extern "C" int flash_supported(int hd) { return hd == 16 || hd == 32 || hd == 64
     }
 
 extern "C" void flash_attention_forward(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int ldv, int B, int T,
-                                        int H, int KV, int hd)
+                                        int H, int KV, int hd, cudaStream_t stream)
 {
     Heads s = {T, H, KV, ldv, 1.0f / sqrtf((float)hd)};
-    DISPATCH(hd, forward<HDV>(out, lse, q, k, v, B, s));
+    DISPATCH(hd, forward<HDV>(out, lse, q, k, v, B, s, stream));
 }
 
 extern "C" void flash_attention_backward(bf16 *dq, bf16 *dk, bf16 *dv, float *D, const bf16 *dout, const bf16 *out, const bf16 *q,
-                                         const bf16 *k, const bf16 *v, int ldv, const float *lse, int B, int T, int H, int KV, int hd)
+                                         const bf16 *k, const bf16 *v, int ldv, const float *lse, int B, int T, int H, int KV, int hd,
+                                         cudaStream_t stream)
 {
     Heads s = {T, H, KV, ldv, 1.0f / sqrtf((float)hd)};
-    DISPATCH(hd, backward<HDV>(dq, dk, dv, D, dout, out, q, k, v, lse, B, s));
+    DISPATCH(hd, backward<HDV>(dq, dk, dv, D, dout, out, q, k, v, lse, B, s, stream));
 }

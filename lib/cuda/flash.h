@@ -1,6 +1,7 @@
 /* Fused causal grouped-query attention on the GPU (flash.cu), for head
- * sizes 16, 32, 64, 96 and 128; gpu_model.cu falls back to cuBLAS products
- * with a materialised score matrix for others.
+ * sizes 16, 32, 64, 96 and 128 (flash_supported); for others the model
+ * takes the cuBLAS products around a materialised score matrix
+ * (attention.cuh). The kernels run on `stream`.
  * Layouts, N = B*T tokens: q, out, dq [N, H*hd]; k, dk [N, KV*hd]; v, dv
  * [N, *] with row stride ldv (only each row's first KV*hd are written); lse
  * [B*H*T] (log-sum-exp of each row of scaled scores); D [N*H] scratch. dk
@@ -9,6 +10,7 @@
 #define SIGMA_FLASH_H
 
 #include <cuda_bf16.h>
+#include <cuda_runtime.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -16,10 +18,11 @@ extern "C" {
 
 int flash_supported(int hd);
 void flash_attention_forward(__nv_bfloat16 *out, float *lse, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
-                             const __nv_bfloat16 *v, int ldv, int B, int T, int H, int KV, int hd);
+                             const __nv_bfloat16 *v, int ldv, int B, int T, int H, int KV, int hd, cudaStream_t stream);
 void flash_attention_backward(__nv_bfloat16 *dq, __nv_bfloat16 *dk, __nv_bfloat16 *dv, float *D, const __nv_bfloat16 *dout,
                               const __nv_bfloat16 *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
-                              const __nv_bfloat16 *v, int ldv, const float *lse, int B, int T, int H, int KV, int hd);
+                              const __nv_bfloat16 *v, int ldv, const float *lse, int B, int T, int H, int KV, int hd,
+                              cudaStream_t stream);
 
 #ifdef __cplusplus
 }

@@ -22,7 +22,7 @@ static Device *cuda_open(Model *host, const Config *alloc, int B, int T, GpuPath
     Device *d = (Device *)xcalloc(1, sizeof *d);
     d->ops = &cuda_device_ops;
     d->host = host;
-    d->impl = gpu_model_create(host, alloc, B, T, paths->recompute, verbose);
+    d->impl = gpu_model_create(host, alloc, B, T, paths, verbose);   // writes back the paths it took
     return d;
 }
 

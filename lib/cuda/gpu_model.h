@@ -5,8 +5,9 @@
  * activations feeding the matrix products; fp32 master weights, AdamW
  * moments and gradients (so micro-batches accumulate without rounding);
  * router logits, softmax, top-k, norm statistics, the residual stream,
- * losses and balance terms in fp32. Matrix products through cuBLAS with
- * fp32 accumulation.
+ * losses and balance terms in fp32. Matrix products through cuBLAS, or the
+ * fused attention and grouped expert kernels where GpuPaths asks for them,
+ * with fp32 accumulation.
  *
  * The host Model (model.h) stays the owner of the configuration, the tensor
  * table, the expert bias and the checkpoint files; a GpuModel mirrors its
@@ -22,18 +23,23 @@
 extern "C" {
 #endif
 
-#include "model/model.h"
 #include "model/adamw.h"
+#include "model/device.h"
+#include "model/model.h"
 
 typedef struct GpuModel GpuModel;
 
 /* Number of CUDA devices (0 when none or no driver). */
 int gpu_count(void);
 /* Buffers for micro-batches up to B x T and each layer's top-k up to
- * alloc->top_k, laid out like host->tensors; recompute: keep only the
- * expert inputs and recompute gate/up and SwiGLU in backward. Prints the
- * memory of each buffer when verbose. */
-GpuModel *gpu_model_create(const Model *host, const Config *alloc, int B, int T, int recompute, int verbose);
+ * alloc->top_k, laid out like host->tensors. paths (in and out; NULL:
+ * gpu_paths_default()) is what is asked for: the attention and expert
+ * kernels, the experts' streams, and recompute (keep only the expert
+ * inputs and recompute gate/up and SwiGLU in backward); where the shapes do
+ * not allow a path (flash_supported, grouped_supported) the model takes the
+ * cuBLAS one, and *paths gets what it took. Prints the memory of each
+ * buffer when verbose. */
+GpuModel *gpu_model_create(const Model *host, const Config *alloc, int B, int T, GpuPaths *paths, int verbose);
 void gpu_model_free(GpuModel *g);
 size_t gpu_model_bytes(const GpuModel *g);
 

@@ -53,14 +53,15 @@ __global__ void route_place(int *order, int *row, const int *base, const int *se
 
 size_t grouped_route_scratch(int A, int E) { return 2 * (size_t)cdiv(A, ROUTE_CHUNK) * E; }
 
-void grouped_route(int *order, int *row, int *offs, float *counts, int *tiles, int *scratch, const int *sel, int A, int E, int bm)
+void grouped_route(int *order, int *row, int *offs, float *counts, int *tiles, int *scratch, const int *sel, int A, int E, int bm,
+                   cudaStream_t stream)
 {
     int C = cdiv(A, ROUTE_CHUNK);
     int *hist = scratch, *base = scratch + (size_t)C * E;
     size_t smem = (size_t)E * sizeof(int);
-    if (C) LAUNCH(route_histogram, C, 256, smem, hist, sel, A, E);
-    LAUNCH(route_bases, 1, 256, smem, base, offs, counts, tiles, hist, C, E, bm);
-    if (C) LAUNCH(route_place, C, ROUTE_CHUNK, 0, order, row, base, sel, A, E);
+    if (C) LAUNCH(route_histogram, C, 256, smem, stream, hist, sel, A, E);
+    LAUNCH(route_bases, 1, 256, smem, stream, base, offs, counts, tiles, hist, C, E, bm);
+    if (C) LAUNCH(route_place, C, ROUTE_CHUNK, 0, stream, order, row, base, sel, A, E);
     LAUNCHED();
 }
 
@@ -234,7 +235,7 @@ static void check_aligned(const void *p, const char *what)
     if ((uintptr_t)p % 16) BUG("grouped product: %s at %p is not 16-byte aligned", what, p);
 }
 
-template <int BM, int LA, int LB, int GROUP, typename TC> static void launch(const Problem *p, dim3 grid)
+template <int BM, int LA, int LB, int GROUP, typename TC> static void launch(const Problem *p, dim3 grid, cudaStream_t stream)
 {
     const int bytes = STAGES * (tile_elems<LA == A_ROW, BM>() + tile_elems<LB == B_NK, BN>()) * (int)sizeof(bf16);
     auto kernel = grouped_gemm<BM, LA, LB, GROUP, TC>;
@@ -248,38 +249,38 @@ template <int BM, int LA, int LB, int GROUP, typename TC> static void launch(con
     if ((p->lda | p->ldb) % 8 || (GROUP == GROUP_ROWS && p->b_stride % 8) || (GROUP == GROUP_K && p->c_stride % 2))
         BUG("grouped product: strides %d, %d, %ld, %ld are not whole 16-byte rows", p->lda, p->ldb, p->b_stride, p->c_stride);
     if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
-    LAUNCH(kernel, grid, THREADS, bytes, *p);
+    LAUNCH(kernel, grid, THREADS, bytes, stream, *p);
     LAUNCHED();
 }
 
 // A product over experts' rows with tiles of bm rows (tiles[] made for bm).
-template <int LB, typename TC> static void launch_rows(const Problem *p, int bm, int n)
+template <int LB, typename TC> static void launch_rows(const Problem *p, int bm, int n, cudaStream_t stream)
 {
     dim3 grid(route_tile_bound(p->M, p->E, bm), cdiv(n, BN));
-    if (bm == 64) launch<64, A_ROW, LB, GROUP_ROWS, TC>(p, grid);
-    else if (bm == 128) launch<128, A_ROW, LB, GROUP_ROWS, TC>(p, grid);
+    if (bm == 64) launch<64, A_ROW, LB, GROUP_ROWS, TC>(p, grid, stream);
+    else if (bm == 128) launch<128, A_ROW, LB, GROUP_ROWS, TC>(p, grid, stream);
     else BUG("grouped product: tiles of %d rows", bm);
 }
 
 void grouped_linear_forward(bf16 *out, const bf16 *inp, const bf16 *w, long w_stride, const int *offs, const int *tiles, int bm,
-                            int A, int E, int k, int n)
+                            int A, int E, int k, int n, cudaStream_t stream)
 {
     Problem p = {inp, w, out, k, k, n, w_stride, 0, offs, tiles, A, n, k, E, 0};
-    launch_rows<B_NK, bf16>(&p, bm, n);
+    launch_rows<B_NK, bf16>(&p, bm, n, stream);
 }
 
 void grouped_linear_backward_input(float *dinp, const bf16 *dout, const bf16 *w, long w_stride, const int *offs,
-                                   const int *tiles, int bm, int A, int E, int k, int n)
+                                   const int *tiles, int bm, int A, int E, int k, int n, cudaStream_t stream)
 {
     // dinp(m, k) = sum over j < n of dout(m, j) w(j, k): the sum runs over n
     Problem p = {dout, w, dinp, n, k, k, w_stride, 0, offs, tiles, A, k, n, E, 0};
-    launch_rows<B_KN, float>(&p, bm, k);
+    launch_rows<B_KN, float>(&p, bm, k, stream);
 }
 
 void grouped_linear_backward_weight(float *dw, long w_stride, const bf16 *dout, const bf16 *inp, const int *offs, int E, int k,
-                                    int n)
+                                    int n, cudaStream_t stream)
 {
     // dw_e(j, i) += sum over the group's rows r of dout(r, j) inp(r, i): m = j < n, n = i < k, the sum over rows
     Problem p = {dout, inp, dw, n, k, k, 0, w_stride, offs, NULL, n, k, 0, E, 1};
-    launch<128, A_COL, B_KN, GROUP_K, float>(&p, dim3(cdiv(n, 128), cdiv(k, BN), E));
+    launch<128, A_COL, B_KN, GROUP_K, float>(&p, dim3(cdiv(n, 128), cdiv(k, BN), E), stream);
 }

@@ -32,12 +32,14 @@
 // threads, grid y or z beyond 65535, more dynamic shared memory than 48 KiB
 // or than cudaFuncSetAttribute allowed (at most 227 KiB), misaligned
 // ldmatrix and cp.async addresses. Device memory is host memory; the
-// runtime calls sigma makes are plain copies; cuBLAS's two products are
-// computed column-major as cuBLAS defines them, fp32 accumulation. So the
-// whole CUDA model (gpu_model.cu) runs here too.
+// runtime calls sigma makes are plain copies, done as they are issued;
+// cuBLAS's two products are computed column-major as cuBLAS defines them,
+// fp32 accumulation. So the whole CUDA model (gpu_model.cu) runs here too.
 //
-// Not emulated: timing, memory ordering beyond barriers, global atomics on
-// floats, register limits, anything sigma's kernels do not use.
+// Not emulated: timing, concurrency between streams (all work runs in issue
+// order, so a missing event between streams goes unnoticed here), memory
+// ordering beyond barriers, global atomics on floats, register limits,
+// anything sigma's kernels do not use.
 #ifndef SIGMA_CUDA_EMU_H
 #define SIGMA_CUDA_EMU_H
 
@@ -318,8 +320,8 @@ inline void shared_store16(void *dst)
 #undef __launch_bounds__
 #define __launch_bounds__(...)
 #define DYNAMIC_SMEM(type, name) type *name = (type *)(void *)emu::dyn_smem.data()
-#define LAUNCH(kernel, grid, block, smem, ...) \
-    emu::launch((const void *)(kernel), dim3(grid), dim3(block), (smem), [=] { kernel(__VA_ARGS__); })
+#define LAUNCH(kernel, grid, block, smem, stream, ...) \
+    ((void)(stream), emu::launch((const void *)(kernel), dim3(grid), dim3(block), (smem), [=] { kernel(__VA_ARGS__); }))
 using std::max;
 using std::min;
 
@@ -456,10 +458,17 @@ inline cudaError_t emu_ok(void) { return cudaSuccess; }
 #define cudaGetErrorString(e) "(emulated)"
 #define cudaFuncSetAttribute(kernel, attr, bytes) (emu::allow_smem((const void *)(kernel), (bytes)), cudaSuccess)
 #define cudaGetDeviceCount(n) (*(n) = 1, cudaSuccess)
+// Streams and events: one sequence of work, done as it is issued, so every
+// ordering between streams holds already.
 #define cudaMemcpyAsync(dst, src, n, ...) (memcpy((void *)(dst), (const void *)(src), (n)), cudaSuccess)
+#define cudaMemsetAsync(p, v, n, ...) (memset((void *)(p), (v), (n)), cudaSuccess)
 #define cudaStreamCreate(s) (*(s) = nullptr, cudaSuccess)
+#define cudaStreamCreateWithFlags(s, flags) (*(s) = nullptr, cudaSuccess)
 #define cudaStreamDestroy(s) emu_ok()
+#define cudaStreamSynchronize(s) emu_ok()
+#define cudaStreamWaitEvent(s, e, flags) emu_ok()
 #define cudaEventCreate(e) (*(e) = nullptr, cudaSuccess)
+#define cudaEventCreateWithFlags(e, flags) (*(e) = nullptr, cudaSuccess)
 #define cudaEventDestroy(e) emu_ok()
 #define cudaProfilerStart() emu_ok()
 #define cudaProfilerStop() emu_ok()

@@ -131,8 +131,8 @@ static void check(int B, int T, int H, int KV, int hd)
     bf16 *d_o = poisoned<bf16>((size_t)N * qd), *d_dq = poisoned<bf16>((size_t)N * qd);
     bf16 *d_dk = poisoned<bf16>((size_t)N * kvd), *d_dv = poisoned<bf16>((size_t)N * ldv);
     float *d_lse = poisoned<float>((size_t)B * H * T), *d_D = poisoned<float>((size_t)N * H);
-    flash_attention_forward(d_o, d_lse, d_q, d_k, d_v, ldv, B, T, H, KV, hd);
-    flash_attention_backward(d_dq, d_dk, d_dv, d_D, d_dout, d_o, d_q, d_k, d_v, ldv, d_lse, B, T, H, KV, hd);
+    flash_attention_forward(d_o, d_lse, d_q, d_k, d_v, ldv, B, T, H, KV, hd, 0);
+    flash_attention_backward(d_dq, d_dk, d_dv, d_D, d_dout, d_o, d_q, d_k, d_v, ldv, d_lse, B, T, H, KV, hd, 0);
     CUDA_CHECK(cudaDeviceSynchronize());
     bf16 *ho = host_copy(d_o, (size_t)N * qd), *hdq = host_copy(d_dq, (size_t)N * qd);
     float *hl = host_copy(d_lse, (size_t)B * H * T);
@@ -163,8 +163,8 @@ static void check(int B, int T, int H, int KV, int hd)
     ok(eo < 1e-2 && el < 1e-3, "%s: output within %.2e, log-sum-exp within %.2e of double precision", what, eo, el);
     ok(edq < 2e-2 && edk < 2e-2 && edv < 2e-2, "%s: dQ, dK, dV within %.2e, %.2e, %.2e", what, edq, edk, edv);
 
-    flash_attention_forward(d_o, d_lse, d_q, d_k, d_v, ldv, B, T, H, KV, hd);
-    flash_attention_backward(d_dq, d_dk, d_dv, d_D, d_dout, d_o, d_q, d_k, d_v, ldv, d_lse, B, T, H, KV, hd);
+    flash_attention_forward(d_o, d_lse, d_q, d_k, d_v, ldv, B, T, H, KV, hd, 0);
+    flash_attention_backward(d_dq, d_dk, d_dv, d_D, d_dout, d_o, d_q, d_k, d_v, ldv, d_lse, B, T, H, KV, hd, 0);
     bf16 *ho2 = host_copy(d_o, (size_t)N * qd), *hdq2 = host_copy(d_dq, (size_t)N * qd);
     bf16 *hdk2 = host_copy(d_dk, (size_t)N * kvd), *hdv2 = host_copy(d_dv, (size_t)N * ldv);
     ok(!memcmp(ho, ho2, (size_t)N * qd * sizeof(bf16)) && !memcmp(hdq, hdq2, (size_t)N * qd * sizeof(bf16)) &&

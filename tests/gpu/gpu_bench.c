@@ -58,7 +58,10 @@ int main(int argc, char **argv)
             m.params[t->offset + j] = t->ndim == 1 ? 1.0f : (float)(((double)(r >> 11) * 0x1.0p-53 - 0.5) * 0.0693);
         }
     }
-    GpuModel *g = gpu_model_create(&m, &c, B, T, recompute, 0);
+    GpuPaths paths;   /* SIGMA_ATTENTION, SIGMA_EXPERTS, SIGMA_EXPERT_STREAMS from the environment */
+    gpu_paths_default(&paths);
+    paths.recompute = recompute;
+    GpuModel *g = gpu_model_create(&m, &c, B, T, &paths, 0);
     gpu_model_set_params(g, m.params);
     uint32_t *in = xmalloc((size_t)N * sizeof(uint32_t)), *tg = xmalloc((size_t)N * sizeof(uint32_t));
     uint64_t s = 42;

@@ -121,7 +121,10 @@ static void run_case(const Case *cs, size_t offset)
         memcpy(cpu_sel[l], sc, (size_t)N * kc[l] * sizeof(int));
     }
 
-    GpuModel *g = gpu_model_create(&m, &c, B, T, cs->recompute, 0);
+    GpuPaths paths;   /* the environment's (run_cases sets it), and the case's recompute */
+    gpu_paths_default(&paths);
+    paths.recompute = cs->recompute;
+    GpuModel *g = gpu_model_create(&m, &c, B, T, &paths, 0);
     gpu_model_set_params(g, m.params);
     gpu_model_poison(g);
     gpu_model_zero_grads(g);
@@ -230,7 +233,7 @@ static void check_optimizer(void)
     for (size_t i = 0; i < m.n_params; i++) m.grads[i] = (float)(((double)(splitmix64(&s) >> 11) * 0x1.0p-53 - 0.5) * 1e-2);
     for (size_t i = 0; i < 2 * m.n_params; i++) mom[i] = (float)((double)(splitmix64(&s) >> 11) * 0x1.0p-53 * 1e-4);
     for (size_t i = m.n_params; i < 2 * m.n_params; i++) mom[i] *= mom[i];
-    GpuModel *g = gpu_model_create(&m, &c, 1, 8, 0, 0);
+    GpuModel *g = gpu_model_create(&m, &c, 1, 8, NULL, 0);
     gpu_model_set_params(g, m.params);
     gpu_model_set_moments(g, mom);
     gpu_model_set_grads(g, m.grads);

@@ -114,9 +114,9 @@ static void check_products(const char *what, const int *sizes, int E, int k, int
     CUDA_CHECK(cudaMalloc(&d_dx, ((size_t)A + extra) * k * sizeof(float)));
     CUDA_CHECK(cudaMemset(d_y, 0xff, ((size_t)A + extra) * n * sizeof(bf16)));
     CUDA_CHECK(cudaMemset(d_dx, 0xff, ((size_t)A + extra) * k * sizeof(float)));
-    grouped_linear_forward(d_y, d_x, d_w, (long)n * k, d_offs, d_tiles, bm, A, E, k, n);
-    grouped_linear_backward_input(d_dx, d_dy, d_w, (long)n * k, d_offs, d_tiles, bm, A, E, k, n);
-    grouped_linear_backward_weight(d_dw, (long)n * k, d_dy, d_x, d_offs, E, k, n);
+    grouped_linear_forward(d_y, d_x, d_w, (long)n * k, d_offs, d_tiles, bm, A, E, k, n, 0);
+    grouped_linear_backward_input(d_dx, d_dy, d_w, (long)n * k, d_offs, d_tiles, bm, A, E, k, n, 0);
+    grouped_linear_backward_weight(d_dw, (long)n * k, d_dy, d_x, d_offs, E, k, n, 0);
     CUDA_CHECK(cudaDeviceSynchronize());
 
     size_t yall = ((size_t)A + extra) * n, xall = ((size_t)A + extra) * k;
@@ -145,8 +145,8 @@ static void check_products(const char *what, const int *sizes, int E, int k, int
     // again: the same bits
     float *fdx2 = (float *)xmalloc(xall * sizeof(float)), *fdw2 = (float *)xmalloc(nw * sizeof(float));
     CUDA_CHECK(cudaMemcpy(d_dw, dw0, nw * sizeof(float), cudaMemcpyHostToDevice));
-    grouped_linear_backward_input(d_dx, d_dy, d_w, (long)n * k, d_offs, d_tiles, bm, A, E, k, n);
-    grouped_linear_backward_weight(d_dw, (long)n * k, d_dy, d_x, d_offs, E, k, n);
+    grouped_linear_backward_input(d_dx, d_dy, d_w, (long)n * k, d_offs, d_tiles, bm, A, E, k, n, 0);
+    grouped_linear_backward_weight(d_dw, (long)n * k, d_dy, d_x, d_offs, E, k, n, 0);
     download(fdx2, d_dx, xall);
     download(fdw2, d_dw, nw);
     ok(!memcmp(fdx, fdx2, nx * sizeof(float)) && !memcmp(fdw, fdw2, nw * sizeof(float)), "%s: deterministic", what);
@@ -184,7 +184,7 @@ static void check_route(int A, int E, int bm)
         CUDA_CHECK(cudaMalloc(&d_tiles, ((size_t)E + 1) * sizeof(int)));
         CUDA_CHECK(cudaMalloc(&d_counts, (size_t)E * sizeof(float)));
         CUDA_CHECK(cudaMalloc(&d_scratch, (grouped_route_scratch(A, E) + 1) * sizeof(int)));
-        grouped_route(d_order, d_row, d_offs, d_counts, d_tiles, d_scratch, d_sel, A, E, bm);
+        grouped_route(d_order, d_row, d_offs, d_counts, d_tiles, d_scratch, d_sel, A, E, bm, 0);
         int *o2 = (int *)xmalloc(((size_t)A + 1) * sizeof(int)), *r2 = (int *)xmalloc(((size_t)A + 1) * sizeof(int));
         int *f2 = (int *)xmalloc(((size_t)E + 1) * sizeof(int)), *t2 = (int *)xmalloc(((size_t)E + 1) * sizeof(int));
         float *c2 = (float *)xmalloc((size_t)E * sizeof(float));
