@@ -113,6 +113,16 @@ ok "the same value repeated is accepted" sigma-pretrain -q --data "$T/shards" --
 sigma-pretrain --data "$T/shards" --out "$T/rp" --resume --steps 8 2>"$T/ext.err"
 ok "--steps extends a run, saying what it does to the schedule" grep -q "steps: 6 until now, 8 from here on: the learning rate follows the wsd schedule of a 8-step run" "$T/ext.err"
 is "and trains to the new end" "$(cat "$T/rp/latest")" step-00000008
+# ---- honest output ----------------------------------------------------------------------------
+fails_with "a run that cannot fit in memory is refused before allocating, with the numbers" 1 \
+    "this run needs about [0-9.]* GiB on the CPU .* GiB of memory is available" \
+    sigma-pretrain -q --preset sigma-moe-tiny --data "$T/shards" --out "$T/huge" --device cpu
+ok "and leaves nothing behind" test ! -e "$T/huge"
+sigma-pretrain --preset test --data "$T/shards" --out "$T/h" --metrics "$T/h.jsonl" --seq-len 32 --micro-batch 4 \
+    --batch-tokens 128 --steps 2 --eval-every 2 --eval-batches 1 2>"$T/h.err"
+ok "the device chosen is said, and why" grep -Eq "device: (cpu|cuda) \(" "$T/h.err"
+is "stderr names a step as the metrics do" "$(sed -n 's/.*step \([0-9]*\): validation loss.*/\1/p' "$T/h.err")" \
+    "$(jq -r 'select(.type == "val") | .step' "$T/h.jsonl")"
 tokgen bytes --vocab 300 "$text" >"$T/other.tok"
 sigma-shard -q -o "$T/other" --val-fraction 0.02 "$T/other.tok"
 fails_with "resuming on data of another tokenizer is refused with both" 1 "vocabulary 257\) differs from the shard set's .*vocabulary 300" \

@@ -114,6 +114,17 @@ typedef struct {
     int drawn;
 } Progress;
 void progress_init(Progress *p, double interval);
+/* A rate over the last RATE_WINDOW intervals between marks (say, steps):
+ * what a progress line shows, so that one slow interval (a checkpoint
+ * save) neither reads as the whole speed nor hides in a per-interval figure. */
+enum { RATE_WINDOW = 20 };
+typedef struct {
+    double at[RATE_WINDOW + 1];   /* the times of the last marks (a ring) */
+    uint64_t n;                   /* marks so far */
+} RateWindow;
+void rate_mark(RateWindow *r, double now);
+/* units_per_interval over the window's time per second; 0 before two marks */
+double rate_per_second(const RateWindow *r, double units_per_interval);
 void progress_update(Progress *p, const char *fmt, ...) SG_PRINTF(2, 3);
 void progress_done(Progress *p, const char *fmt, ...) SG_PRINTF(2, 3);
 double now_seconds(void);   /* monotonic clock */

@@ -140,3 +140,13 @@ int parse_hex64(const char *s, uint64_t *out)
     *out = v;
     return 1;
 }
+
+void rate_mark(RateWindow *r, double now) { r->at[r->n++ % (RATE_WINDOW + 1)] = now; }
+
+double rate_per_second(const RateWindow *r, double units_per_interval)
+{
+    if (r->n < 2) return 0;
+    uint64_t k = r->n - 1 < RATE_WINDOW ? r->n - 1 : RATE_WINDOW;
+    double span = r->at[(r->n - 1) % (RATE_WINDOW + 1)] - r->at[(r->n - 1 - k) % (RATE_WINDOW + 1)];
+    return span > 0 ? (double)k * units_per_interval / span : 0;
+}

@@ -123,8 +123,10 @@ static void fresh_config(Trainer *t, int vocab)
     config_validate(&t->cfg, o->preset ? o->preset : o->config);
 }
 
-/* Memory a run needs, estimated from the shapes (the dry run allocates nothing). */
-static void print_plan(const Config *c, const TrainOptions *o, uint32_t accum)
+/* Memory a run needs, estimated from the shapes (the dry run allocates
+ * nothing): *state for the parameters, gradients and AdamW moments (fp32),
+ * *acts for the activations of one micro-batch. */
+static void plan_bytes(const Config *c, const TrainOptions *o, double *state, double *acts)
 {
     uint64_t total, active;
     config_count_params(c, &total, &active);
@@ -135,8 +137,45 @@ static void print_plan(const Config *c, const TrainOptions *o, uint32_t accum)
     /* floats kept per token and layer: norms, q/k/v (before and after rope), attention output,
      * the residual, router logits and probabilities, and per chosen expert its input, gate, up, act */
     double per_token_layer = 6 * d + 2 * qkv + 2 * E + kmax * (d + 3 * de) + c->n_heads * T;
-    double acts = B * T * (L * per_token_layer + 3.0 * c->vocab_size + 4 * d) * 4;
-    double state = (double)total * 4 * 4;   /* params, grads, AdamW m and v */
+    *acts = B * T * (L * per_token_layer + 3.0 * c->vocab_size + 4 * d) * 4;
+    *state = (double)total * 4 * 4;   /* params, grads, AdamW m and v */
+}
+
+/* Memory this machine can give now (MemAvailable), in bytes; 0 when unknown. */
+static double available_memory(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    fclose(f);
+    return (double)kb * 1024;
+}
+
+/* On the CPU, before anything is allocated: a run that cannot fit is
+ * refused with the numbers and what to change, rather than dying in an
+ * allocation halfway through setting up. */
+static void check_memory(const Trainer *t)
+{
+    if (t->device != &cpu_device_ops) return;   /* the GPU's own setup prints each buffer and checks every allocation */
+    double state, acts, have = available_memory();
+    plan_bytes(&t->cfg, t->o, &state, &acts);
+    if (have > 0 && state + acts > have)
+        die("this run needs about %.1f GiB on the CPU (%.1f GiB of parameters, gradients and AdamW moments, %.1f GiB of "
+            "activations; --dry-run shows them) and %.1f GiB of memory is available: use a smaller model, --micro-batch "
+            "or --seq-len%s", (state + acts) / (1 << 30), state / (1 << 30), acts / (1 << 30), have / (1 << 30),
+            strcmp(t->o->device, "cpu") ? ", or a machine with a GPU (--device cuda)" : "");
+}
+
+static void print_plan(const Config *c, const TrainOptions *o, uint32_t accum)
+{
+    uint64_t total, active;
+    config_count_params(c, &total, &active);
+    double state, acts;
+    plan_bytes(c, o, &state, &acts);
+    double B = o->micro_batch, T = o->seq_len;
     printf("parameters: %llu total, %llu active per token (%.2fB / %.3fB)\n", (unsigned long long)total,
            (unsigned long long)active, total / 1e9, active / 1e9);
     printf("batch: %u x %u tokens per micro-batch, %u micro-batches, %llu tokens per step\n", o->micro_batch, o->seq_len,
@@ -592,6 +631,7 @@ static void setup(Trainer *t)
     if (t->accum == 0) t->accum = 1;
     if ((uint64_t)o->seq_len > (uint64_t)t->cfg.max_seq_len)
         usage_error("--seq-len %u is above the model's max_seq_len %d", o->seq_len, t->cfg.max_seq_len);
+    check_memory(t);
 
     char err[256];
     char *spec = o->topk_schedule ? xstrdup(o->topk_schedule) : NULL;
@@ -731,6 +771,8 @@ int run_training(const TrainOptions *command)
 
     Progress p;
     progress_init(&p, 10);
+    RateWindow speed = {0};   /* tokens per second over the last steps, saves and validation included */
+    rate_mark(&speed, now_seconds());
     size_t prev_phase = topk_phase(&t.topk, t.step);
     uint64_t start_step = t.step;
     double t_start = now_seconds();
@@ -762,9 +804,11 @@ int run_training(const TrainOptions *command)
         }
         log_step(&t, l, grad_norm, lr, step_tokens / dt, skipped);
         t.step++;
+        rate_mark(&speed, now_seconds());
         double elapsed = now_seconds() - t_start, per_step = elapsed / (double)(t.step - start_step);
-        progress_update(&p, "step %llu/%llu  loss %.4f  ce %.4f  lr %.2e  %.0f tok/s  ETA %.0f s", (unsigned long long)t.step,
-                        (unsigned long long)o->steps, l.loss, l.ce, lr, step_tokens / dt, per_step * (double)(o->steps - t.step));
+        progress_update(&p, "%llu/%llu steps  loss %.4f  ce %.4f  lr %.2e  %.0f tok/s  ETA %.0f s", (unsigned long long)t.step,
+                        (unsigned long long)o->steps, l.loss, l.ce, lr, rate_per_second(&speed, (double)step_tokens),
+                        per_step * (double)(o->steps - t.step));
         if (t.have_val && (t.step % o->eval_every == 0 || t.step == o->steps)) {
             double v = evaluate(&t);
             cJSON *j = json_obj();
@@ -773,14 +817,14 @@ int run_training(const TrainOptions *command)
             json_add_num(j, "val_loss", v);
             json_add_u64(j, "val_tokens", (uint64_t)o->eval_batches * o->micro_batch * o->seq_len);
             metrics_write(&t.metrics, j);
-            info("step %llu: validation loss %.4f", (unsigned long long)t.step, v);
+            info("step %llu: validation loss %.4f", (unsigned long long)t.step - 1, v);
         }
         if ((o->save_every && t.step % o->save_every == 0) || t.step == o->steps || stop_requested) {
             state_to_host(&t);
             save_checkpoint(&t);
         }
     }
-    if (stop_requested) info("stopped by a signal at step %llu; resume with --resume", (unsigned long long)t.step);
+    if (stop_requested) info("stopped by a signal after %llu steps; resume with --resume", (unsigned long long)t.step);
     else progress_done(&p, "%llu steps in %.1f s, last checkpoint %s/step-%08llu", (unsigned long long)(t.step - start_step),
                        now_seconds() - t_start, o->out, (unsigned long long)t.step);
     teardown(&t);

@@ -6,6 +6,7 @@
 #include "data/shard.h"
 #include "data/tokstream.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -156,6 +157,23 @@ static void test_file_hash(const char *tmp)
     free(buf);
 }
 
+/* The progress line's rate: over a window of intervals, so one slow one
+ * (a checkpoint save) shows as a dip of its share, not as the speed. */
+static void test_rate(void)
+{
+    RateWindow r = {0};
+    ok(rate_per_second(&r, 100) == 0, "no rate before two marks");
+    double t = 0;
+    rate_mark(&r, t);
+    for (int i = 0; i < 30; i++) rate_mark(&r, t += 1.0);   /* 100 units a second */
+    ok(fabs(rate_per_second(&r, 100) - 100) < 1e-9, "steady: 100 a second");
+    rate_mark(&r, t += 11.0);   /* one interval 11 times as long: a save */
+    ok(fabs(rate_per_second(&r, 100) - 100.0 * RATE_WINDOW / (RATE_WINDOW + 10)) < 1e-9,
+       "a slow interval counts for its share of the window (%.1f a second)", rate_per_second(&r, 100));
+    for (int i = 0; i < RATE_WINDOW; i++) rate_mark(&r, t += 1.0);
+    ok(fabs(rate_per_second(&r, 100) - 100) < 1e-9, "and leaves the window after %d intervals", RATE_WINDOW);
+}
+
 static void test_split_draw(void)
 {
     size_t val = 0, n = 100000;
@@ -177,6 +195,7 @@ int main(void)
     test_atomic(tmp);
     test_tokstream(tmp);
     test_file_hash(tmp);
+    test_rate();
     test_split_draw();
     remove_tree(tmp);
     return tap_done();
