@@ -124,12 +124,15 @@ int main(int argc, char **argv)
     uint64_t rng = seed;
     BalanceOptions none = {.kind = BALANCE_NONE};
     TokBytes out = {0};
+    int at_eot = 0, ends_in_newline = 0;
+    uint64_t made = 0;
     for (uint64_t i = 0; i < max_tokens; i++) {
         size_t n = ids.len < (size_t)T ? ids.len : (size_t)T;   /* the last T tokens */
         memcpy(window, ids.ids + ids.len - n, n * sizeof(uint32_t));
         model_forward(&m, window, NULL, NULL, 1, (int)n, &none);
         uint32_t next = pick(model_logits(&m) + (n - 1) * (size_t)V, V, temperature, top_k, &rng, probs, order);
-        if (!keep_going && (int64_t)next == eot) break;
+        if (!keep_going && (int64_t)next == eot) { at_eot = 1; break; }
+        made++;
         if (ids.len == ids.cap) ids.ids = xrealloc(ids.ids, (ids.cap = 2 * ids.cap + 16) * sizeof(uint32_t));
         ids.ids[ids.len++] = next;
         if (ids_out) {
@@ -138,11 +141,14 @@ int main(int argc, char **argv)
             out.len = 0;
             tokenizer_decode(tok, &out, &next, 1);
             xfwrite(out.bytes, out.len, stdout, "<stdout>");
+            if (out.len) ends_in_newline = out.bytes[out.len - 1] == '\n';
         }
         xfflush(stdout, "<stdout>");
     }
-    if (!ids_out && isatty(STDOUT_FILENO)) putchar('\n');
+    if (!ids_out && !ends_in_newline) putchar('\n');   /* text ends with a newline, as text files do */
     xfflush(stdout, "<stdout>");
+    if (at_eot) info("the model ended the text (end-of-text) after %llu tokens", (unsigned long long)made);
+    else info("%llu tokens: the --max-tokens limit", (unsigned long long)made);
     tokbytes_free(&out);
     tokids_free(&ids);
     free(window);

@@ -47,6 +47,19 @@ typedef struct {
     int split;                 /* for cat: -1 both */
 } Args;
 
+/* Said now rather than found at training time: a validation split was
+ * asked for and no document was drawn into it. */
+static void warn_empty_val(const char *dir)
+{
+    ShardSet set;
+    shardset_open(&set, dir);
+    if (set.opt.val_fraction > 0 && set.split[SPLIT_VAL].docs == 0)
+        warn("%s: the validation split is empty: --val-fraction %g drew none of the %llu documents (sigma-pretrain will "
+             "report no validation loss; a larger fraction or more, shorter documents give one)", dir, set.opt.val_fraction,
+             (unsigned long long)set.docs);
+    shardset_free(&set);
+}
+
 static void write_set(const Args *a, char **inputs, int n_inputs)
 {
     static char *stdin_only[] = {"-"};
@@ -87,6 +100,7 @@ static void write_set(const Args *a, char **inputs, int n_inputs)
     progress_done(&p, "%s: %llu tokens, %llu documents in %.1f s", a->out, (unsigned long long)tokens,
                   (unsigned long long)docs, now_seconds() - p.start);
     free(buf);
+    warn_empty_val(a->out);
 }
 
 static void cat_set(const char *dir, int split)

@@ -206,7 +206,7 @@ static int cmd_encode(const Opts *o, char *const *files, size_t n_files)
     Batch b = {.tok = tok};
     Progress prog;
     progress_init(&prog, 10);
-    uint64_t n_docs = 0, n_tokens = 0;
+    uint64_t n_docs = 0, n_tokens = 0, text_bytes = 0;   /* the documents' own bytes, not the JSON around them */
     double t0 = now_seconds();
     const uint8_t *doc;
     size_t len;
@@ -232,14 +232,15 @@ static int cmd_encode(const Opts *o, char *const *files, size_t n_files)
             n_tokens += b.out[i].len;
         }
         n_docs += b.docs;
+        text_bytes += b.text_len;
         double dt = now_seconds() - t0;
         progress_update(&prog, "%" PRIu64 " documents, %.1f MB, %" PRIu64 " tokens, %.1f MB/s", n_docs,
                         docs.bytes_read / 1e6, n_tokens, dt > 0 ? docs.bytes_read / 1e6 / dt : 0.0);
     }
     if (!o->ids) tokwriter_close(&w);
     output_close(&out);
-    progress_done(&prog, "encoded %" PRIu64 " documents, %.1f MB into %" PRIu64 " tokens (%.2f bytes/token)", n_docs,
-                  docs.bytes_read / 1e6, n_tokens, n_tokens ? (double)docs.bytes_read / (double)n_tokens : 0.0);
+    progress_done(&prog, "encoded %" PRIu64 " documents, %.1f MB of text into %" PRIu64 " tokens (%.2f bytes of text a token)",
+                  n_docs, text_bytes / 1e6, n_tokens, n_tokens ? (double)text_bytes / (double)n_tokens : 0.0);
     if (docs.skipped) warn("skipped %" PRIu64 " bad JSON lines", docs.skipped);
     batch_free(&b);
     docs_close(&docs);

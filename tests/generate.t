@@ -19,6 +19,11 @@ is "sampling is seeded" "$a" "$b"
 ok "--ids writes at most -n ids" test "$(echo "$a" | wc -w)" -le 20
 echo "the quick brown" | sigma-generate "$T/run/step-00000060" -t "$T/tok.txt" -n 12 --keep-going >"$T/stdin.out"
 is "prompt from stdin, one checkpoint directory" "$(cat "$T/stdin.out")" "$out"
+sigma-generate "$T/run" -t "$T/tok.txt" -p "the quick brown" -n 40 >"$T/eot.out" 2>"$T/eot.err"
+ok "stopping at end-of-text is said on stderr" grep -q "the model ended the text (end-of-text) after [0-9]* tokens" "$T/eot.err"
+is "and the text ends with a newline" "$(tail -c 1 "$T/eot.out" | od -An -c | tr -d ' ')" '\n'
+sigma-generate "$T/run" -t "$T/tok.txt" -p "the" -n 3 --keep-going >/dev/null 2>"$T/max.err"
+ok "so is stopping at --max-tokens" grep -q "3 tokens: the --max-tokens limit" "$T/max.err"
 sigma-tokenize train -q --vocab-size 290 --pattern cl100k -o "$T/other.txt" "$T/text"
 fails_with "another tokenizer is refused" 1 "made with another tokenizer" sigma-generate "$T/run" -t "$T/other.txt" -p x
 fails_with "not a checkpoint" 1 "not a checkpoint" sigma-generate "$T" -t "$T/tok.txt" -p x

@@ -51,6 +51,10 @@ sigma-shard -q -o "$T/two" "$T/r16.tok" - <"$T/r16.tok"
 is "two inputs, one after the other" "$(jq .tokens "$T/two/manifest.json")" 400000
 fails_with "inputs with different vocabularies are refused" 1 "differs from the first input" sigma-shard -q -o "$T/mix" "$T/r16.tok" "$T/r32.tok"
 ok "and leave nothing behind" test ! -e "$T/mix"
+printf 'one document only' >"$T/one.txt"
+tokgen bytes "$T/one.txt" >"$T/one.tok"
+sigma-shard -o "$T/one" --val-fraction 0.05 "$T/one.tok" 2>"$T/one.err"
+ok "an empty validation split is said at once, not found at training time" grep -q "the validation split is empty" "$T/one.err"
 # one fingerprint rule for every tool (tokenizer_match): known ones must agree; an unknown one is taken with a warning
 printf 'some text' >"$T/small.txt"
 tokgen bytes --fingerprint 0123456789abcdef0123456789abcdef "$T/small.txt" >"$T/fa.tok"

@@ -111,6 +111,13 @@ is "info: vocab_size" "$(grep -c '"vocab_size":	2000' "$T/info.json")" 1
 is "info: chat and extra specials after end-of-text" "$(grep -c -e '"<|endoftext|>":	1996' -e '"<|im_start|>":	1997' -e '"<|im_end|>":	1998' -e '"<|pad|>":	1999' "$T/info.json")" 4
 sigma-tokenize -q encode -t "$T/a.tok" "$FIX/invalid.bin" | sigma-tokenize -q decode -t "$T/a.tok" >"$T/inv.back"
 ok "trained tokenizer: decode(encode(x)) == x on invalid UTF-8" cmp "$FIX/invalid.bin" "$T/inv.back"
+# the summary's bytes a token are the text's, whatever wraps it
+jq -Rsc '{text: .}' "$FIX/scripts.txt" >"$T/scripts.jsonl"
+sigma-tokenize encode -t "$T/a.tok" "$FIX/scripts.txt" 2>"$T/plain.err" >/dev/null
+sigma-tokenize encode -t "$T/a.tok" --jsonl "$T/scripts.jsonl" 2>"$T/jsonl.err" >/dev/null
+per() { sed -n 's/.*(\([0-9.]*\) bytes of text a token).*/\1/p' "$1"; }
+ok "the encode summary states bytes of text a token ($(per "$T/plain.err"))" test -n "$(per "$T/plain.err")"
+is "the same from JSON Lines: the JSON around the text does not count" "$(per "$T/jsonl.err")" "$(per "$T/plain.err")"
 grep -v '^#' "$T/a.tok" | head -n 1996 >"$T/plain.tiktoken"
 sigma-tokenize -q encode -t "$T/plain.tiktoken" --pattern gpt2 "$FIX/emoji.txt" >"$T/p1"
 grep -v -e im_ -e pad "$T/a.tok" >"$T/eot-only.tok"
