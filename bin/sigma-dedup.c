@@ -7,7 +7,6 @@
 #include "dedup/docs.h"
 #include "dedup/output.h"
 
-#include <getopt.h>
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,36 +14,34 @@
 #include "base/threads.h"
 #endif
 
-static void help(void)
+static void help(FILE *out)
 {
-    printf("usage: sigma-dedup [OPTIONS] [FILE...] > KEPT\n"
-           "       sigma-dedup --files [OPTIONS] FILE... > KEPT_PATHS\n\n"
-           "Remove exact and near-duplicate documents; write the kept ones to stdout in\n"
-           "their input format and order. FILEs are read in turn (none or - is stdin).\n\n"
-           "Input (one of):\n"
-           "      --jsonl            JSON Lines, the text in --field (default)\n"
-           "  -f, --field NAME       the JSON field with the text (default: text)\n"
-           "      --lines            a document per line\n"
-           "  -0, --nul              a document per NUL-terminated record\n"
-           "      --files            a document per FILE; writes the kept paths, one a line\n"
-           "      --skip-bad         skip bad JSON Lines records (counted) instead of failing\n\n"
-           "Deduplication:\n"
-           "  -m, --mode MODE        exact, near or both (default: both)\n"
-           "  -n, --normalize NORM   datatrove (default) or none\n"
-           "      --ngram N          words per shingle (default: 5)\n"
-           "      --bands B          LSH bands (default: 14)\n"
-           "      --rows R           hashes per band (default: 8)\n"
-           "      --seed S           MinHash parameter seed (default: 1, as datatrove)\n"
-           "      --verify J         join candidate pairs only at Jaccard >= J (0 < J <= 1)\n\n"
-           "Reports:\n"
-           "      --removed FILE     the dropped documents as JSON lines, with what they duplicate\n"
-           "      --stats FILE       a JSON summary\n\n"
-           "  -j, --threads N        threads (default: all cores)\n"
-           "  -q, --quiet            no summary on stderr\n"
-           "  -v, --verbose          more messages\n"
-           "  -h, --help             this help\n"
-           "      --version          print the version\n\n"
-           "See sigma-dedup(1).\n");
+    fprintf(out,
+            "usage: sigma-dedup [OPTIONS] [FILE...] > KEPT\n"
+            "       sigma-dedup --files [OPTIONS] FILE... > KEPT_PATHS\n\n"
+            "Remove exact and near-duplicate documents; write the kept ones to stdout in\n"
+            "their input format and order. FILEs are read in turn (none or - is stdin).\n\n"
+            "Input (one of)\n"
+            "      --jsonl              JSON Lines, the text in --field (default)\n"
+            "      --field NAME         the JSON field with the text (default: text)\n"
+            "      --lines              a document per line\n"
+            "  -0, --nul                a document per NUL-terminated record\n"
+            "      --files              a document per FILE; writes the kept paths, one a line\n"
+            "      --skip-bad           skip bad JSON Lines records (counted) instead of failing\n"
+            "Deduplication\n"
+            "  -m, --mode MODE          exact, near or both (default: both)\n"
+            "      --normalize NORM     datatrove (default) or none\n"
+            "      --ngram N            words per shingle (default: 5)\n"
+            "      --bands B            LSH bands (default: 14)\n"
+            "      --rows R             hashes per band (default: 8)\n"
+            "      --seed S             MinHash parameter seed (default: 1, as datatrove)\n"
+            "      --verify J           join candidate pairs only at Jaccard >= J (0 < J <= 1)\n"
+            "Reports\n"
+            "      --removed FILE       the dropped documents as JSON lines, with what they duplicate\n"
+            "      --stats FILE         a JSON summary\n"
+            "\n"
+            "  -j, --threads N          threads (default: all cores)\n");
+    cli_help_end(out);
 }
 
 /* A report goes to a temporary file renamed into place, except where the
@@ -72,8 +69,8 @@ static void report_memory(void)
     fclose(f);
 }
 
-enum { OPT_JSONL = 256, OPT_LINES, OPT_FILES, OPT_SKIP_BAD, OPT_NGRAM, OPT_BANDS, OPT_ROWS, OPT_SEED,
-       OPT_VERIFY, OPT_REMOVED, OPT_STATS, OPT_VERSION };
+enum { OPT_JSONL = 256, OPT_FIELD, OPT_LINES, OPT_FILES, OPT_SKIP_BAD, OPT_NORMALIZE, OPT_NGRAM, OPT_BANDS, OPT_ROWS,
+       OPT_SEED, OPT_VERIFY, OPT_REMOVED, OPT_STATS };
 
 int main(int argc, char **argv)
 {
@@ -83,22 +80,20 @@ int main(int argc, char **argv)
     DdFormat format = DD_JSONL;
     const char *field = "text", *removed = NULL, *stats = NULL;
     static const struct option longopts[] = {
-        {"jsonl", no_argument, 0, OPT_JSONL},       {"field", required_argument, 0, 'f'},
+        {"jsonl", no_argument, 0, OPT_JSONL},       {"field", required_argument, 0, OPT_FIELD},
         {"lines", no_argument, 0, OPT_LINES},       {"nul", no_argument, 0, '0'},
         {"files", no_argument, 0, OPT_FILES},       {"skip-bad", no_argument, 0, OPT_SKIP_BAD},
-        {"mode", required_argument, 0, 'm'},        {"normalize", required_argument, 0, 'n'},
+        {"mode", required_argument, 0, 'm'},        {"normalize", required_argument, 0, OPT_NORMALIZE},
         {"ngram", required_argument, 0, OPT_NGRAM}, {"bands", required_argument, 0, OPT_BANDS},
         {"rows", required_argument, 0, OPT_ROWS},   {"seed", required_argument, 0, OPT_SEED},
         {"verify", required_argument, 0, OPT_VERIFY}, {"removed", required_argument, 0, OPT_REMOVED},
         {"stats", required_argument, 0, OPT_STATS}, {"threads", required_argument, 0, 'j'},
-        {"quiet", no_argument, 0, 'q'},             {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},              {"version", no_argument, 0, OPT_VERSION},
-        {0, 0, 0, 0}};
+        CLI_COMMON_OPTIONS};
     int opt;
-    while ((opt = getopt_long(argc, argv, "f:0m:n:j:qvh", longopts, NULL)) != -1) {
+    while ((opt = cli_getopt(argc, argv, "0m:j:", longopts, help)) != -1) {
         switch (opt) {
         case OPT_JSONL: format = DD_JSONL; break;
-        case 'f': field = optarg; break;
+        case OPT_FIELD: field = optarg; break;
         case OPT_LINES: format = DD_LINES; break;
         case '0': format = DD_NUL; break;
         case OPT_FILES: format = DD_FILES; break;
@@ -109,7 +104,7 @@ int main(int argc, char **argv)
             else if (strcmp(optarg, "both") == 0) o.exact = 1, o.near = 1;
             else usage_error("--mode must be exact, near or both, not '%s'", optarg);
             break;
-        case 'n':
+        case OPT_NORMALIZE:
             if (strcmp(optarg, "datatrove") == 0) o.norm = DD_NORM_DATATROVE;
             else if (strcmp(optarg, "none") == 0) o.norm = DD_NORM_NONE;
             else usage_error("--normalize must be datatrove or none, not '%s'", optarg);
@@ -125,11 +120,6 @@ int main(int argc, char **argv)
         case OPT_REMOVED: removed = optarg; break;
         case OPT_STATS: stats = optarg; break;
         case 'j': o.threads = (int)parse_u64("--threads", optarg, 1, 4096); break;
-        case 'q': sg_quiet = 1; break;
-        case 'v': sg_verbose = 1; break;
-        case 'h': help(); return 0;
-        case OPT_VERSION: printf("sigma-dedup " SIGMA_VERSION "\n"); return 0;
-        default: usage_error("unknown option");
         }
     }
     if (o.bands * o.rows > 4096) usage_error("--bands times --rows must be at most 4096");

@@ -7,15 +7,14 @@
 #include "text/tokenizer.h"
 #include "train/ckpt.h"
 
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void usage(FILE *out)
+static void help(FILE *out)
 {
     fprintf(out,
-            "usage: sigma-export CKPT -o HFDIR [-t TOKENIZER] [--dtype bf16|fp32] [--max-shard-size N] [--force]\n"
-            "       sigma-export --import HFDIR -o CKPTDIR [-t TOKENIZER] [--force]\n"
+            "usage: sigma-export CKPT -o HFDIR [-t TOKENIZER] [--dtype bf16|fp32] [--max-shard-size N] [-f]\n"
+            "       sigma-export --import HFDIR -o CKPTDIR [-t TOKENIZER] [-f]\n"
             "\n"
             "Writes the model of a checkpoint (a run directory or one step-N directory) as a\n"
             "Hugging Face directory that AutoModelForCausalLM loads as Qwen3MoeForCausalLM,\n"
@@ -28,9 +27,8 @@ static void usage(FILE *out)
             "      --max-shard-size N   bytes per safetensors file (default 5G; k, M, G allowed)\n"
             "      --import HFDIR       read a Hugging Face directory instead\n"
             "  -f, --force              replace DIR if it exists\n"
-            "  -q, --quiet  -h, --help  --version\n"
-            "\n"
-            "See sigma-export(1).\n");
+            "\n");
+    cli_help_end(out);
 }
 
 static Tokenizer *load_checked_tokenizer(const char *path, const TokHeader *model_tok, const char *what)
@@ -73,15 +71,13 @@ int main(int argc, char **argv)
     const char *out = NULL, *tok_path = NULL, *import = NULL;
     int force = 0, bf16 = 1;
     uint64_t max_shard = 5000000000ull;
-    enum { O_DTYPE = 256, O_MAX_SHARD, O_IMPORT, O_VERSION };
+    enum { O_DTYPE = 256, O_MAX_SHARD, O_IMPORT };
     static const struct option longopts[] = {
         {"out", required_argument, 0, 'o'}, {"tokenizer", required_argument, 0, 't'},
         {"dtype", required_argument, 0, O_DTYPE}, {"max-shard-size", required_argument, 0, O_MAX_SHARD},
-        {"import", required_argument, 0, O_IMPORT}, {"force", no_argument, 0, 'f'},
-        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, O_VERSION},
-        {0, 0, 0, 0}};
+        {"import", required_argument, 0, O_IMPORT}, {"force", no_argument, 0, 'f'}, CLI_COMMON_OPTIONS};
     int c;
-    while ((c = getopt_long(argc, argv, "o:t:fqh", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "o:t:f", longopts, help)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 't': tok_path = optarg; break;
@@ -93,10 +89,6 @@ int main(int argc, char **argv)
         case O_MAX_SHARD: max_shard = parse_count("--max-shard-size", optarg, 1, UINT64_MAX); break;
         case O_IMPORT: import = optarg; break;
         case 'f': force = 1; break;
-        case 'q': sg_quiet = 1; break;
-        case 'h': usage(stdout); return 0;
-        case O_VERSION: printf("sigma-export %s\n", SIGMA_VERSION); return 0;
-        default: usage_error("unknown option");
         }
     }
     if (!out) usage_error("missing -o DIR");

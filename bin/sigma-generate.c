@@ -7,16 +7,15 @@
 #include "train/ckpt.h"
 #include "train/loader.h"
 
-#include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static void usage(FILE *out)
+static void help(FILE *out)
 {
     fprintf(out,
-            "usage: sigma-generate CKPT -t TOKENIZER [OPTIONS] [--prompt TEXT]\n"
+            "usage: sigma-generate CKPT -t TOKENIZER [OPTIONS] [-p TEXT]\n"
             "\n"
             "Continues a prompt (--prompt, else standard input; empty: a new document) with\n"
             "the model of a checkpoint (a run directory or one step-N directory) and\n"
@@ -30,9 +29,8 @@ static void usage(FILE *out)
             "      --seed N             of the sampling (default 1)\n"
             "      --ids                write token ids, one per line, instead of text\n"
             "      --keep-going         do not stop at the end-of-text token\n"
-            "  -q, --quiet  -h, --help  --version\n"
-            "\n"
-            "See sigma-generate(1).\n");
+            "\n");
+    cli_help_end(out);
 }
 
 /* The index of the next token: argmax, or a sample from softmax(logits/temp)
@@ -68,16 +66,14 @@ int main(int argc, char **argv)
     uint64_t max_tokens = 64, seed = 1;
     double temperature = 0;
     int top_k = 0, ids_out = 0, keep_going = 0;
-    enum { O_TEMP = 256, O_TOPK, O_SEED, O_IDS, O_KEEP, O_VERSION };
+    enum { O_TEMP = 256, O_TOPK, O_SEED, O_IDS, O_KEEP };
     static const struct option longopts[] = {
         {"tokenizer", required_argument, 0, 't'}, {"prompt", required_argument, 0, 'p'},
         {"max-tokens", required_argument, 0, 'n'}, {"temperature", required_argument, 0, O_TEMP},
         {"top-k", required_argument, 0, O_TOPK}, {"seed", required_argument, 0, O_SEED},
-        {"ids", no_argument, 0, O_IDS}, {"keep-going", no_argument, 0, O_KEEP},
-        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, O_VERSION},
-        {0, 0, 0, 0}};
+        {"ids", no_argument, 0, O_IDS}, {"keep-going", no_argument, 0, O_KEEP}, CLI_COMMON_OPTIONS};
     int c;
-    while ((c = getopt_long(argc, argv, "t:p:n:qh", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "t:p:n:", longopts, help)) != -1) {
         switch (c) {
         case 't': tok_path = optarg; break;
         case 'p': prompt = optarg; break;
@@ -87,10 +83,6 @@ int main(int argc, char **argv)
         case O_SEED: seed = parse_u64("--seed", optarg, 0, UINT64_MAX); break;
         case O_IDS: ids_out = 1; break;
         case O_KEEP: keep_going = 1; break;
-        case 'q': sg_quiet = 1; break;
-        case 'h': usage(stdout); return 0;
-        case O_VERSION: printf("sigma-generate %s\n", SIGMA_VERSION); return 0;
-        default: usage_error("unknown option");
         }
     }
     if (optind + 1 != argc) usage_error("expected one checkpoint (a run directory or a step-N directory)");

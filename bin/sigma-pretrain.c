@@ -2,11 +2,10 @@
 #include "base/base.h"
 #include "train/trainer.h"
 
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void usage(FILE *out)
+static void help(FILE *out)
 {
     fprintf(out,
             "usage: sigma-pretrain (--preset NAME | --config FILE) --data SHARDS --out RUN [OPTIONS]\n"
@@ -16,7 +15,7 @@ static void usage(FILE *out)
             "validation loss, writes checkpoints into RUN, and resumes exactly.\n"
             "\n"
             "Model\n"
-            "  -p, --preset NAME        sigma-moe-tiny, nano, micro or test (vocabulary from the shards)\n"
+            "      --preset NAME        sigma-moe-tiny, nano, micro or test (vocabulary from the shards)\n"
             "  -c, --config FILE        a model config JSON (sigma-formats(5))\n"
             "      --init-std X         initialization std (default 0.02)\n"
             "      --dry-run            print parameter counts and memory, then exit\n"
@@ -38,7 +37,9 @@ static void usage(FILE *out)
             "      --schedule NAME      wsd (default), cosine or constant\n"
             "      --decay-fraction F   WSD: the decaying end of the run (default 0.2)\n"
             "      --weight-decay X     on matrices only (default 0.1)\n"
-            "      --beta1 X --beta2 X --eps X   AdamW (0.9, 0.95, 1e-8)\n"
+            "      --beta1 X            AdamW's beta1 (default 0.9)\n"
+            "      --beta2 X            AdamW's beta2 (default 0.95)\n"
+            "      --eps X              AdamW's epsilon (default 1e-8)\n"
             "      --clip X             global gradient-norm clip (default 1.0; 0 off)\n"
             "Sparsity and balance\n"
             "      --topk-schedule S    e.g. '0:8,8,8,8,1...; 2000:1...' (default: the config's k)\n"
@@ -54,21 +55,19 @@ static void usage(FILE *out)
             "      --keep N             checkpoints kept (default 3; 0 all)\n"
             "      --max-skips N        stop after N steps skipped for NaN/Inf (default 20)\n"
             "      --spike-z X          log a loss spike above X standard deviations (default 6)\n"
-            "      --threads N          CPU threads (default: all cores)\n"
+            "  -j, --threads N          CPU threads (default: all cores)\n"
             "      --device NAME        cpu, cuda or auto (default auto: cuda when a GPU is present)\n"
             "      --recompute-experts  GPU: recompute the experts' gate/up products in backward (less memory)\n"
-            "  -q, --quiet  -v, --verbose  -h, --help  --version\n"
-            "\n"
-            "See sigma-pretrain(1).\n");
+            "\n");
+    cli_help_end(out);
 }
 
-/* Records the long name of the option getopt_long just returned (c, or
- * longopts[index]): --resume takes every setting not given from the checkpoint. */
-static void note_given(TrainOptions *o, int c, int index, const struct option *longopts)
+/* Records the long name of the option just parsed (every option here has
+ * its own value c): --resume takes every setting not given from the checkpoint. */
+static void note_given(TrainOptions *o, int c, const struct option *longopts)
 {
-    for (int i = 0; index < 0 && longopts[i].name; i++)
-        if (longopts[i].val == c) index = i;
-    if (index >= 0) train_option_given(o, longopts[index].name);
+    for (int i = 0; longopts[i].name; i++)
+        if (longopts[i].val == c) { train_option_given(o, longopts[i].name); return; }
 }
 
 int main(int argc, char **argv)
@@ -80,10 +79,10 @@ int main(int argc, char **argv)
         O_INIT_STD = 256, O_DRY_RUN, O_RESUME, O_METRICS, O_STEPS, O_BATCH_TOKENS, O_MICRO_BATCH, O_SEQ_LEN, O_SEED,
         O_LR, O_MIN_LR, O_WARMUP, O_SCHEDULE, O_DECAY_FRACTION, O_WEIGHT_DECAY, O_BETA1, O_BETA2, O_EPS, O_CLIP,
         O_TOPK, O_BALANCE, O_BALANCE_COEF, O_BALANCE_TAU, O_Z_LOSS, O_BIAS_RATE, O_EVAL_EVERY, O_EVAL_BATCHES,
-        O_SAVE_EVERY, O_KEEP, O_MAX_SKIPS, O_SPIKE_Z, O_THREADS, O_DEVICE, O_RECOMPUTE, O_VERSION
+        O_SAVE_EVERY, O_KEEP, O_MAX_SKIPS, O_SPIKE_Z, O_DEVICE, O_RECOMPUTE, O_PRESET
     };
     static const struct option longopts[] = {
-        {"preset", required_argument, 0, 'p'}, {"config", required_argument, 0, 'c'},
+        {"preset", required_argument, 0, O_PRESET}, {"config", required_argument, 0, 'c'},
         {"init-std", required_argument, 0, O_INIT_STD}, {"dry-run", no_argument, 0, O_DRY_RUN},
         {"data", required_argument, 0, 'd'}, {"out", required_argument, 0, 'o'},
         {"resume", no_argument, 0, O_RESUME}, {"metrics", required_argument, 0, O_METRICS},
@@ -100,16 +99,14 @@ int main(int argc, char **argv)
         {"bias-rate", required_argument, 0, O_BIAS_RATE}, {"eval-every", required_argument, 0, O_EVAL_EVERY},
         {"eval-batches", required_argument, 0, O_EVAL_BATCHES}, {"save-every", required_argument, 0, O_SAVE_EVERY},
         {"keep", required_argument, 0, O_KEEP}, {"max-skips", required_argument, 0, O_MAX_SKIPS},
-        {"spike-z", required_argument, 0, O_SPIKE_Z}, {"threads", required_argument, 0, O_THREADS},
-        {"device", required_argument, 0, O_DEVICE}, {"recompute-experts", no_argument, 0, O_RECOMPUTE}, {"quiet", no_argument, 0, 'q'},
-        {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, O_VERSION},
-        {0, 0, 0, 0}};
-    int c, index = -1;
-    while ((c = getopt_long(argc, argv, "p:c:d:o:qvh", longopts, &index)) != -1) {
-        note_given(&o, c, index, longopts);
-        index = -1;
+        {"spike-z", required_argument, 0, O_SPIKE_Z}, {"threads", required_argument, 0, 'j'},
+        {"device", required_argument, 0, O_DEVICE}, {"recompute-experts", no_argument, 0, O_RECOMPUTE},
+        CLI_COMMON_OPTIONS};
+    int c;
+    while ((c = cli_getopt(argc, argv, "c:d:o:j:", longopts, help)) != -1) {
+        note_given(&o, c, longopts);
         switch (c) {
-        case 'p': o.preset = optarg; break;
+        case O_PRESET: o.preset = optarg; break;
         case 'c': o.config = optarg; break;
         case O_INIT_STD: o.init_std = parse_double("--init-std", optarg, 1e-6, 1); break;
         case O_DRY_RUN: o.dry_run = 1; break;
@@ -149,18 +146,13 @@ int main(int argc, char **argv)
         case O_KEEP: o.keep = (unsigned)parse_u64("--keep", optarg, 0, 1u << 20); break;
         case O_MAX_SKIPS: o.max_skips = parse_u64("--max-skips", optarg, 0, UINT64_MAX); break;
         case O_SPIKE_Z: o.spike_z = parse_double("--spike-z", optarg, 0, 1e9); break;
-        case O_THREADS: o.threads = (int)parse_u64("--threads", optarg, 1, 4096); break;
+        case 'j': o.threads = (int)parse_u64("--threads", optarg, 1, 4096); break;
         case O_DEVICE:
             if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda") && strcmp(optarg, "auto"))
                 usage_error("--device: expected cpu, cuda or auto, got '%s'", optarg);
             o.device = optarg;
             break;
         case O_RECOMPUTE: o.recompute = 1; break;
-        case 'q': sg_quiet = 1; break;
-        case 'v': sg_verbose = 1; break;
-        case 'h': usage(stdout); return 0;
-        case O_VERSION: printf("sigma-pretrain %s\n", SIGMA_VERSION); return 0;
-        default: usage_error("unknown option");
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);

@@ -4,40 +4,39 @@
 #include "data/shard.h"
 #include "data/tokstream.h"
 
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define IO_TOKENS (1u << 20)
 
-static void usage(FILE *out)
+static void help(FILE *out)
 {
     fprintf(out,
             "usage: sigma-shard [OPTIONS] -o DIR [STREAM...]   token stream(s) -> shard set\n"
             "       sigma-shard verify DIR                     check every byte of a shard set\n"
             "       sigma-shard info DIR                       JSON summary\n"
-            "       sigma-shard cat DIR [--split train|val]    the token stream back\n"
+            "       sigma-shard cat [--split train|val] DIR    the token stream back\n"
             "\n"
-            "Reads token streams (stdin when none is named, '-' too) and writes a shard set:\n"
-            "shards of --shard-tokens tokens, 16-bit tokens for vocabularies up to 65536,\n"
-            "zstd-compressed, checksummed, with a seeded train/validation split by document.\n"
+            "Reads token streams (stdin when none is named, '-' too) and writes a shard set\n"
+            "(sigma-formats(5)): shards of --shard-tokens tokens, 16-bit tokens for\n"
+            "vocabularies up to 65536, zstd-compressed, checksummed, with a seeded\n"
+            "train/validation split by document.\n"
             "\n"
-            "  -o, --out DIR           the shard set to create (refused if it exists)\n"
-            "  -f, --force             replace DIR if it exists (only once the new one is complete)\n"
-            "      --shard-tokens N    tokens per shard (default 16777216; k, M, G allowed)\n"
-            "  -l, --level N           zstd level 1-19 (default 3); 0 stores tokens raw\n"
-            "      --no-compress       the same as --level 0\n"
-            "      --val-fraction F    share of documents for validation (default 0.01)\n"
-            "      --val-docs N        at most N validation documents\n"
-            "      --seed N            seed of the split (default 0)\n"
-            "      --split NAME        with cat: train or val only (default: both, in input order)\n"
-            "  -q, --quiet             no progress\n"
-            "  -v, --verbose           more messages\n"
-            "  -h, --help              this help\n"
-            "      --version           print the version\n"
-            "\n"
-            "See sigma-shard(1) and sigma-formats(5).\n");
+            "Writing a shard set\n"
+            "  -o, --out DIR            the shard set to create (refused if it exists)\n"
+            "  -f, --force              replace DIR if it exists (once the new one is complete);\n"
+            "                           with cat, write even to a terminal\n"
+            "      --shard-tokens N     tokens per shard (default 16777216; k, M, G allowed)\n"
+            "  -l, --level N            zstd level 1-19 (default 3); 0 stores tokens raw\n"
+            "      --no-compress        the same as --level 0\n"
+            "      --val-fraction F     share of documents for validation (default 0.01)\n"
+            "      --val-docs N         at most N validation documents\n"
+            "      --seed N             seed of the split (default 0)\n"
+            "cat\n"
+            "      --split NAME         train or val only (default: both, in input order)\n"
+            "\n");
+    cli_help_end(out);
 }
 
 typedef struct {
@@ -103,9 +102,10 @@ static void write_set(const Args *a, char **inputs, int n_inputs)
     warn_empty_val(a->out);
 }
 
-static void cat_set(const char *dir, int split)
+static void cat_set(const char *dir, int split, int force)
 {
-    if (isatty(STDOUT_FILENO)) die("refusing to write a binary token stream to a terminal (redirect or pipe it)");
+    if (!force && isatty(STDOUT_FILENO))
+        die("refusing to write a binary token stream to a terminal (redirect or pipe it, or -f)");
     ShardSet set;
     shardset_open(&set, dir);
     SetReader *r = setreader_open(&set, split);
@@ -188,7 +188,7 @@ int main(int argc, char **argv)
     sg_init(argv[0]);
     Args a = {.opt = {.shard_tokens = 1u << 24, .level = 3, .seed = 0, .val_fraction = 0.01, .val_docs = UINT64_MAX},
               .split = -1};
-    enum { O_SHARD_TOKENS = 256, O_NO_COMPRESS, O_VAL_FRACTION, O_VAL_DOCS, O_SEED, O_SPLIT, O_VERSION };
+    enum { O_SHARD_TOKENS = 256, O_NO_COMPRESS, O_VAL_FRACTION, O_VAL_DOCS, O_SEED, O_SPLIT };
     static const struct option longopts[] = {
         {"out", required_argument, 0, 'o'},          {"force", no_argument, 0, 'f'},
         {"shard-tokens", required_argument, 0, O_SHARD_TOKENS},
@@ -196,11 +196,9 @@ int main(int argc, char **argv)
         {"val-fraction", required_argument, 0, O_VAL_FRACTION},
         {"val-docs", required_argument, 0, O_VAL_DOCS},
         {"seed", required_argument, 0, O_SEED},      {"split", required_argument, 0, O_SPLIT},
-        {"quiet", no_argument, 0, 'q'},              {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},               {"version", no_argument, 0, O_VERSION},
-        {0, 0, 0, 0}};
+        CLI_COMMON_OPTIONS};
     int c;
-    while ((c = getopt_long(argc, argv, "o:fl:qvh", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "o:fl:", longopts, help)) != -1) {
         switch (c) {
         case 'o': a.out = optarg; break;
         case 'f': a.force = 1; break;
@@ -214,27 +212,29 @@ int main(int argc, char **argv)
             a.split = split_from_name(optarg);
             if (a.split < 0) usage_error("--split: expected train or val, got '%s'", optarg);
             break;
-        case 'q': sg_quiet = 1; break;
-        case 'v': sg_verbose = 1; break;
-        case 'h': usage(stdout); return 0;
-        case O_VERSION: printf("sigma-shard %s\n", SIGMA_VERSION); return 0;
-        default: usage_error("unknown option");
         }
     }
+    /* the options each form takes: the first is writing a set (no subcommand) */
+    static const CliCommand commands[] = {
+        {"writing a shard set", "out force shard-tokens level no-compress val-fraction val-docs seed"},
+        {"verify", ""},
+        {"info", ""},
+        {"cat", "split force"},
+    };
     const char *cmd = optind < argc ? argv[optind] : NULL;
-    int is_sub = cmd && (!strcmp(cmd, "verify") || !strcmp(cmd, "info") || !strcmp(cmd, "cat"));
-    if (is_sub) {
+    size_t which = 0;
+    for (size_t i = 1; cmd && i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(cmd, commands[i].what)) which = i;
+    cli_check_command(&commands[which], commands, sizeof commands / sizeof *commands);
+    if (which) {
         if (argc - optind != 2) usage_error("%s takes one shard set directory", cmd);
-        if (a.out) usage_error("-o is for writing a shard set, not for %s", cmd);
-        if (a.split >= 0 && strcmp(cmd, "cat")) usage_error("--split goes with cat");
         const char *dir = argv[optind + 1];
         if (!strcmp(cmd, "verify")) verify_set(dir);
         else if (!strcmp(cmd, "info")) info_set(dir);
-        else cat_set(dir, a.split);
+        else cat_set(dir, a.split, a.force);
         return 0;
     }
     if (!a.out) usage_error("missing -o DIR (the shard set to write)");
-    if (a.split >= 0) usage_error("--split goes with cat");
     write_set(&a, argv + optind, argc - optind);
     return 0;
 }

@@ -1,7 +1,6 @@
 /* sigma-tokenize: train a byte-level BPE tokenizer, encode text to a token
  * stream (or ids), decode it back, describe a tokenizer. The work is in
  * lib/text (pretok, tokenizer, bpe_train, docs); this is the command line. */
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,41 +14,54 @@
 #include "text/pretok.h"
 #include "text/tokenizer.h"
 
-static const char usage_text[] =
-    "usage: sigma-tokenize train -o TOK [--vocab-size N] [--pattern P] [--special NAME]... [--chat]\n"
-    "                            [--lines | --jsonl [--field F] [--skip-bad]] [--threads N] [FILE...]\n"
-    "       sigma-tokenize encode -t TOK [--pattern P] [--lines | --jsonl [--field F] [--skip-bad]]\n"
-    "                            [--ids] [--threads N] [-o OUT] [-f] [FILE...]\n"
-    "       sigma-tokenize decode -t TOK [--pattern P] [--ids] [--lines] [-o OUT] [FILE]\n"
-    "       sigma-tokenize info -t TOK [--pattern P]\n"
-    "\n"
-    "Byte-level BPE that encodes exactly as tiktoken. Text comes a document per\n"
-    "file (default), per line (--lines) or per JSON Lines record (--jsonl, field\n"
-    "--field, default text); no FILE or \"-\" reads stdin.\n"
-    "\n"
-    "  -t, --tokenizer TOK   a sigma tokenizer file or a tiktoken rank file\n"
-    "      --pattern P       gpt2 (= r50k), cl100k or o200k: required with a rank\n"
-    "                        file; train's default is o200k\n"
-    "  -o, --output PATH     train: the tokenizer file; encode/decode: instead of stdout\n"
-    "      --vocab-size N    train: all tokens, specials included (default 32000)\n"
-    "      --special NAME    train: one more special token (repeatable); <|endoftext|>\n"
-    "                        is always the first\n"
-    "      --chat            train: reserve <|im_start|> and <|im_end|> for chat data\n"
-    "      --lines           a document per line (decode: a newline after each)\n"
-    "      --jsonl           a document per JSON Lines record, its --field string\n"
-    "      --field F         the JSON field holding the text (default text)\n"
-    "      --skip-bad        skip (and count) JSON lines that are invalid or lack the field\n"
-    "      --ids             encode: decimal ids, a document per line, no end-of-text;\n"
-    "                        decode: read that\n"
-    "      --threads N       threads (default: every core); output does not depend on it\n"
-    "  -f, --force           write a token stream to a terminal\n"
-    "  -q, --quiet           no progress\n"
-    "  -v, --verbose         more messages\n"
-    "  -h, --help            this help\n"
-    "      --version         the version\n";
+static void help(FILE *out)
+{
+    fprintf(out,
+            "usage: sigma-tokenize train -o TOK [--vocab-size N] [--pattern P] [--special NAME]... [--chat]\n"
+            "                            [--lines | --jsonl [--field F] [--skip-bad]] [-j N] [FILE...]\n"
+            "       sigma-tokenize encode -t TOK [--pattern P] [--lines | --jsonl [--field F] [--skip-bad]]\n"
+            "                            [--ids] [-j N] [-o OUT] [-f] [FILE...]\n"
+            "       sigma-tokenize decode -t TOK [--pattern P] [--ids] [--lines] [-o OUT] [FILE]\n"
+            "       sigma-tokenize info -t TOK [--pattern P]\n"
+            "\n"
+            "Byte-level BPE that encodes exactly as tiktoken. Text comes a document per\n"
+            "file (default), per line (--lines) or per JSON Lines record (--jsonl, field\n"
+            "--field, default text); no FILE or \"-\" reads stdin. An option is refused by\n"
+            "a command that does not take it.\n"
+            "\n"
+            "  -t, --tokenizer TOK      a sigma tokenizer file or a tiktoken rank file\n"
+            "      --pattern P          gpt2 (= r50k), cl100k or o200k: required with a rank\n"
+            "                           file; train's default is o200k\n"
+            "  -o, --out PATH           train: the tokenizer file; encode, decode: instead of stdout\n"
+            "      --output PATH        the same as --out\n"
+            "      --vocab-size N       train: all tokens, specials included (default 32000)\n"
+            "      --special NAME       train: one more special token (repeatable); <|endoftext|>\n"
+            "                           is always the first\n"
+            "      --chat               train: reserve <|im_start|> and <|im_end|> for chat data\n"
+            "      --lines              a document per line (decode: a newline after each)\n"
+            "      --jsonl              train, encode: a document per JSON Lines record, its --field\n"
+            "      --field F            the JSON field holding the text (default text)\n"
+            "      --skip-bad           skip (and count) JSON lines that are invalid or lack the field\n"
+            "      --ids                encode: decimal ids, a document per line, no end-of-text;\n"
+            "                           decode: read that\n"
+            "  -j, --threads N          train, encode: threads (default: every core); output does\n"
+            "                           not depend on it\n"
+            "  -f, --force              encode: write a token stream to a terminal\n"
+            "\n");
+    cli_help_end(out);
+}
+
+/* The options each command takes (cli_check_command refuses the others). */
+static const CliCommand commands[] = {
+    {"train", "out pattern vocab-size special chat lines jsonl field skip-bad threads"},
+    {"encode", "tokenizer pattern out lines jsonl field skip-bad ids threads force"},
+    {"decode", "tokenizer pattern out ids lines"},
+    {"info", "tokenizer pattern"},
+};
+#define N_COMMANDS (sizeof commands / sizeof *commands)
 
 enum { OPT_PATTERN = 256, OPT_VOCAB, OPT_SPECIAL, OPT_CHAT, OPT_LINES, OPT_JSONL, OPT_FIELD, OPT_SKIP_BAD,
-       OPT_IDS, OPT_THREADS, OPT_VERSION };
+       OPT_IDS };
 
 typedef struct {
     const char *tok_path, *pattern, *output, *field;
@@ -427,24 +439,19 @@ int main(int argc, char **argv)
     sg_init(argv[0]);
     static const struct option longopts[] = {
         {"tokenizer", required_argument, 0, 't'}, {"pattern", required_argument, 0, OPT_PATTERN},
-        {"output", required_argument, 0, 'o'}, {"vocab-size", required_argument, 0, OPT_VOCAB},
-        {"special", required_argument, 0, OPT_SPECIAL}, {"chat", no_argument, 0, OPT_CHAT},
-        {"lines", no_argument, 0, OPT_LINES}, {"jsonl", no_argument, 0, OPT_JSONL},
+        {"out", required_argument, 0, 'o'}, {"output", required_argument, 0, 'o'},
+        {"vocab-size", required_argument, 0, OPT_VOCAB}, {"special", required_argument, 0, OPT_SPECIAL},
+        {"chat", no_argument, 0, OPT_CHAT}, {"lines", no_argument, 0, OPT_LINES}, {"jsonl", no_argument, 0, OPT_JSONL},
         {"field", required_argument, 0, OPT_FIELD}, {"skip-bad", no_argument, 0, OPT_SKIP_BAD},
-        {"ids", no_argument, 0, OPT_IDS}, {"threads", required_argument, 0, OPT_THREADS},
-        {"force", no_argument, 0, 'f'}, {"quiet", no_argument, 0, 'q'}, {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, OPT_VERSION}, {0, 0, 0, 0}};
+        {"ids", no_argument, 0, OPT_IDS}, {"threads", required_argument, 0, 'j'},
+        {"force", no_argument, 0, 'f'}, CLI_COMMON_OPTIONS};
     Opts o = {.field = "text", .vocab_size = 32000};
     int lines = 0, jsonl = 0, field_given = 0, c;
-    while ((c = getopt_long(argc, argv, "t:o:fqvh", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "t:o:j:f", longopts, help)) != -1) {
         switch (c) {
         case 't': o.tok_path = optarg; break;
         case 'o': o.output = optarg; break;
         case 'f': o.force = 1; break;
-        case 'q': sg_quiet = 1; break;
-        case 'v': sg_verbose = 1; break;
-        case 'h': fputs(usage_text, stdout); return 0;
-        case OPT_VERSION: printf("sigma-tokenize %s\n", SIGMA_VERSION); return 0;
         case OPT_PATTERN:
             if (pretok_by_name(optarg) < 0) usage_error("unknown pattern '%s' (gpt2, r50k, cl100k or o200k)", optarg);
             o.pattern = optarg;
@@ -460,31 +467,25 @@ int main(int argc, char **argv)
         case OPT_FIELD: o.field = optarg; field_given = 1; break;
         case OPT_SKIP_BAD: o.skip_bad = 1; break;
         case OPT_IDS: o.ids = 1; break;
-        case OPT_THREADS: o.threads = (int)parse_u64("--threads", optarg, 1, 1024); break;
-        default: usage_error("unknown option");
+        case 'j': o.threads = (int)parse_u64("--threads", optarg, 1, 1024); break;
         }
     }
     if (optind >= argc) usage_error("no command (train, encode, decode or info)");
     const char *cmd = argv[optind++];
+    size_t which = 0;
+    while (which < N_COMMANDS && strcmp(cmd, commands[which].what)) which++;
+    if (which == N_COMMANDS) usage_error("unknown command '%s' (train, encode, decode or info)", cmd);
+    cli_check_command(&commands[which], commands, N_COMMANDS);
     if (lines && jsonl) usage_error("--lines and --jsonl exclude each other");
     if ((field_given || o.skip_bad) && !jsonl) usage_error("--field and --skip-bad go with --jsonl");
     o.mode = jsonl ? DOCS_JSONL : lines ? DOCS_LINES : DOCS_FILE;
     o.lines = lines;
     char *const *files = argv + optind;
     size_t n_files = (size_t)(argc - optind);
-    if (!strcmp(cmd, "train")) {
-        if (o.tok_path) usage_error("train writes a tokenizer (-o); it takes no -t");
-        return cmd_train(&o, files, n_files);
-    }
+    if (!strcmp(cmd, "train")) return cmd_train(&o, files, n_files);
     if (!o.tok_path) usage_error("%s needs -t TOKENIZER", cmd);
     if (!strcmp(cmd, "encode")) return cmd_encode(&o, files, n_files);
-    if (!strcmp(cmd, "decode")) {
-        if (jsonl) usage_error("decode takes no --jsonl");
-        return cmd_decode(&o, files, n_files);
-    }
-    if (!strcmp(cmd, "info")) {
-        if (n_files) usage_error("info takes no files");
-        return cmd_info(&o);
-    }
-    usage_error("unknown command '%s' (train, encode, decode or info)", cmd);
+    if (!strcmp(cmd, "decode")) return cmd_decode(&o, files, n_files);
+    if (n_files) usage_error("info takes no files");
+    return cmd_info(&o);
 }

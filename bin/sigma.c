@@ -8,13 +8,13 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The tools that exist; the planned ones (sft, eval) are named as planned in
+ * the help, not listed as if they were merely not installed. */
 static const struct { const char *name, *what; } tools[] = {
     {"tokenize", "train a byte-level BPE tokenizer; encode text to a token stream and back"},
     {"dedup", "remove exact and near-duplicate documents (MinHash LSH)"},
     {"shard", "write a token stream into a checksummed shard set; verify, info, cat"},
     {"pretrain", "train a Sigma-MoE model on a shard set (CPU or CUDA)"},
-    {"sft", "supervised fine-tuning on chat data with loss masks"},
-    {"eval", "evaluate a checkpoint: validation loss, PIQA, LAMBADA"},
     {"generate", "sample text from a checkpoint"},
     {"export", "write a Hugging Face model directory; import one back"},
 };
@@ -63,20 +63,26 @@ static void help(FILE *out)
 {
     fprintf(out,
             "usage: sigma CMD [ARGS...]    run sigma-CMD\n"
-            "       sigma help             list the tools\n"
+            "       sigma help [CMD]       list the tools, or show CMD's --help\n"
+            "       sigma -h | --help      this help\n"
             "       sigma --version\n\n"
             "Train ultra-sparse Mixture-of-Experts language models with small tools\n"
             "that pass token streams, shard sets and checkpoints to each other.\n\n"
-            "Tools (those marked * are not installed here):\n");
+            "Tools:\n");
+    int missing = 0;
     for (size_t i = 0; i < N_TOOLS; i++) {
         char *tool = xasprintf("sigma-%s", tools[i].name);
         char *p = beside_us(tool);
         int have = p || on_path(tool);
+        missing += !have;
         fprintf(out, "  %-10s%s %s\n", tools[i].name, have ? " " : "*", tools[i].what);
         free(p);
         free(tool);
     }
-    fprintf(out, "\n'sigma CMD --help' and man sigma-CMD tell more; man sigma-formats for the files.\n");
+    if (missing) fprintf(out, "(* not found beside sigma or on PATH)\n");
+    fprintf(out, "\nFine-tuning (sft) and evaluation (eval) are planned, not written yet.\n"
+                 "'sigma CMD --help' and man sigma-CMD tell more; man sigma-formats for the files.\n\n"
+                 "See sigma(1).\n");
 }
 
 int main(int argc, char **argv)

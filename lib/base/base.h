@@ -1,10 +1,11 @@
 /* libsigma base: errors that name file and line, checked allocation and I/O,
- * logging and progress on stderr, atomic files and directories, number
- * parsing for command lines, and the JSON helpers (cJSON underneath).
+ * logging and progress on stderr, atomic files and directories, the command
+ * line's conventions and numbers, and the JSON helpers (cJSON underneath).
  * Every tool calls sg_init(argv[0]) first so messages carry its name. */
 #ifndef SIGMA_BASE_H
 #define SIGMA_BASE_H
 
+#include <getopt.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -31,7 +32,7 @@ void sg_init(const char *argv0);
 /* "prog: message" on stderr, then exit(1). Cleanup hooks run first, so a
  * tool can remove its temporary output before it dies. */
 SG_NORETURN void die(const char *fmt, ...) SG_PRINTF(1, 2);
-/* "prog: usage error" plus a hint to --help, exit(2). */
+/* One line, "prog: message (see prog --help)", then exit(2). */
 SG_NORETURN void usage_error(const char *fmt, ...) SG_PRINTF(1, 2);
 /* An error that names the source place, "prog: error at f.c:12: ...":
  * for what no user input explains (a failed CUDA, cuBLAS or allocation
@@ -128,6 +129,33 @@ double rate_per_second(const RateWindow *r, double units_per_interval);
 void progress_update(Progress *p, const char *fmt, ...) SG_PRINTF(2, 3);
 void progress_done(Progress *p, const char *fmt, ...) SG_PRINTF(2, 3);
 double now_seconds(void);   /* monotonic clock */
+
+/* ---- the command line (cli.c): the conventions of sigma(1) ------------ */
+/* Every tool ends its longopts with CLI_COMMON_OPTIONS and parses them with
+ * cli_getopt, which handles -q, -v, -h (help(stdout), exit 0) and --version
+ * itself and returns the tool's own options, then -1. An unknown or
+ * ambiguous option, a missing argument or one given to an option that
+ * takes none is one usage error line naming it (exit 2). `shortopts` holds
+ * the tool's own letters only ("o:t:f"). */
+#define CLI_VERSION 0x10000
+#define CLI_COMMON_OPTIONS                                                                 \
+    {"quiet", no_argument, 0, 'q'}, {"verbose", no_argument, 0, 'v'},                     \
+        {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, CLI_VERSION}, {0, 0, 0, 0}
+int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts,
+               void (*help)(FILE *out));
+/* The lines that end every tool's --help: -q, -v, -h, --version, then
+ * "See sigma-TOOL(1)." */
+void cli_help_end(FILE *out);
+
+/* A tool with subcommands describes which options each takes; after
+ * parsing, cli_check_command refuses (exit 2) any option given that `cmd`
+ * does not take, naming the subcommands it belongs to. The common options
+ * go with every subcommand. */
+typedef struct {
+    const char *what;      /* the subcommand in messages: "encode", "writing a shard set" */
+    const char *options;   /* the long names of the options it takes, space-separated */
+} CliCommand;
+void cli_check_command(const CliCommand *cmd, const CliCommand *all, size_t n);
 
 /* ---- command-line numbers: errors name the option -------------------- */
 uint64_t parse_u64(const char *opt, const char *arg, uint64_t min, uint64_t max);

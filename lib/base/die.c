@@ -74,9 +74,11 @@ void usage_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vmessage("", fmt, ap);
+    fflush(stdout);
+    fprintf(stderr, "%s: ", sg_prog);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see %s --help)\n", sg_prog);
     va_end(ap);
-    fprintf(stderr, "Try '%s --help' for more information.\n", sg_prog);
     run_hooks_and_exit(2);
 }
 
