@@ -125,10 +125,12 @@ $(LIBSIGMA): $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-# only the training tool holds the CUDA core and links CUDA's libraries
+# the tools that reach a model through the device table (model/device.h)
+# hold the CUDA core and link CUDA's libraries
+DEVICE_TOOLS := sigma-pretrain sigma-eval
 $(BINDIR)/%: $(O)/bin/%.o $(LIBSIGMA)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) $< $(LIBSIGMA) $(LDLIBS) $(if $(filter sigma-pretrain,$(@F)),$(CUDA_LDLIBS)) -o $@
+	$(CC) $(LDFLAGS) $< $(LIBSIGMA) $(LDLIBS) $(if $(filter $(DEVICE_TOOLS),$(@F)),$(CUDA_LDLIBS)) -o $@
 
 $(O)/tests/%: $(O)/tests/unit/%.o $(LIBSIGMA)
 	$(CC) $(LDFLAGS) $< $(LIBSIGMA) $(LDLIBS) -o $@

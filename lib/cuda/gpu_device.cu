@@ -36,7 +36,7 @@ static void cuda_close(Device *d)
 static void cuda_set_state(Device *d, const float *params, const float *moments)
 {
     gpu_model_set_params(gpu(d), params);
-    gpu_model_set_moments(gpu(d), moments);
+    if (moments) gpu_model_set_moments(gpu(d), moments);
 }
 
 static void cuda_get_state(Device *d, float *params, float *moments)
@@ -57,9 +57,10 @@ static void cuda_backward(Device *d, float scale) { gpu_model_backward(gpu(d), s
 static void cuda_zero_grads(Device *d) { gpu_model_zero_grads(gpu(d)); }
 static double cuda_grad_norm(Device *d) { return gpu_model_grad_norm(gpu(d)); }
 static void cuda_adamw(Device *d, const AdamWStep *s) { gpu_model_adamw(gpu(d), s); }
+static RouteSums cuda_route_sums(Device *d, int layer) { return gpu_model_route_sums(gpu(d), layer); }
 
 // in DeviceOps's order (C++17 has no designated initializers)
 extern "C" const DeviceOps cuda_device_ops = {
     "cuda", cuda_open, cuda_close, cuda_set_state, cuda_get_state, cuda_forward,
-    cuda_logits, cuda_backward, cuda_zero_grads, cuda_grad_norm, cuda_adamw,
+    cuda_logits, cuda_backward, cuda_zero_grads, cuda_grad_norm, cuda_adamw, cuda_route_sums,
 };

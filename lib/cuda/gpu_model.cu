@@ -782,14 +782,11 @@ extern "C" void gpu_model_adamw(GpuModel *g, const AdamWStep *s)
 
 // ---------------------------------------------------------------- statistics, profile
 
-extern "C" void gpu_model_route_stats(const GpuModel *g, int layer, float *max_dev, float *min_dev, float *entropy)
+extern "C" RouteSums gpu_model_route_sums(const GpuModel *g, int layer)
 {
-    int E = g->alloc.n_experts, N = g->B * g->T;
-    double hi, lo;
-    load_deviation(g->h_counts + (size_t)layer * E, E, &hi, &lo);
-    *max_dev = (float)hi;
-    *min_dev = (float)lo;
-    *entropy = N ? (float)(g->h_stats[(size_t)layer * (2 * E + 3) + 2 * E + 2] / N) : 0;
+    const double *st = g->h_stats + (size_t)layer * (2 * g->alloc.n_experts + 3) + 2 * g->alloc.n_experts;
+    RouteSums r = {(double)g->B * g->T, st[0], st[2]};   // scal's columns: first choice's p, lse^2, entropy
+    return r;
 }
 
 extern "C" void gpu_model_profile(GpuModel *g, int on)

@@ -66,8 +66,8 @@ void gpu_model_zero_grads(GpuModel *g);
 double gpu_model_grad_norm(GpuModel *g);
 /* AdamW over every tensor (weight decay on matrices), then the bf16 copy. */
 void gpu_model_adamw(GpuModel *g, const AdamWStep *s);
-/* as model_route_stats for the last forward */
-void gpu_model_route_stats(const GpuModel *g, int layer, float *max_dev, float *min_dev, float *entropy);
+/* as model_route_sums for the last forward */
+RouteSums gpu_model_route_sums(const GpuModel *g, int layer);
 
 /* Tests: fill every activation and scratch buffer with NaN, so a kernel
  * that reads what no kernel wrote shows up. */

@@ -3,6 +3,7 @@
  * devices used before it was shared, so that their bits did not move. */
 #include "model/balance.h"
 
+#include <math.h>
 #include <string.h>
 
 static const char *const balance_names[] = {"none", "lbl", "lbl-global", "top1-lbl", "bias"};
@@ -76,4 +77,20 @@ void load_deviation(const float *counts, int E, double *max_dev, double *min_dev
     double mean = total / E;
     *max_dev = mean > 0 ? (hi - mean) / mean : 0;
     *min_dev = mean > 0 ? (lo - mean) / mean : 0;
+}
+
+double load_entropy(const float *counts, int E)
+{
+    double total = 0, h = 0;
+    for (int e = 0; e < E; e++) total += counts[e];
+    for (int e = 0; e < E; e++)
+        if (counts[e] > 0) h -= counts[e] / total * log(counts[e] / total);
+    return h;
+}
+
+int idle_experts(const float *counts, int E)
+{
+    int n = 0;
+    for (int e = 0; e < E; e++) n += counts[e] == 0;
+    return n;
 }

@@ -50,6 +50,19 @@ double top1_lbl_grads(double *gf, const BalanceOptions *bo, const double *fhat, 
 /* The z-loss's value; sum_lse2 = logsumexp(z)^2 summed over the N tokens. */
 double z_loss(const BalanceOptions *bo, double sum_lse2, int N);
 
+/* A layer's routing summed over tokens, forward after forward (eval). */
+typedef struct {
+    double tokens;
+    double top1_p;             /* the probability of each token's first choice */
+    double entropy;            /* -sum p log p of each token's routing distribution */
+} RouteSums;
+
+/* The entropy of a layer's load (counts as a distribution over experts),
+ * in nats: log E when even, 0 when one expert takes all. */
+double load_entropy(const float *counts, int E);
+/* Experts that got no token. */
+int idle_experts(const float *counts, int E);
+
 /* The aux-loss-free step of one layer: bias_e += rate * sign(mean count - count_e). */
 void bias_update(float *bias, const float *counts, int E, float rate);
 /* The report's balance metric of one layer: the relative deviation from the

@@ -57,8 +57,7 @@ static Device *cpu_open(Model *host, const Config *alloc, int B, int T, GpuPaths
     (void)verbose;
     model_init(host, alloc, B, T);
     Device *d = xcalloc(1, sizeof *d);
-    CpuDevice *c = xcalloc(1, sizeof *c);
-    c->moments = xcalloc(2 * host->n_params, sizeof(float));
+    CpuDevice *c = xcalloc(1, sizeof *c);   /* the moments come with the first state or step: inference needs none */
     *d = (Device){.ops = &cpu_device_ops, .host = host, .impl = c};
     return d;
 }
@@ -77,6 +76,8 @@ static void cpu_set_state(Device *d, const float *params, const float *moments)
     Model *m = d->host;
     CpuDevice *c = d->impl;
     if (params != m->params) memcpy(m->params, params, m->n_params * sizeof(float));
+    if (!moments) return;
+    if (!c->moments) c->moments = xmalloc(2 * m->n_params * sizeof(float));
     memcpy(c->moments, moments, 2 * m->n_params * sizeof(float));
 }
 
@@ -85,7 +86,8 @@ static void cpu_get_state(Device *d, float *params, float *moments)
     Model *m = d->host;
     CpuDevice *c = d->impl;
     if (params != m->params) memcpy(params, m->params, m->n_params * sizeof(float));
-    memcpy(moments, c->moments, 2 * m->n_params * sizeof(float));
+    if (c->moments) memcpy(moments, c->moments, 2 * m->n_params * sizeof(float));
+    else memset(moments, 0, 2 * m->n_params * sizeof(float));
 }
 
 static Losses cpu_forward(Device *d, const uint32_t *inputs, const uint32_t *targets, const float *mask, int B, int T,
@@ -103,6 +105,7 @@ static void cpu_adamw(Device *d, const AdamWStep *s)
 {
     Model *m = d->host;
     CpuDevice *c = d->impl;
+    if (!c->moments) c->moments = xcalloc(2 * m->n_params, sizeof(float));
     for (int i = 0; i < m->n_tensors; i++) {
         const ParamTensor *p = &m->tensors[i];
         adamw_update(m->params + p->offset, c->moments + p->offset, c->moments + m->n_params + p->offset,
@@ -110,10 +113,12 @@ static void cpu_adamw(Device *d, const AdamWStep *s)
     }
 }
 
+static RouteSums cpu_route_sums(Device *d, int layer) { return model_route_sums(d->host, layer); }
+
 const DeviceOps cpu_device_ops = {
     .name = "cpu", .open = cpu_open, .close = cpu_close, .set_state = cpu_set_state, .get_state = cpu_get_state,
     .forward = cpu_forward, .logits = cpu_logits, .backward = cpu_backward, .zero_grads = cpu_zero_grads,
-    .grad_norm = cpu_grad_norm, .adamw = cpu_adamw,
+    .grad_norm = cpu_grad_norm, .adamw = cpu_adamw, .route_sums = cpu_route_sums,
 };
 
 /* ---- the choice ------------------------------------------------------------------------------ */

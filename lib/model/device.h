@@ -9,8 +9,8 @@
  * (host->counts, filled by every forward on either device). The device holds
  * the weights, gradients and AdamW moments it computes with; set_state and
  * get_state move them to and from host buffers of the model's layout (the
- * weights [n_params], the moments [2 * n_params]: m, then v). On the CPU the
- * weights are the host model's own buffer. */
+ * weights [n_params], the moments [2 * n_params]: m, then v; NULL moments
+ * for inference). On the CPU the weights are the host model's own buffer. */
 #ifndef SIGMA_DEVICE_H
 #define SIGMA_DEVICE_H
 
@@ -64,6 +64,8 @@ typedef struct {
     double (*grad_norm)(Device *d);
     /* AdamW over every tensor, weight decay on matrices only */
     void (*adamw)(Device *d, const AdamWStep *s);
+    /* layer l's routing in the last forward, summed over its tokens */
+    RouteSums (*route_sums)(Device *d, int layer);
 } DeviceOps;
 
 struct Device {
@@ -97,5 +99,6 @@ static inline void device_adamw(Device *d, const AdamWStep *s) { d->ops->adamw(d
 static inline void device_set_state(Device *d, const float *params, const float *moments) { d->ops->set_state(d, params, moments); }
 static inline void device_get_state(Device *d, float *params, float *moments) { d->ops->get_state(d, params, moments); }
 static inline void device_close(Device *d) { if (d) d->ops->close(d); }
+static inline RouteSums device_route_sums(Device *d, int layer) { return d->ops->route_sums(d, layer); }
 
 #endif

@@ -1121,21 +1121,18 @@ void model_backward(Model *m, float scale)
 
 /* ============================ statistics ============================== */
 
-void model_route_stats(const Model *m, int layer, float *max_dev, float *min_dev, float *entropy)
+RouteSums model_route_sums(const Model *m, int layer)
 {
     const Activations *a = m->acts;
-    const int E = m->cfg.n_experts, N = a->B * a->T;
-    double hi, lo;
-    load_deviation(m->counts + (size_t)layer * E, E, &hi, &lo);
-    *max_dev = (float)hi;
-    *min_dev = (float)lo;
-    double h = 0;
-    for (int n = 0; n < N; n++)
-        for (int e = 0; e < E; e++) {
-            double pv = a->p[layer][(size_t)n * E + e];
-            if (pv > 0) h -= pv * log(pv);
-        }
-    *entropy = N ? (float)(h / N) : 0;
+    const int E = m->cfg.n_experts, N = a->B * a->T, k = a->kused[layer];
+    RouteSums r = {.tokens = N};
+    for (int n = 0; n < N; n++) {
+        const float *pn = a->p[layer] + (size_t)n * E;
+        r.top1_p += pn[a->sel[layer][(size_t)n * k]];
+        for (int e = 0; e < E; e++)
+            if (pn[e] > 0) r.entropy -= pn[e] * log(pn[e]);
+    }
+    return r;
 }
 
 void model_update_bias(Model *m, float rate)

@@ -146,10 +146,9 @@ const float *model_logits(const Model *m);
 void model_backward(Model *m, float scale);
 void model_zero_grads(Model *m);
 
-/* The report's balance statistics of the last forward, per layer: relative
- * deviation of the busiest and idlest expert, (count - T*k/E) / (T*k/E),
- * and the routing entropy (mean over tokens of -sum p log p). */
-void model_route_stats(const Model *m, int layer, float *max_dev, float *min_dev, float *entropy);
+/* The routing of layer l in the last forward, summed over its tokens (the
+ * load itself is m->counts; balance.h has its statistics). */
+RouteSums model_route_sums(const Model *m, int layer);
 /* The expert of each (token, slot) of layer l in the last forward:
  * sel[B*T*k], k in *k (tests compare devices' routing with it). */
 const int *model_selection(const Model *m, int layer, int *k);

@@ -1,0 +1,84 @@
+/* Scoring a model, in one place for sigma-eval and the tests: the
+ * log-likelihood of a continuation given a context, by
+ * lm-evaluation-harness's rules, and the loss of documents over windows,
+ * with the experts' load on the way. On either device, through the device
+ * table (model/device.h).
+ *
+ * A request (context, continuation), as the harness makes it: trailing
+ * spaces of the context move to the front of the continuation; whole =
+ * encode(context + continuation), ctx = encode(context), and the
+ * continuation's tokens are whole[len(ctx):] (an empty context is the
+ * end-of-text token). The model sees (ctx + cont)[-(W + 1):][:-1], cut from
+ * the left when longer than the window W; ll is the sum of the
+ * continuation's log-probabilities, is_greedy whether each of its tokens is
+ * the model's argmax.
+ *
+ * A document's loss: s = [end-of-text] + its tokens, so that every token is
+ * predicted. The targets s[1 ..] are taken in consecutive chunks of
+ * `stride` positions; the chunk (a, b] is predicted from the input
+ * s[max(0, b - W) .. b), so each target is predicted once, with at least
+ * W - stride tokens of context where the document has them (stride = W:
+ * disjoint windows). */
+#ifndef SIGMA_SCORE_H
+#define SIGMA_SCORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "data/tokstream.h"
+#include "model/device.h"
+#include "text/tokenizer.h"
+
+typedef struct {
+    Device *dev;
+    Model model;               /* the host side of the device's model */
+    const Tokenizer *tok;
+    uint32_t eot;
+    int window;                /* W */
+    int batch;                 /* rows a forward holds */
+    /* the experts' load over every forward of score_document */
+    float *counts;             /* [L * E] */
+    RouteSums *route;          /* [L] */
+    /* full windows of W + 1 tokens (inputs, then the last target) waiting
+     * for a forward of `batch` rows, and how many last positions of each are targets */
+    uint32_t *pending;         /* [batch, W + 1] */
+    int *pending_targets;      /* [batch] */
+    int n_pending;
+} Scorer;
+
+/* The checkpoint (a run or step directory) on `device` ("cpu", "cuda",
+ * "auto"), for forwards of up to `batch` rows of `window` tokens (window <=
+ * 0: the model's max_seq_len). The tokenizer must be the checkpoint's
+ * (tokenizer_match). */
+void scorer_open(Scorer *s, const char *ckpt, const Tokenizer *tok, const char *device, int window, int batch, int verbose);
+void scorer_close(Scorer *s);
+
+typedef struct {
+    uint32_t *ids;             /* [n_ctx + n_cont] */
+    size_t n_ctx, n_cont;
+    double ll;                 /* results */
+    int is_greedy;
+    int truncated;             /* the context was cut from the left */
+} Request;
+
+/* Tokenizes one request (the strings need not be NUL-terminated). */
+void request_make(Request *r, const Scorer *s, const char *context, size_t context_len, const char *continuation,
+                  size_t continuation_len);
+void request_free(Request *r);
+/* Scores r[n], as many to a forward as fit (the longest together). */
+void score_requests(Scorer *s, Request *r, size_t n);
+
+typedef struct {
+    double nll;                /* sum of -log p over the predicted tokens, nats */
+    uint64_t tokens;           /* predicted */
+    uint64_t bytes;            /* of the documents' text */
+    uint64_t windows;          /* forwards' rows */
+} LossSums;
+
+/* Adds the loss of one document (ids[n] without an end-of-text before them;
+ * text_bytes its bytes) to *sum, and its routing to s->counts and s->route. */
+void score_document(Scorer *s, LossSums *sum, const uint32_t *ids, size_t n, uint64_t text_bytes, int stride);
+/* Scores the windows score_document has queued; call once at the end. */
+void score_flush(Scorer *s, LossSums *sum);
+
+#endif
