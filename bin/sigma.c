@@ -8,14 +8,15 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The tools that exist; the planned ones (sft, eval) are named as planned in
- * the help, not listed as if they were merely not installed. */
+/* The tools that exist; the planned one (sft) is named as planned in the
+ * help, not listed as if it were merely not installed. */
 static const struct { const char *name, *what; } tools[] = {
     {"tokenize", "train a byte-level BPE tokenizer; encode text to a token stream and back"},
     {"dedup", "remove exact and near-duplicate documents (MinHash LSH)"},
     {"shard", "write a token stream into a checksummed shard set; verify, info, cat"},
     {"pretrain", "train a Sigma-MoE model on a shard set (CPU or CUDA)"},
     {"generate", "sample text from a checkpoint"},
+    {"eval", "loss, the experts' load, benchmarks scored as lm-evaluation-harness"},
     {"export", "write a Hugging Face model directory; import one back"},
 };
 #define N_TOOLS (sizeof tools / sizeof tools[0])
@@ -80,7 +81,7 @@ static void help(FILE *out)
         free(tool);
     }
     if (missing) fprintf(out, "(* not found beside sigma or on PATH)\n");
-    fprintf(out, "\nFine-tuning (sft) and evaluation (eval) are planned, not written yet.\n"
+    fprintf(out, "\nFine-tuning (sft) is planned, not written yet.\n"
                  "'sigma CMD --help' and man sigma-CMD tell more; man sigma-formats for the files.\n\n"
                  "See sigma(1).\n");
 }
