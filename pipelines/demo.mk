@@ -7,7 +7,7 @@
 #   fortunes --jq--> corpus.jsonl --sigma-dedup--> dedup.jsonl --sigma-tokenize train--> tok.txt
 #            --sigma-tokenize encode--> corpus.tok --sigma-shard--> shards/
 #            --sigma-pretrain (micro preset, CPU, about 2.5 minutes on two cores)--> run/
-#            --sigma-generate (sampled)--> text
+#            --sigma-eval--> held-out loss and expert load  --sigma-generate (sampled)--> text
 
 SIGMA_BIN ?= $(CURDIR)/bin
 OUT       ?= pipelines/out
@@ -23,8 +23,8 @@ demo: $(OUT)/run/latest
 	@jq -r 'select(.type == "train" and (.step + 1) % 40 == 0) | "  step \(.step + 1)\t\(.loss * 1000 | round / 1000)\t" + ("#" * (.loss * 8 | floor))' \
 	    $(OUT)/metrics.jsonl
 	@jq -r 'select(.type == "val") | "  validation after step \(.step + 1): \(.val_loss * 1000 | round / 1000)"' $(OUT)/metrics.jsonl
-	@echo "demo: each layer's busiest and idlest expert at the end, relative to an even share (0 = even):"
-	@jq -c 'select(.type == "train") | [.load_max, .load_min] | transpose' $(OUT)/metrics.jsonl | tail -n 1
+	@echo "demo: sigma-eval on the held-out split: the loss, bits per byte, and each layer's load (0 = an even share):"
+	@sigma eval loss -q $(OUT)/run -t $(OUT)/tok.txt --data $(OUT)/shards | jq -r '"  loss \(.loss * 1000 | round / 1000) nats a token, \(.bits_per_byte * 1000 | round / 1000) bits a byte over \(.tokens) tokens", (.load[] | "  layer \(.layer): busiest \(.load_max * 100 | round)%, idlest \(.load_min * 100 | round)%, \(.idle_experts) idle")'
 	@echo "demo: three samples (temperature 0.8, among the 40 likeliest tokens, seeds 1 to 3), each after 'The meaning of life is':"
 	@for seed in 1 2 3; do \
 	    sigma generate -q $(OUT)/run -t $(OUT)/tok.txt -p "The meaning of life is" -n 60 --temperature 0.8 --top-k 40 \
