@@ -121,7 +121,7 @@ int main(int argc, char **argv)
     for (uint64_t i = 0; i < max_tokens; i++) {
         size_t n = ids.len < (size_t)T ? ids.len : (size_t)T;   /* the last T tokens */
         memcpy(window, ids.ids + ids.len - n, n * sizeof(uint32_t));
-        model_forward(&m, window, NULL, NULL, 1, (int)n, &none);
+        model_forward(&m, window, NULL, NULL, NULL, 1, (int)n, &none);
         uint32_t next = pick(model_logits(&m) + (n - 1) * (size_t)V, V, temperature, top_k, &rng, probs, order);
         if (!keep_going && (int64_t)next == eot) { at_eot = 1; break; }
         made++;

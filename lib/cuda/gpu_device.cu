@@ -45,9 +45,10 @@ static void cuda_get_state(Device *d, float *params, float *moments)
     gpu_model_get_moments(gpu(d), moments);
 }
 
-static Losses cuda_forward(Device *d, const uint32_t *inputs, const uint32_t *targets, const float *mask, int B, int T,
-                           const BalanceOptions *bo)
+static Losses cuda_forward(Device *d, const uint32_t *inputs, const uint32_t *targets, const float *mask, const int *pos, int B,
+                           int T, const BalanceOptions *bo)
 {
+    if (pos) die("packed rows (documents with their own positions) are not yet on the GPU: use --device cpu");
     Model *m = d->host;
     return gpu_model_forward(gpu(d), &m->cfg, inputs, targets, mask, B, T, bo, m->expert_bias, m->counts);
 }

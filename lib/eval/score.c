@@ -137,7 +137,7 @@ void score_requests(Scorer *s, Request *r, size_t n)
             memcpy(inputs + (size_t)B * T, inp, len * sizeof(uint32_t));
             for (size_t t = len; t < (size_t)T; t++) inputs[(size_t)B * T + t] = s->eot;
         }
-        device_forward(s->dev, inputs, NULL, NULL, B, T, &none);
+        device_forward(s->dev, inputs, NULL, NULL, NULL, B, T, &none);
         const float *logits = device_logits(s->dev);
         for (int b = 0; b < B; b++) {
             Request *q = order[at + b];
@@ -180,7 +180,7 @@ static void score_rows(Scorer *s, LossSums *sum, const uint32_t *rows, size_t st
     uint32_t *inputs = xmalloc((size_t)B * T * sizeof(uint32_t));
     for (int b = 0; b < B; b++) memcpy(inputs + (size_t)b * T, rows + b * stride, (size_t)T * sizeof(uint32_t));
     BalanceOptions none = {.kind = BALANCE_NONE};
-    device_forward(s->dev, inputs, NULL, NULL, B, T, &none);
+    device_forward(s->dev, inputs, NULL, NULL, NULL, B, T, &none);
     add_routing(s);
     const float *logits = device_logits(s->dev);
     for (int b = 0; b < B; b++) {

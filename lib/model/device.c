@@ -90,10 +90,10 @@ static void cpu_get_state(Device *d, float *params, float *moments)
     else memset(moments, 0, 2 * m->n_params * sizeof(float));
 }
 
-static Losses cpu_forward(Device *d, const uint32_t *inputs, const uint32_t *targets, const float *mask, int B, int T,
-                          const BalanceOptions *bo)
+static Losses cpu_forward(Device *d, const uint32_t *inputs, const uint32_t *targets, const float *mask, const int *pos, int B,
+                          int T, const BalanceOptions *bo)
 {
-    return model_forward(d->host, inputs, targets, mask, B, T, bo);
+    return model_forward(d->host, inputs, targets, mask, pos, B, T, bo);
 }
 
 static const float *cpu_logits(Device *d) { return model_logits(d->host); }

@@ -56,8 +56,8 @@ typedef struct {
     void (*set_state)(Device *d, const float *params, const float *moments);
     void (*get_state)(Device *d, float *params, float *moments);
     /* model_forward's contract, at host->cfg's top-k */
-    Losses (*forward)(Device *d, const uint32_t *inputs, const uint32_t *targets, const float *mask, int B, int T,
-                      const BalanceOptions *bo);
+    Losses (*forward)(Device *d, const uint32_t *inputs, const uint32_t *targets, const float *mask, const int *pos, int B,
+                      int T, const BalanceOptions *bo);
     const float *(*logits)(Device *d);   /* [B*T, V] of the last forward, on the host */
     void (*backward)(Device *d, float scale);
     void (*zero_grads)(Device *d);
@@ -86,10 +86,10 @@ static inline Device *device_open(const DeviceOps *ops, Model *host, const Confi
     return ops->open(host, alloc, B, T, paths, verbose);
 }
 
-static inline Losses device_forward(Device *d, const uint32_t *inputs, const uint32_t *targets, const float *mask, int B,
-                                    int T, const BalanceOptions *bo)
+static inline Losses device_forward(Device *d, const uint32_t *inputs, const uint32_t *targets, const float *mask,
+                                    const int *pos, int B, int T, const BalanceOptions *bo)
 {
-    return d->ops->forward(d, inputs, targets, mask, B, T, bo);
+    return d->ops->forward(d, inputs, targets, mask, pos, B, T, bo);
 }
 static inline const float *device_logits(Device *d) { return d->ops->logits(d); }
 static inline void device_backward(Device *d, float scale) { d->ops->backward(d, scale); }

@@ -292,16 +292,20 @@ static void rmsnorm_backward(float *dx, float *dw, const float *dout, const floa
     }
 }
 
+/* The position of token n of a batch of rows of T: its place in its row, or
+ * pos[n] where rows are packed with documents whose positions restart at 0. */
+static inline int position(const int *pos, int n, int T) { return pos ? pos[n] : n % T; }
+
 /* Per-head QK-norm then rotate-half RoPE: out[N, nh, hd] from x[N, nh, hd]
  * (the projection's output), with normed[N, nh, hd] (before the rotation)
  * and rstd[N, nh] kept for backward; cos/sin tables [T, hd/2]. */
 static void qknorm_rope_forward(float *out, float *normed, float *rstd, const float *x, const float *w, const float *cosv,
-                                const float *sinv, int N, int T, int nh, int hd, float eps)
+                                const float *sinv, const int *pos, int N, int T, int nh, int hd, float eps)
 {
     int half = hd / 2;
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
-        const float *cs = cosv + (size_t)(n % T) * half, *sn = sinv + (size_t)(n % T) * half;
+        const float *cs = cosv + (size_t)position(pos, n, T) * half, *sn = sinv + (size_t)position(pos, n, T) * half;
         for (int h = 0; h < nh; h++) {
             size_t base = ((size_t)n * nh + h) * hd;
             const float *v = x + base;
@@ -321,7 +325,7 @@ static void qknorm_rope_forward(float *out, float *normed, float *rstd, const fl
 
 /* dx[N, nh, hd] (written) and dw[hd] (+=) from dout[N, nh, hd]. */
 static void qknorm_rope_backward(float *dx, float *dw, const float *dout, const float *x, const float *rstd, const float *w,
-                                 const float *cosv, const float *sinv, int N, int T, int nh, int hd)
+                                 const float *cosv, const float *sinv, const int *pos, int N, int T, int nh, int hd)
 {
     enum { MAX_HD = 1024 };
     int half = hd / 2;
@@ -330,7 +334,7 @@ static void qknorm_rope_backward(float *dx, float *dw, const float *dout, const 
     {
 #pragma omp for schedule(static) nowait
         for (int n = 0; n < N; n++) {
-            const float *cs = cosv + (size_t)(n % T) * half, *sn = sinv + (size_t)(n % T) * half;
+            const float *cs = cosv + (size_t)position(pos, n, T) * half, *sn = sinv + (size_t)position(pos, n, T) * half;
             float dn[MAX_HD];
             for (int h = 0; h < nh; h++) {
                 size_t base = ((size_t)n * nh + h) * hd;
@@ -352,7 +356,7 @@ static void qknorm_rope_backward(float *dx, float *dw, const float *dout, const 
             float acc[MAX_HD / 2];   /* in registers: dw might alias the inputs */
             memcpy(acc, dw + c * half, (size_t)half * sizeof(float));
             for (int n = 0; n < N; n++) {
-                const float *cs = cosv + (size_t)(n % T) * half, *sn = sinv + (size_t)(n % T) * half;
+                const float *cs = cosv + (size_t)position(pos, n, T) * half, *sn = sinv + (size_t)position(pos, n, T) * half;
                 for (int h = 0; h < nh; h++) {
                     size_t base = ((size_t)n * nh + h) * hd;
                     const float *g = dout + base, *v = x + base;
@@ -379,7 +383,8 @@ enum { ATT_ROWS = 64 };
  * columns of row t past the end of its block unwritten). With BLAS each
  * (row, head, block of query rows) is two products, scores Q K^T and then
  * P V, the masked part of the diagonal block computed and thrown away. */
-static void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int B, int T, int H, int KV, int hd)
+static void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, const int *pos, int B, int T,
+                              int H, int KV, int hd)
 {
     int group = H / KV, qd = H * hd, kvd = KV * hd;
     float scale = 1.0f / sqrtf((float)hd);
@@ -395,10 +400,12 @@ static void attention_forward(float *out, float *att, const float *q, const floa
                 float *ab = a + (size_t)t0 * T;
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t1 - t0, t1, hd, scale, qb + (size_t)t0 * qd, qd, kb, kvd, 0.0f,
                             ab, T);
-                for (int t = t0; t < t1; t++) {
-                    float *r = a + (size_t)t * T, mx, inv = 1.0f / softmax_exp(r, r, t + 1, &mx);
+                for (int t = t0; t < t1; t++) {   /* keys [first, t]: this token's document's */
+                    int first = t - position(pos, b * T + t, T);
+                    float *r = a + (size_t)t * T, mx, inv = 1.0f / softmax_exp(r + first, r + first, t + 1 - first, &mx);
 #pragma omp simd
-                    for (int s2 = 0; s2 <= t; s2++) r[s2] *= inv;
+                    for (int s2 = first; s2 <= t; s2++) r[s2] *= inv;
+                    for (int s2 = 0; s2 < first; s2++) r[s2] = 0;
                     for (int s2 = t + 1; s2 < t1; s2++) r[s2] = 0;
                 }
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t1 - t0, hd, t1, 1.0f, ab, T, vb, kvd, 0.0f,
@@ -410,7 +417,8 @@ static void attention_forward(float *out, float *att, const float *q, const floa
 #else
 /* Causal grouped-query attention. out[N, H*hd] from q[N, H*hd], k, v
  * [N, KV*hd]; att[B, H, T, T] keeps the probabilities for backward. */
-static void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int B, int T, int H, int KV, int hd)
+static void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, const int *pos, int B, int T,
+                              int H, int KV, int hd)
 {
     int group = H / KV, qd = H * hd, kvd = KV * hd;
     float scale = 1.0f / sqrtf((float)hd);
@@ -422,7 +430,9 @@ static void attention_forward(float *out, float *att, const float *q, const floa
                 const float *qt = q + ((size_t)b * T + t) * qd + h * hd;
                 float *a = att + (((size_t)b * H + h) * T + t) * T;
                 float mx = -INFINITY;
-                for (int s = 0; s <= t; s++) {
+                int first = t - position(pos, b * T + t, T);   /* keys [first, t]: this token's document's */
+                for (int s = 0; s < first; s++) a[s] = 0;
+                for (int s = first; s <= t; s++) {
                     const float *ks = k + ((size_t)b * T + s) * kvd + kh * hd;
                     float dot = 0;
 #pragma omp simd reduction(+ : dot)
@@ -431,8 +441,8 @@ static void attention_forward(float *out, float *att, const float *q, const floa
                     mx = a[s] > mx ? a[s] : mx;
                 }
                 float sum = 0;
-                for (int s = 0; s <= t; s++) sum += a[s] = expf(a[s] - mx);
-                for (int s = 0; s <= t; s++) a[s] /= sum;
+                for (int s = first; s <= t; s++) sum += a[s] = expf(a[s] - mx);
+                for (int s = first; s <= t; s++) a[s] /= sum;
                 for (int s = t + 1; s < T; s++) a[s] = 0;
                 float *o = out + ((size_t)b * T + t) * qd + h * hd;
                 for (int i = 0; i < hd; i++) o[i] = 0;
@@ -582,6 +592,7 @@ struct Activations {
     /* the last forward */
     const uint32_t *inputs, *targets;
     const float *mask;
+    const int *pos;                                        /* [N] or NULL: see position() */
     int B, T;
     BalanceOptions bo;
     float fhat_cache;
@@ -910,7 +921,7 @@ static void head_backward(float *dx, float *dw, float *ex, const float *rsum, co
 
 /* ============================ forward ================================= */
 
-Losses model_forward(Model *m, const uint32_t *inputs, const uint32_t *targets, const float *mask, int B, int T,
+Losses model_forward(Model *m, const uint32_t *inputs, const uint32_t *targets, const float *mask, const int *pos, int B, int T,
                      const BalanceOptions *bo)
 {
     const Config *c = &m->cfg;
@@ -921,8 +932,10 @@ Losses model_forward(Model *m, const uint32_t *inputs, const uint32_t *targets, 
     Params P = param_pointers(c, m->params);
     static const BalanceOptions none = {.kind = BALANCE_NONE};
     if (!bo) bo = &none;
+    if (pos) model_check_positions(pos, B, T);
     a->inputs = inputs;
     a->targets = targets;
+    a->pos = pos;
     a->mask = mask;
     a->B = B;
     a->T = T;
@@ -943,9 +956,9 @@ Losses model_forward(Model *m, const uint32_t *inputs, const uint32_t *targets, 
         matmul_forward(a->q[l], a->ln1[l], L->wq, N, d, qd, 0);
         matmul_forward(a->k[l], a->ln1[l], L->wk, N, d, kvd, 0);
         matmul_forward(a->v[l], a->ln1[l], L->wv, N, d, kvd, 0);
-        qknorm_rope_forward(a->qr[l], a->qn[l], a->qrs[l], a->q[l], L->qnorm, a->cosv, a->sinv, N, T, H, hd, c->norm_eps);
-        qknorm_rope_forward(a->kr[l], a->kn[l], a->krs[l], a->k[l], L->knorm, a->cosv, a->sinv, N, T, KV, hd, c->norm_eps);
-        attention_forward(a->ao[l], a->att[l], a->qr[l], a->kr[l], a->v[l], B, T, H, KV, hd);
+        qknorm_rope_forward(a->qr[l], a->qn[l], a->qrs[l], a->q[l], L->qnorm, a->cosv, a->sinv, pos, N, T, H, hd, c->norm_eps);
+        qknorm_rope_forward(a->kr[l], a->kn[l], a->krs[l], a->k[l], L->knorm, a->cosv, a->sinv, pos, N, T, KV, hd, c->norm_eps);
+        attention_forward(a->ao[l], a->att[l], a->qr[l], a->kr[l], a->v[l], pos, B, T, H, KV, hd);
         memcpy(a->h[l], a->x[l], (size_t)N * d * sizeof(float));
         matmul_forward(a->h[l], a->ao[l], L->wo, N, qd, d, 1);
         /* MoE block */
@@ -1101,8 +1114,8 @@ void model_backward(Model *m, float scale)
         /* h = x + Wo . attention: dx goes on from dh in place likewise */
         matmul_backward(a->dao, GL->wo, a->dx, a->ao[l], L->wo, N, qd, d, 0);
         attention_backward(a->dqr, a->dkr, a->dv, a->dprow, a->dao, a->att[l], a->qr[l], a->kr[l], a->v[l], B, T, H, KV, hd);
-        qknorm_rope_backward(a->dq, GL->qnorm, a->dqr, a->q[l], a->qrs[l], L->qnorm, a->cosv, a->sinv, N, T, H, hd);
-        qknorm_rope_backward(a->dk, GL->knorm, a->dkr, a->k[l], a->krs[l], L->knorm, a->cosv, a->sinv, N, T, KV, hd);
+        qknorm_rope_backward(a->dq, GL->qnorm, a->dqr, a->q[l], a->qrs[l], L->qnorm, a->cosv, a->sinv, a->pos, N, T, H, hd);
+        qknorm_rope_backward(a->dk, GL->knorm, a->dkr, a->k[l], a->krs[l], L->knorm, a->cosv, a->sinv, a->pos, N, T, KV, hd);
         matmul_backward(a->dln, GL->wq, a->dq, a->ln1[l], L->wq, N, d, qd, 0);
         matmul_backward(a->dln, GL->wk, a->dk, a->ln1[l], L->wk, N, d, kvd, 1);
         matmul_backward(a->dln, GL->wv, a->dv, a->ln1[l], L->wv, N, d, kvd, 1);
@@ -1116,6 +1129,18 @@ void model_backward(Model *m, float scale)
             float *g = G.embed + (size_t)a->inputs[n] * d;
             const float *src = a->dx + (size_t)n * d;
             for (int i = c0; i < min_int(d, c0 + NORM_COLS); i++) g[i] += src[i];
+        }
+}
+
+/* ============================ packing ================================= */
+
+void model_check_positions(const int *pos, int B, int T)
+{
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            int p = pos[(size_t)b * T + t], prev = t ? pos[(size_t)b * T + t - 1] : -1;
+            if (p != 0 && p != prev + 1)
+                BUG("positions of row %d: %d at %d follows %d (a document's positions count from 0 by 1)", b, p, t, prev);
         }
 }
 

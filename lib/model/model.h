@@ -137,9 +137,19 @@ const ParamTensor *model_tensor(const Model *m, const char *name);   /* NULL if 
 
 /* Forward over inputs[B*T] with targets[B*T] (mask[B*T] of 0/1 weights or
  * NULL for all) at the config's current top_k; returns losses and keeps
- * what backward needs. targets NULL: logits only (model_logits). */
-Losses model_forward(Model *m, const uint32_t *inputs, const uint32_t *targets, const float *mask, int B, int T,
+ * what backward needs (the arrays too: they must live until then).
+ * targets NULL: logits only (model_logits).
+ *
+ * Packed rows: pos[B*T] gives each token's position in its document, 0 where
+ * a document begins within a row, then 1, 2, ...; a token attends only to
+ * the tokens of its own document and is rotated by its own position, so a
+ * packed row computes what its documents would one by one. NULL: one
+ * document a row (positions 0 .. T-1). */
+Losses model_forward(Model *m, const uint32_t *inputs, const uint32_t *targets, const float *mask, const int *pos, int B, int T,
                      const BalanceOptions *bo);
+/* Dies (a bug in the caller) unless every row's positions are documents
+ * counted from 0 by 1. */
+void model_check_positions(const int *pos, int B, int T);
 /* logits [B*T, V] of the last forward */
 const float *model_logits(const Model *m);
 /* grads += scale * d(loss)/d(params) for the last forward (scale = 1/accum). */

@@ -512,7 +512,7 @@ static Losses train_step(Trainer *t, double *grad_norm, int *skipped_now)
     if (global) {   /* the step's expert counts first, so every micro-batch sees them */
         for (uint32_t a = 0; a < t->accum; a++) {
             BalanceOptions none = {.kind = BALANCE_NONE};
-            device_forward(t->dev, t->inputs + a * mb, t->targets + a * mb, NULL, B, T, &none);
+            device_forward(t->dev, t->inputs + a * mb, t->targets + a * mb, NULL, NULL, B, T, &none);
             add_counts(t);
         }
         for (int l = 0; l < L; l++) t->step_tokens[l] = (float)(t->accum * mb);
@@ -522,7 +522,7 @@ static Losses train_step(Trainer *t, double *grad_norm, int *skipped_now)
     device_zero_grads(t->dev);
     float scale = 1.0f / (float)t->accum;
     for (uint32_t a = 0; a < t->accum; a++) {
-        Losses l = device_forward(t->dev, t->inputs + a * mb, t->targets + a * mb, NULL, B, T, &bo);
+        Losses l = device_forward(t->dev, t->inputs + a * mb, t->targets + a * mb, NULL, NULL, B, T, &bo);
         device_backward(t->dev, scale);
         if (!global) add_counts(t);
         sum.loss += l.loss * scale;
@@ -555,7 +555,7 @@ static double evaluate(Trainer *t)
     if (n > (t->val.n_sequences + B - 1) / B) n = (t->val.n_sequences + B - 1) / B;   /* no sequence twice */
     for (uint64_t i = 0; i < n; i++) {
         loader_next(&t->val, t->inputs, t->targets, (size_t)B);
-        sum += device_forward(t->dev, t->inputs, t->targets, NULL, B, T, &none).ce;
+        sum += device_forward(t->dev, t->inputs, t->targets, NULL, NULL, B, T, &none).ce;
     }
     return sum / (double)n;
 }

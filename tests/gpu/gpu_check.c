@@ -100,7 +100,7 @@ static void run_case(const Case *cs, size_t offset)
     float *gcounts = xcalloc((size_t)L * E, sizeof(float)), *gtokens = xcalloc((size_t)L, sizeof(float));
     if (cs->global) {   /* a step of two micro-batches: this one and another whose counts we make up */
         BalanceOptions none = {.kind = BALANCE_NONE};
-        model_forward(&m, in, tg, NULL, B, T, &none);
+        model_forward(&m, in, tg, NULL, NULL, B, T, &none);
         for (int i = 0; i < L * E; i++) gcounts[i] = m.counts[i] + (float)(i % 7);
         for (int l = 0; l < L; l++) {
             float t = 0;
@@ -113,7 +113,7 @@ static void run_case(const Case *cs, size_t offset)
     const float *mk = cs->mask ? mask : NULL;
 
     /* the CPU's own routing, for the comparison of routings below */
-    model_forward(&m, in, tg, mk, B, T, &bo);
+    model_forward(&m, in, tg, mk, NULL, B, T, &bo);
     int *cpu_sel[MODEL_MAX_LAYERS], kc[MODEL_MAX_LAYERS];
     for (int l = 0; l < L; l++) {
         const int *sc = model_selection(&m, l, &kc[l]);
@@ -160,7 +160,7 @@ static void run_case(const Case *cs, size_t offset)
         m.forced_sel[l] = gpu_sel[l];
     }
     model_zero_grads(&m);
-    Losses lc = model_forward(&m, in, tg, mk, B, T, &bo);
+    Losses lc = model_forward(&m, in, tg, mk, NULL, B, T, &bo);
     model_backward(&m, 1.0f);
     double lerr = rel_err(glogits, model_logits(&m), (size_t)N * c.vocab_size);
     for (int l = 0; l < L; l++) m.forced_sel[l] = NULL;

@@ -17,7 +17,7 @@ int main(int argc, char **argv)
     uint32_t *ids = xmalloc((size_t)T * sizeof(uint32_t));
     for (int i = 0; i < T; i++) ids[i] = (uint32_t)parse_u64("ID", argv[2 + i], 0, UINT32_MAX);
     BalanceOptions none = {.kind = BALANCE_NONE};
-    model_forward(&m, ids, NULL, NULL, 1, T, &none);
+    model_forward(&m, ids, NULL, NULL, NULL, 1, T, &none);
     xfwrite(model_logits(&m), (size_t)T * m.cfg.vocab_size * sizeof(float), stdout, "<stdout>");
     xfflush(stdout, "<stdout>");
     free(ids);

@@ -28,7 +28,7 @@ static double dloss(Model *m, const FdCase *c, const double *mask, const double 
 {
     BalanceOptions bo = {.kind = (BalanceKind)c->kind, .coef = c->coef, .tau = c->tau, .z_coef = c->z,
                          .global_counts = c->global ? gc : NULL, .global_tokens = c->global ? gt : NULL};
-    return model_forward(m, tokens, tokens + 1, c->mask ? mask : NULL, B, T, &bo).loss;
+    return model_forward(m, tokens, tokens + 1, c->mask ? mask : NULL, NULL, B, T, &bo).loss;
 }
 
 /* A digest of the routing, to see that a perturbation moved no token to another expert. */
@@ -126,7 +126,7 @@ double fd_reference(double **params, double **grads, size_t *n, int k0, uint64_t
     model_init_params(&m, seed, std);
     BalanceOptions bo = {.kind = BALANCE_TOP1_LBL, .coef = 0.01, .tau = 0.1, .z_coef = 0.001};
     model_zero_grads(&m);
-    double loss = model_forward(&m, toks, toks + 1, NULL, b, t, &bo).loss;
+    double loss = model_forward(&m, toks, toks + 1, NULL, NULL, b, t, &bo).loss;
     model_backward(&m, 1.0);
     *n = m.n_params;
     *params = xmalloc(m.n_params * sizeof(double));

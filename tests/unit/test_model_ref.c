@@ -61,7 +61,7 @@ static void check_case(int i)
     char *path = xasprintf("%s/case-%d.model.safetensors", fixtures(), i);
     safetensors_load(path, m.tensors, m.n_tensors, m.params, "");   /* written by the safetensors library */
     model_zero_grads(&m);
-    Losses l = model_forward(&m, in, tg, mask, B, T, &bo);
+    Losses l = model_forward(&m, in, tg, mask, NULL, B, T, &bo);
     model_backward(&m, 1.0f);
 
     float *ref = xmalloc((size_t)N * V * sizeof(float)), loss[4];

@@ -17,7 +17,7 @@ static void run(Model *m, const uint32_t *in, const uint32_t *tg, const float *m
     BalanceOptions bo = {.kind = BALANCE_TOP1_LBL, .coef = 0.05f, .tau = 0.1f, .z_coef = 0.01f};
     omp_set_num_threads(threads);
     model_zero_grads(m);
-    *l = model_forward(m, in, tg, mask, B, T, &bo);
+    *l = model_forward(m, in, tg, mask, NULL, B, T, &bo);
     model_backward(m, 1.0f);
 }
 
