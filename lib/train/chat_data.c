@@ -1,0 +1,172 @@
+/* Chat data for supervised fine-tuning; see chat_data.h. */
+#include "train/chat_data.h"
+#include "base/base.h"
+#include "base/json.h"
+#include "text/chat.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *path;
+    uint64_t line;
+    int skip_bad;
+    ChatSet *s;
+} Reading;
+
+/* A line that is no conversation: dies naming it, or counts it. Returns 0. */
+static int bad_line(Reading *r, const char *fmt, ...) SG_PRINTF(2, 3);
+static int bad_line(Reading *r, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!r->skip_bad) die("%s, line %llu: %s (--skip-bad skips such lines)", r->path, (unsigned long long)r->line, msg);
+    r->s->bad++;
+    return 0;
+}
+
+/* The messages of one line into m[] (at most cap); returns their number, or
+ * 0 when the line was bad (and skipped). Contents point into o. */
+static size_t read_messages(Reading *r, const cJSON *o, ChatMessage **m, size_t *cap)
+{
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(o, "messages");
+    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(o, "prompt"), *completion = cJSON_GetObjectItemCaseSensitive(o, "completion");
+    if (cJSON_IsArray(msgs)) {
+        size_t n = 0;
+        for (const cJSON *e = msgs->child; e; e = e->next, n++) {
+            const cJSON *role = cJSON_GetObjectItemCaseSensitive(e, "role"), *content = cJSON_GetObjectItemCaseSensitive(e, "content");
+            if (n == *cap) *m = xrealloc(*m, (*cap = 2 * *cap + 8) * sizeof **m);
+            if (!cJSON_IsString(role)) return bad_line(r, "message %zu has no string \"role\"", n + 1);
+            if (chat_role_parse(role->valuestring, &(*m)[n].role))
+                return bad_line(r, "message %zu: unknown role \"%s\" (system, user or assistant)", n + 1, role->valuestring);
+            if (!cJSON_IsString(content)) return bad_line(r, "message %zu: \"content\" is not a string", n + 1);
+            (*m)[n].content = content->valuestring;
+        }
+        return n ? n : (size_t)bad_line(r, "no messages");
+    }
+    if (cJSON_IsString(prompt) && cJSON_IsString(completion)) {
+        if (*cap < 2) *m = xrealloc(*m, (*cap = 8) * sizeof **m);
+        (*m)[0] = (ChatMessage){ROLE_USER, prompt->valuestring};
+        (*m)[1] = (ChatMessage){ROLE_ASSISTANT, completion->valuestring};
+        return 2;
+    }
+    return bad_line(r, "neither {\"messages\": [...]} nor {\"prompt\", \"completion\"} strings");
+}
+
+void chatset_read(ChatSet *s, const char *path, const Tokenizer *tok, int train_all, int skip_bad, size_t max_len, int cut_long)
+{
+    memset(s, 0, sizeof *s);
+    chat_check_tokenizer(tok, "the tokenizer");
+    size_t len, mcap = 0, conv_cap = 0;
+    char *text = read_file(path, &len);
+    Reading r = {.path = path, .skip_bad = skip_bad, .s = s};
+    ChatMessage *m = NULL;
+    for (char *p = text; p < text + len;) {
+        char *nl = memchr(p, '\n', (size_t)(text + len - p)), *end = nl ? nl : text + len;
+        r.line++;
+        size_t n = (size_t)(end - p);
+        while (n && (p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t')) n--;
+        char *line = p;
+        p = end + 1;
+        if (n == 0) continue;
+        size_t err = 0;
+        cJSON *o = json_has_nul_escape(line, n) ? NULL : json_parse(line, n, &err);
+        size_t nm = 0;
+        if (!o) bad_line(&r, "not JSON (byte %zu)", err + 1);
+        else if (!cJSON_IsObject(o)) bad_line(&r, "not a JSON object");
+        else nm = read_messages(&r, o, &m, &mcap);
+        int has_assistant = 0;
+        for (size_t i = 0; i < nm; i++) has_assistant |= m[i].role == ROLE_ASSISTANT;
+        if (nm && !has_assistant) s->no_assistant++;
+        if (nm && has_assistant) {
+            TokIds ids = {0};
+            uint8_t *learn = NULL;
+            size_t lcap = 0;
+            chat_encode(tok, m, nm, 0, train_all, &ids, &learn, &lcap);
+            if (ids.len > max_len) {
+                if (cut_long) { s->cut++; ids.len = max_len; }
+                else { s->dropped++; tokids_free(&ids); free(learn); ids.len = 0; }
+            }
+            if (ids.len) {
+                if (s->n == conv_cap) s->conv = xrealloc(s->conv, (conv_cap = 2 * conv_cap + 64) * sizeof *s->conv);
+                s->conv[s->n++] = (Conversation){.ids = ids.ids, .learn = learn, .len = ids.len};
+            }
+        }
+        cJSON_Delete(o);
+    }
+    free(m);
+    free(text);
+}
+
+void chatset_free(ChatSet *s)
+{
+    for (size_t i = 0; i < s->n; i++) { free(s->conv[i].ids); free(s->conv[i].learn); }
+    free(s->conv);
+    memset(s, 0, sizeof *s);
+}
+
+static void grow_rows(ChatRows *r, size_t *cap)
+{
+    if (r->n_rows < *cap) return;
+    *cap = 2 * *cap + 16;
+    size_t n = *cap * (size_t)r->T;
+    r->inputs = xrealloc(r->inputs, n * sizeof *r->inputs);
+    r->targets = xrealloc(r->targets, n * sizeof *r->targets);
+    r->mask = xrealloc(r->mask, n * sizeof *r->mask);
+    r->pos = xrealloc(r->pos, n * sizeof *r->pos);
+}
+
+/* The rest of row `row` from column `at`: padding, a document of its own. */
+static void pad_row(ChatRows *r, size_t row, int at, uint32_t pad)
+{
+    for (int t = at, p = 0; t < r->T; t++, p++) {
+        size_t i = row * (size_t)r->T + (size_t)t;
+        r->inputs[i] = pad;
+        r->targets[i] = pad;
+        r->mask[i] = 0;
+        r->pos[i] = p;
+    }
+}
+
+void chat_rows(ChatRows *r, const ChatSet *s, const size_t *order, size_t n, int T, int pack, uint32_t pad)
+{
+    memset(r, 0, sizeof *r);
+    r->T = T;
+    size_t cap = 0;
+    int at = T;   /* the column where the next conversation would begin in the current row */
+    for (size_t k = 0; k < n; k++) {
+        const Conversation *c = &s->conv[order[k]];
+        int len = (int)(c->len < (size_t)T ? c->len : (size_t)T);   /* a row's tokens; the last one's successor is none */
+        if (!pack || at + len > T) {
+            if (r->n_rows) pad_row(r, r->n_rows - 1, at, pad);
+            grow_rows(r, &cap);
+            r->n_rows++;
+            at = 0;
+        }
+        size_t base = (r->n_rows - 1) * (size_t)T + (size_t)at;
+        for (int t = 0; t < len; t++) {
+            int has_next = (size_t)t + 1 < c->len;   /* a conversation cut to T + 1 tokens fills a row and predicts its last */
+            r->inputs[base + t] = c->ids[t];
+            r->targets[base + t] = has_next ? c->ids[t + 1] : pad;
+            r->mask[base + t] = has_next && c->learn[t + 1];
+            r->pos[base + t] = t;
+            r->learned += (uint64_t)r->mask[base + t];
+        }
+        r->tokens += (uint64_t)len;
+        at += len;
+    }
+    if (r->n_rows) pad_row(r, r->n_rows - 1, at, pad);
+}
+
+void chat_rows_free(ChatRows *r)
+{
+    free(r->inputs);
+    free(r->targets);
+    free(r->mask);
+    free(r->pos);
+    memset(r, 0, sizeof *r);
+}
