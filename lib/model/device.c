@@ -135,12 +135,12 @@ static const DeviceOps *const cuda_ops = NULL;
 
 const DeviceOps *device_select(const char *name, const char **why)
 {
-    const char *no_cuda = "this build has no CUDA core (no nvcc at build time, or a sanitizer build)";
+    const char *no_cuda = "this program was built without CUDA (no nvcc at build time, or a sanitizer build)";
     if (!strcmp(name, "cpu")) { *why = "asked for"; return &cpu_device_ops; }
     if (strcmp(name, "cuda") && strcmp(name, "auto")) usage_error("--device: expected cpu, cuda or auto, got '%s'", name);
     int auto_ = !strcmp(name, "auto");
     if (!cuda_ops) {
-        if (!auto_) usage_error("--device cuda: %s; use --device cpu", no_cuda);
+        if (!auto_) die("--device cuda: %s; use --device cpu", no_cuda);
         *why = no_cuda;
         return &cpu_device_ops;
     }
