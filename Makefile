@@ -210,8 +210,12 @@ build-variants:
 
 # sigma-export's directories in transformers, torch and safetensors (from pip,
 # which make test does not need): pip install torch transformers safetensors
+# It also recomputes sigma-eval's reference (tests/fixtures/eval) with
+# transformers, in place, and checks sigma-eval against it (tests/eval.t).
 test-interop: $(TOOLS) $(HELPERS)
 	SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) tests/run -- tests/interop/run.py
+	SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) python3 tests/make_eval_fixtures.py --reuse-model
+	SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) tests/run -- tests/eval.t
 
 # The CUDA core against the CPU (gpu_check) and sigma-pretrain --device cuda
 # (tests/gpu/*.t); needs nvcc and a GPU. `make gpu-progs` only builds them.
