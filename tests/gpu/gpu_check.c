@@ -129,7 +129,7 @@ static void run_case(const Case *cs, size_t offset)
     gpu_model_poison(g);
     gpu_model_zero_grads(g);
     float *gc = xmalloc((size_t)L * E * sizeof(float));
-    Losses lg = gpu_model_forward(g, &c, in, tg, mk, B, T, &bo, m.expert_bias, gc);
+    Losses lg = gpu_model_forward(g, &c, in, tg, mk, NULL, B, T, &bo, m.expert_bias, gc);
     float *glogits = xmalloc((size_t)N * c.vocab_size * sizeof(float));
     memcpy(glogits, gpu_model_logits(g), (size_t)N * c.vocab_size * sizeof(float));
     gpu_model_backward(g, 1.0f);
@@ -196,7 +196,7 @@ static void run_case(const Case *cs, size_t offset)
 
     /* the same inputs again: the same bits */
     gpu_model_zero_grads(g);
-    Losses l2 = gpu_model_forward(g, &c, in, tg, mk, B, T, &bo, m.expert_bias, gc);
+    Losses l2 = gpu_model_forward(g, &c, in, tg, mk, NULL, B, T, &bo, m.expert_bias, gc);
     gpu_model_backward(g, 1.0f);
     float *gg2 = xmalloc(m.n_params * sizeof(float));
     gpu_model_get_grads(g, gg2);
