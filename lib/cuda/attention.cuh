@@ -20,34 +20,43 @@ extern "C" {
 
 // ---------------------------------------------------------------- kernels
 
+// The first key that query t of row b may see: its document's first,
+// t - pos[b*T + t] in packed rows (model.h), else 0.
+__device__ static inline int attention_first_key(const int *pos, long b, int t, int T) { return pos ? t - pos[b * T + t] : 0; }
+
 // One row (b, h, t) per block: the causal softmax of scores S (already
-// scaled), probabilities P (bf16, zero above the diagonal) and lse.
-static __global__ void attention_softmax_forward_kernel(bf16 *P, float *lse, const float *S, int T)
+// scaled) over the keys [first, t] of the query's document (pos[B*T] or
+// NULL: attention_first_key), probabilities P (bf16, exactly zero outside
+// them) and lse.
+static __global__ void attention_softmax_forward_kernel(bf16 *P, float *lse, const float *S, const int *pos, int H, int T)
 {
     long row = blockIdx.x;
-    int t = (int)(row % T);
+    int t = (int)(row % T), first = attention_first_key(pos, row / T / H, t, T);
     const float *s = S + row * T;
     bf16 *p = P + row * T;
     float mx = -INFINITY;
-    for (int j = threadIdx.x; j <= t; j += blockDim.x) mx = fmaxf(mx, s[j]);
+    for (int j = first + threadIdx.x; j <= t; j += blockDim.x) mx = fmaxf(mx, s[j]);
     mx = block_reduce<true>(mx);
     float sum = 0;
-    for (int j = threadIdx.x; j <= t; j += blockDim.x) sum += expf(s[j] - mx);
+    for (int j = first + threadIdx.x; j <= t; j += blockDim.x) sum += expf(s[j] - mx);
     sum = block_reduce<false>(sum);
     float l = mx + logf(sum);
     if (threadIdx.x == 0) lse[row] = l;
-    for (int j = threadIdx.x; j < T; j += blockDim.x) p[j] = __float2bfloat16(j <= t ? expf(s[j] - l) : 0.0f);
+    for (int j = threadIdx.x; j < T; j += blockDim.x) p[j] = __float2bfloat16(first <= j && j <= t ? expf(s[j] - l) : 0.0f);
 }
 
-// Backward, first half: P recomputed from the scores and lse.
-static __global__ void attention_probs_kernel(bf16 *P, const float *S, const float *lse, int T)
+// Backward, first half: P recomputed from the scores and lse, zero outside
+// the keys [first, t] as in the forward.
+static __global__ void attention_probs_kernel(bf16 *P, const float *S, const float *lse, const int *pos, int H, int T)
 {
     long row = blockIdx.x;
-    int t = (int)(row % T);
+    int t = (int)(row % T), first = attention_first_key(pos, row / T / H, t, T);
     for (int j = threadIdx.x; j < T; j += blockDim.x)
-        P[row * T + j] = __float2bfloat16(j <= t ? expf(S[row * T + j] - lse[row]) : 0.0f);
+        P[row * T + j] = __float2bfloat16(first <= j && j <= t ? expf(S[row * T + j] - lse[row]) : 0.0f);
 }
-// Second half: dS = P (dP - sum_j P_j dP_j), written over P.
+// Second half: dS = P (dP - sum_j P_j dP_j), written over P. Where P is
+// zero (keys before the query's document in packed rows) so is dS: the
+// sum over j <= t takes them at no weight, and nothing here needs pos.
 static __global__ void attention_softmax_backward_kernel(bf16 *P_dS, const float *dP, int T)
 {
     long row = blockIdx.x;
@@ -119,40 +128,41 @@ static void attention_scores(void *const *ptrs, int B, int T, int H, int KV, int
 // out[N, qd] (bf16) from q[N, qd], k[N, kvd] and v (bf16, [N, kvd] at row
 // stride ldv); lse[B*H*T] kept for the backward. S = scale Q K^T, P =
 // causal softmax(S), O = P V, per (sequence, head), the KV head shared by
-// its group. The cuBLAS path's scratch: S[B*H, T, T], P[B*H, T, T] and the
+// its group; pos[N] (device, or NULL) the tokens' positions in their
+// documents in packed rows: each query sees only its own document's keys. The cuBLAS path's scratch: S[B*H, T, T], P[B*H, T, T] and the
 // layer's uploaded pointer arrays ptrs[PKINDS * B*H] (attention_pointers,
 // made for these tensors); the fused path uses none of them.
 static void attention_forward(bf16 *out, float *lse, float *S, bf16 *P, const bf16 *q, const bf16 *k, const bf16 *v, int ldv,
-                              void *const *ptrs, int B, int T, int H, int KV, int hd, AttentionPath path, GpuCtx ctx)
+                              const int *pos, void *const *ptrs, int B, int T, int H, int KV, int hd, AttentionPath path, GpuCtx ctx)
 {
     int qd = H * hd, BH = B * H;
     if (path == ATTENTION_FLASH) {
-        flash_attention_forward(out, lse, q, k, v, ldv, B, T, H, KV, hd, ctx.stream);
+        flash_attention_forward(out, lse, q, k, v, ldv, pos, B, T, H, KV, hd, ctx.stream);
         return;
     }
     attention_scores(ptrs, B, T, H, KV, hd, ctx);
-    LAUNCH(attention_softmax_forward_kernel, BH * T, 256, 0, ctx.stream, P, lse, S, T);
+    LAUNCH(attention_softmax_forward_kernel, BH * T, 256, 0, ctx.stream, P, lse, S, pos, H, T);
     LAUNCHED();
     gemm_batched(0, 0, T, hd, T, 1.0f, KIND(PP), T, KIND(PV), ldv, 0.0f, attention_ptrs(ptrs, PO, B, H), CUDA_R_16BF, qd, BH, ctx);
 }
 
 // dq[N, qd], dk[N, kvd] and dv (bf16, [N, kvd] at row stride ldv) from
-// dout[N, qd], with out, lse, q, k, v as in the forward. Scratch: S
+// dout[N, qd], with out, lse, q, k, v, pos as in the forward. Scratch: S
 // ([B*H, T, T] scores, then dP; with the fused path D[N*H]), and for the
 // cuBLAS path P ([B*H, T, T] probabilities, then dS), dkh, dvh
 // [B*H, T, hd] (per query head) and ptrs as in the forward.
 static void attention_backward(bf16 *dq, bf16 *dk, bf16 *dv, float *S, bf16 *P, float *dkh, float *dvh, const bf16 *dout,
                                const bf16 *out, const float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int ldv,
-                               void *const *ptrs, int B, int T, int H, int KV, int hd, AttentionPath path, GpuCtx ctx)
+                               const int *pos, void *const *ptrs, int B, int T, int H, int KV, int hd, AttentionPath path, GpuCtx ctx)
 {
     int qd = H * hd, kvd = KV * hd, BH = B * H;
     float scale = 1.0f / sqrtf((float)hd);
     if (path == ATTENTION_FLASH) {   // sums each group's dK and dV itself
-        flash_attention_backward(dq, dk, dv, S, dout, out, q, k, v, ldv, lse, B, T, H, KV, hd, ctx.stream);
+        flash_attention_backward(dq, dk, dv, S, dout, out, q, k, v, ldv, lse, pos, B, T, H, KV, hd, ctx.stream);
         return;
     }
     attention_scores(ptrs, B, T, H, KV, hd, ctx);
-    LAUNCH(attention_probs_kernel, BH * T, 256, 0, ctx.stream, P, S, lse, T);
+    LAUNCH(attention_probs_kernel, BH * T, 256, 0, ctx.stream, P, S, lse, pos, H, T);
     LAUNCHED();
     // dV_h = P^T dO;  dP = dO V^T (over S);  dS = P (dP - rowsum) (over P)
     gemm_batched(1, 0, T, hd, T, 1.0f, KIND(PP), T, KIND(PDO), qd, 0.0f, attention_ptrs(ptrs, PDV, B, H), CUDA_R_32F, hd, BH, ctx);

@@ -18,6 +18,15 @@
 // on every head: the causal imbalance then fills in at the end, not as a
 // tail of long blocks.
 //
+// Packed rows (pos, flash.h): a query sees only the keys of its own
+// document, from its first, row - pos[row], to itself; the others' scores
+// are -inf before the softmax and their probabilities 0 in the backward.
+// A document's first key never decreases along a row, so the key tiles
+// before the first key of a query tile's first row, and the query tiles
+// from the first whose first row's document begins after a key tile, are
+// skipped whole. Without pos every first key is 0: the same work and bits
+// as plain causal attention.
+//
 // Fragment coordinates (lane = 4 g + t): an accumulator c[4] of a 16 x 8
 // tile holds rows g (c[0], c[1]) and g + 8 (c[2], c[3]) at columns 2t, 2t + 1.
 #include "cuda/flash.h"
@@ -35,7 +44,12 @@
 struct Heads {
     int T, H, KV, ldv;
     float scale;
+    const int *pos;   // [B*T] positions in packed rows, or NULL
 };
+
+// The first key query row `row` of a sequence may see: its document's
+// first (pos_b: the sequence's positions, or NULL), 0 past T or without pos.
+__device__ static inline int first_key(const int *pos_b, int row, int T) { return pos_b && row < T ? row - pos_b[row] : 0; }
 
 // dst[TILE, HD + PAD] (shared) = rows r0 .. r0+TILE of src (row stride ld), zero past T; asynchronous.
 // A warp's 32 pieces are 32 / CB rows by CB consecutive pieces, each 8-lane
@@ -142,14 +156,17 @@ __global__ void __launch_bounds__(WARPS * 32) flash_forward_kernel(bf16 *out, fl
     const int q0 = qb * TILE, row0 = q0 + w * 16 + g;   // this lane's rows: row0, row0 + 8
     const bf16 *qh = q + (size_t)b * s.T * qd + h * HD, *kh_ = k + (size_t)b * s.T * kvd + kh * HD;
     const bf16 *vh = v + (size_t)b * s.T * s.ldv + kh * HD;
+    const int *pos_b = s.pos ? s.pos + (size_t)b * s.T : NULL;
+    const int first[2] = {first_key(pos_b, row0, s.T), first_key(pos_b, row0 + 8, s.T)};   // this lane's rows' first keys
+    const int kb0 = first_key(pos_b, q0, s.T) / TILE;   // the key tiles before it are no row's here
     stage_rows<HD>(Qs, qh, qd, q0, s.T);
-    stage_rows<HD>(Ks, kh_, kvd, 0, s.T);
-    stage_rows<HD>(Vs, vh, s.ldv, 0, s.T);
+    stage_rows<HD>(Ks + kb0 % 2 * ts, kh_, kvd, kb0 * TILE, s.T);
+    stage_rows<HD>(Vs + kb0 % 2 * ts, vh, s.ldv, kb0 * TILE, s.T);
     staged();
     uint32_t qf[HD / 16][4];
     rows_as_a<HD>(qf, Qs, w, lane);
     float o[HD / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    for (int kb = 0; kb <= qb; kb++) {
+    for (int kb = kb0; kb <= qb; kb++) {
         const int k0 = kb * TILE, buf = kb % 2;
         if (kb < qb) {   // the next tiles load while these are used; their buffers were released at the end of kb - 1
             stage_rows<HD>(Ks + (1 - buf) * ts, kh_, kvd, k0 + TILE, s.T);
@@ -161,7 +178,9 @@ __global__ void __launch_bounds__(WARPS * 32) flash_forward_kernel(bf16 *out, fl
         const bf16 *Kt = Ks + buf * ts, *Vt = Vs + buf * ts;
         float sc[TILE / 8][4] = {};
         times_tile_t<HD>(sc, qf, Kt, lane);   // S = Q K^T
-        // online softmax of rows row0 (h = 0) and row0 + 8 (h = 1); key k0 <= every row here, so the maxima are finite
+        // online softmax of rows row0 (h = 0) and row0 + 8 (h = 1) over their keys [first, row]. Key k0 <= every row
+        // here, so without pos the maxima are finite; in packed rows a row may have no key yet (its document begins
+        // in a later tile): its maximum stays -inf, and its exponentials are taken from 0 so that they are 0, not NaN
 #pragma unroll
         for (int hh = 0; hh < 2; hh++) {
             const int row = row0 + 8 * hh;
@@ -170,17 +189,19 @@ __global__ void __launch_bounds__(WARPS * 32) flash_forward_kernel(bf16 *out, fl
             for (int j = 0; j < TILE / 8; j++)
 #pragma unroll
                 for (int c = 0; c < 2; c++) {
-                    float x = k0 + j * 8 + 2 * t + c <= row ? sc[j][2 * hh + c] * s.scale : -INFINITY;
+                    const int key = k0 + j * 8 + 2 * t + c;
+                    float x = first[hh] <= key && key <= row ? sc[j][2 * hh + c] * s.scale : -INFINITY;
                     sc[j][2 * hh + c] = x;
                     mx = fmaxf(mx, x);
                 }
-            const float m_new = fmaxf(m[hh], quad_max(mx)), alpha = __expf(m[hh] - m_new);
+            const float m_new = fmaxf(m[hh], quad_max(mx)), m_exp = m_new == -INFINITY ? 0.0f : m_new;
+            const float alpha = __expf(m[hh] - m_exp);
             float sum = 0;
 #pragma unroll
             for (int j = 0; j < TILE / 8; j++)
 #pragma unroll
                 for (int c = 0; c < 2; c++) {
-                    float p = __expf(sc[j][2 * hh + c] - m_new);
+                    float p = __expf(sc[j][2 * hh + c] - m_exp);
                     sc[j][2 * hh + c] = p;
                     sum += p;
                 }
@@ -226,7 +247,8 @@ __global__ void flash_rowdot(float *D, const bf16 *dout, const bf16 *out, int N,
 }
 
 // One block per 64 keys of one KV head: over each query head of its group
-// and that head's query tiles from the diagonal on,
+// and that head's query tiles from the diagonal on (in packed rows, up to
+// the last that holds a query of these keys' documents),
 //   S^T = K Q^T, P^T = exp(scale S^T - lse), dV += P^T dO,
 //   dP^T = V dO^T, dS^T = P^T (dP^T - D), dK += scale dS^T Q.
 // The group's sum stays in registers: dK and dV are written once, in bf16.
@@ -238,10 +260,16 @@ __global__ void __launch_bounds__(WARPS * 32) flash_dkdv_kernel(bf16 *dk, bf16 *
     const int ts = TILE * (HD + PAD);
     bf16 *Ks = (bf16 *)smem, *Vs = Ks + ts, *Qs = Vs + ts, *dOs = Qs + 2 * ts;   // K, V, two buffers each of Q and dO
     float *ls = (float *)(dOs + 2 * ts), *Ds = ls + 2 * TILE;   // [2][TILE] each: the query rows' lse and D
+    int *fs = (int *)(Ds + 2 * TILE);                           // [2][TILE]: and their first keys
     const int kb = blockIdx.y, bk = blockIdx.x, b = bk / s.KV, kh = bk % s.KV, group = s.H / s.KV;   // the longest first
     const int qd = s.H * HD, kvd = s.KV * HD, w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const int k0 = kb * TILE, key0 = k0 + w * 16 + g;   // this lane's keys: key0, key0 + 8
-    const int span = (s.T + TILE - 1) / TILE - kb, steps = group * span;   // (query head, query tile) pairs
+    const int *pos_b = s.pos ? s.pos + (size_t)b * s.T : NULL;
+    int span = (s.T + TILE - 1) / TILE - kb;   // query tiles from the diagonal on
+    if (pos_b)   // but none from the first whose first row's document begins after these keys
+        for (int i = 1; i < span; i++)
+            if (first_key(pos_b, k0 + i * TILE, s.T) >= k0 + TILE) { span = i; break; }
+    const int steps = group * span;   // (query head, query tile) pairs
     stage_rows<HD>(Ks, k + (size_t)b * s.T * kvd + kh * HD, kvd, k0, s.T);
     stage_rows<HD>(Vs, v + (size_t)b * s.T * s.ldv + kh * HD, s.ldv, k0, s.T);
     // the group's first query head; step i takes head h0 + i / span
@@ -257,6 +285,7 @@ __global__ void __launch_bounds__(WARPS * 32) flash_dkdv_kernel(bf16 *dk, bf16 *
             int qi = q0 + r;
             ls[to * TILE + r] = qi < s.T ? lseg[(size_t)j * s.T + qi] : 0.0f;
             Ds[to * TILE + r] = qi < s.T ? Dg[(size_t)qi * s.H + j] : 0.0f;
+            fs[to * TILE + r] = first_key(pos_b, qi, s.T);
         }
     };
     stage_queries(0, 0);
@@ -270,6 +299,7 @@ __global__ void __launch_bounds__(WARPS * 32) flash_dkdv_kernel(bf16 *dk, bf16 *
         __syncthreads();
         const bf16 *Qt = Qs + buf * ts, *dOt = dOs + buf * ts;
         const float *lt = ls + buf * TILE, *Dt = Ds + buf * TILE;
+        const int *ft = fs + buf * TILE;
         float st[TILE / 8][4] = {}, dpt[TILE / 8][4] = {};
         {   // the warp's keys and values as A fragments, reloaded each time: fewer live registers
             uint32_t f[HD / 16][4];
@@ -283,7 +313,7 @@ __global__ void __launch_bounds__(WARPS * 32) flash_dkdv_kernel(bf16 *dk, bf16 *
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int c = j * 8 + 2 * t + e % 2, qi = q0 + c, key = key0 + 8 * (e / 2);
-                float p = key <= qi && qi < s.T ? __expf(st[j][e] * s.scale - lt[c]) : 0.0f;
+                float p = ft[c] <= key && key <= qi && qi < s.T ? __expf(st[j][e] * s.scale - lt[c]) : 0.0f;
                 st[j][e] = p;
                 dpt[j][e] = p * (dpt[j][e] - Dt[c]);   // dS^T
             }
@@ -308,7 +338,8 @@ __global__ void __launch_bounds__(WARPS * 32) flash_dkdv_kernel(bf16 *dk, bf16 *
     }
 }
 
-// One block per 64 queries: over the key tiles up to the diagonal,
+// One block per 64 queries: over the key tiles up to the diagonal (in
+// packed rows, from the first that holds a key of these queries' documents),
 //   S = Q K^T, P = exp(scale S - lse), dP = dO V^T, dS = P (dP - D), dQ += scale dS K.
 template <int HD>
 __global__ void __launch_bounds__(WARPS * 32) flash_dq_kernel(bf16 *dq, const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *dout,
@@ -322,10 +353,13 @@ __global__ void __launch_bounds__(WARPS * 32) flash_dq_kernel(bf16 *dq, const bf
     const int qd = s.H * HD, kvd = s.KV * HD, w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const int q0 = qb * TILE, row0 = q0 + w * 16 + g;
     const bf16 *kh_ = k + (size_t)b * s.T * kvd + kh * HD, *vh = v + (size_t)b * s.T * s.ldv + kh * HD;
+    const int *pos_b = s.pos ? s.pos + (size_t)b * s.T : NULL;
+    const int first[2] = {first_key(pos_b, row0, s.T), first_key(pos_b, row0 + 8, s.T)};   // this lane's rows' first keys
+    const int kb0 = first_key(pos_b, q0, s.T) / TILE;   // the key tiles before it are no row's here
     stage_rows<HD>(Qs, q + (size_t)b * s.T * qd + h * HD, qd, q0, s.T);
     stage_rows<HD>(dOs, dout + (size_t)b * s.T * qd + h * HD, qd, q0, s.T);
-    stage_rows<HD>(Ks, kh_, kvd, 0, s.T);
-    stage_rows<HD>(Vs, vh, s.ldv, 0, s.T);
+    stage_rows<HD>(Ks + kb0 % 2 * ts, kh_, kvd, kb0 * TILE, s.T);
+    stage_rows<HD>(Vs + kb0 % 2 * ts, vh, s.ldv, kb0 * TILE, s.T);
     staged();
     float lr[2], dr[2];   // lse and D of this lane's rows
     for (int hh = 0; hh < 2; hh++) {
@@ -334,7 +368,7 @@ __global__ void __launch_bounds__(WARPS * 32) flash_dq_kernel(bf16 *dq, const bf
         dr[hh] = row < s.T ? D[((size_t)b * s.T + row) * s.H + h] : 0.0f;
     }
     float acc[HD / 8][4] = {};
-    for (int kb = 0; kb <= qb; kb++) {
+    for (int kb = kb0; kb <= qb; kb++) {
         const int k0 = kb * TILE, buf = kb % 2;
         if (kb < qb) {   // the next tiles load while these are used
             stage_rows<HD>(Ks + (1 - buf) * ts, kh_, kvd, k0 + TILE, s.T);
@@ -357,7 +391,7 @@ __global__ void __launch_bounds__(WARPS * 32) flash_dq_kernel(bf16 *dq, const bf
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 const int key = k0 + j * 8 + 2 * t + i % 2, hh = i / 2, row = row0 + 8 * hh;
-                float p = key <= row && row < s.T ? __expf(sc[j][i] * s.scale - lr[hh]) : 0.0f;
+                float p = first[hh] <= key && key <= row && row < s.T ? __expf(sc[j][i] * s.scale - lr[hh]) : 0.0f;
                 dp[j][i] = p * (dp[j][i] - dr[hh]);   // dS
             }
         uint32_t dsf[TILE / 16][4];
@@ -405,7 +439,7 @@ static void backward(bf16 *dq, bf16 *dk, bf16 *dv, float *D, const bf16 *dout, c
     static int ready_kv, ready_q;
     auto dkdv = flash_dkdv_kernel<HD>;
     auto dqk = flash_dq_kernel<HD>;
-    const int bytes_kv = tiles_bytes<HD>(6) + 4 * TILE * (int)sizeof(float), bytes_q = tiles_bytes<HD>(6);
+    const int bytes_kv = tiles_bytes<HD>(6) + 4 * TILE * (int)sizeof(float) + 2 * TILE * (int)sizeof(int), bytes_q = tiles_bytes<HD>(6);
     allow_smem(dkdv, bytes_kv, &ready_kv);
     allow_smem(dqk, bytes_q, &ready_q);
     int N = B * s.T;
@@ -428,17 +462,17 @@ extern "C" int flash_supported(int hd) { return hd == 16 || hd == 32 || hd == 64
     default: BUG("flash attention for head size %d", hd);    \
     }
 
-extern "C" void flash_attention_forward(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int ldv, int B, int T,
-                                        int H, int KV, int hd, cudaStream_t stream)
+extern "C" void flash_attention_forward(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int ldv, const int *pos,
+                                        int B, int T, int H, int KV, int hd, cudaStream_t stream)
 {
-    Heads s = {T, H, KV, ldv, 1.0f / sqrtf((float)hd)};
+    Heads s = {T, H, KV, ldv, 1.0f / sqrtf((float)hd), pos};
     DISPATCH(hd, forward<HDV>(out, lse, q, k, v, B, s, stream));
 }
 
 extern "C" void flash_attention_backward(bf16 *dq, bf16 *dk, bf16 *dv, float *D, const bf16 *dout, const bf16 *out, const bf16 *q,
-                                         const bf16 *k, const bf16 *v, int ldv, const float *lse, int B, int T, int H, int KV, int hd,
-                                         cudaStream_t stream)
+                                         const bf16 *k, const bf16 *v, int ldv, const float *lse, const int *pos, int B, int T, int H,
+                                         int KV, int hd, cudaStream_t stream)
 {
-    Heads s = {T, H, KV, ldv, 1.0f / sqrtf((float)hd)};
+    Heads s = {T, H, KV, ldv, 1.0f / sqrtf((float)hd), pos};
     DISPATCH(hd, backward<HDV>(dq, dk, dv, D, dout, out, q, k, v, lse, B, s, stream));
 }

@@ -48,9 +48,8 @@ static void cuda_get_state(Device *d, float *params, float *moments)
 static Losses cuda_forward(Device *d, const uint32_t *inputs, const uint32_t *targets, const float *mask, const int *pos, int B,
                            int T, const BalanceOptions *bo)
 {
-    if (pos) die("packed rows (documents with their own positions) are not yet on the GPU: use --device cpu");
     Model *m = d->host;
-    return gpu_model_forward(gpu(d), &m->cfg, inputs, targets, mask, B, T, bo, m->expert_bias, m->counts);
+    return gpu_model_forward(gpu(d), &m->cfg, inputs, targets, mask, pos, B, T, bo, m->expert_bias, m->counts);
 }
 
 static const float *cuda_logits(Device *d) { return gpu_model_logits(gpu(d)); }

@@ -28,7 +28,10 @@
 // softmax kernel, the scores recomputed in backward; or, with
 // ATTENTION_FLASH, fused flash-style kernels (flash.cu) for head sizes 16,
 // 32, 64, 96 and 128 (flash_supported). Either way only each row's
-// log-sum-exp is kept between forward and backward. The paths (GpuPaths,
+// log-sum-exp is kept between forward and backward. Packed rows (pos, as
+// model_forward's): the positions are uploaded with the inputs (g->pos) and
+// kept for the backward; RoPE rotates by them and attention keeps each
+// query to its document's keys. The paths (GpuPaths,
 // model/device.h) are chosen once, in gpu_model_create, and kept in
 // g->paths; no environment variable is read here.
 #include "cuda/gpu_model.h"
@@ -113,6 +116,7 @@ struct GpuModel {
     float *lsef, *rowloss;     // [N]
     uint32_t *inputs, *targets;// [N]
     float *mask;               // [N] or unused
+    int *pos;                  // [N] positions in packed rows (model.h), or unused
     float *cosv, *sinv;        // [T, hd/2]
     float *bias;               // [L*E] expert bias
     float *coef;               // [L, 2E] the router backward's per-expert terms
@@ -138,7 +142,7 @@ struct GpuModel {
     void **ptrs;               // [L, PKINDS * Bmax*H] the cuBLAS attention's pointer arrays, see upload_attention_pointers
     int ptr_B, ptr_T;
     // host mirrors of the last forward
-    int B, T, have_forward, have_mask, kused[MODEL_MAX_LAYERS];
+    int B, T, have_forward, have_mask, have_pos, kused[MODEL_MAX_LAYERS];
     BalanceOptions bo;
     int *h_sel[MODEL_MAX_LAYERS], *h_offs[MODEL_MAX_LAYERS];   // [Amax], [E+1]
     int sel_on_host;           // whether h_sel holds the last forward's (grouped experts copy it when asked)
@@ -241,7 +245,7 @@ static size_t carve(GpuModel *g, char *base, int print)
     REPORT(g->paths.recompute ? "router and expert activations (recomputed)" : "router and expert activations");
     AT(g->x_final, float, N * d); AT(g->lnf, bf16, N * d); AT(g->rf, float, N);
     AT(g->logits, float, N * V); AT(g->lsef, float, N); AT(g->rowloss, float, N);
-    AT(g->inputs, uint32_t, N); AT(g->targets, uint32_t, N); AT(g->mask, float, N);
+    AT(g->inputs, uint32_t, N); AT(g->targets, uint32_t, N); AT(g->mask, float, N); AT(g->pos, int, N);
     AT(g->cosv, float, T * hd / 2); AT(g->sinv, float, T * hd / 2); AT(g->bias, float, L * E); AT(g->coef, float, L * 2 * E);
     AT(g->emb_pos, int, N); AT(g->emb_seg, int, N + 1);
     AT(g->counts, float, L * E); AT(g->route_scratch, int, grouped_route_scratch((int)amax, (int)E));
@@ -608,8 +612,8 @@ static void upload_token_order(GpuModel *g, const uint32_t *inputs, int N)
 }
 
 extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32_t *inputs, const uint32_t *targets,
-                                    const float *mask, int B, int T, const BalanceOptions *bo, const float *expert_bias,
-                                    float *counts)
+                                    const float *mask, const int *pos, int B, int T, const BalanceOptions *bo,
+                                    const float *expert_bias, float *counts)
 {
     const Config *c = &g->alloc;
     const int N = B * T, d = c->d_model, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim;
@@ -618,6 +622,7 @@ extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32
         BUG("forward of %d x %d tokens, the buffers hold %d x %d", B, T, g->Bmax, g->Tmax);
     static const BalanceOptions none = {BALANCE_NONE, 0, 0, 0, NULL, NULL};
     if (!bo) bo = &none;
+    if (pos) model_check_positions(pos, B, T);
     for (int n = 0; n < N; n++) {
         if (inputs[n] >= (uint32_t)V) die("token %u at position %d is outside the model's vocabulary of %d", inputs[n], n, V);
         if (targets && targets[n] >= (uint32_t)V) die("target %u at position %d is outside the model's vocabulary of %d", targets[n], n, V);
@@ -627,6 +632,7 @@ extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32
     g->T = T;
     g->bo = *bo;   // its global counts stay valid until the backward, as on the CPU
     g->have_mask = mask != NULL;
+    g->have_pos = pos != NULL;
     g->have_forward = 0;
     const GpuCtx ctx = g->ctx;
     if (g->paths.attention == ATTENTION_CUBLAS) upload_attention_pointers(g, B, T);
@@ -638,6 +644,8 @@ extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32
         upload_token_order(g, inputs, N);
     }
     if (mask) copy_to_device(g->mask, mask, (size_t)N * sizeof(float), ctx);
+    if (pos) copy_to_device(g->pos, pos, (size_t)N * sizeof(int), ctx);   // kept for the backward
+    const int *dpos = pos ? g->pos : NULL;
     if (balance_uses_bias(bo)) copy_to_device(g->bias, expert_bias, (size_t)L * E * sizeof(float), ctx);
     embedding_forward(g->L[0].x, g->inputs, g->params + g->embed, N, d, ctx);
     Losses out = {0, 0, 0, 0};
@@ -652,11 +660,12 @@ extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32
         rmsnorm_forward(a->ln1, a->r1, a->x, g->params + o->ln1, N, d, c->norm_eps, ctx);
         phase(g, PH_QKV);
         linear_forward(a->qkv, CUDA_R_16BF, a->ln1, g->params_bf + o->wqkv, N, d, qkv, 0.0f, ctx);
-        qknorm_rope_forward(a->qr, a->qrs, a->qkv, qkv, g->params + o->qnorm, g->cosv, g->sinv, N, T, H, hd, c->norm_eps, ctx);
-        qknorm_rope_forward(a->kr, a->krs, a->qkv + qd, qkv, g->params + o->knorm, g->cosv, g->sinv, N, T, KV, hd, c->norm_eps, ctx);
+        qknorm_rope_forward(a->qr, a->qrs, a->qkv, qkv, g->params + o->qnorm, g->cosv, g->sinv, dpos, N, T, H, hd, c->norm_eps, ctx);
+        qknorm_rope_forward(a->kr, a->krs, a->qkv + qd, qkv, g->params + o->knorm, g->cosv, g->sinv, dpos, N, T, KV, hd, c->norm_eps,
+                            ctx);
         phase(g, PH_ATTN);
-        attention_forward(a->ao, a->att_lse, g->S, g->P, a->qr, a->kr, a->qkv + qd + kvd, qkv, attention_ptrs_of(g, l), B, T, H, KV, hd,
-                          g->paths.attention, ctx);
+        attention_forward(a->ao, a->att_lse, g->S, g->P, a->qr, a->kr, a->qkv + qd + kvd, qkv, dpos, attention_ptrs_of(g, l), B, T, H,
+                          KV, hd, g->paths.attention, ctx);
         phase(g, PH_OPROJ);
         CUDA_CHECK(cudaMemcpyAsync(a->h, a->x, (size_t)N * d * sizeof(float), cudaMemcpyDeviceToDevice, ctx.stream));
         linear_forward(a->h, CUDA_R_32F, a->ao, g->params_bf + o->wo, N, qd, d, 1.0f, ctx);
@@ -720,6 +729,7 @@ extern "C" void gpu_model_backward(GpuModel *g, float scale)
     const int B = g->B, T = g->T, N = B * T, d = c->d_model, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim;
     const int qd = H * hd, kvd = KV * hd, qkv = qd + 2 * kvd, V = c->vocab_size;
     int have_mask = g->have_mask;
+    const int *dpos = g->have_pos ? g->pos : NULL;   // the forward's positions
     const GpuCtx ctx = g->ctx;
     upload_balance_coefficients(g, scale);   // first, while the stream is idle after the forward's last wait
     phase(g, PH_LOSS);
@@ -746,12 +756,12 @@ extern "C" void gpu_model_backward(GpuModel *g, float scale)
         gemm(1, 0, d, qd, N, 1.0f, g->dh_bf, d, a->ao, qd, 1.0f, g->grads + o->wo, CUDA_R_32F, qd, ctx);
         phase(g, PH_ATTN);
         attention_backward(g->dqr, g->dkr, g->dqkv + qd + kvd, g->S, g->P, g->dkh, g->dvh, g->dao, a->ao, a->att_lse, a->qr, a->kr,
-                           a->qkv + qd + kvd, qkv, attention_ptrs_of(g, l), B, T, H, KV, hd, g->paths.attention, ctx);
+                           a->qkv + qd + kvd, qkv, dpos, attention_ptrs_of(g, l), B, T, H, KV, hd, g->paths.attention, ctx);
         phase(g, PH_QKV);
         qknorm_rope_backward(g->dqkv, qkv, g->grads + o->qnorm, g->dn, g->norm_partial, g->dqr, a->qkv, a->qrs, g->params + o->qnorm,
-                             g->cosv, g->sinv, N, T, H, hd, ctx);
+                             g->cosv, g->sinv, dpos, N, T, H, hd, ctx);
         qknorm_rope_backward(g->dqkv + qd, qkv, g->grads + o->knorm, g->dn, g->norm_partial, g->dkr, a->qkv + qd, a->krs,
-                             g->params + o->knorm, g->cosv, g->sinv, N, T, KV, hd, ctx);
+                             g->params + o->knorm, g->cosv, g->sinv, dpos, N, T, KV, hd, ctx);
         linear_backward(g->dln, 0.0f, g->grads + o->wqkv, g->dqkv, a->ln1, g->params_bf + o->wqkv, N, d, qkv, ctx);
         phase(g, PH_NORM);
         rmsnorm_backward(g->dx, NULL, g->grads + o->ln1, g->norm_partial, g->dh, g->dln, a->x, g->params + o->ln1, a->r1, N, d, ctx);

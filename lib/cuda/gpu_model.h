@@ -52,11 +52,13 @@ void gpu_model_get_moments(GpuModel *g, float *moments);
 void gpu_model_get_grads(GpuModel *g, float *grads);
 void gpu_model_set_grads(GpuModel *g, const float *grads);   /* tests: the optimizer on given gradients */
 
-/* As model_forward, at cfg's top-k (at most alloc's); expert_bias
- * [L * E] is read when the balance kind is bias. counts[L * E] gets the tokens routed
- * to each expert. */
+/* As model_forward, at cfg's top-k (at most alloc's); pos[B*T] or NULL as
+ * model_forward's (packed rows: each token's position in its document,
+ * checked by model_check_positions). expert_bias [L * E] is read when the
+ * balance kind is bias. counts[L * E] gets the tokens routed to each
+ * expert. */
 Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32_t *inputs, const uint32_t *targets, const float *mask,
-                         int B, int T, const BalanceOptions *bo, const float *expert_bias, float *counts);
+                         const int *pos, int B, int T, const BalanceOptions *bo, const float *expert_bias, float *counts);
 /* logits [B*T, V] of the last forward, copied to the host */
 const float *gpu_model_logits(GpuModel *g);
 /* expert of each (token, slot) of layer l in the last forward: sel[B*T*k] */

@@ -6,8 +6,11 @@
 // and heads per KV head, and values and their gradient with a row stride of
 // their own (as inside the fused qkv rows). Outputs are poisoned first
 // (every row must be written, and dV's rows no further than their KV
-// heads) and a second run must give the same bits. Needs a GPU; TAP on
-// stdout.
+// heads) and a second run must give the same bits. Then packed rows:
+// documents of uneven lengths one after another in each sequence (pos, as
+// model.h's), the reference keeping each query to its document's keys, with
+// documents that begin inside a tile, span tiles, or hold a single token.
+// Needs a GPU; TAP on stdout.
 //
 // The same source built for the CPU emulation (tests/emu/cuda_emu.h) runs
 // in `make test` on machines without a GPU.
@@ -75,7 +78,23 @@ static float *to_float(const bf16 *h, size_t n)
     return f;
 }
 
-static void check(int B, int T, int H, int KV, int hd)
+// pos[B*T]: row b's documents have the lengths docs[b], docs[b + 1], ...
+// (cyclically; docs ends with 0), the last cut at T.
+static int *packed_positions(const int *docs, int B, int T)
+{
+    int nd = 0;
+    while (docs[nd]) nd++;
+    int *pos = (int *)xmalloc((size_t)B * T * sizeof(int));
+    for (int b = 0; b < B; b++)
+        for (int t = 0, i = b, p = 0; t < T; t++, p++) {
+            if (p == docs[i % nd]) { p = 0; i++; }
+            pos[(size_t)b * T + t] = p;
+        }
+    return pos;
+}
+
+// docs: NULL for one document a row, else packed_positions's lengths.
+static void check(int B, int T, int H, int KV, int hd, const int *docs = NULL)
 {
     const int N = B * T, qd = H * hd, kvd = KV * hd, ldv = kvd + 8, group = H / KV;
     const double scale = 1.0 / sqrt((double)hd);
@@ -84,6 +103,7 @@ static void check(int B, int T, int H, int KV, int hd)
     // scores of a few units: softmax neither flat nor one-hot
     bf16 *d_q = random_bf16(q, (size_t)N * qd, 2.0), *d_k = random_bf16(k, (size_t)N * kvd, 2.0);
     bf16 *d_v = random_bf16(v, (size_t)N * ldv, 1.0), *d_dout = random_bf16(dout, (size_t)N * qd, 1.0);
+    int *pos = docs ? packed_positions(docs, B, T) : NULL, *d_pos = pos ? device_copy(pos, (size_t)N) : NULL;
 
     // the reference, one (sequence, head) at a time
     double *o = (double *)xcalloc((size_t)N * qd, sizeof(double)), *lse = (double *)xmalloc((size_t)B * H * T * sizeof(double));
@@ -98,23 +118,24 @@ static void check(int B, int T, int H, int KV, int hd)
             auto Vr = [&](int j) { return v + ((size_t)b * T + j) * ldv + kh * hd; };
             auto dO = [&](int i) { return dout + ((size_t)b * T + i) * qd + h * hd; };
             for (int i = 0; i < T; i++) {
+                const int first = pos ? i - pos[(size_t)b * T + i] : 0;   // keys [first, i]: the query's document's
                 double mx = -INFINITY, sum = 0;
-                for (int j = 0; j <= i; j++) {
+                for (int j = first; j <= i; j++) {
                     double s = 0;
                     for (int c = 0; c < hd; c++) s += Q(i)[c] * K(j)[c];
                     p[(size_t)i * T + j] = s * scale;
                     mx = fmax(mx, s * scale);
                 }
-                for (int j = 0; j <= i; j++) sum += exp(p[(size_t)i * T + j] - mx);
+                for (int j = first; j <= i; j++) sum += exp(p[(size_t)i * T + j] - mx);
                 lse[bh * T + i] = mx + log(sum);
                 double *oi = o + ((size_t)b * T + i) * qd + h * hd;
-                for (int j = 0; j <= i; j++) {
+                for (int j = first; j <= i; j++) {
                     p[(size_t)i * T + j] = exp(p[(size_t)i * T + j] - lse[bh * T + i]);
                     for (int c = 0; c < hd; c++) oi[c] += p[(size_t)i * T + j] * Vr(j)[c];
                 }
                 double D = 0;
                 for (int c = 0; c < hd; c++) D += dO(i)[c] * oi[c];
-                for (int j = 0; j <= i; j++) {
+                for (int j = first; j <= i; j++) {
                     double dp = 0;
                     for (int c = 0; c < hd; c++) dp += dO(i)[c] * Vr(j)[c];
                     double ds = p[(size_t)i * T + j] * (dp - D);
@@ -131,8 +152,8 @@ static void check(int B, int T, int H, int KV, int hd)
     bf16 *d_o = poisoned<bf16>((size_t)N * qd), *d_dq = poisoned<bf16>((size_t)N * qd);
     bf16 *d_dk = poisoned<bf16>((size_t)N * kvd), *d_dv = poisoned<bf16>((size_t)N * ldv);
     float *d_lse = poisoned<float>((size_t)B * H * T), *d_D = poisoned<float>((size_t)N * H);
-    flash_attention_forward(d_o, d_lse, d_q, d_k, d_v, ldv, B, T, H, KV, hd, 0);
-    flash_attention_backward(d_dq, d_dk, d_dv, d_D, d_dout, d_o, d_q, d_k, d_v, ldv, d_lse, B, T, H, KV, hd, 0);
+    flash_attention_forward(d_o, d_lse, d_q, d_k, d_v, ldv, d_pos, B, T, H, KV, hd, 0);
+    flash_attention_backward(d_dq, d_dk, d_dv, d_D, d_dout, d_o, d_q, d_k, d_v, ldv, d_lse, d_pos, B, T, H, KV, hd, 0);
     CUDA_CHECK(cudaDeviceSynchronize());
     bf16 *ho = host_copy(d_o, (size_t)N * qd), *hdq = host_copy(d_dq, (size_t)N * qd);
     float *hl = host_copy(d_lse, (size_t)B * H * T);
@@ -156,15 +177,15 @@ static void check(int B, int T, int H, int KV, int hd)
     double edq = rel_err(dq, fdq, (size_t)N * qd, &finite), edk = rel_err(dk, fdk, (size_t)N * kvd, &finite);
     double edv = rel_err(dv, fdv, (size_t)N * kvd, &finite);
     char what[120];
-    snprintf(what, sizeof what, "B %d, T %d, %d heads on %d KV heads of %d", B, T, H, KV, hd);
+    snprintf(what, sizeof what, "B %d, T %d, %d heads on %d KV heads of %d%s", B, T, H, KV, hd, pos ? ", packed rows" : "");
     ok(finite, "%s: every output written and finite", what);
     ok(dv_within, "%s: dV's rows written no further than their KV heads", what);
     // bf16 rounding of the output and of the probabilities into P V: about 2^-8 each
     ok(eo < 1e-2 && el < 1e-3, "%s: output within %.2e, log-sum-exp within %.2e of double precision", what, eo, el);
     ok(edq < 2e-2 && edk < 2e-2 && edv < 2e-2, "%s: dQ, dK, dV within %.2e, %.2e, %.2e", what, edq, edk, edv);
 
-    flash_attention_forward(d_o, d_lse, d_q, d_k, d_v, ldv, B, T, H, KV, hd, 0);
-    flash_attention_backward(d_dq, d_dk, d_dv, d_D, d_dout, d_o, d_q, d_k, d_v, ldv, d_lse, B, T, H, KV, hd, 0);
+    flash_attention_forward(d_o, d_lse, d_q, d_k, d_v, ldv, d_pos, B, T, H, KV, hd, 0);
+    flash_attention_backward(d_dq, d_dk, d_dv, d_D, d_dout, d_o, d_q, d_k, d_v, ldv, d_lse, d_pos, B, T, H, KV, hd, 0);
     bf16 *ho2 = host_copy(d_o, (size_t)N * qd), *hdq2 = host_copy(d_dq, (size_t)N * qd);
     bf16 *hdk2 = host_copy(d_dk, (size_t)N * kvd), *hdv2 = host_copy(d_dv, (size_t)N * ldv);
     ok(!memcmp(ho, ho2, (size_t)N * qd * sizeof(bf16)) && !memcmp(hdq, hdq2, (size_t)N * qd * sizeof(bf16)) &&
@@ -175,7 +196,8 @@ static void check(int B, int T, int H, int KV, int hd)
     float *dev_f[] = {d_lse, d_D};
     for (bf16 *d : dev_b) CUDA_CHECK(cudaFree(d));
     for (float *d : dev_f) CUDA_CHECK(cudaFree(d));
-    void *host[] = {q, k, v, dout, o, lse, dq, dk, dv, p, ho, hdq, hl, hdk, hdv, fo, fdq, fdk, fdv, ho2, hdq2, hdk2, hdv2};
+    if (d_pos) CUDA_CHECK(cudaFree(d_pos));
+    void *host[] = {q, k, v, dout, o, lse, dq, dk, dv, p, ho, hdq, hl, hdk, hdv, fo, fdq, fdk, fdv, ho2, hdq2, hdk2, hdv2, pos};
     for (void *h : host) free(h);
 }
 
@@ -193,11 +215,20 @@ int main(void)
     check(1, 70, 3, 1, 96);
     check(1, 33, 2, 1, 32);
     check(1, 96, 8, 2, 64);     // four heads per KV head, as in both presets
+    // packed rows: documents beginning inside tiles, a whole key tile before a query tile's first document
+    // (skipped), query tiles past a key tile's last document (skipped), one-token documents
+    static const int docs1[] = {70, 3, 127, 1, 0}, docs2[] = {20, 45, 1, 30, 0}, docs3[] = {64, 64, 5, 0};
+    check(1, 200, 4, 2, 64, docs1);
+    check(2, 130, 2, 1, 32, docs2);
+    check(3, 140, 4, 1, 16, docs3);
+    check(1, 100, 2, 2, 128, docs2);
+    check(1, 70, 3, 1, 96, docs1);
 #ifdef SIGMA_EMU
     emu::cp_late = false;   // copies landing at once, the last warp ahead, blocks in reverse: races show
     emu::skewed = true;
     check(1, 130, 4, 2, 64);
     check(1, 70, 3, 1, 96);
+    check(1, 200, 4, 2, 64, docs1);
     ok_no_bank_conflicts();
 #endif
     return tap_done();

@@ -6,7 +6,10 @@
  * buffer poisoned with NaN first. Then determinism (two runs, the same
  * bits), experts without tokens (zero gradient), the gradient norm and
  * AdamW on the same gradients. The cases run again with the fused
- * attention and with the grouped expert products. Needs a GPU; TAP on
+ * attention and with the grouped expert products. Packed rows (pos, as
+ * model_forward's: documents of uneven lengths one after another in a row)
+ * are checked the same way against the CPU, and each document's logits
+ * against the same document run alone on the GPU. Needs a GPU; TAP on
  * stdout. Built with -DSIGMA_EMU and linked with the CUDA core built for
  * the CPU emulation (tests/emu/cuda_emu.h), it runs in make test: the whole
  * CUDA model's logic against the CPU's, on a machine without a GPU. */
@@ -71,9 +74,47 @@ typedef struct {
     BalanceOptions bo;
     int global;                /* lbl over supplied global counts */
     int head_dim;              /* 0: the preset's */
+    int packed;                /* rows of several documents, positions restarting at each */
 } Case;
 
 static uint64_t seed;
+
+/* pos[B*T]: each row cut into documents of uneven lengths (1 + T/6 up to
+ * about T/2 + T/6, the last cut at T), positions 0, 1, ... in each. */
+static void packed_positions(int *pos, int B, int T, uint64_t *s)
+{
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T;) {
+            int len = 1 + T / 6 + (int)(splitmix64(s) % (uint64_t)(T / 2));
+            for (int i = 0; i < len && t < T; i++) pos[(size_t)b * T + t++] = i;
+        }
+}
+
+/* Each document of a packed forward's rows run alone (one row of its
+ * length, no positions) on the GPU: its logits as the packed row's, but for
+ * the rounding of the attention's sums taken in another order. */
+static void check_documents_alone(GpuModel *g, const Case *cs, const Config *c, const uint32_t *in, const int *pos,
+                                  const float *glogits, const BalanceOptions *bo, const float *bias)
+{
+    const int B = cs->B, T = cs->T, V = c->vocab_size;
+    double worst = 0;
+    int docs = 0, finite = 1;
+    for (int b = 0; b < B; b++)
+        for (int t0 = 0; t0 < T;) {
+            int len = 1;
+            while (t0 + len < T && pos[(size_t)b * T + t0 + len]) len++;
+            size_t n0 = (size_t)b * T + t0;
+            gpu_model_forward(g, c, in + n0, NULL, NULL, NULL, 1, len, bo, bias, NULL);
+            const float *alone = gpu_model_logits(g);
+            for (size_t i = 0; i < (size_t)len * V; i++) finite &= isfinite(alone[i]);
+            double e = rel_err(alone, glogits + n0 * V, (size_t)len * V);
+            worst = e > worst ? e : worst;
+            docs++;
+            t0 += len;
+        }
+    ok(finite && worst < TOL_LOSS, "%s: each of %d documents run alone has the packed rows' logits (worst relative error %.2e)",
+       cs->name, docs, worst);
+}
 
 static void run_case(const Case *cs, size_t offset)
 {
@@ -90,6 +131,11 @@ static void run_case(const Case *cs, size_t offset)
     for (int i = 0; i < L * E; i++) m.expert_bias[i] = balance_uses_bias(&cs->bo) ? (float)((double)(splitmix64(&s) >> 11) * 0x1.0p-53 * 0.2) : 0.0f;
     uint32_t *in = xmalloc((size_t)N * sizeof(uint32_t)), *tg = xmalloc((size_t)N * sizeof(uint32_t));
     float *mask = xmalloc((size_t)N * sizeof(float));
+    int *pos = NULL;
+    if (cs->packed) {
+        pos = xmalloc((size_t)N * sizeof(int));
+        packed_positions(pos, B, T, &s);
+    }
     offset = (offset + splitmix64(&s)) % text_len;   /* a fresh stretch of text each run */
     for (int n = 0; n < N; n++) {
         in[n] = text[(offset + (size_t)n) % (text_len - 1)];
@@ -100,7 +146,7 @@ static void run_case(const Case *cs, size_t offset)
     float *gcounts = xcalloc((size_t)L * E, sizeof(float)), *gtokens = xcalloc((size_t)L, sizeof(float));
     if (cs->global) {   /* a step of two micro-batches: this one and another whose counts we make up */
         BalanceOptions none = {.kind = BALANCE_NONE};
-        model_forward(&m, in, tg, NULL, NULL, B, T, &none);
+        model_forward(&m, in, tg, NULL, pos, B, T, &none);
         for (int i = 0; i < L * E; i++) gcounts[i] = m.counts[i] + (float)(i % 7);
         for (int l = 0; l < L; l++) {
             float t = 0;
@@ -113,7 +159,7 @@ static void run_case(const Case *cs, size_t offset)
     const float *mk = cs->mask ? mask : NULL;
 
     /* the CPU's own routing, for the comparison of routings below */
-    model_forward(&m, in, tg, mk, NULL, B, T, &bo);
+    model_forward(&m, in, tg, mk, pos, B, T, &bo);
     int *cpu_sel[MODEL_MAX_LAYERS], kc[MODEL_MAX_LAYERS];
     for (int l = 0; l < L; l++) {
         const int *sc = model_selection(&m, l, &kc[l]);
@@ -129,7 +175,7 @@ static void run_case(const Case *cs, size_t offset)
     gpu_model_poison(g);
     gpu_model_zero_grads(g);
     float *gc = xmalloc((size_t)L * E * sizeof(float));
-    Losses lg = gpu_model_forward(g, &c, in, tg, mk, B, T, &bo, m.expert_bias, gc);
+    Losses lg = gpu_model_forward(g, &c, in, tg, mk, pos, B, T, &bo, m.expert_bias, gc);
     float *glogits = xmalloc((size_t)N * c.vocab_size * sizeof(float));
     memcpy(glogits, gpu_model_logits(g), (size_t)N * c.vocab_size * sizeof(float));
     gpu_model_backward(g, 1.0f);
@@ -160,7 +206,7 @@ static void run_case(const Case *cs, size_t offset)
         m.forced_sel[l] = gpu_sel[l];
     }
     model_zero_grads(&m);
-    Losses lc = model_forward(&m, in, tg, mk, NULL, B, T, &bo);
+    Losses lc = model_forward(&m, in, tg, mk, pos, B, T, &bo);
     model_backward(&m, 1.0f);
     double lerr = rel_err(glogits, model_logits(&m), (size_t)N * c.vocab_size);
     for (int l = 0; l < L; l++) m.forced_sel[l] = NULL;
@@ -196,19 +242,21 @@ static void run_case(const Case *cs, size_t offset)
 
     /* the same inputs again: the same bits */
     gpu_model_zero_grads(g);
-    Losses l2 = gpu_model_forward(g, &c, in, tg, mk, B, T, &bo, m.expert_bias, gc);
+    Losses l2 = gpu_model_forward(g, &c, in, tg, mk, pos, B, T, &bo, m.expert_bias, gc);
     gpu_model_backward(g, 1.0f);
     float *gg2 = xmalloc(m.n_params * sizeof(float));
     gpu_model_get_grads(g, gg2);
     ok(l2.loss == lg.loss && !memcmp(gg, gg2, m.n_params * sizeof(float)), "%s: deterministic (same loss and gradients bit for bit)",
        cs->name);
     free(gg2);
+    if (pos) check_documents_alone(g, cs, &c, in, pos, glogits, &bo, m.expert_bias);
 
     gpu_model_free(g);
     model_free(&m);
     free(in);
     free(tg);
     free(mask);
+    free(pos);
     free(gc);
     free(gg);
     free(gcounts);
@@ -299,17 +347,24 @@ int main(void)
     diag("seed %llu (SIGMA_SEED=%llu repeats this run)", (unsigned long long)seed, (unsigned long long)seed);
     const Case cases[] = {
         {"test, top-2/top-1, top-1 LBL, z-loss, mask", "test", 512, 2, 64, 0, 0, 1, {2, 1},
-         {.kind = BALANCE_TOP1_LBL, .coef = 0.05f, .tau = 0.1f, .z_coef = 0.01f}, 0, 0},
-        {"test, top-1, LBL, tied embeddings", "test", 512, 4, 32, 1, 0, 0, {1, 1}, {.kind = BALANCE_LBL, .coef = 0.01f}, 0, 0},
+         {.kind = BALANCE_TOP1_LBL, .coef = 0.05f, .tau = 0.1f, .z_coef = 0.01f}, 0, 0, 0},
+        {"test, top-1, LBL, tied embeddings", "test", 512, 4, 32, 1, 0, 0, {1, 1}, {.kind = BALANCE_LBL, .coef = 0.01f}, 0, 0, 0},
         {"micro, top-1, LBL over a global batch, recomputed experts", "micro", 4096, 4, 128, 0, 1, 0, {1, 1},
-         {.kind = BALANCE_LBL, .coef = 0.01f}, 1, 0},
+         {.kind = BALANCE_LBL, .coef = 0.01f}, 1, 0, 0},
         {"micro, top-2, aux-loss-free bias, z-loss", "micro", 4096, 2, 256, 0, 0, 0, {2, 2},
-         {.kind = BALANCE_BIAS, .z_coef = 0.001f}, 0, 0},
+         {.kind = BALANCE_BIAS, .z_coef = 0.001f}, 0, 0, 0},
         /* the fused attention's tiles of 64: sequences that end inside one, other head sizes */
         {"micro, head size 64, T 100, top-1 LBL, mask", "micro", 4096, 3, 100, 0, 0, 1, {1, 1},
-         {.kind = BALANCE_TOP1_LBL, .coef = 0.01f, .tau = 0.2f}, 0, 64},
-        {"micro, head size 128, T 200", "micro", 4096, 1, 200, 0, 0, 0, {1, 1}, {.kind = BALANCE_LBL, .coef = 0.01f}, 0, 128},
-        {"micro, head size 96, T 130, top-2", "micro", 4096, 2, 130, 0, 0, 0, {2, 1}, {.kind = BALANCE_LBL, .coef = 0.01f}, 0, 96},
+         {.kind = BALANCE_TOP1_LBL, .coef = 0.01f, .tau = 0.2f}, 0, 64, 0},
+        {"micro, head size 128, T 200", "micro", 4096, 1, 200, 0, 0, 0, {1, 1}, {.kind = BALANCE_LBL, .coef = 0.01f}, 0, 128, 0},
+        {"micro, head size 96, T 130, top-2", "micro", 4096, 2, 130, 0, 0, 0, {2, 1}, {.kind = BALANCE_LBL, .coef = 0.01f}, 0, 96, 0},
+        /* packed rows: 2-4 documents of uneven lengths a row, beginning inside the fused attention's tiles */
+        {"test, top-2/top-1, LBL, mask, packed rows", "test", 512, 2, 96, 0, 0, 1, {2, 1}, {.kind = BALANCE_LBL, .coef = 0.01f}, 0,
+         0, 1},
+        {"micro, top-1 LBL, z-loss, T 150, packed rows", "micro", 4096, 2, 150, 0, 0, 0, {1, 1},
+         {.kind = BALANCE_TOP1_LBL, .coef = 0.01f, .tau = 0.2f, .z_coef = 0.001f}, 0, 0, 1},
+        {"micro, head size 64, T 200, top-2, mask, packed rows", "micro", 4096, 2, 200, 0, 0, 1, {2, 1},
+         {.kind = BALANCE_LBL, .coef = 0.01f}, 0, 64, 1},
     };
     const size_t n = sizeof cases / sizeof *cases;
     /* Which cases each path runs: the default; the fused attention (its
@@ -317,9 +372,9 @@ int main(void)
      * the CPU emulation (make test), a few of each: it runs a warp one lane
      * at a time. */
 #ifdef SIGMA_EMU
-    const char *plain = "0123", *fused = "46", *grouped = "02";
+    const char *plain = "01237", *fused = "468", *grouped = "02";
 #else
-    const char *plain = "0123456", *fused = "23456", *grouped = "0123456";
+    const char *plain = "0123456789", *fused = "2345689", *grouped = "0123456789";
 #endif
     run_cases(cases, n, plain, "", NULL, NULL, 0);
     run_cases(cases, n, fused, "fused attention, ", "SIGMA_ATTENTION", "flash", n);
