@@ -47,6 +47,22 @@ ok "sliding windows predict the same tokens as disjoint ones, with more context 
 ok "the load report has every layer" jq -e '(.load | length) == 2 and (.load[0] | has("load_max") and has("load_min") and
     has("load_entropy") and has("idle_experts") and has("top1_p") and has("routing_entropy"))' "$T/loss128.json"
 
+# ---- the CUDA core (on the CPU emulation of CUDA, where built) -------------------------
+emu=${SIGMA_TESTBIN:-}/sigma-eval-emu
+if [ -x "$emu" ]; then
+    "$emu" piqa -q "$MODEL" -t "$TOK" "$FIX/piqa.jsonl" --labels "$FIX/piqa-labels.lst" --limit 10 --device cuda \
+        --per-example "$T/gpu.ex" >/dev/null
+    ok "on the (emulated) GPU, bf16: every log-likelihood within 2% of the CPU's" jq -n -e --slurpfile a "$T/gpu.ex" \
+        --slurpfile b "$T/piqa.ex" '[range($a | length) as $i | [range(2) as $c |
+            (($a[$i].ll[$c] - $b[$i].ll[$c]) | fabs) <= 0.02 * ($b[$i].ll[$c] | fabs)] | all] | all'
+    "$emu" loss -q "$MODEL" -t "$TOK" --device cuda "$FIX/loss.txt" >"$T/gpuloss.json"
+    ok "and the loss within 1%, with each layer's load" jq -n -e --slurpfile a "$T/gpuloss.json" --slurpfile b "$T/loss128.json" \
+        '(($a[0].loss - $b[0].loss) | fabs) < 0.01 * $b[0].loss and ($a[0].load | length) == 2 and $a[0].load[0].top1_p > 0'
+else
+    skip "the emulated GPU" "no sigma-eval-emu here (it needs the CUDA headers, and is left out of the sanitizer build)"
+    skip "the emulated GPU's loss" "no sigma-eval-emu"
+fi
+
 # ---- batching changes no result -----------------------------------------------------------
 ev piqa "$MODEL" -t "$TOK" "$FIX/piqa.jsonl" --labels "$FIX/piqa-labels.lst" --batch 1 --per-example "$T/b1.ex" >/dev/null 2>&1
 ok "one request a forward gives the same log-likelihoods as batches of 8" jq -n -e --slurpfile a "$T/b1.ex" \
