@@ -306,7 +306,8 @@ int main(int argc, char **argv)
                 hi = series[i].s.value[j] > hi ? series[i].s.value[j] : hi;
             }
         if (hi <= lo) hi = lo + 1;
-        fprintf(gp, "set autoscale xfix\nset %srange [%.17g:%.17g]\n", heat ? "cb" : "y", lo, hi + (heat ? 0 : 0.05 * (hi - lo)));
+        double pad = heat ? 0 : 0.05 * (hi - lo);   /* lines on the frame would hide */
+        fprintf(gp, "set autoscale xfix\nset %srange [%.17g:%.17g]\n", heat ? "cb" : "y", lo - pad, hi + pad);
         fprintf(gp, "set ylabel %s\n", heat ? "'layer'" : "'deviation from an even load'");
         if (load) fprintf(gp, "set key outside right top\n");
         if (heat) {

@@ -55,17 +55,19 @@ args_prog-top1-lbl-1e-2 := --topk-schedule '0:4,4,1...; $(SWITCH):1...' --balanc
 
 RUNS := $(RECIPES:%=$(OUT)/runs/%.row.json)
 
-# The pictures: sigma-plot's options and the recipes each draws.
+# The pictures: sigma-plot's options and the recipes each draws; the
+# per-step load is noisy (256 tokens an expert at an even share), so the
+# load's lines are means of 5 steps.
 FIGURES := fig2a fig3 fig4 sweep-lbl sweep-top1-lbl layer0 heatmap loss val-loss
-figopts_fig2a          := --load --names 'top-1 LBL a=1e-3,top-4 LBL a=1e-3' --title 'the standard LBL at top-1 and top-4 (Figure 2a)'
+figopts_fig2a          := --load --smooth 5 --names 'top-1 LBL a=1e-3,top-4 LBL a=1e-3' --title 'the standard LBL at top-1 and top-4 (Figure 2a)'
 figruns_fig2a          := lbl-1e-3 top4-lbl-1e-3
-figopts_fig3           := --load --title 'the aux-loss-free bias at two rates (Figure 3)'
+figopts_fig3           := --load --smooth 5 --title 'the aux-loss-free bias at two rates (Figure 3)'
 figruns_fig3           := bias-1e-3 bias-1e-2
-figopts_fig4           := --load --title 'progressive sparsification and the top-1 LBL (Figure 4)'
+figopts_fig4           := --load --smooth 5 --title 'progressive sparsification and the top-1 LBL (Figure 4)'
 figruns_fig4           := prog-lbl-1e-3 top1-lbl-1e-2 prog-top1-lbl-1e-2
-figopts_sweep-lbl      := --load --title 'the standard LBL: a = 1e-3, 1e-2, 1e-1'
+figopts_sweep-lbl      := --load --smooth 5 --title 'the standard LBL: a = 1e-3, 1e-2, 1e-1'
 figruns_sweep-lbl      := lbl-1e-3 lbl-1e-2 lbl-1e-1
-figopts_sweep-top1-lbl := --load --title 'the top-1 LBL: a = 1e-3, 1e-2, 1e-1'
+figopts_sweep-top1-lbl := --load --smooth 5 --title 'the top-1 LBL: a = 1e-3, 1e-2, 1e-1'
 figruns_sweep-top1-lbl := top1-lbl-1e-3 top1-lbl-1e-2 top1-lbl-1e-1
 figopts_layer0         := -y 'load_max[0]' --smooth 10 --title 'layer 0: the busiest expert, mean of 10 steps'
 figruns_layer0         := none lbl-1e-3 top4-lbl-1e-3 bias-1e-3 top1-lbl-1e-2 prog-lbl-1e-3
