@@ -12,7 +12,7 @@
 #           --sigma-eval loss--> runs/NAME.eval.json (held-out loss, each layer's load)
 #           --jq--> summary.jsonl, table.md   --sigma-plot--> *.png, *.svg
 #
-# SCALE multiplies the steps (200 of 4096 tokens at 1: about 15 minutes on
+# SCALE multiplies the steps (200 of 4096 tokens at 1: 15 to 20 minutes on
 # two CPU cores, the runs two at a time on one thread each); the model stays
 # the micro preset (4 layers, 16 experts of 64, d 128). DEVICE=cuda puts the
 # runs on a GPU.
