@@ -4,6 +4,8 @@
 #   make test       -Werror build, all tests, then again under ASan + UBSan
 #   make test-gpu   GPU tests (needs nvcc and a GPU)
 #   make demo       the demo pipeline (pipelines/demo.mk)
+#   make balance-study  the report's load-balance study at toy scale
+#                   (pipelines/balance-study.mk; SCALE=, JOBS=)
 #   make bench      benchmarks beside their peers (bench/)
 #   make install    PREFIX=/usr/local: tools and man pages
 #   make cuda-check compile a kernel with the project's CUDA flags
@@ -41,7 +43,7 @@ HASH := \#
 have_header = $(shell printf '$(HASH)include <$(1)>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo yes)
 REQUIRED_HEADERS := zstd.h xxhash.h cjson/cJSON.h utf8proc.h
 missing_headers = $(foreach h,$(REQUIRED_HEADERS),$(if $(call have_header,$(h)),,$(h)))
-INSTALLING_GOALS := deps check-deps test demo clean have-header
+INSTALLING_GOALS := deps check-deps test demo balance-study clean have-header
 ifneq ($(MAKECMDGOALS),clean)
   ifeq ($(filter $(INSTALLING_GOALS),$(MAKECMDGOALS)),)
     ifneq ($(strip $(missing_headers)),)
@@ -108,7 +110,7 @@ TEST_HELP := $(sort $(wildcard tests/helpers/*.c))
 HELPERS   := $(TEST_HELP:tests/helpers/%.c=$(O)/tests/%)
 LIBSIGMA  := $(O)/libsigma.a
 
-.PHONY: all test test-suite test-gpu gpu-progs test-interop demo bench install uninstall clean cuda-check check-deps deps have-header build-variants
+.PHONY: all test test-suite test-gpu gpu-progs test-interop demo balance-study bench install uninstall clean cuda-check check-deps deps have-header build-variants
 .DEFAULT_GOAL := all
 
 all: $(TOOLS)
@@ -238,6 +240,12 @@ cuda-check:
 demo: check-deps
 	$(MAKE) --no-print-directory all
 	$(MAKE) -f pipelines/demo.mk SIGMA_BIN=$(abspath $(BINDIR))
+
+# the runs two at a time, a thread each (JOBS=1 THREADS=2 for one at a time)
+JOBS ?= 2
+balance-study: check-deps
+	$(MAKE) --no-print-directory all
+	$(MAKE) -j$(JOBS) -f pipelines/balance-study.mk SIGMA_BIN=$(abspath $(BINDIR))
 
 bench: all $(HELPERS) $(if $(CUDA_LDLIBS),$(GPU_PROGS))
 	SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) bench/run

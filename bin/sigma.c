@@ -18,6 +18,7 @@ static const struct { const char *name, *what; } tools[] = {
     {"generate", "sample text from a checkpoint"},
     {"eval", "loss, the experts' load, benchmarks scored as lm-evaluation-harness"},
     {"export", "write a Hugging Face model directory; import one back"},
+    {"plot", "draw metrics and the experts' load (PNG, SVG, the terminal)"},
 };
 #define N_TOOLS (sizeof tools / sizeof tools[0])
 

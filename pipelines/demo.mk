@@ -4,18 +4,17 @@
 #
 #   make -f pipelines/demo.mk SIGMA_BIN=$PWD/bin [OUT=pipelines/out]
 #
-#   fortunes --jq--> corpus.jsonl --sigma-dedup--> dedup.jsonl --sigma-tokenize train--> tok.txt
-#            --sigma-tokenize encode--> corpus.tok --sigma-shard--> shards/
-#            --sigma-pretrain (micro preset, CPU, about 2.5 minutes on two cores)--> run/
+#   fortunes (pipelines/fortunes.mk) --> shards/
+#   shards/ --sigma-pretrain (micro preset, CPU, about 2.5 minutes on two cores)--> run/
 #            --sigma-eval--> held-out loss and expert load  --sigma-generate (sampled)--> text
 
 SIGMA_BIN ?= $(CURDIR)/bin
 OUT       ?= pipelines/out
 VOCAB     ?= 4096
 STEPS     ?= 400
+PIPELINE  := demo
 export PATH := $(SIGMA_BIN):$(PATH)
 
-FORTUNES := $(filter-out %.dat %.u8,$(wildcard /usr/share/games/fortunes/*))
 
 .PHONY: demo
 demo: $(OUT)/run/latest
@@ -40,27 +39,4 @@ $(OUT)/run/latest: $(OUT)/shards/manifest.json
 	    --balance top1-lbl --balance-coef 0.01 --eval-every 100 --eval-batches 8 --save-every 200 \
 	    --metrics $(OUT)/metrics.jsonl
 
-# One JSON Lines record per fortune (they are separated by lines of "%").
-$(OUT)/corpus.jsonl: $(FORTUNES)
-	@test -n "$(FORTUNES)" || { echo "demo: no fortunes: apt-get install fortunes"; exit 1; }
-	@mkdir -p $(OUT)
-	cat $(FORTUNES) | jq -Rsc 'split("\n%\n")[] | select(test("[a-zA-Z]")) | {text: .}' > $@
-	@echo "demo: $$(wc -l < $@) fortunes, $$(wc -c < $@) bytes of JSON Lines"
-
-# The fortune files repeat each other (cookie holds many of the others).
-$(OUT)/dedup.jsonl: $(OUT)/corpus.jsonl
-	sigma dedup -q --jsonl --field text --stats $(OUT)/dedup-stats.json $< > $@.tmp && mv $@.tmp $@
-	@jq -c '{documents_in: .documents_in, exact_removed: .exact_removed, near_removed: .near_removed, documents_out: .documents_out}' $(OUT)/dedup-stats.json 2>/dev/null || cat $(OUT)/dedup-stats.json
-
-$(OUT)/tok.txt: $(OUT)/dedup.jsonl
-	sigma tokenize train -q --jsonl --vocab-size $(VOCAB) --pattern gpt2 -o $@ $<
-	sigma tokenize info -t $@ | jq -c '{vocab_size, pattern, fingerprint}'
-
-$(OUT)/corpus.tok: $(OUT)/tok.txt $(OUT)/dedup.jsonl
-	sigma tokenize encode -q -t $(OUT)/tok.txt --jsonl $(OUT)/dedup.jsonl > $@
-
-$(OUT)/shards/manifest.json: $(OUT)/corpus.tok
-	sigma shard -q --force -o $(OUT)/shards --shard-tokens 256k --val-fraction 0.02 $<
-	sigma shard verify $(OUT)/shards
-	sigma shard cat $(OUT)/shards | cmp - $(OUT)/corpus.tok && echo "demo: shard round trip exact"
-	sigma shard info $(OUT)/shards | jq -c '{documents, tokens, train: .splits.train.tokens, val: .splits.val.tokens}'
+include $(dir $(lastword $(MAKEFILE_LIST)))fortunes.mk

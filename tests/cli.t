@@ -8,7 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 
 MAN=$SIGMA_ROOT/man
-tools="sigma-tokenize sigma-dedup sigma-shard sigma-pretrain sigma-generate sigma-eval sigma-export"
+tools="sigma-tokenize sigma-dedup sigma-shard sigma-pretrain sigma-generate sigma-eval sigma-export sigma-plot"
 
 # The lines of the section .SH NAME (up to the next .SH) of a manual.
 man_section() { awk -v want="$2" '/^\.SH/ { s = $0; sub(/^\.SH +"?/, "", s); sub(/"$/, "", s); on = (s == want); next } on' "$1"; }
