@@ -82,7 +82,7 @@ static void print_json(cJSON *j)
  * routing's mean first-choice probability and entropy. */
 static cJSON *load_json(const Scorer *s)
 {
-    const int L = s->model.cfg.n_layers, E = s->model.cfg.n_experts;
+    const int L = s->cfg.n_layers, E = s->cfg.n_experts;
     cJSON *arr = json_arr();
     info("%-6s %9s %9s %9s %6s %9s %9s", "layer", "load_max", "load_min", "entropy", "idle", "top1_p", "routing_h");
     for (int l = 0; l < L; l++) {

@@ -23,26 +23,40 @@ void scorer_open(Scorer *s, const char *ckpt, const Tokenizer *tok, const char *
     s->tok = tok;
     s->window = window > 0 && window < c.max_seq_len ? window : c.max_seq_len;
     s->batch = batch > 0 ? batch : 1;
+    s->cfg = c;
+    s->dir = dir;
+    s->verbose = verbose;
     const char *why;
-    const DeviceOps *ops = device_select(device, &why);
-    if (verbose) info("device: %s (%s)", ops->name, why);
-    s->dev = device_open(ops, &s->model, &c, s->batch, s->window, NULL, verbose);
-    ckpt_read_tensors(dir, "model.safetensors", s->model.tensors, s->model.n_tensors, s->model.params, ckpt_model_hash(dir));
-    device_set_state(s->dev, s->model.params, NULL);
+    s->ops = device_select(device, &why);
+    if (verbose) info("device: %s (%s)", s->ops->name, why);
     s->counts = xcalloc((size_t)c.n_layers * c.n_experts, sizeof(float));
     s->route = xcalloc((size_t)c.n_layers, sizeof(RouteSums));
     s->pending = xmalloc((size_t)s->batch * (s->window + 1) * sizeof(uint32_t));
     s->pending_targets = xmalloc((size_t)s->batch * sizeof(int));
-    free(dir);
+    s->scratch = xmalloc((size_t)c.vocab_size * sizeof(float));
+}
+
+/* The model on its device, with buffers for rows of up to T tokens: opened
+ * at the first forward, when the longest input is known (requests are far
+ * shorter than the window, and the buffers grow with its square). */
+static void scorer_device(Scorer *s, int T)
+{
+    if (s->dev) return;
+    s->rows = T;
+    s->dev = device_open(s->ops, &s->model, &s->cfg, s->batch, T, NULL, s->verbose);
+    ckpt_read_tensors(s->dir, "model.safetensors", s->model.tensors, s->model.n_tensors, s->model.params, ckpt_model_hash(s->dir));
+    device_set_state(s->dev, s->model.params, NULL);
 }
 
 void scorer_close(Scorer *s)
 {
     device_close(s->dev);   /* and the host model */
+    free(s->dir);
     free(s->counts);
     free(s->route);
     free(s->pending);
     free(s->pending_targets);
+    free(s->scratch);
     memset(s, 0, sizeof *s);
 }
 
@@ -91,15 +105,14 @@ void request_free(Request *r)
 }
 
 /* log_softmax(logits[V]) at `target`; *greedy: target is the first argmax. */
-static double logprob(const float *logits, int V, uint32_t target, int *greedy)
+static double logprob(const float *logits, int V, uint32_t target, int *greedy, float *scratch)
 {
-    int best = 0;
-    for (int v = 1; v < V; v++)
-        if (logits[v] > logits[best]) best = v;
-    double sum = 0, mx = logits[best];
-    for (int v = 0; v < V; v++) sum += exp((double)logits[v] - mx);
-    *greedy = best == (int)target;
-    return (double)logits[target] - mx - log(sum);
+    float mx = logits[0];
+#pragma omp simd reduction(max : mx)
+    for (int v = 1; v < V; v++) mx = logits[v] > mx ? logits[v] : mx;
+    *greedy = logits[target] == mx;
+    for (uint32_t v = 0; *greedy && v < target; v++) *greedy = logits[v] != mx;   /* the first of equal maxima, as argmax */
+    return (double)logits[target] - log_sum_exp(logits, V, scratch);
 }
 
 /* The tokens the model sees for r: the last W + 1 of ctx + cont, less the last. */
@@ -119,7 +132,7 @@ static int by_input_length(const void *a, const void *b)
 
 void score_requests(Scorer *s, Request *r, size_t n)
 {
-    const int W = s->window, V = s->model.cfg.vocab_size;
+    const int W = s->window, V = s->cfg.vocab_size;
     Request **order = xmalloc((n ? n : 1) * sizeof *order);
     for (size_t i = 0; i < n; i++) {
         if (r[i].n_cont == 0) die("a request has an empty continuation (its choice encodes to no token)");
@@ -127,7 +140,12 @@ void score_requests(Scorer *s, Request *r, size_t n)
         order[i] = &r[i];
     }
     qsort(order, n, sizeof *order, by_input_length);   /* the longest first: rows of a forward alike */
+    if (n) {
+        const uint32_t *inp;
+        scorer_device(s, (int)request_input(order[0], W, &inp));
+    }
     uint32_t *inputs = xmalloc((size_t)s->batch * W * sizeof(uint32_t));
+    float *wanted = xmalloc((size_t)s->batch * W * sizeof(float));   /* the rows whose logits are read */
     BalanceOptions none = {.kind = BALANCE_NONE};
     for (size_t at = 0; at < n;) {
         const uint32_t *inp;
@@ -136,8 +154,9 @@ void score_requests(Scorer *s, Request *r, size_t n)
             size_t len = request_input(order[at + B], W, &inp);
             memcpy(inputs + (size_t)B * T, inp, len * sizeof(uint32_t));
             for (size_t t = len; t < (size_t)T; t++) inputs[(size_t)B * T + t] = s->eot;
+            for (size_t t = 0; t < (size_t)T; t++) wanted[(size_t)B * T + t] = t + order[at + B]->n_cont >= len && t < len;
         }
-        device_forward(s->dev, inputs, NULL, NULL, NULL, B, T, &none);
+        device_forward(s->dev, inputs, NULL, wanted, NULL, B, T, &none);
         const float *logits = device_logits(s->dev);
         for (int b = 0; b < B; b++) {
             Request *q = order[at + b];
@@ -148,13 +167,14 @@ void score_requests(Scorer *s, Request *r, size_t n)
             for (size_t j = 0; j < q->n_cont; j++) {   /* the continuation's tokens are the last n_cont of inp + 1 */
                 size_t pos = len - q->n_cont + j;
                 int greedy;
-                q->ll += logprob(logits + ((size_t)b * T + pos) * V, V, inp[pos + 1], &greedy);
+                q->ll += logprob(logits + ((size_t)b * T + pos) * V, V, inp[pos + 1], &greedy, s->scratch);
                 q->is_greedy &= greedy;
             }
         }
         at += (size_t)B;
     }
     free(inputs);
+    free(wanted);
     free(order);
 }
 
@@ -162,7 +182,7 @@ void score_requests(Scorer *s, Request *r, size_t n)
 
 static void add_routing(Scorer *s)
 {
-    const Config *c = &s->model.cfg;
+    const Config *c = &s->cfg;
     for (size_t i = 0; i < (size_t)c->n_layers * c->n_experts; i++) s->counts[i] += s->model.counts[i];
     for (int l = 0; l < c->n_layers; l++) {
         RouteSums r = device_route_sums(s->dev, l);
@@ -176,7 +196,7 @@ static void add_routing(Scorer *s)
  * each row's inputs): the loss of each row's last targets[b] positions. */
 static void score_rows(Scorer *s, LossSums *sum, const uint32_t *rows, size_t stride, const int *targets, int B, int T)
 {
-    const int V = s->model.cfg.vocab_size;
+    const int V = s->cfg.vocab_size;
     uint32_t *inputs = xmalloc((size_t)B * T * sizeof(uint32_t));
     for (int b = 0; b < B; b++) memcpy(inputs + (size_t)b * T, rows + b * stride, (size_t)T * sizeof(uint32_t));
     BalanceOptions none = {.kind = BALANCE_NONE};
@@ -186,7 +206,7 @@ static void score_rows(Scorer *s, LossSums *sum, const uint32_t *rows, size_t st
     for (int b = 0; b < B; b++) {
         for (int pos = T - targets[b]; pos < T; pos++) {
             int greedy;
-            sum->nll -= logprob(logits + ((size_t)b * T + pos) * V, V, rows[b * stride + pos + 1], &greedy);
+            sum->nll -= logprob(logits + ((size_t)b * T + pos) * V, V, rows[b * stride + pos + 1], &greedy, s->scratch);
         }
         sum->tokens += (uint64_t)targets[b];
         sum->windows++;
@@ -212,6 +232,7 @@ void score_document(Scorer *s, LossSums *sum, const uint32_t *ids, size_t n, uin
 {
     const size_t W = (size_t)s->window;
     if (stride <= 0 || (size_t)stride > W) BUG("stride %d outside 1 .. %zu", stride, W);
+    scorer_device(s, s->window);
     sum->bytes += text_bytes;
     if (n == 0) return;
     uint32_t *seq = xmalloc((n + 1) * sizeof(uint32_t));   /* s = [eot] + ids: targets are positions 1 .. n */

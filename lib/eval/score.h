@@ -30,7 +30,12 @@
 #include "text/tokenizer.h"
 
 typedef struct {
-    Device *dev;
+    Config cfg;                /* the checkpoint's model */
+    char *dir;                 /* the checkpoint directory */
+    const DeviceOps *ops;
+    int verbose;
+    Device *dev;               /* opened at the first forward, for rows of `rows` tokens */
+    int rows;
     Model model;               /* the host side of the device's model */
     const Tokenizer *tok;
     uint32_t eot;
@@ -44,6 +49,7 @@ typedef struct {
     uint32_t *pending;         /* [batch, W + 1] */
     int *pending_targets;      /* [batch] */
     int n_pending;
+    float *scratch;            /* [V] */
 } Scorer;
 
 /* The checkpoint (a run or step directory) on `device` ("cpu", "cuda",

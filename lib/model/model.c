@@ -120,6 +120,12 @@ SIMD_CLONES static float softmax_exp(float *e, const float *x, int n, float *mx)
     return s;
 }
 
+float log_sum_exp(const float *x, int n, float *scratch)
+{
+    float mx, s = softmax_exp(scratch, x, n, &mx);
+    return mx + logf(s);
+}
+
 static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_simd(-x)); }
 
 /* act[n, de] = silu(g) * u from gu[n, 2de], each row g then u */
@@ -859,6 +865,22 @@ static void balance_forward(Losses *out, const Activations *a, int l, const floa
  * number of threads; 64 to 256 rows measured the same. */
 enum { HEAD_ROWS = 128, HEAD_COLS = 512 };
 
+/* Scoring wants the logits of a few rows (a continuation's): those whose
+ * mask is non-zero, gathered, multiplied, scattered back; the other rows'
+ * logits are left as they were. The head is most of a small model's work. */
+static void logits_of_rows(Activations *a, const float *w, const float *mask, int N, int d, int V)
+{
+    float *x = a->du, *lg = a->dlogits;   /* [N, d], [N, V] scratch: a forward without targets has no backward */
+    int n_rows = 0;
+    for (int n = 0; n < N; n++)
+        if (mask[n] != 0) memcpy(x + (size_t)n_rows++ * d, a->lnf + (size_t)n * d, (size_t)d * sizeof(float));
+#pragma omp parallel for schedule(static)
+    for (int n0 = 0; n0 < n_rows; n0 += HEAD_ROWS)
+        gemm_nt(lg + (size_t)n0 * V, x + (size_t)n0 * d, w, n_rows - n0 < HEAD_ROWS ? n_rows - n0 : HEAD_ROWS, d, V, 0);
+    for (int n = 0, r = 0; n < N; n++)
+        if (mask[n] != 0) memcpy(a->logits + (size_t)n * V, lg + (size_t)r++ * V, (size_t)V * sizeof(float));
+}
+
 /* logits[N, V] = x[N, d] . w[V, d]^T and, with targets, the masked mean
  * cross-entropy, returned. For backward it keeps ex[N, V] = exp(logits -
  * row max) and rsum[N] = 1 / their sum (backward scales the row anyway, so
@@ -973,7 +995,8 @@ Losses model_forward(Model *m, const uint32_t *inputs, const uint32_t *targets, 
     rmsnorm_forward(a->lnf, a->rf, a->x[c->n_layers], P.norm, N, d, c->norm_eps);
     for (int n = 0; targets && n < N; n++)
         if (targets[n] >= (uint32_t)V) die("target %u at position %d is outside the model's vocabulary of %d", targets[n], n, V);
-    out.ce = head_forward(a->logits, a->dlogits, a->rsum, a->lsef, a->dprow, a->lnf, P.head, targets, mask, N, d, V);
+    if (!targets && mask) logits_of_rows(a, P.head, mask, N, d, V);
+    else out.ce = head_forward(a->logits, a->dlogits, a->rsum, a->lsef, a->dprow, a->lnf, P.head, targets, mask, N, d, V);
     a->have_forward = 1;
     out.loss = out.ce + out.balance + out.z;
     return out;

@@ -138,7 +138,9 @@ const ParamTensor *model_tensor(const Model *m, const char *name);   /* NULL if 
 /* Forward over inputs[B*T] with targets[B*T] (mask[B*T] of 0/1 weights or
  * NULL for all) at the config's current top_k; returns losses and keeps
  * what backward needs (the arrays too: they must live until then).
- * targets NULL: logits only (model_logits).
+ * targets NULL: logits only (model_logits), and with a mask only those of
+ * the rows whose mask is non-zero (the others are not written; a scorer's
+ * few rows). Another device may write them all.
  *
  * Packed rows: pos[B*T] gives each token's position in its document, 0 where
  * a document begins within a row, then 1, 2, ...; a token attends only to
@@ -147,6 +149,9 @@ const ParamTensor *model_tensor(const Model *m, const char *name);   /* NULL if 
  * document a row (positions 0 .. T-1). */
 Losses model_forward(Model *m, const uint32_t *inputs, const uint32_t *targets, const float *mask, const int *pos, int B, int T,
                      const BalanceOptions *bo);
+/* log(sum of exp(x[i])) over x[n], with the model's own vectorised
+ * exponential (scratch[n]): a log-softmax's normaliser, for scorers. */
+float log_sum_exp(const float *x, int n, float *scratch);
 /* Dies (a bug in the caller) unless every row's positions are documents
  * counted from 0 by 1. */
 void model_check_positions(const int *pos, int B, int T);
