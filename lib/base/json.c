@@ -28,7 +28,7 @@ cJSON *json_parse(const char *buf, size_t len, size_t *err_offset)
 cJSON *json_parse_file(const char *path)
 {
     size_t len, off = 0;
-    char *buf = read_file(path, &len);
+    char *buf = read_file(path, JSON_MAX_BYTES, &len);
     cJSON *v = json_parse(buf, len, &off);
     if (!v) {
         size_t line = 1, col = 1;

@@ -17,7 +17,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Parse a whole file; dies naming the file and the byte offset of the error. */
+/* Parse a whole file of at most JSON_MAX_BYTES; dies naming the file and
+ * the byte offset of the error. */
+#define JSON_MAX_BYTES ((size_t)256 << 20)
 cJSON *json_parse_file(const char *path);
 /* Parse a buffer; on error returns NULL and sets *err_offset (if non-NULL). */
 cJSON *json_parse(const char *buf, size_t len, size_t *err_offset);

@@ -411,7 +411,7 @@ void shard_load(Shard *s, const ShardSet *set, int split, size_t i)
     if ((uint64_t)st.st_size != e->bytes)
         die("%s: %llu bytes, the manifest says %llu", path, (unsigned long long)st.st_size, (unsigned long long)e->bytes);
     size_t len;
-    uint8_t *buf = (uint8_t *)read_file(path, &len);
+    uint8_t *buf = (uint8_t *)read_file(path, (size_t)e->bytes, &len);
     if (len != e->bytes) die("%s: changed while being read", path);
     if (XXH3_64bits(buf, len) != e->xxh3) die("%s: checksum mismatch: the file is corrupt", path);
     if (len < SHARD_HEADER_BYTES) die("%s: truncated header", path);

@@ -97,7 +97,7 @@ char *ckpt_resolve(const char *path)
     char *latest = xasprintf("%s/latest", path);
     if (!path_exists(latest)) { free(latest); return NULL; }
     size_t len;
-    char *name = read_file(latest, &len);
+    char *name = read_file(latest, 4096, &len);
     while (len && (name[len - 1] == '\n' || name[len - 1] == ' ')) name[--len] = 0;
     uint64_t step;
     int tmp;

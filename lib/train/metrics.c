@@ -9,7 +9,7 @@ static void drop_later_steps(const char *path, uint64_t resume_step)
 {
     if (!path_exists(path)) return;
     size_t len;
-    char *text = read_file(path, &len);
+    char *text = read_file(path, (size_t)1 << 34, &len);   /* 16 GiB: a run of millions of steps */
     char *kept = xmalloc(len + 1);
     size_t n = 0, lineno = 0;
     for (char *line = text; line < text + len;) {
