@@ -21,6 +21,12 @@
  * the byte offset of the error. */
 #define JSON_MAX_BYTES ((size_t)256 << 20)
 cJSON *json_parse_file(const char *path);
+/* A JSON file that carries its own checksum: its last member "xxh3" holds
+ * the XXH3-64 of the file's bytes with these 16 digits written as zeros.
+ * Writing adds the field (and removes it from v after); reading checks it
+ * when present (*sealed = 1) and dies "checksum mismatch" when it is wrong. */
+void json_write_file_sealed(const char *path, cJSON *v);
+cJSON *json_parse_file_sealed(const char *path, int *sealed);
 /* Parse a buffer; on error returns NULL and sets *err_offset (if non-NULL). */
 cJSON *json_parse(const char *buf, size_t len, size_t *err_offset);
 
