@@ -120,8 +120,20 @@ head -c 100000 /dev/urandom >"$T/random.bin"
 fails_with "random bytes" 1 "not a sigma token stream" sigma-shard -q -o "$T/x" "$T/random.bin"
 : >"$T/empty.bin"
 fails_with "empty input" 1 "empty input" sigma-shard -q -o "$T/x" "$T/empty.bin"
+missed=""
+for off in $(seq 0 39); do   # the header: magic, version, vocabulary size, fingerprint, their checksum
+    cp "$T/r16.tok" "$T/hdr.tok"; flip "$T/hdr.tok" "$off"
+    sigma-shard -q -o "$T/x" "$T/hdr.tok" 2>/dev/null && { missed="$missed $off"; rm -rf "$T/x"; }
+done
+is "a flipped bit in any byte of the stream header is refused (the vocabulary size was covered by no checksum)" "${missed:-none}" none
 cp "$T/r16.tok" "$T/vocab.tok"; printf '\144\000' | dd of="$T/vocab.tok" bs=1 seek=12 conv=notrunc status=none
-fails_with "a token at or above the vocabulary size" 1 "outside the vocabulary of 100" sigma-shard -q -o "$T/x" "$T/vocab.tok"
+fails_with "a vocabulary size changed in the header fails its checksum" 1 "header checksum mismatch \\(byte 32\\)" \
+    sigma-shard -q -o "$T/x" "$T/vocab.tok"
+{ head -c 8 "$T/r16.tok"; printf '\001\000\000\000\144\000\000\000'; tail -c +17 "$T/r16.tok" | head -c 16; tail -c +41 "$T/r16.tok"; } >"$T/v1.tok"
+fails_with "a version 1 stream (no header checksum) is read: a token at or above its vocabulary" 1 "outside the vocabulary of 100" \
+    sigma-shard -q -o "$T/x" "$T/v1.tok"
+{ head -c 8 "$T/r16.tok"; printf '\001\000\000\000'; tail -c +13 "$T/r16.tok" | head -c 20; tail -c +41 "$T/r16.tok"; } >"$T/v1ok.tok"
+ok "a version 1 stream is still read" sigma-shard -q -o "$T/v1set" "$T/v1ok.tok"
 cp "$T/r16.tok" "$T/bad.tok"; flip "$T/bad.tok" 5000
 fails_with "a corrupt token in the stream (checksum)" 1 "checksum mismatch" sigma-shard -q -o "$T/x" "$T/bad.tok"
 cat "$T/r16.tok" "$T/r16.tok" >"$T/twice.tok"
