@@ -124,6 +124,22 @@ uint64_t json_req_u64(const cJSON *obj, const char *key, const char *what)
     return as_u64(json_req(obj, key, what), key, what);
 }
 
+static int as_int(uint64_t v, const char *key, const char *what)
+{
+    if (v > JSON_MAX_INT) die("%s: field '%s' is too large (%llu, at most %d)", what, key, (unsigned long long)v, JSON_MAX_INT);
+    return (int)v;
+}
+
+int json_req_int(const cJSON *obj, const char *key, const char *what)
+{
+    return as_int(json_req_u64(obj, key, what), key, what);
+}
+
+int json_opt_int(const cJSON *obj, const char *key, int def, const char *what)
+{
+    return as_int(json_opt_u64(obj, key, (uint64_t)def, what), key, what);
+}
+
 int64_t json_req_i64(const cJSON *obj, const char *key, const char *what)
 {
     const cJSON *v = json_req(obj, key, what);

@@ -33,6 +33,11 @@ cJSON *json_parse(const char *buf, size_t len, size_t *err_offset);
 /* Required fields: die "WHAT: field 'KEY' is missing / not a ..." */
 const cJSON *json_req(const cJSON *obj, const char *key, const char *what);
 uint64_t json_req_u64(const cJSON *obj, const char *key, const char *what);
+/* A size for an int: at most JSON_MAX_INT, refused beyond ("too large")
+ * before any cast, so 2^32 + 5 is never read as 5. */
+#define JSON_MAX_INT (1 << 30)
+int json_req_int(const cJSON *obj, const char *key, const char *what);
+int json_opt_int(const cJSON *obj, const char *key, int def, const char *what);
 int64_t json_req_i64(const cJSON *obj, const char *key, const char *what);
 double json_req_num(const cJSON *obj, const char *key, const char *what);
 const char *json_req_str(const cJSON *obj, const char *key, const char *what);

@@ -8,7 +8,9 @@
 #include "base/json.h"
 #include "text/pretok.h"
 
+#include <dirent.h>
 #include <math.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -348,24 +350,41 @@ void hf_config_read(Config *c, const char *dir)
     if (mlp_only && cJSON_GetArraySize(mlp_only) > 0) die("%s: mlp_only_layers must be empty (every layer MoE)", path);
     if (json_opt_bool(j, "attention_bias", 0, path)) die("%s: attention_bias is true; sigma's model has no biases", path);
     memset(c, 0, sizeof *c);
-    c->vocab_size = (int)json_req_u64(j, "vocab_size", path);
-    c->d_model = (int)json_req_u64(j, "hidden_size", path);
-    c->n_layers = (int)json_req_u64(j, "num_hidden_layers", path);
-    c->n_heads = (int)json_req_u64(j, "num_attention_heads", path);
-    c->n_kv_heads = (int)json_opt_u64(j, "num_key_value_heads", (uint64_t)c->n_heads, path);
-    c->head_dim = (int)json_opt_u64(j, "head_dim", c->n_heads ? (uint64_t)(c->d_model / c->n_heads) : 0, path);
-    c->n_experts = (int)json_req_u64(j, "num_experts", path);
-    c->d_expert = (int)json_req_u64(j, "moe_intermediate_size", path);
-    int k = (int)json_req_u64(j, "num_experts_per_tok", path);
+    c->vocab_size = json_req_int(j, "vocab_size", path);
+    c->d_model = json_req_int(j, "hidden_size", path);
+    c->n_layers = json_req_int(j, "num_hidden_layers", path);
+    c->n_heads = json_req_int(j, "num_attention_heads", path);
+    c->n_kv_heads = json_opt_int(j, "num_key_value_heads", c->n_heads, path);
+    c->head_dim = json_opt_int(j, "head_dim", c->n_heads ? c->d_model / c->n_heads : 0, path);
+    c->n_experts = json_req_int(j, "num_experts", path);
+    c->d_expert = json_req_int(j, "moe_intermediate_size", path);
+    int k = json_req_int(j, "num_experts_per_tok", path);
     if (c->n_layers < 1 || c->n_layers > MODEL_MAX_LAYERS) die("%s: num_hidden_layers %d is out of range", path, c->n_layers);
     for (int l = 0; l < c->n_layers; l++) c->top_k[l] = k;
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(j, "rope_parameters");   /* transformers 5 */
     c->rope_theta = (float)json_opt_num(rp ? rp : j, "rope_theta", 10000.0, path);
     c->norm_eps = (float)json_opt_num(j, "rms_norm_eps", 1e-6, path);
     c->tie_embeddings = json_opt_bool(j, "tie_word_embeddings", 0, path);
-    c->max_seq_len = (int)json_opt_u64(j, "max_position_embeddings", 2048, path);
+    c->max_seq_len = json_opt_int(j, "max_position_embeddings", 2048, path);
     config_validate(c, path);
     cJSON_Delete(j);
+    /* the size the config describes against the weights' files, before
+     * anything is allocated for it: at least 2 bytes (bf16) a parameter */
+    uint64_t total, active, have = 0;
+    config_count_params(c, &total, &active);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        struct stat st;
+        char *f = xasprintf("%s/%s", dir, e->d_name);
+        if (n > 12 && !strcmp(e->d_name + n - 12, ".safetensors") && stat(f, &st) == 0 && S_ISREG(st.st_mode)) have += (uint64_t)st.st_size;
+        free(f);
+    }
+    if (d) closedir(d);
+    if (have < 2 * total)
+        die("%s: the model it describes has %llu parameters; the safetensors files in %s hold %llu bytes, too few", path,
+            (unsigned long long)total, dir, (unsigned long long)have);
     free(path);
 }
 

@@ -44,6 +44,9 @@
 
 #define MODEL_MAX_LAYERS 256
 #define MODEL_MAX_EXPERTS 4096   /* per layer */
+#define MODEL_MAX_DIM (1 << 20)  /* d_model, head_dim, d_expert, heads: far above any real model */
+#define MODEL_MAX_SEQ (1 << 20)  /* max_seq_len */
+#define MODEL_MAX_PARAMS (1ull << 40)   /* 4 TiB of fp32 weights */
 
 typedef struct {
     int vocab_size;
@@ -66,7 +69,9 @@ int config_preset(Config *c, const char *name, int vocab_size);
 void config_from_json(Config *c, const cJSON *j, const char *what);
 cJSON *config_to_json(const Config *c);
 /* Dies naming the field when the config cannot work (heads not dividing,
- * k above the number of experts, zero sizes, ...). */
+ * k above the number of experts, zero sizes, ...) or is beyond the limits
+ * above: every size is checked before any product is formed, and the
+ * products (a tensor's elements, the parameter count) with overflow checks. */
 void config_validate(const Config *c, const char *what);
 /* Parameters in total, and active per token: the layers' weights with each
  * layer's experts counted top_k times; the embedding and the head are not

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void ckpt_write_config(const AtomicDir *ad, const Config *c, const TokHeader *tok, cJSON *sections)
 {
@@ -184,6 +185,15 @@ void ckpt_load_model(Model *m, const char *path, int B, int T, TokHeader *tok)
     TokHeader th;
     cJSON_Delete(ckpt_read_config(dir, &c, &th));
     if (tok) *tok = th;
+    /* the config's size against the weights' file before allocating for it */
+    uint64_t total, active;
+    config_count_params(&c, &total, &active);
+    char *weights = dir_member(dir, "model.safetensors", dir);
+    struct stat st;
+    if (stat(weights, &st) == 0 && (uint64_t)st.st_size < 8 + 4 * total)
+        die("%s: %llu bytes, too few for the %llu parameters that %s/config.json describes", weights,
+            (unsigned long long)st.st_size, (unsigned long long)total, dir);
+    free(weights);
     model_init(m, &c, B, T > 0 ? T : c.max_seq_len);
     ckpt_read_tensors(dir, "model.safetensors", m->tensors, m->n_tensors, m->params, ckpt_model_hash(dir));
     free(dir);
