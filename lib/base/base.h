@@ -47,6 +47,7 @@ void verbose(const char *fmt, ...) SG_PRINTF(1, 2);   /* only with -v */
 #ifdef SIGMA_FUZZ
 #include <setjmp.h>
 extern jmp_buf *sg_fuzz_die;   /* the fuzz build only: where die() returns to (die.c) */
+void sg_fuzz_close_files(void); /* closes what xfopen opened and a die left open (io.c) */
 #endif
 
 /* Register a function run (last registered first) by die() before exit,
