@@ -289,6 +289,10 @@ static atomic_uint_fast64_t next_serial = 1;
 
 void tokenizer_encode_piece(const Tokenizer *t, TokIds *out, const uint8_t *p, size_t n)
 {
+    /* merging holds about 28 bytes per byte of the piece: a longer piece
+     * (a million letters without a space) is merged TOK_MAX_PIECE bytes at
+     * a time, the one place where the tokens may differ from tiktoken's */
+    for (; n > TOK_MAX_PIECE; p += TOK_MAX_PIECE, n -= TOK_MAX_PIECE) tokenizer_encode_piece(t, out, p, TOK_MAX_PIECE);
     if (n == 0) return;
     if (n == 1) { ids_push(out, byte_rank(t, p[0])); return; }
     uint64_t h = XXH3_64bits(p, n);
