@@ -9,12 +9,14 @@
 #   make bench      benchmarks beside their peers (bench/)
 #   make install    PREFIX=/usr/local: tools and man pages
 #   make cuda-check compile a kernel with the project's CUDA flags
+#   make fuzz       every libFuzzer target (tests/fuzz) for FUZZ_S seconds each
 #
 #   make deps       install the Debian packages sigma needs (scripts/deps)
 #
 # Variables: O (object dir, default build), BINDIR (default bin), SAN=1 for
 # AddressSanitizer + UBSan, WERROR=1, NO_OPENMP=1, NO_BLAS=1, CC, NVCC,
-# PREFIX, DESTDIR.
+# PREFIX, DESTDIR; FUZZ=1 (what `make fuzz` sets: clang, libFuzzer, ASan and
+# UBSan, die() returning to the fuzz target), FUZZ_S.
 
 O       ?= build
 BINDIR  ?= bin
@@ -32,6 +34,16 @@ ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
+# The fuzz build (tests/fuzz/README.md): the library compiled by clang with
+# the fuzzer's coverage, ASan and UBSan, single-threaded, without CUDA or
+# BLAS, and with -DSIGMA_FUZZ (die() returns to the target).
+ifeq ($(FUZZ),1)
+CC        := clang
+CFLAGS    += -DSIGMA_FUZZ -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+NO_OPENMP := 1
+NO_BLAS   := 1
+NVCC      :=
+endif
 
 # ---- dependency detection (printed once, like llm.c) -----------------------
 # Plain `make` never installs anything: it names what is missing and how to
@@ -43,7 +55,7 @@ HASH := \#
 have_header = $(shell printf '$(HASH)include <$(1)>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo yes)
 REQUIRED_HEADERS := zstd.h xxhash.h cjson/cJSON.h utf8proc.h
 missing_headers = $(foreach h,$(REQUIRED_HEADERS),$(if $(call have_header,$(h)),,$(h)))
-INSTALLING_GOALS := deps check-deps test demo balance-study clean have-header
+INSTALLING_GOALS := deps check-deps test demo balance-study clean have-header fuzz
 ifneq ($(MAKECMDGOALS),clean)
   ifeq ($(filter $(INSTALLING_GOALS),$(MAKECMDGOALS)),)
     ifneq ($(strip $(missing_headers)),)
@@ -110,7 +122,7 @@ TEST_HELP := $(sort $(wildcard tests/helpers/*.c))
 HELPERS   := $(TEST_HELP:tests/helpers/%.c=$(O)/tests/%)
 LIBSIGMA  := $(O)/libsigma.a
 
-.PHONY: all test test-suite test-gpu gpu-progs test-interop demo balance-study bench install uninstall clean cuda-check check-deps deps have-header build-variants
+.PHONY: fuzz fuzz-targets all test test-suite test-gpu gpu-progs test-interop demo balance-study bench install uninstall clean cuda-check check-deps deps have-header build-variants
 .DEFAULT_GOAL := all
 
 all: $(TOOLS)
@@ -198,6 +210,22 @@ test: check-deps
 
 test-suite: $(TOOLS) $(UNITS) $(HELPERS) $(EMU_TESTS) $(EMU_PROGS)
 	SIGMA_SAN=$(SAN) SIGMA_TEST_TALLY=$(SIGMA_TEST_TALLY) SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) tests/run $(UNITS) $(EMU_TESTS)
+
+# ---- fuzzing -------------------------------------------------------------------
+# Each target for FUZZ_S seconds, one at a time, from its seed corpus
+# (tests/fuzz/corpus/TARGET, kept small and committed) into a working corpus
+# under build/fuzz/corpus; a crash is saved as build/fuzz/crash-TARGET-*.
+FUZZ_S       ?= 30
+FUZZ_SRC     := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_TARGETS := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+fuzz: check-deps
+	@command -v clang >/dev/null || { echo "make fuzz: clang is missing (apt-get install clang libclang-rt-14-dev)"; exit 1; }
+	$(MAKE) --no-print-directory FUZZ=1 O=build/fuzz BINDIR=build/fuzz/bin fuzz-targets
+	tests/fuzz/run $(FUZZ_S) $(FUZZ_TARGETS)
+
+fuzz-targets: $(FUZZ_TARGETS)
+build/fuzz/fuzz_%: build/fuzz/tests/fuzz/fuzz_%.o build/fuzz/tests/fuzz/common.o $(LIBSIGMA)
+	$(CC) -fsanitize=fuzzer,address,undefined $^ $(LDLIBS) -o $@
 
 check-deps deps:
 	@scripts/deps

@@ -47,13 +47,6 @@ static void help(FILE *out)
 /* A report goes to a temporary file renamed into place, except where the
  * path is a device, a pipe or a descriptor (/dev/stderr, /dev/fd/3, a FIFO),
  * written directly: renaming over those would replace them. */
-static int is_special(const char *path)
-{
-    struct stat st;
-    if (strncmp(path, "/dev/", 5) == 0 || strncmp(path, "/proc/", 6) == 0) return 1;
-    return stat(path, &st) == 0 && !S_ISREG(st.st_mode);
-}
-
 /* With -v: the memory used, to check the per-document figure of the man
  * page (RssAnon is the process's own; RssFile the mapped input). */
 static void report_memory(void)
@@ -140,17 +133,13 @@ int main(int argc, char **argv)
     }
 
     AtomicFile rf = {0};
-    if (removed) {
-        if (is_special(removed)) rf.f = xfopen(removed, "a");
-        else atomic_file_open(&rf, removed);
-    }
+    if (removed) atomic_file_open(&rf, removed);   /* /dev/stdout and the like are written in place */
     static char obuf[1 << 20];
     setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
     dd_write_kept(stdout, "stdout", &c, &r);
     if (removed) {
         dd_write_removed(rf.f, removed, &c, &r);
-        if (rf.path) atomic_file_commit(&rf);
-        else xfclose(rf.f, removed);
+        atomic_file_commit(&rf);
     }
     xfclose(stdout, "stdout");
     double secs = now_seconds() - t0;
@@ -160,14 +149,7 @@ int main(int argc, char **argv)
 #endif
     if (stats) {
         cJSON *s = dd_stats_json(&c, &r, &o, secs, threads);
-        if (is_special(stats)) {
-            char *txt = json_print(s, 1);
-            FILE *f = xfopen(stats, "a");
-            fprintf(f, "%s\n", txt);
-            xfclose(f, stats);
-            free(txt);
-        } else
-            json_write_file_atomic(stats, s);
+        json_write_file_atomic(stats, s);
         cJSON_Delete(s);
     }
     info("%llu documents in, %llu out: %llu exact and %llu near duplicates removed%s (%.1f MB in %.2f s, %.1f MB/s, "

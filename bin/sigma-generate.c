@@ -96,7 +96,7 @@ int main(int argc, char **argv)
     int64_t eot = tokenizer_special(tok, TOK_ENDOFTEXT);
 
     size_t plen = 0;
-    char *text = prompt ? xstrdup(prompt) : (isatty(STDIN_FILENO) ? xstrdup("") : read_file("-", &plen));
+    char *text = prompt ? xstrdup(prompt) : (isatty(STDIN_FILENO) ? xstrdup("") : read_file("-", (size_t)1 << 30, &plen));
     if (prompt) plen = strlen(prompt);
     else if (plen && text[plen - 1] == '\n') plen--;   /* the newline that echo adds */
     TokIds ids = {0};

@@ -202,7 +202,7 @@ int main(int argc, char **argv)
         switch (c) {
         case 'o': a.out = optarg; break;
         case 'f': a.force = 1; break;
-        case O_SHARD_TOKENS: a.opt.shard_tokens = parse_count("--shard-tokens", optarg, 1, 1ull << 31); break;
+        case O_SHARD_TOKENS: a.opt.shard_tokens = parse_count("--shard-tokens", optarg, 1, SHARD_MAX_TOKENS); break;
         case 'l': a.opt.level = (int)parse_u64("--level", optarg, 0, 19); break;
         case O_NO_COMPRESS: a.opt.level = 0; break;
         case O_VAL_FRACTION: a.opt.val_fraction = parse_double("--val-fraction", optarg, 0, 1); break;

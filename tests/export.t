@@ -58,4 +58,54 @@ cp -r "$T/hf" "$T/noexp"; jq '.num_experts = 9' "$T/hf/config.json" >"$T/noexp/c
 fails_with "a misshapen tensor is named on import" 1 "mlp.gate.weight has shape" sigma-export --import "$T/noexp" -o "$T/x"
 ok "no partial output after any of these" sh -c "! ls -d '$T'/x* 2>/dev/null"
 fails_with "not a checkpoint" 1 "not a checkpoint" sigma-export "$T" -o "$T/x"
+
+# --import reads Hugging Face files through sigma's one safetensors reader:
+# a hostile header is refused with the file, tensor and field, never a crash
+hf_edit() {   # python over header h and data of $T/hf/model.safetensors -> $T/evil/model.safetensors
+    rm -rf "$T/evil" "$T/x"; cp -r "$T/hf" "$T/evil"
+    python3 - "$T/hf/model.safetensors" "$T/evil/model.safetensors" "$1" <<'PY'
+import json, struct, sys
+src, dst, edit = sys.argv[1:4]
+raw = open(src, 'rb').read()
+n = struct.unpack('<Q', raw[:8])[0]
+h = json.loads(raw[8:8 + n]); data = raw[8 + n:]; hb = None
+exec(edit)
+if hb is None:
+    hb = json.dumps(h).encode(); hb += b' ' * (-len(hb) % 8)
+open(dst, 'wb').write(struct.pack('<Q', len(hb)) + hb + data)
+PY
+}
+W=model.norm.weight
+for offs in '[]' '5' '[0]' '"x"' '[0, 1, 2]' '[null, 4]'; do
+    hf_edit "h['$W']['data_offsets'] = json.loads('$offs')"
+    fails_with "data_offsets $offs is refused, not a crash" 1 "model.safetensors: tensor $W: field 'data_offsets' must" \
+        sigma-export --import "$T/evil" -o "$T/x"
+done
+hf_edit "h['$W']['data_offsets'] = [-8, h['$W']['data_offsets'][1] - 8]"
+fails_with "negative data_offsets are refused" 1 "tensor $W: field 'data_offsets' must hold two non-negative" sigma-export --import "$T/evil" -o "$T/x"
+hf_edit "del h['$W']['dtype']"
+fails_with "a missing field names the file and the tensor" 1 "evil/model.safetensors: tensor $W: field 'dtype' is missing" \
+    sigma-export --import "$T/evil" -o "$T/x"
+hf_edit "hb = b'{\"a\": nope}   '"
+fails_with "a header that is not JSON names the byte" 1 "model.safetensors: the header is not valid JSON at byte 14" sigma-export --import "$T/evil" -o "$T/x"
+hf_edit "hb = b'[1, 2, 3]'"
+fails_with "a header that is not an object says why" 1 "not a safetensors file: the header \\(byte 8\\) does not begin" sigma-export --import "$T/evil" -o "$T/x"
+cp -r "$T/hf" "$T/evil2"; printf '\377\377\377\377\377\377\377\177' | dd of="$T/evil2/model.safetensors" conv=notrunc 2>/dev/null
+fails_with "a header length of 2^63 is checked against the file" 1 "the header length \\(bytes 0-7\\) is 9223372036854775807" \
+    sigma-export --import "$T/evil2" -o "$T/x"
+hf_edit "h['$W']['shape'] = [2, 16]"
+fails_with "a shape that disagrees is named" 1 "tensor $W has shape \\[2, 16\\], expected \\[32\\]" sigma-export --import "$T/evil" -o "$T/x"
+rm -rf "$T/evil"; cp -r "$T/sharded" "$T/evil"
+jq '.weight_map["model.norm.weight"] = ".."' "$T/sharded/model.safetensors.index.json" >"$T/evil/model.safetensors.index.json"
+fails_with "weight_map naming .. is refused" 1 "weight_map: tensor model.norm.weight: \"..\" is not a plain file name" \
+    sigma-export --import "$T/evil" -o "$T/x"
+jq '.weight_map["model.norm.weight"] = "../hf/model.safetensors"' "$T/sharded/model.safetensors.index.json" >"$T/evil/model.safetensors.index.json"
+fails_with "weight_map naming ../x is refused" 1 "is not a plain file name" sigma-export --import "$T/evil" -o "$T/x"
+cp "$T/sharded/model.safetensors.index.json" "$T/evil/"
+last=$(ls "$T/evil"/model-*.safetensors | tail -n 1)
+mv "$last" "$T/outside.safetensors"; ln -s "$T/outside.safetensors" "$last"
+fails_with "a shard that links out of the directory is refused" 1 "is a symbolic link out of" sigma-export --import "$T/evil" -o "$T/x"
+rm "$last"; ln -s "$(basename "$last").real" "$last"; mv "$T/outside.safetensors" "$last.real"
+ok "a link that stays inside the directory is followed" sigma-export --import "$T/evil" -o "$T/x"
+ok "no partial output after the refusals" sh -c "test \$(ls -d '$T'/x* | wc -l) = 1"
 done_testing

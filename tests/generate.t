@@ -48,15 +48,17 @@ PY
 }
 st "h['model.layers.0.mlp.gate.weight2'] = h.pop('model.layers.0.mlp.gate.weight')"
 fails_with "a missing tensor is named" 1 "tensor model.layers.0.mlp.gate.weight is missing" sigma-generate "$T/bad" -t "$T/tok.txt" -p x
+st "h['model.norm.weight']['shape'] = [2, 16]"
+fails_with "a wrong shape is named" 1 "tensor model.norm.weight has shape \\[2, 16\\], expected \\[32\\]" sigma-generate "$T/bad" -t "$T/tok.txt" -p x
 st "h['model.norm.weight']['shape'] = [31]"
-fails_with "a wrong shape is named" 1 "tensor model.norm.weight has shape \\[31\\], expected \\[32\\]" sigma-generate "$T/bad" -t "$T/tok.txt" -p x
-st "h['model.norm.weight']['dtype'] = 'BF16'"
+fails_with "a shape that disagrees with its bytes is named" 1 "tensor model.norm.weight: field 'data_offsets' spans 128 bytes, its shape and dtype F32 need 31 x 4" sigma-generate "$T/bad" -t "$T/tok.txt" -p x
+st "h['model.norm.weight']['dtype'] = 'BF16'; h['model.norm.weight']['shape'] = [64]"
 fails_with "a wrong dtype is named" 1 "model.norm.weight has dtype BF16" sigma-generate "$T/bad" -t "$T/tok.txt" -p x
 st "h['model.norm.weight']['data_offsets'][1] += 4"
-fails_with "bad offsets are named" 1 "model.norm.weight: data_offsets" sigma-generate "$T/bad" -t "$T/tok.txt" -p x
+fails_with "bad offsets are named" 1 "model.norm.weight: field 'data_offsets'" sigma-generate "$T/bad" -t "$T/tok.txt" -p x
 st "data = data[:-100]"
 fails_with "a truncated file" 1 "data_offsets|cut short" sigma-generate "$T/bad" -t "$T/tok.txt" -p x
-st "h['extra'] = {'dtype': 'F32', 'shape': [1], 'data_offsets': [0, 4]}"
+st "h['extra'] = {'dtype': 'F32', 'shape': [1], 'data_offsets': [len(data), len(data) + 4]}; data += bytes(4)"
 fails_with "an unexpected tensor is named" 1 "unexpected tensor extra" sigma-generate "$T/bad" -t "$T/tok.txt" -p x
 jq '.model.n_kv_heads = 3' "$T/ck/config.json" >"$T/bad/config.json"; cp "$T/ck/model.safetensors" "$T/bad/"
 fails_with "a config that cannot work names the field" 1 "n_kv_heads.*must divide n_heads" sigma-generate "$T/bad" -t "$T/tok.txt" -p x

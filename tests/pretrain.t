@@ -148,4 +148,66 @@ if nvidia-smi >/dev/null 2>&1; then skip "--device cuda without a GPU" "a GPU is
 else fails_with "--device cuda without a GPU, or in a build without CUDA" 1 "no CUDA device is visible|built without CUDA" \
     train "$T/y" "$T/y.jsonl" --device cuda; fi
 ok "--help" sigma-pretrain --help
+
+# ---- trainer.json: sealed by its own checksum, every field checked on --resume ------------------
+# edits of $T/a's last checkpoint (a finished 30-step run), then one more step
+tj() {   # jq filter -> $T/tj, a copy of the run
+    rm -rf "$T/tj"; cp -r "$T/a" "$T/tj"; f=$T/tj/step-00000030/trainer.json
+    jq "$1" "$T/a/step-00000030/trainer.json" >"$f.new" && mv "$f.new" "$f"
+}
+more() { timeout 120 sigma-pretrain -q --data "$T/shards" --out "$T/tj" --resume --steps 31 "$@"; }
+ok "trainer.json carries version 2 and its checksum, last" \
+    jq -e '.version == 2 and (.xxh3 | test("^[0-9a-f]{16}$")) and (keys_unsorted | last) == "xxh3"' "$T/a/step-00000030/trainer.json"
+tj '.skipped = 1'
+fails_with "an edited trainer.json fails its checksum" 1 "trainer.json: checksum mismatch: the file is corrupt" more
+tj 'del(.xxh3)'
+fails_with "version 2 without its checksum is refused" 1 "field 'xxh3' is missing" more
+tj 'del(.xxh3, .version)'
+ok "a version 1 trainer.json (no checksum) is still read" more
+# version 1 files are checked field by field: what a hostile or broken file says is refused, naming it
+tj 'del(.xxh3, .version) | .data_position.group = 7'
+fails_with "data_position.group out of range is refused (it made --resume spin forever)" 1 "data_position: field 'group' is 7" more
+tj 'del(.xxh3, .version) | .data_position.index = 123456789'
+fails_with "data_position.index out of range" 1 "field 'index' is 123456789" more
+tj 'del(.xxh3, .version) | .data_position.epoch = 4000000000'
+fails_with "data_position.epoch out of range" 1 "field 'epoch' is 4000000000" more
+tj 'del(.xxh3, .version) | .step = 1000000000000000'
+fails_with "step out of range" 1 "field 'step' is 1000000000000000" more
+tj 'del(.xxh3, .version) | .step = 29'
+fails_with "step and tokens_seen that disagree" 1 "field 'tokens_seen' is 7680, but 29 steps of 256 tokens make 7424" more
+tj 'del(.xxh3, .version) | .loss_history_count = 9000000000000000'
+fails_with "loss_history_count out of range (it died at the first save)" 1 "field 'loss_history_count' is 9000000000000000" more
+tj 'del(.xxh3, .version) | .expert_bias[3] = 1e30'
+fails_with "an expert bias out of range" 1 "field 'expert_bias': item 3 is not a number within" more
+tj 'del(.xxh3, .version) | .expert_bias[3] = "x"'
+fails_with "an expert bias that is not a number" 1 "field 'expert_bias': item 3" more
+tj 'del(.xxh3, .version) | .loss_history = [1]'
+fails_with "a loss history of the wrong length" 1 "field 'loss_history' must be an array of 50 numbers" more
+tj 'del(.xxh3, .version) | .skipped = 31'
+fails_with "more steps skipped than taken" 1 "field 'skipped' is 31" more
+
+# ---- the run directory: one writer, checked before the first step --------------------------------
+train_bg "$T/lk" "$T/lk.jsonl" --steps 100000 --save-every 100000; pid=$!
+while ! grep -q "^$pid\$" "$T/lk/.lock" 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.05; done
+fails_with "a second run into the same --out is refused, naming the first's pid" 1 "lk is in use by process $pid" \
+    train "$T/lk" "$T/lk2.jsonl" --steps 100000
+fails_with "  ... and so is --resume" 1 "in use by process $pid" train "$T/lk" "$T/lk2.jsonl" --resume
+kill -TERM $pid; wait $pid
+ok "  ... the first run saved and stopped" test -f "$T/lk/latest"
+: >"$T/plain"
+fails_with "--out naming a regular file is refused before the first step" 1 "plain exists and is not a directory" \
+    train "$T/plain" "$T/p.jsonl" --steps 100000
+mkdir "$T/stuff"; echo mine >"$T/stuff/notes"
+ok "--out an existing directory of other files: a new run beside them" train "$T/stuff" "$T/st.jsonl" --steps 2
+ok "  ... which are untouched" test "$(cat "$T/stuff/notes")" = mine
+echo "old" >"$T/m.real"; ln -s m.real "$T/mlink"
+ok "--metrics a symbolic link" train "$T/ml" "$T/mlink" --steps 2
+ok "  ... stays a link" test -L "$T/mlink"
+ok "  ... its target written" grep -q '"type":"train"' "$T/m.real"
+if [ "$(id -u)" = 0 ] && mknod "$T/full" c 1 7 2>/dev/null; then
+    fails_with "--metrics a full device fails with the reason" 1 "No space left on device" train "$T/mf" "$T/full" --steps 2
+    ok "  ... which stays a character device" test -c "$T/full"
+else
+    skip "--metrics a full device" "mknod needs root"; skip "  ... which stays a character device" "mknod needs root"
+fi
 done_testing

@@ -95,7 +95,7 @@ done
 
 # ---- a manifest that lies, a missing shard ---------------------------------------
 cp -r "$T/s" "$T/lie"
-jq '.splits.train.shards[0].tokens += 1 | .splits.train.tokens += 1 | .tokens += 1' "$T/s/manifest.json" >"$T/lie/manifest.json"
+jq '.splits.train.shards[0].tokens -= 1 | .splits.train.tokens -= 1 | .tokens -= 1' "$T/s/manifest.json" >"$T/lie/manifest.json"
 fails_with "a manifest that lies about a shard's tokens" 1 "train-000000.shard: holds" sigma-shard verify "$T/lie"
 jq '.documents += 1' "$T/s/manifest.json" >"$T/lie/manifest.json"
 fails_with "a manifest whose totals do not add up" 1 "the splits hold" sigma-shard verify "$T/lie"
@@ -108,6 +108,28 @@ fails_with "a missing shard is named" 1 "train-000001.shard: missing shard" sigm
 printf '{"format": "sigma-shards", "version": 1' >"$T/lie/manifest.json"
 fails_with "a truncated manifest" 1 "manifest.json: invalid JSON" sigma-shard info "$T/lie"
 fails_with "not a shard set" 1 "no manifest.json" sigma-shard verify "$T"
+# manifest fields out of range, hostile names: refused, naming the field
+for edit in '.level = 4294967297:field .level. is 4294967297' '.split_rule.val_fraction = -5:val_fraction. is -5' \
+    '.token_width = 4294967298:token_width 4294967298 does not fit' '.shard_tokens = 1099511627776:field .shard_tokens. is 1099511627776' \
+    '.splits.train.shards[0].file = "../x":"../x" is not a plain file name' \
+    '.splits.train.shards[0].file = "/etc/passwd":is not a plain file name' \
+    '.splits.train.shards[0].file = "..":".." is not a plain file name'; do
+    jq "${edit%%:*}" "$T/s/manifest.json" >"$T/lie/manifest.json"
+    fails_with "manifest: $(echo "${edit%%:*}" | cut -c1-40) is refused" 1 "${edit#*:}" sigma-shard verify "$T/lie"
+done
+rm -rf "$T/link"; cp -r "$T/s" "$T/link"; mv "$T/link/train-000000.shard" "$T/outside.shard"
+ln -s "$T/outside.shard" "$T/link/train-000000.shard"
+fails_with "a shard that is a link out of the set is refused" 1 "train-000000.shard is a symbolic link out of" sigma-shard verify "$T/link"
+rm "$T/link/train-000000.shard"; mv "$T/outside.shard" "$T/link/t0.real"; ln -s t0.real "$T/link/train-000000.shard"
+ok "a link inside the set is followed" sigma-shard -q verify "$T/link"
+rm "$T/lie/manifest.json"; mkfifo "$T/lie/manifest.json"
+{ cat /dev/zero >"$T/lie/manifest.json" 2>/dev/null & } 2>/dev/null; zero=$!
+fails_with "a manifest.json without end (a FIFO fed by /dev/zero) stops at the size cap" 1 "manifest.json: larger than 268435456 bytes" \
+    sigma-shard verify "$T/lie"
+kill $zero 2>/dev/null; wait $zero 2>/dev/null; rm -f "$T/lie/manifest.json"
+if [ "${SIGMA_SAN:-}" = 1 ]; then skip "--shard-tokens 2G allocates as tokens come" "ulimit -v and ASan do not mix"
+else ok "--shard-tokens 2G allocates as tokens come, not 32 GB of index up front" \
+    sh -c "ulimit -v 2000000 && sigma-shard -q -o '$T/big' --shard-tokens 2G '$T/r16.tok'"; fi
 
 # ---- bad token streams ----------------------------------------------------------------
 size=$(wc -c <"$T/r16.tok")
@@ -120,8 +142,20 @@ head -c 100000 /dev/urandom >"$T/random.bin"
 fails_with "random bytes" 1 "not a sigma token stream" sigma-shard -q -o "$T/x" "$T/random.bin"
 : >"$T/empty.bin"
 fails_with "empty input" 1 "empty input" sigma-shard -q -o "$T/x" "$T/empty.bin"
+missed=""
+for off in $(seq 0 39); do   # the header: magic, version, vocabulary size, fingerprint, their checksum
+    cp "$T/r16.tok" "$T/hdr.tok"; flip "$T/hdr.tok" "$off"
+    sigma-shard -q -o "$T/x" "$T/hdr.tok" 2>/dev/null && { missed="$missed $off"; rm -rf "$T/x"; }
+done
+is "a flipped bit in any byte of the stream header is refused (the vocabulary size was covered by no checksum)" "${missed:-none}" none
 cp "$T/r16.tok" "$T/vocab.tok"; printf '\144\000' | dd of="$T/vocab.tok" bs=1 seek=12 conv=notrunc status=none
-fails_with "a token at or above the vocabulary size" 1 "outside the vocabulary of 100" sigma-shard -q -o "$T/x" "$T/vocab.tok"
+fails_with "a vocabulary size changed in the header fails its checksum" 1 "header checksum mismatch \\(byte 32\\)" \
+    sigma-shard -q -o "$T/x" "$T/vocab.tok"
+{ head -c 8 "$T/r16.tok"; printf '\001\000\000\000\144\000\000\000'; tail -c +17 "$T/r16.tok" | head -c 16; tail -c +41 "$T/r16.tok"; } >"$T/v1.tok"
+fails_with "a version 1 stream (no header checksum) is read: a token at or above its vocabulary" 1 "outside the vocabulary of 100" \
+    sigma-shard -q -o "$T/x" "$T/v1.tok"
+{ head -c 8 "$T/r16.tok"; printf '\001\000\000\000'; tail -c +13 "$T/r16.tok" | head -c 20; tail -c +41 "$T/r16.tok"; } >"$T/v1ok.tok"
+ok "a version 1 stream is still read" sigma-shard -q -o "$T/v1set" "$T/v1ok.tok"
 cp "$T/r16.tok" "$T/bad.tok"; flip "$T/bad.tok" 5000
 fails_with "a corrupt token in the stream (checksum)" 1 "checksum mismatch" sigma-shard -q -o "$T/x" "$T/bad.tok"
 cat "$T/r16.tok" "$T/r16.tok" >"$T/twice.tok"

@@ -144,7 +144,7 @@ is "--skip-bad: the good records" "$(wc -l <"$T/skip.ids")" 2
 ok "--skip-bad: counts what it skipped" grep -q "skipped 4 bad JSON lines" "$T/skip.err"
 : >"$T/empty"
 sigma-tokenize -q encode -t "$TOK" "$T/empty" >"$T/empty.tok"
-is "empty input: a valid empty stream (header + trailer)" "$(wc -c <"$T/empty.tok")" 60
+is "empty input: a valid empty stream (header + trailer)" "$(wc -c <"$T/empty.tok")" 68
 ok "  ... which decodes to nothing" sh -c "sigma-tokenize -q decode -t '$TOK' '$T/empty.tok' | cmp - /dev/null"
 sigma-tokenize -q encode --lines --ids -t "$TOK" "$T/empty" >"$T/empty.ids"
 is "empty input with --ids: no lines" "$(wc -c <"$T/empty.ids")" 0
@@ -162,5 +162,32 @@ printf '1 2 99999\n' >"$T/badids"
 fails_with "decode: an id outside the vocabulary names the line" 1 "line 1: token id 99999" sigma-tokenize decode --ids -t "$TOK" "$T/badids"
 head -c 40 "$T/p2" >"$T/trunc.tok"
 fails_with "decode: a truncated stream" 1 "trunc" sigma-tokenize decode -t "$TOK" "$T/trunc.tok"
+sed 's/^#special [0-9]* /#special 4294967807 /' "$TOK" >"$T/wrap.tok"
+fails_with "a special id beyond 32 bits is refused, not wrapped" 1 "wrap.tok, line 3: special token id 4294967807 is out of range" \
+    sigma-tokenize info -t "$T/wrap.tok"
+sed 's/^#special [0-9]* /#special -1 /' "$TOK" >"$T/neg.tok"
+fails_with "a negative special id is refused" 1 "neg.tok, line 3: expected '#special ID NAME'" sigma-tokenize info -t "$T/neg.tok"
+
+# outputs: only a regular file (or a new path) is replaced by rename; a
+# device, a FIFO or /dev/stdout is written in place; a link is followed
+mkfifo "$T/fifo"
+cat "$T/fifo" >"$T/fifo.got" & reader=$!
+ok "-o FIFO: written through the FIFO" sigma-tokenize -q encode -t "$TOK" -o "$T/fifo" "$T/tie.txt"
+wait $reader
+ok "  ... which is still a FIFO" test -p "$T/fifo"
+sigma-tokenize -q encode -t "$TOK" "$T/tie.txt" >"$T/tie.stream"
+ok "  ... and passed the stream" cmp "$T/fifo.got" "$T/tie.stream"
+if [ "$(id -u)" = 0 ] && mknod "$T/null" c 1 3 2>/dev/null; then
+    ok "-o a character device (a /dev/null of our own)" sigma-tokenize -q encode -t "$TOK" -o "$T/null" "$T/tie.txt"
+    ok "  ... stays a character device" test -c "$T/null"
+else
+    skip "-o a character device" "mknod needs root"; skip "  ... stays a character device" "mknod needs root"
+fi
+: >"$T/target.tok"; ln -s target.tok "$T/link.tok"
+ok "-o a symbolic link" sigma-tokenize -q encode -t "$TOK" -o "$T/link.tok" "$T/tie.txt"
+ok "  ... stays a link" test -L "$T/link.tok"
+ok "  ... and its target got the stream" cmp "$T/target.tok" "$T/tie.stream"
+ok "-o /dev/stdout into a file" sh -c "sigma-tokenize -q encode -t '$TOK' -o /dev/stdout '$T/tie.txt' >'$T/viastdout'"
+ok "  ... holds the stream" cmp "$T/viastdout" "$T/tie.stream"
 
 done_testing

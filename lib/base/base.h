@@ -44,7 +44,14 @@ void warn(const char *fmt, ...) SG_PRINTF(1, 2);
 void info(const char *fmt, ...) SG_PRINTF(1, 2);      /* silent under -q */
 void verbose(const char *fmt, ...) SG_PRINTF(1, 2);   /* only with -v */
 
-/* Register a function run (last registered first) by die() before exit. */
+#ifdef SIGMA_FUZZ
+#include <setjmp.h>
+extern jmp_buf *sg_fuzz_die;   /* the fuzz build only: where die() returns to (die.c) */
+void sg_fuzz_close_files(void); /* closes what xfopen opened and a die left open (io.c) */
+#endif
+
+/* Register a function run (last registered first) by die() before exit,
+ * and on SIGINT, SIGTERM and SIGHUP: it may use system calls only. */
 void sg_on_die(void (*fn)(void *), void *arg);
 void sg_on_die_remove(void (*fn)(void *), void *arg);
 
@@ -69,8 +76,15 @@ size_t xfread_some(void *buf, size_t n, FILE *f, const char *name);
 void xfwrite(const void *buf, size_t n, FILE *f, const char *name);
 void xfflush(FILE *f, const char *name);
 void xfclose(FILE *f, const char *name);   /* never closes stdin/stdout; flushes them */
-/* Whole file into memory (NUL-terminated for convenience); *len gets size. */
-char *read_file(const char *path, size_t *len);
+/* Whole file into memory (NUL-terminated for convenience); *len gets size.
+ * A file longer than max bytes is refused ("PATH: larger than MAX bytes")
+ * before more is read: /dev/zero or a runaway file cannot fill memory. */
+char *read_file(const char *path, size_t max, size_t *len);
+/* The path of NAME inside directory DIR, for a name that a file (a manifest,
+ * an index, a checkpoint) gives: refused, naming `what`, when NAME is not
+ * one plain file name (empty, ".", "..", a '/', a control byte) or is a
+ * symbolic link that leads out of DIR. Caller frees. */
+char *dir_member(const char *dir, const char *name, const char *what);
 int is_dir(const char *path);
 int path_exists(const char *path);
 /* rm -rf for our own temporary directories only (no symlink following). */
@@ -80,10 +94,14 @@ void fsync_path(const char *path);   /* fsync a file or directory by path */
 
 /* ---- atomic outputs --------------------------------------------------- */
 /* A file written under a temporary name beside `path`, then fflush, fsync,
- * rename and fsync of the directory. Until commit, die() removes it. */
+ * rename and fsync of the directory. Until commit, die() (and SIGINT,
+ * SIGTERM, SIGHUP) removes it. Only a regular file or a new path is
+ * replaced so: a path that is a character device, a FIFO, a socket or
+ * lies under /dev or /proc (/dev/null, /dev/stdout) is written directly,
+ * and a symbolic link is followed to the file it names. */
 typedef struct {
     char *path;      /* final name */
-    char *tmp;       /* temporary name beside it */
+    char *tmp;       /* temporary name beside it; NULL when written directly */
     FILE *f;
 } AtomicFile;
 void atomic_file_open(AtomicFile *af, const char *path);
@@ -94,16 +112,31 @@ void write_file_atomic(const char *path, const void *buf, size_t n);
 
 /* A directory built under a temporary name beside `path` and renamed into
  * place when complete. An existing `path` is refused unless force; with
- * force it is replaced only at commit, so a failure keeps the old one. */
+ * force it is replaced only at commit, so a failure keeps the old one.
+ * The temporary directory is flock(2)ed while it is written: a temporary
+ * directory of the same `path` that no process holds (its writer was
+ * killed) is removed by the next atomic_dir_begin. */
 typedef struct {
     char *path;
     char *tmp;
     int force;
+    int lock_fd;     /* the temporary directory, locked */
 } AtomicDir;
 void atomic_dir_begin(AtomicDir *ad, const char *path, int force);
 char *atomic_dir_file(const AtomicDir *ad, const char *name); /* tmp/name, caller frees */
 void atomic_dir_commit(AtomicDir *ad);
 void atomic_dir_abort(AtomicDir *ad);
+
+/* One writer per directory: flock(2) on DIR/.lock, which holds the pid of
+ * the process that has it. Dies "DIR is in use by process PID (...)" when
+ * another process holds it. The lock lasts until the process exits. */
+void dir_lock(const char *dir);
+
+/* ---- checked sizes ------------------------------------------------------ */
+/* a * b into *out; returns 0 (and leaves *out alone) when it overflows. */
+int mul_u64(uint64_t a, uint64_t b, uint64_t *out);
+/* a * b, or die "WHAT: A x B is too large" when it overflows. */
+uint64_t mul_or_die(uint64_t a, uint64_t b, const char *what);
 
 /* ---- progress on stderr ---------------------------------------------- */
 /* On a terminal the line is redrawn at most every 0.1 s; otherwise a line

@@ -2,6 +2,9 @@
 #include "base/base.h"
 
 #include <errno.h>
+#ifdef SIGMA_FUZZ
+#include <setjmp.h>
+#endif
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +13,8 @@ const char *sg_prog = "sigma";
 int sg_quiet = 0;
 int sg_verbose = 0;
 
+static void on_fatal_signal(int sig);
+
 void sg_init(const char *argv0)
 {
     const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
@@ -17,6 +22,16 @@ void sg_init(const char *argv0)
     /* Past a file-size limit (ulimit -f) let write() fail with EFBIG, so the
      * tool reports it and removes its temporary output, instead of dying. */
     signal(SIGXFSZ, SIG_IGN);
+    /* SIGINT, SIGTERM and SIGHUP remove temporary outputs as die() does
+     * (a tool may set its own handler after); an ignored one stays ignored. */
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction old, sa = {0};
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+        sa.sa_handler = on_fatal_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[i], &sa, NULL);
+    }
 }
 
 /* Cleanup hooks for die(): a small fixed stack is enough (a tool holds at
@@ -44,17 +59,45 @@ void sg_on_die_remove(void (*fn)(void *), void *arg)
     }
 }
 
-static SG_NORETURN void run_hooks_and_exit(int status)
+static void run_hooks(void)
 {
     while (n_hooks > 0) {   /* pop before calling: a hook that dies cannot loop */
         n_hooks--;
         hooks[n_hooks].fn(hooks[n_hooks].arg);
     }
+}
+
+/* The hooks only unlink and remove directories with system calls (see
+ * remove_tree), so they may run here; then the signal's usual end, so the
+ * exit status says which signal it was (130, 143). */
+static void on_fatal_signal(int sig)
+{
+    run_hooks();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+#ifdef SIGMA_FUZZ
+/* The fuzz build (tests/fuzz): a die() on bad input is the reader doing its
+ * job, so it returns to the fuzz target through sg_fuzz_die when one is
+ * set; die_at (a bug, or an allocation that failed) aborts, a crash. */
+jmp_buf *sg_fuzz_die;
+#endif
+
+static SG_NORETURN void run_hooks_and_exit(int status)
+{
+    run_hooks();
+#ifdef SIGMA_FUZZ
+    if (sg_fuzz_die) longjmp(*sg_fuzz_die, 1);
+#endif
     exit(status);
 }
 
 static void vmessage(const char *prefix, const char *fmt, va_list ap)
 {
+#ifdef SIGMA_FUZZ
+    if (sg_fuzz_die) return;   /* millions of refusals: silent */
+#endif
     fflush(stdout);
     fprintf(stderr, "%s: %s", sg_prog, prefix);
     vfprintf(stderr, fmt, ap);
@@ -90,6 +133,9 @@ void die_at(const char *file, int line, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+#ifdef SIGMA_FUZZ
+    abort();
+#endif
     run_hooks_and_exit(1);
 }
 

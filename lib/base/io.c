@@ -9,11 +9,31 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#ifdef SIGMA_FUZZ
+/* The fuzz build: the files xfopen opened and xfclose has not closed, so
+ * that a fuzz target closes those a refusal left open (sg_fuzz_close_files). */
+enum { FUZZ_FILES = 64 };
+static FILE *open_files[FUZZ_FILES];
+static void track_file(FILE *f, int open)
+{
+    for (int i = 0; i < FUZZ_FILES; i++)
+        if (open_files[i] == (open ? NULL : f)) { open_files[i] = open ? f : NULL; return; }
+}
+void sg_fuzz_close_files(void)
+{
+    for (int i = 0; i < FUZZ_FILES; i++)
+        if (open_files[i]) { fclose(open_files[i]); open_files[i] = NULL; }
+}
+#endif
+
 FILE *xfopen(const char *path, const char *mode)
 {
     if (strcmp(path, "-") == 0) return mode[0] == 'r' ? stdin : stdout;
     FILE *f = fopen(path, mode);
     if (!f) die("cannot open %s: %s", path, strerror(errno));
+#ifdef SIGMA_FUZZ
+    track_file(f, 1);
+#endif
     return f;
 }
 
@@ -47,24 +67,55 @@ void xfclose(FILE *f, const char *name)
 {
     if (f == stdin) return;
     if (f == stdout) { xfflush(f, name); return; }
+#ifdef SIGMA_FUZZ
+    track_file(f, 0);
+#endif
     if (fclose(f) != 0) die("%s: error closing: %s", name, strerror(errno));
 }
 
-char *read_file(const char *path, size_t *len)
+char *read_file(const char *path, size_t max, size_t *len)
 {
     FILE *f = xfopen(path, "rb");
     size_t cap = 1 << 16, n = 0;
     char *buf = xmalloc(cap);
     for (;;) {
         if (n + 1 >= cap) buf = xrealloc(buf, cap *= 2);
-        size_t got = xfread_some(buf + n, cap - n - 1, f, path);
+        size_t want = cap - n - 1;
+        if (max - n < SIZE_MAX && want > max - n + 1) want = max - n + 1;   /* one byte past max says it is longer */
+        size_t got = xfread_some(buf + n, want, f, path);
         if (got == 0) break;
         n += got;
+        if (n > max) {
+            xfclose(f, path);
+            free(buf);
+            die("%s: larger than %zu bytes, the most this reader takes", path, max);
+        }
     }
     xfclose(f, path);
     buf[n] = 0;
     if (len) *len = n;
     return buf;
+}
+
+char *dir_member(const char *dir, const char *name, const char *what)
+{
+    int plain = *name && strcmp(name, ".") && strcmp(name, "..") && !strchr(name, '/');
+    for (const char *p = name; plain && *p; p++) plain = (unsigned char)*p >= 0x20 && *p != 0x7f;
+    if (!plain) die("%s: \"%s\" is not a plain file name inside %s", what, name, dir);
+    char *path = xasprintf("%s/%s", dir, name);
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+        /* a link is followed only while it stays inside the directory */
+        char *real_dir = realpath(dir, NULL), *real = realpath(path, NULL);
+        size_t n = real_dir ? strlen(real_dir) : 0;
+        int inside = real_dir && real && !strncmp(real, real_dir, n) && (real[n] == '/' || (n == 1 && real[0] == '/'));
+        if (!inside)
+            die("%s: %s is a symbolic link out of %s (%s); sigma reads only files inside the directory it is given", what,
+                path, dir, real ? real : "a missing file");
+        free(real_dir);
+        free(real);
+    }
+    return path;
 }
 
 int is_dir(const char *path)
@@ -84,26 +135,39 @@ void xmkdir(const char *path)
     if (mkdir(path, 0777) != 0) die("cannot create directory %s: %s", path, strerror(errno));
 }
 
+/* Removes NAME under dirfd and all it holds without following links, with
+ * system calls only (no allocation): it is safe in a signal handler, which
+ * removes a temporary directory on SIGTERM. Entries are listed again after
+ * each pass that removed something, since removing while reading a
+ * directory may skip entries. */
+static int remove_at(int dirfd, const char *name, int depth)
+{
+    if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT) return 1;
+    if ((errno != EISDIR && errno != EPERM) || depth > 32) return 0;
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return 0;
+    for (int removed = 1; removed;) {
+        removed = 0;
+        char buf[2048] __attribute__((aligned(8)));
+        ssize_t n;
+        lseek(fd, 0, SEEK_SET);
+        while ((n = getdents64(fd, buf, sizeof buf)) > 0) {
+            for (ssize_t at = 0; at < n;) {
+                struct dirent64 *e = (struct dirent64 *)(void *)(buf + at);
+                at += e->d_reclen;
+                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+                if (remove_at(fd, e->d_name, depth + 1)) removed = 1;
+            }
+        }
+        if (n < 0) break;
+    }
+    close(fd);
+    return unlinkat(dirfd, name, AT_REMOVEDIR) == 0;
+}
+
 void remove_tree(const char *path)
 {
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        if (d) {
-            struct dirent *e;
-            while ((e = readdir(d))) {
-                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-                char *child = xasprintf("%s/%s", path, e->d_name);
-                remove_tree(child);
-                free(child);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
+    remove_at(AT_FDCWD, path, 0);
 }
 
 void fsync_path(const char *path)

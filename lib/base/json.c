@@ -25,10 +25,9 @@ cJSON *json_parse(const char *buf, size_t len, size_t *err_offset)
     return v;
 }
 
-cJSON *json_parse_file(const char *path)
+static cJSON *parse_or_die(const char *path, char *buf, size_t len)
 {
-    size_t len, off = 0;
-    char *buf = read_file(path, &len);
+    size_t off = 0;
     cJSON *v = json_parse(buf, len, &off);
     if (!v) {
         size_t line = 1, col = 1;
@@ -37,6 +36,67 @@ cJSON *json_parse_file(const char *path)
         }
         free(buf);
         die("%s: invalid JSON at line %zu, column %zu (byte %zu)", path, line, col, off);
+    }
+    return v;
+}
+
+cJSON *json_parse_file(const char *path)
+{
+    size_t len;
+    char *buf = read_file(path, JSON_MAX_BYTES, &len);
+    cJSON *v = parse_or_die(path, buf, len);
+    free(buf);
+    return v;
+}
+
+/* The sealed value's 16 digits in the text: the last "HEX" string, since
+ * "xxh3" is the object's last member. */
+static char *seal_digits(char *text, size_t len, const char *hex)
+{
+    char quoted[19];
+    snprintf(quoted, sizeof quoted, "\"%s\"", hex);
+    char *found = NULL;
+    for (char *p = text; (p = memmem(p, len - (size_t)(p - text), quoted, 18)); p++) found = p;
+    return found ? found + 1 : NULL;
+}
+
+void json_write_file_sealed(const char *path, cJSON *v)
+{
+    json_add_str(v, "xxh3", "0000000000000000");   /* last: the digits are found from the end */
+    char *s = json_print(v, 1);
+    size_t n = strlen(s);
+    char *t = xmalloc(n + 2);
+    memcpy(t, s, n);
+    t[n] = '\n';
+    char hex[17];
+    hex64(hex, hash64(t, n + 1, 0));
+    char *digits = seal_digits(t, n + 1, "0000000000000000");
+    if (!digits) BUG("sealed JSON without its placeholder");
+    memcpy(digits, hex, 16);
+    write_file_atomic(path, t, n + 1);
+    free(t);
+    cJSON_free(s);
+    cJSON_DeleteItemFromObjectCaseSensitive(v, "xxh3");
+}
+
+cJSON *json_parse_file_sealed(const char *path, int *sealed)
+{
+    size_t len;
+    char *buf = read_file(path, JSON_MAX_BYTES, &len);
+    cJSON *v = parse_or_die(path, buf, len);
+    *sealed = 0;
+    const cJSON *seal = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, "xxh3") : NULL;
+    if (seal) {
+        const cJSON *last = v->child;
+        while (last->next) last = last->next;
+        uint64_t want;
+        if (last != seal) die("%s: field 'xxh3' must be the last field", path);
+        if (!cJSON_IsString(seal) || !parse_hex64(seal->valuestring, &want)) die("%s: field 'xxh3' must be 16 lowercase hex digits", path);
+        char *digits = seal_digits(buf, len, seal->valuestring);
+        if (!digits) die("%s: field 'xxh3' is not written as 16 plain digits", path);
+        memset(digits, '0', 16);
+        if (hash64(buf, len, 0) != want) die("%s: checksum mismatch: the file is corrupt (field 'xxh3')", path);
+        *sealed = 1;
     }
     free(buf);
     return v;
@@ -62,6 +122,22 @@ static uint64_t as_u64(const cJSON *v, const char *key, const char *what)
 uint64_t json_req_u64(const cJSON *obj, const char *key, const char *what)
 {
     return as_u64(json_req(obj, key, what), key, what);
+}
+
+static int as_int(uint64_t v, const char *key, const char *what)
+{
+    if (v > JSON_MAX_INT) die("%s: field '%s' is too large (%llu, at most %d)", what, key, (unsigned long long)v, JSON_MAX_INT);
+    return (int)v;
+}
+
+int json_req_int(const cJSON *obj, const char *key, const char *what)
+{
+    return as_int(json_req_u64(obj, key, what), key, what);
+}
+
+int json_opt_int(const cJSON *obj, const char *key, int def, const char *what)
+{
+    return as_int(json_opt_u64(obj, key, (uint64_t)def, what), key, what);
 }
 
 int64_t json_req_i64(const cJSON *obj, const char *key, const char *what)

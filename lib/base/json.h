@@ -17,14 +17,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Parse a whole file; dies naming the file and the byte offset of the error. */
+/* Parse a whole file of at most JSON_MAX_BYTES; dies naming the file and
+ * the byte offset of the error. */
+#define JSON_MAX_BYTES ((size_t)256 << 20)
 cJSON *json_parse_file(const char *path);
+/* A JSON file that carries its own checksum: its last member "xxh3" holds
+ * the XXH3-64 of the file's bytes with these 16 digits written as zeros.
+ * Writing adds the field (and removes it from v after); reading checks it
+ * when present (*sealed = 1) and dies "checksum mismatch" when it is wrong. */
+void json_write_file_sealed(const char *path, cJSON *v);
+cJSON *json_parse_file_sealed(const char *path, int *sealed);
 /* Parse a buffer; on error returns NULL and sets *err_offset (if non-NULL). */
 cJSON *json_parse(const char *buf, size_t len, size_t *err_offset);
 
 /* Required fields: die "WHAT: field 'KEY' is missing / not a ..." */
 const cJSON *json_req(const cJSON *obj, const char *key, const char *what);
 uint64_t json_req_u64(const cJSON *obj, const char *key, const char *what);
+/* A size for an int: at most JSON_MAX_INT, refused beyond ("too large")
+ * before any cast, so 2^32 + 5 is never read as 5. */
+#define JSON_MAX_INT (1 << 30)
+int json_req_int(const cJSON *obj, const char *key, const char *what);
+int json_opt_int(const cJSON *obj, const char *key, int def, const char *what);
 int64_t json_req_i64(const cJSON *obj, const char *key, const char *what);
 double json_req_num(const cJSON *obj, const char *key, const char *what);
 const char *json_req_str(const cJSON *obj, const char *key, const char *what);

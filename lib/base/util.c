@@ -150,3 +150,18 @@ double rate_per_second(const RateWindow *r, double units_per_interval)
     double span = r->at[(r->n - 1) % (RATE_WINDOW + 1)] - r->at[(r->n - 1 - k) % (RATE_WINDOW + 1)];
     return span > 0 ? (double)k * units_per_interval / span : 0;
 }
+
+int mul_u64(uint64_t a, uint64_t b, uint64_t *out)
+{
+    uint64_t r;
+    if (__builtin_mul_overflow(a, b, &r)) return 0;
+    *out = r;
+    return 1;
+}
+
+uint64_t mul_or_die(uint64_t a, uint64_t b, const char *what)
+{
+    uint64_t r;
+    if (!mul_u64(a, b, &r)) die("%s: %llu x %llu is too large", what, (unsigned long long)a, (unsigned long long)b);
+    return r;
+}

@@ -70,11 +70,12 @@ char *shardset_path(const ShardSet *set, int split, size_t i)
 /* ==== writing ================================================================ */
 
 typedef struct {
-    /* the shard being filled */
-    uint8_t *tokens;           /* [shard_tokens * width] */
-    uint64_t n_tokens;
-    uint64_t *index;           /* [2 * max_docs]: end, ordinal */
-    uint64_t n_docs;
+    /* the shard being filled; the buffers grow as it fills, so that a large
+     * --shard-tokens costs memory only for the tokens that come */
+    uint8_t *tokens;           /* [cap_tokens * width] */
+    uint64_t n_tokens, cap_tokens;
+    uint64_t *index;           /* [2 * cap_docs]: end, ordinal */
+    uint64_t n_docs, cap_docs;
     int first_continues;
     /* the shards already written */
     ShardEntry *shards;
@@ -112,8 +113,6 @@ ShardWriter *shardwriter_open(const char *dir, int force, const TokHeader *tok, 
         w->split[s].index = NULL;
     }
     if (opt->level > 0) {
-        w->zcap = ZSTD_compressBound(opt->shard_tokens * w->width);
-        w->zbuf = xmalloc(w->zcap);
         w->zctx = ZSTD_createCCtx();
         if (!w->zctx) BUG("out of memory");
         ZSTD_CCtx_setParameter(w->zctx, ZSTD_c_compressionLevel, opt->level);
@@ -131,6 +130,11 @@ static void flush_shard(ShardWriter *w, int s, uint64_t tail_ordinal)
     const uint8_t *payload = sw->tokens;
     size_t payload_bytes = raw_bytes;
     if (w->opt.level > 0) {
+        if (ZSTD_compressBound(raw_bytes) > w->zcap) {
+            w->zcap = ZSTD_compressBound(raw_bytes);
+            free(w->zbuf);
+            w->zbuf = xmalloc(w->zcap);
+        }
         payload_bytes = ZSTD_compress2(w->zctx, w->zbuf, w->zcap, sw->tokens, raw_bytes);
         if (ZSTD_isError(payload_bytes)) die("zstd compression failed: %s", ZSTD_getErrorName(payload_bytes));
         payload = w->zbuf;
@@ -195,13 +199,25 @@ static SplitWriter *current_split(ShardWriter *w)
         int val = split_draw_val(w->opt.seed, w->opt.val_fraction, w->ordinal) && w->val_taken < w->opt.val_docs;
         w->cur = val ? SPLIT_VAL : SPLIT_TRAIN;
         w->val_taken += (uint64_t)val;
-        SplitWriter *sw = &w->split[w->cur];
-        if (!sw->tokens) {
-            sw->tokens = xmalloc(w->opt.shard_tokens * w->width);
-            sw->index = xmalloc(w->max_docs * 2 * sizeof(uint64_t));
-        }
     }
     return &w->split[w->cur];
+}
+
+/* Room for n more tokens (up to shard_tokens) and one more index entry. */
+static void grow(ShardWriter *w, SplitWriter *sw, uint64_t n)
+{
+    uint64_t want = sw->n_tokens + n < w->opt.shard_tokens ? sw->n_tokens + n : w->opt.shard_tokens;
+    if (want > sw->cap_tokens) {
+        uint64_t cap = sw->cap_tokens ? sw->cap_tokens : 4096;
+        while (cap < want) cap *= 2;
+        sw->cap_tokens = cap < w->opt.shard_tokens ? cap : w->opt.shard_tokens;
+        sw->tokens = xrealloc(sw->tokens, sw->cap_tokens * w->width);
+    }
+    if (sw->n_docs == sw->cap_docs && sw->cap_docs < w->max_docs) {
+        uint64_t cap = sw->cap_docs ? 2 * sw->cap_docs : 256;
+        sw->cap_docs = cap < w->max_docs ? cap : w->max_docs;
+        sw->index = xrealloc(sw->index, sw->cap_docs * 2 * sizeof(uint64_t));
+    }
 }
 
 void shardwriter_put(ShardWriter *w, const uint32_t *tokens, size_t n)
@@ -211,6 +227,7 @@ void shardwriter_put(ShardWriter *w, const uint32_t *tokens, size_t n)
         if (sw->n_tokens == w->opt.shard_tokens) flush_shard(w, w->cur, w->ordinal);
         size_t room = w->opt.shard_tokens - sw->n_tokens;
         size_t k = n < room ? n : room;
+        grow(w, sw, k);
         /* tokens were checked against the vocabulary by the stream reader */
         if (w->width == 2) {
             uint16_t *dst = (uint16_t *)sw->tokens + sw->n_tokens;
@@ -231,6 +248,7 @@ void shardwriter_end_doc(ShardWriter *w)
         uint64_t last_end = sw->n_docs ? sw->index[2 * sw->n_docs - 2] : 0;
         flush_shard(w, w->cur, sw->n_tokens > last_end ? w->ordinal : NO_ORDINAL);
     }
+    grow(w, sw, 0);
     sw->index[2 * sw->n_docs] = sw->n_tokens;
     sw->index[2 * sw->n_docs + 1] = w->ordinal;
     sw->n_docs++;
@@ -315,9 +333,11 @@ void shardset_open(ShardSet *set, const char *dir)
 {
     memset(set, 0, sizeof *set);
     set->dir = xstrdup(dir);
-    char *path = xasprintf("%s/manifest.json", dir);
     if (!is_dir(dir)) die("%s: not a directory", dir);
+    char *path = xasprintf("%s/manifest.json", dir);
     if (!path_exists(path)) die("%s: no manifest.json: not a shard set", dir);
+    free(path);
+    path = dir_member(dir, "manifest.json", dir);
     cJSON *m = json_parse_file(path);
     const char *what = path;
     if (strcmp(json_req_str(m, "format", what), "sigma-shards") != 0) die("%s: format is not \"sigma-shards\"", what);
@@ -329,18 +349,24 @@ void shardset_open(ShardSet *set, const char *dir)
     set->tok.vocab_size = (uint32_t)vocab;
     if (!fingerprint_parse(set->tok.fingerprint, json_req_str(tok, "fingerprint", what)))
         die("%s: tokenizer.fingerprint must be 32 hex digits", what);
-    set->token_width = (uint32_t)json_req_u64(m, "token_width", what);
-    if (set->token_width != token_width_for(set->tok.vocab_size))
-        die("%s: token_width %u does not fit vocab_size %u", what, set->token_width, set->tok.vocab_size);
+    uint64_t width = json_req_u64(m, "token_width", what);
+    if (width != token_width_for(set->tok.vocab_size))
+        die("%s: token_width %llu does not fit vocab_size %u", what, (unsigned long long)width, set->tok.vocab_size);
+    set->token_width = (uint32_t)width;
     const char *comp = json_req_str(m, "compression", what);
-    set->opt.level = (int)json_req_u64(m, "level", what);
+    uint64_t level = json_req_u64(m, "level", what);
+    if (level > (uint64_t)ZSTD_maxCLevel()) die("%s: field 'level' is %llu, outside 0 to %d", what, (unsigned long long)level, ZSTD_maxCLevel());
+    set->opt.level = (int)level;
     if (strcmp(comp, "zstd") && strcmp(comp, "none")) die("%s: unknown compression \"%s\"", what, comp);
     if (!strcmp(comp, "none") != (set->opt.level == 0)) die("%s: compression \"%s\" disagrees with level %d", what, comp, set->opt.level);
     set->opt.shard_tokens = json_req_u64(m, "shard_tokens", what);
-    if (set->opt.shard_tokens == 0) die("%s: shard_tokens is 0", what);
+    if (set->opt.shard_tokens == 0 || set->opt.shard_tokens > SHARD_MAX_TOKENS)
+        die("%s: field 'shard_tokens' is %llu, outside 1 to %llu", what, (unsigned long long)set->opt.shard_tokens, SHARD_MAX_TOKENS);
     const cJSON *rule = json_req(m, "split_rule", what);
     set->opt.seed = json_req_hex64(rule, "seed", what);
     set->opt.val_fraction = json_req_num(rule, "val_fraction", what);
+    if (!(set->opt.val_fraction >= 0 && set->opt.val_fraction <= 1))
+        die("%s: field 'split_rule.val_fraction' is %g, outside 0 to 1", what, set->opt.val_fraction);
     set->opt.val_docs = json_opt_u64(rule, "val_docs", UINT64_MAX, what);
     set->docs = json_req_u64(m, "documents", what);
     set->tokens = json_req_u64(m, "tokens", what);
@@ -364,20 +390,26 @@ void shardset_open(ShardSet *set, const char *dir)
             char *ewhat = xasprintf("%s.shards[%zu]", swhat, i);
             ShardEntry *e = &si->shards[i];
             const char *file = json_req_str(se, "file", ewhat);
-            if (!*file || strchr(file, '/') || file[0] == '.') die("%s: bad file name \"%s\"", ewhat, file);
+            free(dir_member(dir, file, ewhat));   /* a plain name inside DIR, links out of it refused */
+            if (file[0] == '.') die("%s: bad file name \"%s\"", ewhat, file);
             e->file = xstrdup(file);
             e->tokens = json_req_u64(se, "tokens", ewhat);
+            if (e->tokens > set->opt.shard_tokens)
+                die("%s: field 'tokens' is %llu, above shard_tokens %llu", ewhat, (unsigned long long)e->tokens,
+                    (unsigned long long)set->opt.shard_tokens);
             e->docs = json_req_u64(se, "documents", ewhat);
             e->bytes = json_req_u64(se, "bytes", ewhat);
             e->xxh3 = json_req_hex64(se, "xxh3", ewhat);
+            if (sd + e->docs < sd) die("%s: the documents overflow", ewhat);
             sd += e->docs;
-            st += e->tokens;
+            st += e->tokens;   /* each at most SHARD_MAX_TOKENS: cannot overflow within 2^32 shards */
             free(ewhat);
             i++;
         }
         if (sd != si->docs || st != si->tokens)
             die("%s: the shards hold %llu documents and %llu tokens, the split says %llu and %llu", swhat,
                 (unsigned long long)sd, (unsigned long long)st, (unsigned long long)si->docs, (unsigned long long)si->tokens);
+        if (docs + sd < docs || tokens + st < tokens) die("%s: the totals overflow", swhat);
         docs += sd;
         tokens += st;
         free(swhat);
@@ -406,12 +438,13 @@ void shard_load(Shard *s, const ShardSet *set, int split, size_t i)
     memset(s, 0, sizeof *s);
     const ShardEntry *e = &set->split[split].shards[i];
     char *path = shardset_path(set, split, i);
+    free(dir_member(set->dir, e->file, path));   /* it may have become a link since the manifest was read */
     struct stat st;
     if (stat(path, &st) != 0) die("%s: missing shard (%s)", path, strerror(errno));
     if ((uint64_t)st.st_size != e->bytes)
         die("%s: %llu bytes, the manifest says %llu", path, (unsigned long long)st.st_size, (unsigned long long)e->bytes);
     size_t len;
-    uint8_t *buf = (uint8_t *)read_file(path, &len);
+    uint8_t *buf = (uint8_t *)read_file(path, (size_t)e->bytes, &len);
     if (len != e->bytes) die("%s: changed while being read", path);
     if (XXH3_64bits(buf, len) != e->xxh3) die("%s: checksum mismatch: the file is corrupt", path);
     if (len < SHARD_HEADER_BYTES) die("%s: truncated header", path);
@@ -437,8 +470,13 @@ void shard_load(Shard *s, const ShardSet *set, int split, size_t i)
         die("%s: holds %llu tokens and %llu documents, the manifest says %llu and %llu", path, (unsigned long long)s->n_tokens,
             (unsigned long long)s->n_docs, (unsigned long long)e->tokens, (unsigned long long)e->docs);
     if (s->first_continues > 1) die("%s: bad first_continues flag (byte %d)", path, H_FIRST_CONTINUES);
-    if (s->n_docs > (len - SHARD_HEADER_BYTES) / 16 || SHARD_HEADER_BYTES + 16 * s->n_docs + payload_bytes != len)
-        die("%s: sizes in the header do not add up to the file size", path);
+    if (s->n_docs > (len - SHARD_HEADER_BYTES) / 16 || payload_bytes > len || SHARD_HEADER_BYTES + 16 * s->n_docs + payload_bytes != len)
+        die("%s: sizes in the header do not add up to the file size of %zu bytes (n_docs at byte %d, payload bytes at byte %d)",
+            path, len, H_DOCS, H_PAYLOAD_BYTES);
+    /* sizes against the manifest and the file before anything is allocated for the tokens */
+    if (s->n_tokens > set->opt.shard_tokens)
+        die("%s: n_tokens (byte %d) is %llu, above the set's shard_tokens %llu", path, H_TOKENS, (unsigned long long)s->n_tokens,
+            (unsigned long long)set->opt.shard_tokens);
 
     const uint8_t *index = buf + SHARD_HEADER_BYTES;
     const uint8_t *payload = index + 16 * s->n_docs;
@@ -446,14 +484,21 @@ void shard_load(Shard *s, const ShardSet *set, int split, size_t i)
     if (XXH3_64bits(payload, payload_bytes) != get64(h, H_PAYLOAD_HASH)) die("%s: payload checksum mismatch", path);
 
     size_t raw_bytes = s->n_tokens * width;
-    uint8_t *raw = xmalloc(raw_bytes);
     if (comp == COMPRESS_ZSTD) {
         unsigned long long content = ZSTD_getFrameContentSize(payload, payload_bytes);
         if (content != raw_bytes) die("%s: the zstd frame holds %llu bytes, expected %zu", path, content, raw_bytes);
+        /* zstd expands at most 32768-fold (a 4-byte RLE block per 128 KiB) */
+        if (raw_bytes / 32768 > payload_bytes)
+            die("%s: %llu bytes of zstd payload cannot hold the %zu bytes that n_tokens (byte %d) says", path,
+                (unsigned long long)payload_bytes, raw_bytes, H_TOKENS);
+    } else if (payload_bytes != raw_bytes) {
+        die("%s: payload is %llu bytes, n_tokens (byte %d) x width makes %zu", path, (unsigned long long)payload_bytes, H_TOKENS, raw_bytes);
+    }
+    uint8_t *raw = xmalloc(raw_bytes);
+    if (comp == COMPRESS_ZSTD) {
         size_t got = ZSTD_decompress(raw, raw_bytes, payload, payload_bytes);
         if (ZSTD_isError(got) || got != raw_bytes) die("%s: zstd: %s", path, ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short frame");
     } else {
-        if (payload_bytes != raw_bytes) die("%s: payload is %llu bytes, expected %zu", path, (unsigned long long)payload_bytes, raw_bytes);
         memcpy(raw, payload, raw_bytes);
     }
     if (XXH3_64bits(raw, raw_bytes) != get64(h, H_TOKENS_HASH)) die("%s: token checksum mismatch", path);

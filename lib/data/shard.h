@@ -30,6 +30,7 @@
 #define SHARD_HEADER_BYTES 128
 #define SHARDSET_VERSION 1
 #define NO_ORDINAL UINT64_MAX
+#define SHARD_MAX_TOKENS (1ull << 31)   /* shard_tokens: the most a shard set may ask for */
 
 enum { SPLIT_TRAIN = 0, SPLIT_VAL = 1, N_SPLITS = 2 };
 extern const char *const split_names[N_SPLITS];

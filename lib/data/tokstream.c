@@ -36,6 +36,8 @@ void tokwriter_open(TokWriter *w, FILE *f, const char *name, const TokHeader *hd
     memcpy(h + 8, &version, 4);
     memcpy(h + 12, &hdr->vocab_size, 4);
     memcpy(h + 16, hdr->fingerprint, 16);
+    uint64_t check = XXH3_64bits(h, TOKSTREAM_V1_HEADER_BYTES);
+    memcpy(h + 32, &check, 8);
     xfwrite(h, sizeof h, f, name);
 }
 
@@ -96,11 +98,19 @@ void tokreader_open(TokReader *r, FILE *f, const char *name)
     r->f = f;
     r->name = name;
     uint8_t h[TOKSTREAM_HEADER_BYTES];
-    if (!read_at(r, h, sizeof h)) die("%s: empty input, not a token stream", name);
+    if (!read_at(r, h, TOKSTREAM_V1_HEADER_BYTES)) die("%s: empty input, not a token stream", name);
     if (memcmp(h, TOKSTREAM_MAGIC, 8) != 0) die("%s: not a sigma token stream (bad magic at byte 0)", name);
     uint32_t version;
     memcpy(&version, h + 8, 4);
-    if (version != TOKSTREAM_VERSION) die("%s: token stream version %u, this sigma reads version %u (byte 8)", name, version, TOKSTREAM_VERSION);
+    if (version != 1 && version != TOKSTREAM_VERSION)
+        die("%s: token stream version %u, this sigma reads versions 1 and %u (byte 8)", name, version, TOKSTREAM_VERSION);
+    if (version >= 2) {   /* the vocabulary size and fingerprint are checked before they are used */
+        uint64_t check;
+        if (!read_at(r, h + TOKSTREAM_V1_HEADER_BYTES, 8)) die("%s: truncated: the header ends at byte 32", name);
+        memcpy(&check, h + TOKSTREAM_V1_HEADER_BYTES, 8);
+        if (check != XXH3_64bits(h, TOKSTREAM_V1_HEADER_BYTES))
+            die("%s: header checksum mismatch (byte 32): the vocabulary size or tokenizer fingerprint (bytes 12-31) is corrupt", name);
+    }
     memcpy(&r->hdr.vocab_size, h + 12, 4);
     if (r->hdr.vocab_size == 0) die("%s: vocabulary size 0 in header (byte 12)", name);
     memcpy(r->hdr.fingerprint, h + 16, 16);

@@ -1,9 +1,11 @@
 /* The token stream: what sigma-tokenize writes and sigma-shard reads,
  * through a pipe. Specified in sigma-formats(5); in short, little-endian:
  *
- *   header, 32 bytes:
- *     magic "SIGMATOK" (8) | version u32 = 1 | vocab_size u32 |
- *     tokenizer fingerprint (16 bytes; all zero when there is no tokenizer)
+ *   header, 40 bytes:
+ *     magic "SIGMATOK" (8) | version u32 = 2 | vocab_size u32 |
+ *     tokenizer fingerprint (16 bytes; all zero when there is no tokenizer) |
+ *     u64 XXH3-64 of bytes 0-31
+ *   (version 1, still read, is the first 32 bytes alone: no checksum)
  *   records, each a u32 word W then tokens:
  *     W = n | (1<<31)*ends   n tokens (u32 each, n < 2^31) that continue the
  *                            current document; `ends` closes it. An empty
@@ -22,8 +24,9 @@
 #include <xxhash.h>
 
 #define TOKSTREAM_MAGIC "SIGMATOK"
-#define TOKSTREAM_VERSION 1u
-#define TOKSTREAM_HEADER_BYTES 32
+#define TOKSTREAM_VERSION 2u
+#define TOKSTREAM_HEADER_BYTES 40      /* version 2; version 1's is 32 */
+#define TOKSTREAM_V1_HEADER_BYTES 32
 #define TOKSTREAM_END_BIT 0x80000000u
 #define TOKSTREAM_TRAILER 0xFFFFFFFFu
 #define TOKSTREAM_MAX_CHUNK 0x7FFFFFFFu

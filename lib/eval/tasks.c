@@ -308,7 +308,7 @@ static int read_winogrande(Reader *r, const cJSON *o)
 static int *read_labels(const char *path, size_t *n)
 {
     size_t len;
-    char *text = read_file(path, &len);
+    char *text = read_file(path, (size_t)1 << 24, &len);   /* 16 MiB: a labels file is a byte or two an item */
     int *labels = NULL;
     *n = 0;
     uint64_t line = 0;
@@ -392,7 +392,7 @@ void task_read(Task *t, TaskKind kind, const char *path, const char *labels_path
         usage_error("--labels goes with piqa");
     }
     size_t len;
-    char *text = read_file(path, &len);
+    char *text = read_file(path, (size_t)1 << 32, &len);   /* 4 GiB: benchmarks are megabytes */
     Reader r = {.t = t, .s = s, .path = path, .skip_bad = skip_bad};
     size_t n_lines = 0;
     for (char *p = text; p < text + len;) {

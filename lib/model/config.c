@@ -40,29 +40,22 @@ int config_preset(Config *c, const char *name, int vocab_size)
     return 0;
 }
 
-static int req_int(const cJSON *j, const char *key, const char *what)
-{
-    uint64_t v = json_req_u64(j, key, what);
-    if (v > (1u << 30)) die("%s: field '%s' is too large (%llu)", what, key, (unsigned long long)v);
-    return (int)v;
-}
-
 void config_from_json(Config *c, const cJSON *j, const char *what)
 {
     memset(c, 0, sizeof *c);
-    c->vocab_size = req_int(j, "vocab_size", what);
-    c->d_model = req_int(j, "d_model", what);
-    c->n_layers = req_int(j, "n_layers", what);
+    c->vocab_size = json_req_int(j, "vocab_size", what);
+    c->d_model = json_req_int(j, "d_model", what);
+    c->n_layers = json_req_int(j, "n_layers", what);
     if (c->n_layers < 1 || c->n_layers > MODEL_MAX_LAYERS)
         die("%s: field 'n_layers' must be 1 to %d, got %d", what, MODEL_MAX_LAYERS, c->n_layers);
-    c->n_heads = req_int(j, "n_heads", what);
-    c->n_kv_heads = req_int(j, "n_kv_heads", what);
-    c->head_dim = req_int(j, "head_dim", what);
-    c->n_experts = req_int(j, "n_experts", what);
-    c->d_expert = req_int(j, "d_expert", what);
+    c->n_heads = json_req_int(j, "n_heads", what);
+    c->n_kv_heads = json_req_int(j, "n_kv_heads", what);
+    c->head_dim = json_req_int(j, "head_dim", what);
+    c->n_experts = json_req_int(j, "n_experts", what);
+    c->d_expert = json_req_int(j, "d_expert", what);
     const cJSON *k = json_req(j, "top_k", what);
     if (cJSON_IsNumber(k)) {
-        int v = req_int(j, "top_k", what);
+        int v = json_req_int(j, "top_k", what);
         for (int l = 0; l < c->n_layers; l++) c->top_k[l] = v;
     } else if (cJSON_IsArray(k)) {
         if (cJSON_GetArraySize(k) != c->n_layers)
@@ -70,7 +63,8 @@ void config_from_json(Config *c, const cJSON *j, const char *what)
         int l = 0;
         const cJSON *v;
         cJSON_ArrayForEach(v, k) {
-            if (!cJSON_IsNumber(v) || v->valuedouble != (int)v->valuedouble) die("%s: field 'top_k' must hold integers", what);
+            if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= MODEL_MAX_EXPERTS) || v->valuedouble != (int)v->valuedouble)
+                die("%s: field 'top_k' must hold integers from 0 to %d", what, MODEL_MAX_EXPERTS);
             c->top_k[l++] = (int)v->valuedouble;
         }
     } else {
@@ -79,7 +73,7 @@ void config_from_json(Config *c, const cJSON *j, const char *what)
     c->rope_theta = (float)json_opt_num(j, "rope_theta", 10000.0, what);
     c->norm_eps = (float)json_opt_num(j, "norm_eps", 1e-6, what);
     c->tie_embeddings = json_opt_bool(j, "tie_embeddings", 0, what);
-    c->max_seq_len = (int)json_opt_u64(j, "max_seq_len", 2048, what);
+    c->max_seq_len = json_opt_int(j, "max_seq_len", 2048, what);
 }
 
 cJSON *config_to_json(const Config *c)
@@ -110,6 +104,11 @@ void config_validate(const Config *c, const char *what)
         {"d_expert", c->d_expert}, {"max_seq_len", c->max_seq_len}};
     for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++)
         if (pos[i].v <= 0) die("%s: field '%s' must be positive, got %d", what, pos[i].name, pos[i].v);
+    const struct { const char *name; int v, max; } lim[] = {
+        {"d_model", c->d_model, MODEL_MAX_DIM}, {"n_heads", c->n_heads, MODEL_MAX_DIM}, {"n_kv_heads", c->n_kv_heads, MODEL_MAX_DIM},
+        {"head_dim", c->head_dim, MODEL_MAX_DIM}, {"d_expert", c->d_expert, MODEL_MAX_DIM}, {"max_seq_len", c->max_seq_len, MODEL_MAX_SEQ}};
+    for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++)
+        if (lim[i].v > lim[i].max) die("%s: field '%s' is %d, above the limit of %d", what, lim[i].name, lim[i].v, lim[i].max);
     if (c->n_experts > MODEL_MAX_EXPERTS)
         die("%s: field 'n_experts' must be at most %d, got %d", what, MODEL_MAX_EXPERTS, c->n_experts);
     if (c->n_layers > MODEL_MAX_LAYERS) die("%s: field 'n_layers' must be at most %d", what, MODEL_MAX_LAYERS);
@@ -120,6 +119,18 @@ void config_validate(const Config *c, const char *what)
         if (c->top_k[l] < 1 || c->top_k[l] > c->n_experts)
             die("%s: field 'top_k' of layer %d is %d, outside 1..%d (n_experts)", what, l, c->top_k[l], c->n_experts);
     if (!(c->norm_eps > 0)) die("%s: field 'norm_eps' must be positive", what);
+    /* the products, each checked: a tensor's rows and elements fit an int and
+     * a size, the parameters MODEL_MAX_PARAMS */
+    uint64_t qd = (uint64_t)c->n_heads * (uint64_t)c->head_dim, kvd = (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim;
+    if (qd > INT32_MAX || kvd > INT32_MAX) die("%s: n_heads x head_dim = %llu is too large", what, (unsigned long long)qd);
+    /* the count in floating point first (no overflow), so that the exact
+     * count of config_count_params stays far below 2^64 */
+    double d = c->d_model, hd = c->head_dim, per_layer = d * hd * (2.0 * c->n_heads + 2.0 * c->n_kv_heads) + 2 * hd + 2 * d +
+                                                          (double)c->n_experts * d * (1 + 3.0 * c->d_expert);
+    double params = (double)c->vocab_size * d * 2 + d + c->n_layers * per_layer;
+    if (params > (double)MODEL_MAX_PARAMS)
+        die("%s: the model would have %.4g parameters, above the limit of %llu (vocab_size %d, d_model %d, head_dim %d, d_expert %d)",
+            what, params, MODEL_MAX_PARAMS, c->vocab_size, c->d_model, c->head_dim, c->d_expert);
     if (!(c->rope_theta > 1)) die("%s: field 'rope_theta' must be above 1", what);
 }
 

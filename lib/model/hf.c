@@ -8,7 +8,9 @@
 #include "base/json.h"
 #include "text/pretok.h"
 
+#include <dirent.h>
 #include <math.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,14 +23,6 @@ static uint16_t to_bf16(float f)
     if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);   /* NaN stays NaN */
     u += 0x7fffu + ((u >> 16) & 1);   /* round to nearest, ties to even */
     return (uint16_t)(u >> 16);
-}
-
-static float from_bf16(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
 }
 
 /* ---- config ------------------------------------------------------------------- */
@@ -345,7 +339,7 @@ void hf_export(const Model *m, const Tokenizer *tok, const char *out, int force,
 
 void hf_config_read(Config *c, const char *dir)
 {
-    char *path = xasprintf("%s/config.json", dir);
+    char *path = dir_member(dir, "config.json", dir);
     cJSON *j = json_parse_file(path);
     const char *type = json_opt_str(j, "model_type", "", path);
     if (strcmp(type, "qwen3_moe")) die("%s: model_type \"%s\", expected \"qwen3_moe\"", path, type);
@@ -356,85 +350,86 @@ void hf_config_read(Config *c, const char *dir)
     if (mlp_only && cJSON_GetArraySize(mlp_only) > 0) die("%s: mlp_only_layers must be empty (every layer MoE)", path);
     if (json_opt_bool(j, "attention_bias", 0, path)) die("%s: attention_bias is true; sigma's model has no biases", path);
     memset(c, 0, sizeof *c);
-    c->vocab_size = (int)json_req_u64(j, "vocab_size", path);
-    c->d_model = (int)json_req_u64(j, "hidden_size", path);
-    c->n_layers = (int)json_req_u64(j, "num_hidden_layers", path);
-    c->n_heads = (int)json_req_u64(j, "num_attention_heads", path);
-    c->n_kv_heads = (int)json_opt_u64(j, "num_key_value_heads", (uint64_t)c->n_heads, path);
-    c->head_dim = (int)json_opt_u64(j, "head_dim", c->n_heads ? (uint64_t)(c->d_model / c->n_heads) : 0, path);
-    c->n_experts = (int)json_req_u64(j, "num_experts", path);
-    c->d_expert = (int)json_req_u64(j, "moe_intermediate_size", path);
-    int k = (int)json_req_u64(j, "num_experts_per_tok", path);
+    c->vocab_size = json_req_int(j, "vocab_size", path);
+    c->d_model = json_req_int(j, "hidden_size", path);
+    c->n_layers = json_req_int(j, "num_hidden_layers", path);
+    c->n_heads = json_req_int(j, "num_attention_heads", path);
+    c->n_kv_heads = json_opt_int(j, "num_key_value_heads", c->n_heads, path);
+    c->head_dim = json_opt_int(j, "head_dim", c->n_heads ? c->d_model / c->n_heads : 0, path);
+    c->n_experts = json_req_int(j, "num_experts", path);
+    c->d_expert = json_req_int(j, "moe_intermediate_size", path);
+    int k = json_req_int(j, "num_experts_per_tok", path);
     if (c->n_layers < 1 || c->n_layers > MODEL_MAX_LAYERS) die("%s: num_hidden_layers %d is out of range", path, c->n_layers);
     for (int l = 0; l < c->n_layers; l++) c->top_k[l] = k;
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(j, "rope_parameters");   /* transformers 5 */
     c->rope_theta = (float)json_opt_num(rp ? rp : j, "rope_theta", 10000.0, path);
     c->norm_eps = (float)json_opt_num(j, "rms_norm_eps", 1e-6, path);
     c->tie_embeddings = json_opt_bool(j, "tie_word_embeddings", 0, path);
-    c->max_seq_len = (int)json_opt_u64(j, "max_position_embeddings", 2048, path);
+    c->max_seq_len = json_opt_int(j, "max_position_embeddings", 2048, path);
     config_validate(c, path);
     cJSON_Delete(j);
+    /* the size the config describes against the weights' files, before
+     * anything is allocated for it: at least 2 bytes (bf16) a parameter */
+    uint64_t total, active, have = 0;
+    config_count_params(c, &total, &active);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        struct stat st;
+        char *f = xasprintf("%s/%s", dir, e->d_name);
+        if (n > 12 && !strcmp(e->d_name + n - 12, ".safetensors") && stat(f, &st) == 0 && S_ISREG(st.st_mode)) have += (uint64_t)st.st_size;
+        free(f);
+    }
+    if (d) closedir(d);
+    if (have < 2 * total)
+        die("%s: the model it describes has %llu parameters; the safetensors files in %s hold %llu bytes, too few", path,
+            (unsigned long long)total, dir, (unsigned long long)have);
     free(path);
 }
 
-/* One tensor from a safetensors file, F32 or BF16, checked against t. */
-static void read_tensor(const char *path, const ParamTensor *t, float *out)
-{
-    FILE *f = xfopen(path, "rb");
-    uint64_t hlen;
-    if (!xfread_exact(&hlen, 8, f, path, 0) || hlen > (256u << 20)) die("%s: not a safetensors file", path);
-    char *hdr = xmalloc(hlen + 1);
-    if (!xfread_exact(hdr, hlen, f, path, 8)) die("%s: truncated header", path);
-    cJSON *h = json_parse(hdr, hlen, NULL);
-    if (!h) die("%s: the header is not JSON", path);
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(h, t->name);
-    if (!e) die("%s: tensor %s is missing", path, t->name);
-    const char *dtype = json_req_str(e, "dtype", t->name);
-    int bf16 = !strcmp(dtype, "BF16");
-    if (!bf16 && strcmp(dtype, "F32")) die("%s: tensor %s has dtype %s (F32 or BF16 expected)", path, t->name, dtype);
-    const cJSON *shape = json_req(e, "shape", t->name), *offs = json_req(e, "data_offsets", t->name);
-    int ok = cJSON_GetArraySize(shape) == t->ndim;
-    for (int d = 0; ok && d < t->ndim; d++) ok = cJSON_GetArrayItem(shape, d)->valuedouble == t->shape[d];
-    if (!ok) die("%s: tensor %s has shape %s, expected [%d%s%.0d]", path, t->name, json_print(shape, 0), t->shape[0],
-                 t->ndim == 2 ? ", " : "", t->ndim == 2 ? t->shape[1] : 0);
-    double b = cJSON_GetArrayItem(offs, 0)->valuedouble, en = cJSON_GetArrayItem(offs, 1)->valuedouble;
-    if (en - b != (double)t->numel * (bf16 ? 2 : 4)) die("%s: tensor %s: data_offsets do not match its shape", path, t->name);
-    if (fseek(f, (long)(8 + hlen + (uint64_t)b), SEEK_SET) != 0) die("%s: cannot seek to tensor %s", path, t->name);
-    if (!bf16) {
-        if (!xfread_exact(out, t->numel * 4, f, path, 8 + hlen + (uint64_t)b)) die("%s: tensor %s is cut short", path, t->name);
-    } else {
-        uint16_t *buf = xmalloc(t->numel * 2);
-        if (!xfread_exact(buf, t->numel * 2, f, path, 8 + hlen + (uint64_t)b)) die("%s: tensor %s is cut short", path, t->name);
-        for (size_t i = 0; i < t->numel; i++) out[i] = from_bf16(buf[i]);
-        free(buf);
-    }
-    cJSON_Delete(h);
-    free(hdr);
-    xfclose(f, path);
-}
-
+/* The weights through sigma's one safetensors reader (st_open), F32 or
+ * BF16; the files that the index names are opened once each, and every
+ * name must be a plain file inside DIR. */
 void hf_weights_read(Model *m, const char *dir)
 {
     char *index = xasprintf("%s/model.safetensors.index.json", dir);
     cJSON *map = NULL, *idx = NULL;
     if (path_exists(index)) {
+        free(index);
+        index = dir_member(dir, "model.safetensors.index.json", dir);
         idx = json_parse_file(index);
         map = (cJSON *)json_req(idx, "weight_map", index);
+        if (!cJSON_IsObject(map)) die("%s: weight_map must be a JSON object", index);
     }
+    enum { MAX_FILES = 4096 };
+    StFile *files = xcalloc(MAX_FILES, sizeof(StFile));
+    int n_files = 0;
     for (int i = 0; i < m->n_tensors; i++) {
         const ParamTensor *t = &m->tensors[i];
-        char *path;
+        const char *name = "model.safetensors";
         if (map) {
             const cJSON *file = cJSON_GetObjectItemCaseSensitive(map, t->name);
-            if (!cJSON_IsString(file)) die("%s: tensor %s is missing from weight_map", index, t->name);
-            if (strchr(file->valuestring, '/')) die("%s: bad file name %s", index, file->valuestring);
-            path = xasprintf("%s/%s", dir, file->valuestring);
-        } else {
-            path = xasprintf("%s/model.safetensors", dir);
+            if (!file) die("%s: tensor %s is missing from weight_map", index, t->name);
+            if (!cJSON_IsString(file)) die("%s: weight_map: tensor %s: the file must be a string", index, t->name);
+            name = file->valuestring;
         }
-        read_tensor(path, t, m->params + t->offset);
+        char *what = xasprintf("%s: weight_map: tensor %s", map ? index : dir, t->name);
+        char *path = dir_member(dir, name, what);
+        free(what);
+        int f = 0;
+        while (f < n_files && strcmp(files[f].path, path)) f++;
+        if (f == n_files) {
+            if (n_files == MAX_FILES) die("%s: the weights are in more than %d files", dir, MAX_FILES);
+            st_open(&files[n_files++], path);
+        }
+        const StTensor *e = st_find(&files[f], t->name);
+        if (!e) die("%s: tensor %s is missing", path, t->name);
+        st_read(&files[f], e, t, 1, m->params + t->offset);
         free(path);
     }
+    for (int f = 0; f < n_files; f++) st_close(&files[f]);
+    free(files);
     cJSON_Delete(idx);
     free(index);
 }

@@ -37,12 +37,16 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "base/json.h"
 #include "model/balance.h"
 
 #define MODEL_MAX_LAYERS 256
 #define MODEL_MAX_EXPERTS 4096   /* per layer */
+#define MODEL_MAX_DIM (1 << 20)  /* d_model, head_dim, d_expert, heads: far above any real model */
+#define MODEL_MAX_SEQ (1 << 20)  /* max_seq_len */
+#define MODEL_MAX_PARAMS (1ull << 40)   /* 4 TiB of fp32 weights */
 
 typedef struct {
     int vocab_size;
@@ -65,7 +69,9 @@ int config_preset(Config *c, const char *name, int vocab_size);
 void config_from_json(Config *c, const cJSON *j, const char *what);
 cJSON *config_to_json(const Config *c);
 /* Dies naming the field when the config cannot work (heads not dividing,
- * k above the number of experts, zero sizes, ...). */
+ * k above the number of experts, zero sizes, ...) or is beyond the limits
+ * above: every size is checked before any product is formed, and the
+ * products (a tensor's elements, the parameter count) with overflow checks. */
 void config_validate(const Config *c, const char *what);
 /* Parameters in total, and active per token: the layers' weights with each
  * layer's experts counted top_k times; the embedding and the head are not
@@ -175,5 +181,39 @@ void model_update_bias(Model *m, float rate);
  * prepended to every name ("" for the model, "m." / "v." for AdamW). */
 void safetensors_save(const char *path, const ParamTensor *t, int n, const float *base, const char *prefix);
 void safetensors_load(const char *path, const ParamTensor *t, int n, float *base, const char *prefix);
+
+/* The one safetensors reader (sigma's checkpoints and Hugging Face files):
+ * st_open reads the header and checks all of it against the file's size
+ * before any data is read: a header length within the file and at most
+ * ST_MAX_HEADER (the safetensors library's limit), a JSON object, every
+ * tensor with a known dtype, a shape of non-negative sizes, data_offsets of
+ * two integers whose range fits the data and equals shape x dtype size,
+ * names once each, the data contiguous and covering every byte after the
+ * header. Every error names the file, and the tensor and field. */
+#define ST_MAX_HEADER 100000000u
+#define ST_MAX_DIMS 8
+typedef struct {
+    const char *name;              /* into the parsed header */
+    const char *dtype;
+    int elem_bytes;
+    int ndim;
+    uint64_t shape[ST_MAX_DIMS];
+    uint64_t numel;
+    uint64_t begin, end;           /* data_offsets, from the start of the data */
+} StTensor;
+typedef struct {
+    char *path;
+    FILE *f;
+    uint64_t header_len, data_start, data_size;
+    cJSON *h;
+    StTensor *t;                   /* [n], by name */
+    size_t n;
+} StFile;
+void st_open(StFile *s, const char *path);
+const StTensor *st_find(const StFile *s, const char *name);   /* NULL if absent */
+/* The tensor e into out[want->numel] as fp32, after checking its shape
+ * against want's and its dtype (F32, or BF16 where allowed). */
+void st_read(StFile *s, const StTensor *e, const ParamTensor *want, int allow_bf16, float *out);
+void st_close(StFile *s);
 
 #endif

@@ -289,6 +289,10 @@ static atomic_uint_fast64_t next_serial = 1;
 
 void tokenizer_encode_piece(const Tokenizer *t, TokIds *out, const uint8_t *p, size_t n)
 {
+    /* merging holds about 28 bytes per byte of the piece: a longer piece
+     * (a million letters without a space) is merged TOK_MAX_PIECE bytes at
+     * a time, the one place where the tokens may differ from tiktoken's */
+    for (; n > TOK_MAX_PIECE; p += TOK_MAX_PIECE, n -= TOK_MAX_PIECE) tokenizer_encode_piece(t, out, p, TOK_MAX_PIECE);
     if (n == 0) return;
     if (n == 1) { ids_push(out, byte_rank(t, p[0])); return; }
     uint64_t h = XXH3_64bits(p, n);
@@ -526,10 +530,25 @@ static const Published published[] = {
     {PRETOK_O200K, 199998, {TOK_ENDOFTEXT, "<|endofprompt|>"}, {199999, 200018}},
 };
 
+/* "ID NAME" of a #special line: the offset of NAME, 0 when the line is not
+ * that, -1 for an id beyond 32 bits (refused, never wrapped). */
+static int special_line(const char *s, uint32_t *id)
+{
+    uint64_t v = 0;
+    int i = 0;
+    for (; s[i] >= '0' && s[i] <= '9'; i++) {
+        v = v * 10 + (uint64_t)(s[i] - '0');
+        if (v > UINT32_MAX) return -1;
+    }
+    if (i == 0 || s[i] != ' ' || !s[i + 1]) return 0;
+    *id = (uint32_t)v;
+    return i + 1;
+}
+
 Tokenizer *tokenizer_load(const char *path, const char *pattern_name)
 {
     size_t len;
-    char *text = read_file(path, &len);
+    char *text = read_file(path, TOK_MAX_FILE_BYTES, &len);
     int pattern = -1;
     if (pattern_name) {
         pattern = pretok_by_name(pattern_name);
@@ -553,7 +572,7 @@ Tokenizer *tokenizer_load(const char *path, const char *pattern_name)
         if (e > p && e[-1] == '\r') e[-1] = 0;
         if (*p == '#') {
             char word[32];
-            unsigned id;
+            uint32_t id;
             int used = 0;
             if (!sigma) die("%s, line %zu: a '#' line in a plain rank file", path, line_no);
             if (line_no == 1) {
@@ -561,8 +580,13 @@ Tokenizer *tokenizer_load(const char *path, const char *pattern_name)
             } else if (sscanf(p, "#pattern %31s%n", word, &used) == 1 && !p[used]) {
                 file_pattern = pretok_by_name(word);
                 if (file_pattern < 0) die("%s, line %zu: unknown pattern '%s'", path, line_no, word);
-            } else if (sscanf(p, "#special %u %n", &id, &used) == 1 && used && p[used]) {
+            } else if (!strncmp(p, "#special ", 9)) {
+                used = special_line(p + 9, &id);
+                if (used < 0)
+                    die("%s, line %zu: special token id %.*s is out of range", path, line_no, (int)strspn(p + 9, "0123456789"), p + 9);
+                if (used == 0) die("%s, line %zu: expected '#special ID NAME', got '%.40s'", path, line_no, p);
                 if (n_specials == TOK_MAX_SPECIALS) die("%s, line %zu: too many special tokens", path, line_no);
+                used += 9;
                 names[n_specials] = p + used;
                 sids[n_specials++] = id;
             } else die("%s, line %zu: unknown header line '%.40s'", path, line_no, p);

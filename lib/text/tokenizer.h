@@ -23,6 +23,8 @@
 #define TOK_ENDOFTEXT "<|endoftext|>"
 #define TOK_MAX_SPECIALS 256
 #define TOK_MAX_TOKEN_BYTES 4096
+#define TOK_MAX_PIECE ((size_t)1 << 20)        /* bytes of a piece merged at once (tokenizer_encode_piece) */
+#define TOK_MAX_FILE_BYTES ((size_t)1 << 30)   /* a tokenizer file is read whole; o200k's is 3.6 MB */
 
 typedef struct Tokenizer Tokenizer;
 

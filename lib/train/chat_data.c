@@ -62,7 +62,7 @@ void chatset_read(ChatSet *s, const char *path, const Tokenizer *tok, int train_
     memset(s, 0, sizeof *s);
     chat_check_tokenizer(tok, "the tokenizer");
     size_t len, mcap = 0, conv_cap = 0;
-    char *text = read_file(path, &len);
+    char *text = read_file(path, (size_t)1 << 34, &len);   /* 16 GiB: read whole, so it must fit in memory anyway */
     Reading r = {.path = path, .skip_bad = skip_bad, .s = s};
     ChatMessage *m = NULL;
     for (char *p = text; p < text + len;) {

@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+static int parse_step_dir(const char *name, uint64_t *step, int *tmp);
+static void remove_new_run(void *arg);
 
 char *ckpt_name(uint64_t step)
 {
@@ -14,6 +18,7 @@ char *ckpt_name(uint64_t step)
 
 void ckpt_begin(AtomicDir *ad, const char *out, uint64_t step)
 {
+    sg_on_die_remove(remove_new_run, NULL);   /* the run has begun: its directory stays */
     if (!is_dir(out) && mkdir(out, 0777) != 0 && errno != EEXIST) die("cannot create %s: %s", out, strerror(errno));
     char *name = ckpt_name(step);
     char *path = xasprintf("%s/%s", out, name);
@@ -88,6 +93,48 @@ void ckpt_commit(AtomicDir *ad, const char *out, uint64_t step, unsigned keep)
     free(name);
 }
 
+/* A run directory made by this process, until its first checkpoint: a run
+ * refused before then leaves nothing behind (system calls only: it may run
+ * in a signal handler). */
+static char new_run[4096], new_run_lock[4096 + 8];
+static void remove_new_run(void *arg)
+{
+    (void)arg;
+    unlink(new_run_lock);
+    rmdir(new_run);
+}
+
+void ckpt_run_open(const char *out, int resume)
+{
+    struct stat st;
+    if (stat(out, &st) != 0) {
+        if (resume) die("%s: no checkpoint to resume from (%s)", out, strerror(errno));
+        if (mkdir(out, 0777) != 0) die("cannot create %s: %s", out, strerror(errno));
+        if (strlen(out) < sizeof new_run) {
+            snprintf(new_run, sizeof new_run, "%s", out);
+            snprintf(new_run_lock, sizeof new_run_lock, "%s/.lock", out);
+            sg_on_die(remove_new_run, NULL);
+        }
+    } else if (!S_ISDIR(st.st_mode)) {
+        die("--out %s exists and is not a directory; a run directory is wanted", out);
+    }
+    dir_lock(out);
+    char *latest = xasprintf("%s/latest", out);
+    if (lstat(latest, &st) == 0 && !S_ISREG(st.st_mode)) die("%s is not a regular file; sigma does not write through it", latest);
+    free(latest);
+    if (resume) return;
+    DIR *d = opendir(out);
+    if (!d) die("cannot read %s: %s", out, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        uint64_t step;
+        int tmp;
+        if (!strcmp(e->d_name, "latest") || (parse_step_dir(e->d_name, &step, &tmp) && !tmp))
+            die("%s already holds a run (its %s): use --resume to continue it, or another --out", out, e->d_name);
+    }
+    closedir(d);
+}
+
 char *ckpt_resolve(const char *path)
 {
     char *config = xasprintf("%s/config.json", path);
@@ -97,12 +144,12 @@ char *ckpt_resolve(const char *path)
     char *latest = xasprintf("%s/latest", path);
     if (!path_exists(latest)) { free(latest); return NULL; }
     size_t len;
-    char *name = read_file(latest, &len);
+    char *name = read_file(latest, 4096, &len);
     while (len && (name[len - 1] == '\n' || name[len - 1] == ' ')) name[--len] = 0;
     uint64_t step;
     int tmp;
     if (!parse_step_dir(name, &step, &tmp) || tmp) die("%s: does not name a checkpoint (\"%s\")", latest, name);
-    char *dir = xasprintf("%s/%s", path, name);
+    char *dir = dir_member(path, name, latest);
     if (!is_dir(dir)) die("%s names %s, which is missing", latest, dir);
     free(name);
     free(latest);

@@ -12,6 +12,11 @@
 #include "data/tokstream.h"
 #include "model/model.h"
 
+/* Before a run's first step: OUT is a directory (made when missing; a new
+ * run may not take one that holds checkpoints or files named like them),
+ * writable, and this process's alone (dir_lock: OUT/.lock, naming the pid
+ * of a process that holds it). A resumed run needs OUT to exist. */
+void ckpt_run_open(const char *out, int resume);
 /* "step-00001000" (caller frees) */
 char *ckpt_name(uint64_t step);
 /* Start writing checkpoint `step` of run OUT (created if missing): files go
@@ -46,6 +51,33 @@ cJSON *ckpt_read_config(const char *dir, Config *c, TokHeader *tok);
  * file's XXH3-64 is checked first ("checksum mismatch: the checkpoint is
  * corrupt"). */
 void ckpt_read_tensors(const char *dir, const char *name, const ParamTensor *t, int n, float *base, uint64_t want_hash);
+/* trainer.json: what exact resumption needs (sigma-formats(5)). Version 2
+ * seals the file with its own checksum (json_write_file_sealed); version 1
+ * (no "version" field, no checksum) is still read. */
+#define CKPT_LOSS_WINDOW 50    /* steps of loss history for spike detection */
+#define TRAINER_STATE_VERSION 2
+typedef struct {
+    uint64_t model_xxh3, optimizer_xxh3;
+    uint64_t step, tokens_seen, skipped;
+    uint64_t epoch, group, index;  /* the training loader's position */
+    double loss_hist[CKPT_LOSS_WINDOW];
+    uint64_t n_hist;
+    float *expert_bias;            /* [n_bias], the caller's buffer */
+    size_t n_bias;
+} TrainerState;
+/* What the run being resumed allows; every field of trainer.json is
+ * checked against it on reading, naming the field. */
+typedef struct {
+    uint64_t tokens_per_step;      /* accum x micro_batch x seq_len */
+    uint64_t seqs_per_step;        /* accum x micro_batch */
+    uint64_t n_sequences;          /* in the training split, per epoch */
+    uint64_t n_groups;             /* the loader's groups of shards per epoch */
+    double bias_rate;
+    size_t n_bias;                 /* n_layers x n_experts */
+} StateLimits;
+void ckpt_write_state(const AtomicDir *ad, const TrainerState *st);
+void ckpt_read_state(const char *dir, TrainerState *st, const StateLimits *lim);
+
 /* The model file's checksum that DIR/trainer.json records; 0 when there is
  * no trainer.json (an imported model). */
 uint64_t ckpt_model_hash(const char *dir);

@@ -92,10 +92,18 @@ void loader_init(Loader *l, const ShardSet *set, int split, uint32_t T, uint64_t
     l->loaded = xcalloc(l->group_shards, sizeof(Shard));
 }
 
-void loader_seek(Loader *l, LoaderPos pos)
+uint64_t loader_groups(const Loader *l) { return n_groups(l); }
+
+void loader_seek(Loader *l, LoaderPos pos, const char *what)
 {
+    if (pos.group >= n_groups(l))
+        die("%s: group %llu, but the %s split has %zu groups of shards", what, (unsigned long long)pos.group,
+            split_names[l->split], n_groups(l));
     l->pos = pos;
-    drop_group(l);
+    load_group(l);
+    if (pos.index > l->n_group_seqs)
+        die("%s: index %llu, but group %llu of epoch %llu has %llu sequences", what, (unsigned long long)pos.index,
+            (unsigned long long)pos.group, (unsigned long long)pos.epoch, (unsigned long long)l->n_group_seqs);
 }
 
 void loader_next(Loader *l, uint32_t *inputs, uint32_t *targets, size_t B)

@@ -42,7 +42,11 @@ typedef struct {
 void loader_init(Loader *l, const ShardSet *set, int split, uint32_t T, uint64_t seed, int shuffle, size_t group_shards);
 /* B sequences: inputs[b*T + t] and targets[b*T + t] = the token after it. */
 void loader_next(Loader *l, uint32_t *inputs, uint32_t *targets, size_t B);
-void loader_seek(Loader *l, LoaderPos pos);
+/* Moves to pos (as a checkpoint recorded it) after checking it against the
+ * split: a group beyond the epoch's or an index beyond the group's
+ * sequences dies naming `what`. */
+void loader_seek(Loader *l, LoaderPos pos, const char *what);
+uint64_t loader_groups(const Loader *l);   /* groups of shards per epoch */
 void loader_free(Loader *l);
 uint64_t shard_sequences(uint64_t n_tokens, uint32_t T);
 

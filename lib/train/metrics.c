@@ -5,11 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A metrics file is read whole: 16 GiB is a run of millions of steps. */
+#define METRICS_MAX_BYTES ((size_t)1 << 34)
+
 static void drop_later_steps(const char *path, uint64_t resume_step)
 {
     if (!path_exists(path)) return;
     size_t len;
-    char *text = read_file(path, &len);
+    char *text = read_file(path, METRICS_MAX_BYTES, &len);
     char *kept = xmalloc(len + 1);
     size_t n = 0, lineno = 0;
     for (char *line = text; line < text + len;) {
@@ -68,7 +71,7 @@ void metrics_read(MetricsLog *log, const char *path)
     memset(log, 0, sizeof *log);
     log->path = xstrdup(path);
     size_t len, cap = 0, lineno = 0;
-    char *text = read_file(path, &len);
+    char *text = read_file(path, METRICS_MAX_BYTES, &len);
     for (char *line = text; line < text + len;) {
         char *end = memchr(line, '\n', (size_t)(text + len - line));
         size_t l = end ? (size_t)(end - line) : (size_t)(text + len - line);

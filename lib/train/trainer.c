@@ -35,7 +35,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define LOSS_WINDOW 50         /* steps of loss history for spike detection */
+#define LOSS_WINDOW CKPT_LOSS_WINDOW
 
 void train_options_default(TrainOptions *o)
 {
@@ -401,25 +401,12 @@ static void save_checkpoint(Trainer *t)
     uint64_t model_hash = ckpt_write_tensors(&ad, "model.safetensors", m->tensors, m->n_tensors, m->params);
     uint64_t opt_hash = ckpt_write_tensors(&ad, "optimizer.safetensors", t->moment_tensors, 2 * m->n_tensors, t->moments);
 
-    cJSON *st = json_obj(), *pos = json_obj(), *hist = json_arr(), *bias = json_arr();
-    json_add_hex64(st, "model_xxh3", model_hash);
-    json_add_hex64(st, "optimizer_xxh3", opt_hash);
-    json_add_u64(st, "step", t->step);
-    json_add_u64(st, "tokens_seen", t->tokens_seen);
-    json_add_u64(st, "skipped", t->skipped);
-    json_add_u64(pos, "epoch", t->train.pos.epoch);
-    json_add_u64(pos, "group", t->train.pos.group);
-    json_add_u64(pos, "index", t->train.pos.index);
-    json_add(st, "data_position", pos);
-    json_add_u64(st, "loss_history_count", t->n_hist);
-    for (int i = 0; i < LOSS_WINDOW; i++) json_push(hist, cJSON_CreateNumber(t->loss_hist[i]));
-    json_add(st, "loss_history", hist);
-    for (int i = 0; i < t->cfg.n_layers * t->cfg.n_experts; i++) json_push(bias, cJSON_CreateNumber(m->expert_bias[i]));
-    json_add(st, "expert_bias", bias);
-    char *path = atomic_dir_file(&ad, "trainer.json");
-    json_write_file_atomic(path, st);
-    free(path);
-    cJSON_Delete(st);
+    TrainerState st = {.model_xxh3 = model_hash, .optimizer_xxh3 = opt_hash, .step = t->step, .tokens_seen = t->tokens_seen,
+                       .skipped = t->skipped, .epoch = t->train.pos.epoch, .group = t->train.pos.group,
+                       .index = t->train.pos.index, .n_hist = t->n_hist, .expert_bias = m->expert_bias,
+                       .n_bias = (size_t)t->cfg.n_layers * t->cfg.n_experts};
+    memcpy(st.loss_hist, t->loss_hist, sizeof st.loss_hist);
+    ckpt_write_state(&ad, &st);
 
     ckpt_commit(&ad, t->o->out, t->step, t->o->keep);
     verbose("checkpoint %s/step-%08llu", t->o->out, (unsigned long long)t->step);
@@ -448,11 +435,12 @@ static void load_checkpoint(Trainer *t, const char *dir)
 static void load_state(Trainer *t, const char *dir)
 {
     Model *m = &t->model;
-    char *path = xasprintf("%s/trainer.json", dir);
-    cJSON *st = json_parse_file(path);
-    ckpt_read_tensors(dir, "model.safetensors", m->tensors, m->n_tensors, m->params, json_req_hex64(st, "model_xxh3", path));
-    ckpt_read_tensors(dir, "optimizer.safetensors", t->moment_tensors, 2 * m->n_tensors, t->moments,
-                      json_req_hex64(st, "optimizer_xxh3", path));
+    TrainerState st = {.expert_bias = m->expert_bias};
+    StateLimits lim = {.tokens_per_step = (uint64_t)t->accum * t->o->micro_batch * t->o->seq_len,
+                       .seqs_per_step = (uint64_t)t->accum * t->o->micro_batch, .n_sequences = t->train.n_sequences,
+                       .n_groups = loader_groups(&t->train), .bias_rate = t->o->bias_rate,
+                       .n_bias = (size_t)t->cfg.n_layers * t->cfg.n_experts};
+    ckpt_read_state(dir, &st, &lim);
     Config c;
     TokHeader tok;
     cJSON *cfg = ckpt_read_config(dir, &c, &tok);
@@ -460,20 +448,16 @@ static void load_state(Trainer *t, const char *dir)
     check_same(json_req(cfg, "training", cfg_path), "accum", t->accum, cfg_path);
     free(cfg_path);
     cJSON_Delete(cfg);
-    t->step = json_req_u64(st, "step", path);
-    t->tokens_seen = json_req_u64(st, "tokens_seen", path);
-    t->skipped = json_req_u64(st, "skipped", path);
-    const cJSON *pos = json_req(st, "data_position", path);
-    loader_seek(&t->train, (LoaderPos){json_req_u64(pos, "epoch", path), json_req_u64(pos, "group", path),
-                                       json_req_u64(pos, "index", path)});
-    t->n_hist = json_req_u64(st, "loss_history_count", path);
-    const cJSON *hist = json_req(st, "loss_history", path), *bias = json_req(st, "expert_bias", path);
-    if (cJSON_GetArraySize(hist) != LOSS_WINDOW || cJSON_GetArraySize(bias) != t->cfg.n_layers * t->cfg.n_experts)
-        die("%s: loss_history or expert_bias has the wrong length", path);
-    for (int i = 0; i < LOSS_WINDOW; i++) t->loss_hist[i] = cJSON_GetArrayItem(hist, i)->valuedouble;
-    for (int i = 0; i < t->cfg.n_layers * t->cfg.n_experts; i++) m->expert_bias[i] = (float)cJSON_GetArrayItem(bias, i)->valuedouble;
-    cJSON_Delete(st);
-    free(path);
+    ckpt_read_tensors(dir, "model.safetensors", m->tensors, m->n_tensors, m->params, st.model_xxh3);
+    ckpt_read_tensors(dir, "optimizer.safetensors", t->moment_tensors, 2 * m->n_tensors, t->moments, st.optimizer_xxh3);
+    t->step = st.step;
+    t->tokens_seen = st.tokens_seen;
+    t->skipped = st.skipped;
+    char *what = xasprintf("%s/trainer.json: data_position", dir);
+    loader_seek(&t->train, (LoaderPos){st.epoch, st.group, st.index}, what);
+    free(what);
+    t->n_hist = st.n_hist;
+    memcpy(t->loss_hist, st.loss_hist, sizeof t->loss_hist);
 }
 
 /* ---- the step ----------------------------------------------------------------- */
@@ -548,7 +532,7 @@ static Losses train_step(Trainer *t, double *grad_norm, int *skipped_now)
 static double evaluate(Trainer *t)
 {
     const int B = (int)t->o->micro_batch, T = (int)t->o->seq_len;
-    loader_seek(&t->val, (LoaderPos){0, 0, 0});
+    loader_seek(&t->val, (LoaderPos){0, 0, 0}, "validation");
     BalanceOptions none = {.kind = BALANCE_NONE};
     double sum = 0;
     uint64_t n = t->o->eval_batches;
@@ -732,6 +716,7 @@ int run_training(const TrainOptions *command)
         return 0;
     }
 
+    ckpt_run_open(o->out, o->resume);   /* before any work: the output is usable and ours alone */
     shardset_open(&t.set, o->data);
     char *resume_dir = o->resume ? ckpt_resolve(o->out) : NULL;
     if (o->resume && !resume_dir) die("%s: no checkpoint to resume from (no latest)", o->out);

@@ -42,7 +42,7 @@ static void load_text(void)
         char *path = xasprintf("%s/%s", root ? root : ".", files[i]);
         if (path_exists(path)) {
             size_t n;
-            char *b = read_file(path, &n);
+            char *b = read_file(path, SIZE_MAX, &n);
             text = xrealloc(text, text_len + n);
             memcpy(text + text_len, b, n);
             text_len += n;

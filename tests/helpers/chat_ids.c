@@ -23,7 +23,7 @@ int main(int argc, char **argv)
     Tokenizer *tok = tokenizer_load(argv[1], NULL);
     chat_check_tokenizer(tok, argv[1]);
     size_t len;
-    char *text = read_file("-", &len);
+    char *text = read_file("-", (size_t)1 << 30, &len);
     cJSON *j = json_parse(text, len, NULL);
     const cJSON *msgs = j ? cJSON_GetObjectItemCaseSensitive(j, "messages") : NULL;
     if (!cJSON_IsArray(msgs)) die("<stdin>: not {\"messages\": [...]}");

@@ -59,7 +59,7 @@ int main(int argc, char **argv)
         for (uint64_t r = 0; r < repeat; r++) {
             for (int f = i; f < argc; f++) {
                 size_t len;
-                char *text = read_file(argv[f], &len);
+                char *text = read_file(argv[f], SIZE_MAX, &len);
                 uint32_t *t = xmalloc((len + 1) * sizeof(uint32_t));
                 size_t n = 0;
                 for (size_t k = 0; k < len; k++) {

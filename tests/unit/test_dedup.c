@@ -136,7 +136,7 @@ int main(void)
     const char *root = getenv("SIGMA_ROOT");
     char *path = xasprintf("%s/tests/fixtures/dedup/datatrove.jsonl", root ? root : ".");
     size_t len;
-    char *buf = read_file(path, &len);
+    char *buf = read_file(path, SIZE_MAX, &len);
     MinHashParams mp;
     minhash_params_init(&mp, 112, 1);
     int k = 0;

@@ -28,7 +28,7 @@ static int load_text(void)
     const char *path = p && path_exists(p) ? p : "/usr/share/common-licenses/GPL-3";
     if (!path_exists(path)) { free(p); return 0; }
     size_t len;
-    char *text = read_file(path, &len);
+    char *text = read_file(path, SIZE_MAX, &len);
     for (int i = 0; i <= N; i++) tokens[i] = (uint8_t)text[1000 + i];
     free(text);
     diag("real text from %s", path);

@@ -35,7 +35,7 @@ int main(void)
     const char *root = getenv("SIGMA_ROOT");
     char *path = xasprintf("%s/README.md", root ? root : ".");
     size_t len;
-    char *text = read_file(path, &len);
+    char *text = read_file(path, SIZE_MAX, &len);
     if (len < (size_t)N + 1) BUG("%s is too short", path);
     Config c;
     config_preset(&c, "test", 300);

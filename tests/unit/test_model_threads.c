@@ -27,7 +27,7 @@ int main(void)
     const char *root = getenv("SIGMA_ROOT");
     char *path = xasprintf("%s/README.md", root ? root : ".");
     size_t len;
-    char *text = read_file(path, &len);
+    char *text = read_file(path, SIZE_MAX, &len);
     Config c;
     config_preset(&c, "micro", 512);
     c.top_k[0] = 2;

@@ -43,7 +43,7 @@ static void test_plans(Tokenizer *const tok[3])
     char *path = data_path("TestPlans.txt");
     if (!path) { diag("no TestPlans.txt under $SIGMA_DATA: skipped"); return; }
     size_t len;
-    char *text = read_file(path, &len);
+    char *text = read_file(path, SIZE_MAX, &len);
     static const char *const enc_names[3] = {"r50k_base", "cl100k_base", "o200k_base"};
     int counted[3] = {0}, passed[3] = {0};
     uint32_t *want = xmalloc(len * sizeof *want);
@@ -176,7 +176,7 @@ static void test_cut_points(Tokenizer *const tok[3])
         for (size_t f = 0; f < sizeof files / sizeof *files && good; f++) {
             char *path = xasprintf("%s/tests/fixtures/tokenize/%s", root ? root : ".", files[f]);
             size_t n;
-            uint8_t *text = (uint8_t *)read_file(path, &n);
+            uint8_t *text = (uint8_t *)read_file(path, SIZE_MAX, &n);
             good = cut_encode_same(tok[k], text, n, 37, &cuts);
             free(text);
             free(path);

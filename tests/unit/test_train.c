@@ -64,7 +64,7 @@ static void test_loader(const char *tmp)
     loader_init(&l2, &set, SPLIT_TRAIN, T, 42, 1, 2);
     loader_next(&l2, a, tg, n);
     ok(!memcmp(a, in, n * T * sizeof(uint32_t)), "same seed, same order");
-    loader_seek(&l2, (LoaderPos){0, 0, 0});
+    loader_seek(&l2, (LoaderPos){0, 0, 0}, "test");
     loader_next(&l2, a, tg, 3 * n);   /* three epochs in one go */
     Loader l3;
     loader_init(&l3, &set, SPLIT_TRAIN, T, 42, 1, 2);
@@ -75,7 +75,7 @@ static void test_loader(const char *tmp)
         LoaderPos pos = l3.pos;
         loader_free(&l3);   /* a new process: only the position survives */
         loader_init(&l3, &set, SPLIT_TRAIN, T, 42, 1, 2);
-        loader_seek(&l3, pos);
+        loader_seek(&l3, pos, "test");
         loader_next(&l3, b + done * T, tg, k);
         done += k;
     }

@@ -1,0 +1,28 @@
+/* A safetensors file through both of its readers' callers: sigma's
+ * checkpoint reader (safetensors_load, F32, every tensor and nothing else)
+ * and sigma-export --import (hf_weights_read, F32 or BF16), for the tiny
+ * model of common.h. */
+#include "common.h"
+#include "base/base.h"
+#include "model/hf.h"
+
+#include <stdlib.h>
+
+static Model m;
+
+static void sigma_reader(void *arg) { safetensors_load(arg, m.tensors, m.n_tensors, m.params, ""); }
+static void hf_reader(void *arg) { (void)arg; hf_weights_read(&m, fz_dir()); }
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!m.params) {
+        Config c;
+        fz_tiny_config(&c);
+        model_init(&m, &c, 1, 1);
+    }
+    char *path = fz_file("model.safetensors", data, size);
+    fz_run(sigma_reader, path);
+    fz_run(hf_reader, NULL);
+    free(path);
+    return 0;
+}
