@@ -100,7 +100,9 @@ int main(int argc, char **argv)
     if (optind + 1 != argc) usage_error("expected one checkpoint (a run directory or a step-N directory)");
     Model m;
     TokHeader model_tok;
-    ckpt_load_model(&m, argv[optind], 1, 1, &model_tok);
+    if (ckpt_load_model(&m, argv[optind], 1, 1, &model_tok))
+        warn("%s was trained with the aux-loss-free routing bias, which Qwen3-MoE has no place for: transformers will "
+             "choose its experts without it, and its outputs will differ from sigma's", argv[optind]);
     Tokenizer *tok = tok_path ? load_checked_tokenizer(tok_path, &model_tok, argv[optind]) : NULL;
     hf_export(&m, tok, out, force, bf16, max_shard);
     if (tok) tokenizer_free(tok);

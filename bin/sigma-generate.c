@@ -91,7 +91,7 @@ int main(int argc, char **argv)
     Tokenizer *tok = tokenizer_load(tok_path, NULL);
     Model m;
     TokHeader model_tok, th = tokenizer_header(tok);
-    ckpt_load_model(&m, argv[optind], 1, 0, &model_tok);
+    int uses_bias = ckpt_load_model(&m, argv[optind], 1, 0, &model_tok);
     tokenizer_match(&model_tok, argv[optind], &th, tok_path);
     int64_t eot = tokenizer_special(tok, TOK_ENDOFTEXT);
 
@@ -114,14 +114,14 @@ int main(int argc, char **argv)
     double *probs = xmalloc((size_t)V * sizeof(double));
     int *order = xmalloc((size_t)V * sizeof(int));
     uint64_t rng = seed;
-    BalanceOptions none = {.kind = BALANCE_NONE};
+    BalanceOptions routing = {.kind = uses_bias ? BALANCE_BIAS : BALANCE_NONE};   /* an aux-loss-free run routes with its bias */
     TokBytes out = {0};
     int at_eot = 0, ends_in_newline = 0;
     uint64_t made = 0;
     for (uint64_t i = 0; i < max_tokens; i++) {
         size_t n = ids.len < (size_t)T ? ids.len : (size_t)T;   /* the last T tokens */
         memcpy(window, ids.ids + ids.len - n, n * sizeof(uint32_t));
-        model_forward(&m, window, NULL, NULL, NULL, 1, (int)n, &none);
+        model_forward(&m, window, NULL, NULL, NULL, 1, (int)n, &routing);
         uint32_t next = pick(model_logits(&m) + (n - 1) * (size_t)V, V, temperature, top_k, &rng, probs, order);
         if (!keep_going && (int64_t)next == eot) { at_eot = 1; break; }
         made++;

@@ -63,6 +63,19 @@ else
     skip "the emulated GPU's loss" "no sigma-eval-emu"
 fi
 
+# ---- a run trained with the aux-loss-free bias routes with it at evaluation too ------------------
+sigma-tokenize train -q --vocab-size 300 --pattern gpt2 -o "$T/b.tok.txt" "$FIX/loss.txt"
+sigma-tokenize encode -q -t "$T/b.tok.txt" --lines "$FIX/loss.txt" | sigma-shard -q -o "$T/bshards" --val-fraction 0
+sigma-pretrain -q --preset test --data "$T/bshards" --out "$T/brun" --seq-len 32 --micro-batch 4 --batch-tokens 128 \
+    --steps 20 --eval-every 0 --balance bias --bias-rate 0.05
+mkdir "$T/nobias" && cp "$T/brun/step-00000020/config.json" "$T/brun/step-00000020/model.safetensors" "$T/nobias/"
+with=$(sigma-eval loss -q -j 1 "$T/brun" -t "$T/b.tok.txt" --data "$T/bshards" --split train 2>"$T/b.err" | jq .loss)
+without=$(sigma-eval loss -q -j 1 "$T/nobias" -t "$T/b.tok.txt" --data "$T/bshards" --split train 2>>"$T/b.err" | jq .loss)
+ok "the routing bias is used: the same weights without it score otherwise ($with, $without)" \
+    sh -c "[ -n '$with' ] && [ -n '$without' ] && [ '$with' != '$without' ]"
+sigma-export "$T/brun" -o "$T/bexport" 2>"$T/bexport.err"
+ok "sigma-export warns that Qwen3-MoE has no place for it" grep -q "aux-loss-free routing bias" "$T/bexport.err"
+
 # ---- batching changes no result -----------------------------------------------------------
 ev piqa "$MODEL" -t "$TOK" "$FIX/piqa.jsonl" --labels "$FIX/piqa-labels.lst" --batch 1 --per-example "$T/b1.ex" >/dev/null 2>&1
 ok "one request a forward gives the same log-likelihoods as batches of 8" jq -n -e --slurpfile a "$T/b1.ex" \

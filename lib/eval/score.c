@@ -45,6 +45,8 @@ static void scorer_device(Scorer *s, int T)
     s->rows = T;
     s->dev = device_open(s->ops, &s->model, &s->cfg, s->batch, T, NULL, s->verbose);
     ckpt_read_tensors(s->dir, "model.safetensors", s->model.tensors, s->model.n_tensors, s->model.params, ckpt_model_hash(s->dir));
+    s->routing.kind = ckpt_read_routing_bias(s->dir, s->model.expert_bias, (size_t)s->cfg.n_layers * s->cfg.n_experts)
+                          ? BALANCE_BIAS : BALANCE_NONE;   /* an aux-loss-free run routes with its bias, as in training */
     device_set_state(s->dev, s->model.params, NULL);
 }
 
@@ -146,7 +148,6 @@ void score_requests(Scorer *s, Request *r, size_t n)
     }
     uint32_t *inputs = xmalloc((size_t)s->batch * W * sizeof(uint32_t));
     float *wanted = xmalloc((size_t)s->batch * W * sizeof(float));   /* the rows whose logits are read */
-    BalanceOptions none = {.kind = BALANCE_NONE};
     for (size_t at = 0; at < n;) {
         const uint32_t *inp;
         int B = 0, T = (int)request_input(order[at], W, &inp);
@@ -156,7 +157,7 @@ void score_requests(Scorer *s, Request *r, size_t n)
             for (size_t t = len; t < (size_t)T; t++) inputs[(size_t)B * T + t] = s->eot;
             for (size_t t = 0; t < (size_t)T; t++) wanted[(size_t)B * T + t] = t + order[at + B]->n_cont >= len && t < len;
         }
-        device_forward(s->dev, inputs, NULL, wanted, NULL, B, T, &none);
+        device_forward(s->dev, inputs, NULL, wanted, NULL, B, T, &s->routing);
         const float *logits = device_logits(s->dev);
         for (int b = 0; b < B; b++) {
             Request *q = order[at + b];
@@ -199,8 +200,7 @@ static void score_rows(Scorer *s, LossSums *sum, const uint32_t *rows, size_t st
     const int V = s->cfg.vocab_size;
     uint32_t *inputs = xmalloc((size_t)B * T * sizeof(uint32_t));
     for (int b = 0; b < B; b++) memcpy(inputs + (size_t)b * T, rows + b * stride, (size_t)T * sizeof(uint32_t));
-    BalanceOptions none = {.kind = BALANCE_NONE};
-    device_forward(s->dev, inputs, NULL, NULL, NULL, B, T, &none);
+    device_forward(s->dev, inputs, NULL, NULL, NULL, B, T, &s->routing);
     add_routing(s);
     const float *logits = device_logits(s->dev);
     for (int b = 0; b < B; b++) {

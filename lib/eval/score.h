@@ -37,6 +37,7 @@ typedef struct {
     Device *dev;               /* opened at the first forward, for rows of `rows` tokens */
     int rows;
     Model model;               /* the host side of the device's model */
+    BalanceOptions routing;    /* no balance term; the bias kind where the run routed with its bias */
     const Tokenizer *tok;
     uint32_t eot;
     int window;                /* W */

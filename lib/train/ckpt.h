@@ -82,11 +82,18 @@ void ckpt_read_state(const char *dir, TrainerState *st, const StateLimits *lim);
  * no trainer.json (an imported model). */
 uint64_t ckpt_model_hash(const char *dir);
 
+/* A run trained with the aux-loss-free balance (training.balance "bias")
+ * chooses its experts by p + bias, at inference as in training: its
+ * trainer.json's expert_bias into bias[n] and 1, or zeros and 0 for any
+ * other checkpoint. */
+int ckpt_read_routing_bias(const char *dir, float *bias, size_t n);
+
 /* A checkpoint's model for inference (sigma-generate, sigma-export,
  * sigma-eval): PATH is a run or a checkpoint directory; the weights'
- * checksum is checked where recorded. The buffers hold B x T tokens
- * (T <= 0: the model's max_seq_len). The checkpoint's tokenizer goes to
- * *tok when non-NULL. */
-void ckpt_load_model(Model *m, const char *path, int B, int T, TokHeader *tok);
+ * checksum is checked where recorded, and m->expert_bias holds its routing
+ * bias. The buffers hold B x T tokens (T <= 0: the model's max_seq_len).
+ * The checkpoint's tokenizer goes to *tok when non-NULL. Returns 1 when the
+ * model routes with its bias (forwards then pass balance kind bias). */
+int ckpt_load_model(Model *m, const char *path, int B, int T, TokHeader *tok);
 
 #endif

@@ -177,7 +177,30 @@ uint64_t ckpt_model_hash(const char *dir)
     return h;
 }
 
-void ckpt_load_model(Model *m, const char *path, int B, int T, TokHeader *tok)
+int ckpt_read_routing_bias(const char *dir, float *bias, size_t n)
+{
+    memset(bias, 0, n * sizeof(float));
+    char *cfg_path = xasprintf("%s/config.json", dir), *path = xasprintf("%s/trainer.json", dir);
+    cJSON *cfg = json_parse_file(cfg_path);
+    const cJSON *tr = cJSON_GetObjectItemCaseSensitive(cfg, "training");
+    int uses = tr && !strcmp(json_opt_str(tr, "balance", "", cfg_path), "bias") && path_exists(path);
+    if (uses) {
+        free(path);
+        path = dir_member(dir, "trainer.json", dir);
+        int sealed;
+        cJSON *st = json_parse_file_sealed(path, &sealed);
+        const cJSON *v, *a = finite_array(st, "expert_bias", n, 1e6, path);
+        size_t k = 0;
+        cJSON_ArrayForEach(v, a) bias[k++] = (float)v->valuedouble;
+        cJSON_Delete(st);
+    }
+    cJSON_Delete(cfg);
+    free(cfg_path);
+    free(path);
+    return uses;
+}
+
+int ckpt_load_model(Model *m, const char *path, int B, int T, TokHeader *tok)
 {
     char *dir = ckpt_resolve(path);
     if (!dir) die("%s: not a checkpoint (no config.json) nor a run directory (no latest)", path);
@@ -196,5 +219,7 @@ void ckpt_load_model(Model *m, const char *path, int B, int T, TokHeader *tok)
     free(weights);
     model_init(m, &c, B, T > 0 ? T : c.max_seq_len);
     ckpt_read_tensors(dir, "model.safetensors", m->tensors, m->n_tensors, m->params, ckpt_model_hash(dir));
+    int uses_bias = ckpt_read_routing_bias(dir, m->expert_bias, (size_t)c.n_layers * c.n_experts);
     free(dir);
+    return uses_bias;
 }

@@ -533,7 +533,8 @@ static double evaluate(Trainer *t)
 {
     const int B = (int)t->o->micro_batch, T = (int)t->o->seq_len;
     loader_seek(&t->val, (LoaderPos){0, 0, 0}, "validation");
-    BalanceOptions none = {.kind = BALANCE_NONE};
+    /* no balance term; an aux-loss-free run routes with its bias, as in training and at inference */
+    BalanceOptions none = {.kind = t->o->balance == BALANCE_BIAS ? BALANCE_BIAS : BALANCE_NONE};
     double sum = 0;
     uint64_t n = t->o->eval_batches;
     if (n > (t->val.n_sequences + B - 1) / B) n = (t->val.n_sequences + B - 1) / B;   /* no sequence twice */
