@@ -13,10 +13,12 @@ if [ ! -f "$fortunes/riddles" ] || ! command -v gnuplot >/dev/null 2>&1; then
     exit 0
 fi
 O=$T/study
-ok "make -f pipelines/balance-study.mk runs end to end" make -s -C "$SIGMA_ROOT" -j2 -f pipelines/balance-study.mk \
+# the sub-make must not inherit make test's own flags and variables (SAN=1, O=..., -w)
+mk() { env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS make -s --no-print-directory "$@"; }
+ok "make -f pipelines/balance-study.mk runs end to end" mk -C "$SIGMA_ROOT" -j2 -f pipelines/balance-study.mk \
     SIGMA_BIN="$SIGMA_BIN" OUT="$O" SCALE=0.03 SEQS=4 VOCAB=512 FORTUNES="$fortunes/riddles $fortunes/love $fortunes/kids"
 
-recipes=$(make -s -C "$SIGMA_ROOT" -f pipelines/balance-study.mk --eval 'print-recipes: ; @echo $(RECIPES)' print-recipes)
+recipes=$(mk -C "$SIGMA_ROOT" -f pipelines/balance-study.mk --eval 'print-recipes: ; @echo $(RECIPES)' print-recipes)
 n=$(echo $recipes | wc -w)
 is "the table has a row per recipe ($n)" "$(grep -c '^| [a-z]' "$O/table.md" | tr -d ' ')" "$((n + 1))"
 pngs=0
