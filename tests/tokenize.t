@@ -171,7 +171,7 @@ fails_with "a negative special id is refused" 1 "neg.tok, line 3: expected '#spe
 # outputs: only a regular file (or a new path) is replaced by rename; a
 # device, a FIFO or /dev/stdout is written in place; a link is followed
 mkfifo "$T/fifo"
-cat "$T/fifo" >"$T/fifo.got" & reader=$!
+timeout 20 cat "$T/fifo" >"$T/fifo.got" & reader=$!   # a FIFO replaced by a file would leave it waiting
 ok "-o FIFO: written through the FIFO" sigma-tokenize -q encode -t "$TOK" -o "$T/fifo" "$T/tie.txt"
 wait $reader
 ok "  ... which is still a FIFO" test -p "$T/fifo"

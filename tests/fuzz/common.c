@@ -134,10 +134,14 @@ int fz_run(void (*fn)(void *), void *arg)
     return 0;
 }
 
-void fz_tiny_config(Config *c)
+Model *fz_tiny_model(void)
 {
-    memset(c, 0, sizeof *c);
-    *c = (Config){.vocab_size = 257, .d_model = 8, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1, .head_dim = 4,
-                  .n_experts = 2, .d_expert = 4, .top_k = {1}, .rope_theta = 10000.0f, .norm_eps = 1e-6f,
-                  .tie_embeddings = 0, .max_seq_len = 64};
+    static Model m;
+    if (!m.params) {
+        Config c = {.vocab_size = 257, .d_model = 8, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1, .head_dim = 4,
+                    .n_experts = 2, .d_expert = 4, .top_k = {1}, .rope_theta = 10000.0f, .norm_eps = 1e-6f,
+                    .tie_embeddings = 0, .max_seq_len = 64};
+        model_init(&m, &c, 1, 1);
+    }
+    return &m;
 }

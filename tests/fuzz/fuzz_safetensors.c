@@ -8,18 +8,16 @@
 
 #include <stdlib.h>
 
-static Model m;
-
-static void sigma_reader(void *arg) { safetensors_load(arg, m.tensors, m.n_tensors, m.params, ""); }
-static void hf_reader(void *arg) { (void)arg; hf_weights_read(&m, fz_dir()); }
+static void sigma_reader(void *arg)
+{
+    Model *m = fz_tiny_model();
+    safetensors_load(arg, m->tensors, m->n_tensors, m->params, "");
+}
+static void hf_reader(void *arg) { (void)arg; hf_weights_read(fz_tiny_model(), fz_dir()); }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!m.params) {
-        Config c;
-        fz_tiny_config(&c);
-        model_init(&m, &c, 1, 1);
-    }
+    fz_tiny_model();   /* made before a run: fz_run frees what a refused run allocated */
     char *path = fz_file("model.safetensors", data, size);
     fz_run(sigma_reader, path);
     fz_run(hf_reader, NULL);
