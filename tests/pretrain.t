@@ -155,7 +155,7 @@ tj() {   # jq filter -> $T/tj, a copy of the run
     rm -rf "$T/tj"; cp -r "$T/a" "$T/tj"; f=$T/tj/step-00000030/trainer.json
     jq "$1" "$T/a/step-00000030/trainer.json" >"$f.new" && mv "$f.new" "$f"
 }
-more() { timeout 120 sigma-pretrain -q --data "$T/shards" --out "$T/tj" --resume --steps 31 "$@"; }
+more() { timeout -k 5 60 sigma-pretrain -q --data "$T/shards" --out "$T/tj" --resume --steps 31 "$@"; }
 ok "trainer.json carries version 2 and its checksum, last" \
     jq -e '.version == 2 and (.xxh3 | test("^[0-9a-f]{16}$")) and (keys_unsorted | last) == "xxh3"' "$T/a/step-00000030/trainer.json"
 tj '.skipped = 1'
