@@ -60,6 +60,15 @@ st "data = data[:-100]"
 fails_with "a truncated file" 1 "data_offsets|cut short" sigma-generate "$T/bad" -t "$T/tok.txt" -p x
 st "h['extra'] = {'dtype': 'F32', 'shape': [1], 'data_offsets': [len(data), len(data) + 4]}; data += bytes(4)"
 fails_with "an unexpected tensor is named" 1 "unexpected tensor extra" sigma-generate "$T/bad" -t "$T/tok.txt" -p x
+# a checkpoint naming what lies outside it
+rm -rf "$T/hn"; mkdir "$T/hn"; cp -r "$T/ck" "$T/hn/step-00000001"; echo "../ck" >"$T/hn/latest"
+fails_with "latest naming ../x is refused" 1 "latest: does not name a checkpoint" sigma-generate "$T/hn" -t "$T/tok.txt" -p x
+echo "step-00000002" >"$T/hn/latest"; ln -s "$T/ck" "$T/hn/step-00000002"
+fails_with "latest naming a link out of the run is refused" 1 "step-00000002 is a symbolic link out of" sigma-generate "$T/hn" -t "$T/tok.txt" -p x
+rm -rf "$T/bad"; cp -r "$T/ck" "$T/bad"; mv "$T/bad/model.safetensors" "$T/elsewhere.safetensors"
+ln -s "$T/elsewhere.safetensors" "$T/bad/model.safetensors"
+fails_with "a checkpoint file that links out of its directory is refused" 1 "model.safetensors is a symbolic link out of" \
+    sigma-generate "$T/bad" -t "$T/tok.txt" -p x
 jq '.model.n_kv_heads = 3' "$T/ck/config.json" >"$T/bad/config.json"; cp "$T/ck/model.safetensors" "$T/bad/"
 fails_with "a config that cannot work names the field" 1 "n_kv_heads.*must divide n_heads" sigma-generate "$T/bad" -t "$T/tok.txt" -p x
 jq 'del(.model.d_expert)' "$T/ck/config.json" >"$T/bad/config.json"

@@ -155,7 +155,7 @@ tj() {   # jq filter -> $T/tj, a copy of the run
     rm -rf "$T/tj"; cp -r "$T/a" "$T/tj"; f=$T/tj/step-00000030/trainer.json
     jq "$1" "$T/a/step-00000030/trainer.json" >"$f.new" && mv "$f.new" "$f"
 }
-more() { timeout 120 sigma-pretrain -q --data "$T/shards" --out "$T/tj" --resume --steps 31 "$@"; }
+more() { timeout -k 5 60 sigma-pretrain -q --data "$T/shards" --out "$T/tj" --resume --steps 31 "$@"; }
 ok "trainer.json carries version 2 and its checksum, last" \
     jq -e '.version == 2 and (.xxh3 | test("^[0-9a-f]{16}$")) and (keys_unsorted | last) == "xxh3"' "$T/a/step-00000030/trainer.json"
 tj '.skipped = 1'
@@ -190,13 +190,14 @@ fails_with "more steps skipped than taken" 1 "field 'skipped' is 31" more
 train_bg "$T/lk" "$T/lk.jsonl" --steps 100000 --save-every 100000; pid=$!
 while ! grep -q "^$pid\$" "$T/lk/.lock" 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.05; done
 fails_with "a second run into the same --out is refused, naming the first's pid" 1 "lk is in use by process $pid" \
-    train "$T/lk" "$T/lk2.jsonl" --steps 100000
+    train "$T/lk" "$T/lk2.jsonl" --steps 3
 fails_with "  ... and so is --resume" 1 "in use by process $pid" train "$T/lk" "$T/lk2.jsonl" --resume
 kill -TERM $pid; wait $pid
 ok "  ... the first run saved and stopped" test -f "$T/lk/latest"
 : >"$T/plain"
 fails_with "--out naming a regular file is refused before the first step" 1 "plain exists and is not a directory" \
-    train "$T/plain" "$T/p.jsonl" --steps 100000
+    train "$T/plain" "$T/p.jsonl" --steps 3
+ok "  ... no step was taken" test ! -s "$T/p.jsonl"
 mkdir "$T/stuff"; echo mine >"$T/stuff/notes"
 ok "--out an existing directory of other files: a new run beside them" train "$T/stuff" "$T/st.jsonl" --steps 2
 ok "  ... which are untouched" test "$(cat "$T/stuff/notes")" = mine

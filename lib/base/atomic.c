@@ -35,12 +35,14 @@ static void atomic_file_cleanup(void *arg)
     if (af->tmp) unlink(af->tmp);
 }
 
-/* What is not a regular file (a device, a FIFO, /dev/stdout) is written in
- * place: renaming over it would replace it. */
+/* What is not a regular file (a device, a FIFO, a socket) is written in
+ * place: renaming over it would replace it. So is a descriptor named
+ * through /dev or /proc (/dev/stdout, /dev/fd/3, /proc/self/fd/1), which is
+ * the shell's redirection even when that is a regular file. */
 static int write_in_place(const char *path)
 {
     struct stat st;
-    if (!strncmp(path, "/dev/", 5) || !strncmp(path, "/proc/", 6)) return 1;
+    if (!strncmp(path, "/dev/std", 8) || !strncmp(path, "/dev/fd/", 8) || !strncmp(path, "/proc/", 6)) return 1;
     return stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
 }
 

@@ -96,9 +96,9 @@ void fsync_path(const char *path);   /* fsync a file or directory by path */
 /* A file written under a temporary name beside `path`, then fflush, fsync,
  * rename and fsync of the directory. Until commit, die() (and SIGINT,
  * SIGTERM, SIGHUP) removes it. Only a regular file or a new path is
- * replaced so: a path that is a character device, a FIFO, a socket or
- * lies under /dev or /proc (/dev/null, /dev/stdout) is written directly,
- * and a symbolic link is followed to the file it names. */
+ * replaced so: a character device, a FIFO or a socket (/dev/null) and a
+ * descriptor named through /dev/stdout, /dev/fd/N or /proc are written
+ * directly, and a symbolic link is followed to the file it names. */
 typedef struct {
     char *path;      /* final name */
     char *tmp;       /* temporary name beside it; NULL when written directly */

@@ -143,6 +143,8 @@ char *ckpt_resolve(const char *path)
     if (direct) return xstrdup(path);
     char *latest = xasprintf("%s/latest", path);
     if (!path_exists(latest)) { free(latest); return NULL; }
+    free(latest);
+    latest = dir_member(path, "latest", path);
     size_t len;
     char *name = read_file(latest, 4096, &len);
     while (len && (name[len - 1] == '\n' || name[len - 1] == ' ')) name[--len] = 0;

@@ -41,7 +41,7 @@ uint64_t ckpt_write_tensors(const AtomicDir *ad, const char *name, const ParamTe
 
 cJSON *ckpt_read_config(const char *dir, Config *c, TokHeader *tok)
 {
-    char *path = xasprintf("%s/config.json", dir);
+    char *path = dir_member(dir, "config.json", dir);
     cJSON *cfg = json_parse_file(path);
     config_from_json(c, json_req(cfg, "model", path), path);
     config_validate(c, path);
@@ -57,7 +57,7 @@ cJSON *ckpt_read_config(const char *dir, Config *c, TokHeader *tok)
 
 void ckpt_read_tensors(const char *dir, const char *name, const ParamTensor *t, int n, float *base, uint64_t want_hash)
 {
-    char *path = xasprintf("%s/%s", dir, name);
+    char *path = dir_member(dir, name, dir);
     if (want_hash && file_hash64(path) != want_hash) die("%s: checksum mismatch: the checkpoint is corrupt", path);
     safetensors_load(path, t, n, base, "");
     free(path);
