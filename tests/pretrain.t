@@ -196,8 +196,8 @@ kill -TERM $pid; wait $pid
 ok "  ... the first run saved and stopped" test -f "$T/lk/latest"
 : >"$T/plain"
 fails_with "--out naming a regular file is refused before the first step" 1 "plain exists and is not a directory" \
-    train "$T/plain" "$T/p.jsonl" --steps 3
-ok "  ... no step was taken" test ! -s "$T/p.jsonl"
+    train "$T/plain" "$T/plain.jsonl" --steps 3
+ok "  ... no step was taken" test ! -s "$T/plain.jsonl"
 mkdir "$T/stuff"; echo mine >"$T/stuff/notes"
 ok "--out an existing directory of other files: a new run beside them" train "$T/stuff" "$T/st.jsonl" --steps 2
 ok "  ... which are untouched" test "$(cat "$T/stuff/notes")" = mine
