@@ -188,7 +188,7 @@ fails_with "more steps skipped than taken" 1 "field 'skipped' is 31" more
 
 # ---- the run directory: one writer, checked before the first step --------------------------------
 train_bg "$T/lk" "$T/lk.jsonl" --steps 100000 --save-every 100000; pid=$!
-while ! grep -q "^$pid\$" "$T/lk/.lock" 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.05; done
+n=0; while ! grep -q "^$pid\$" "$T/lk/.lock" 2>/dev/null && kill -0 $pid 2>/dev/null && [ $n -lt 400 ]; do sleep 0.05; n=$((n + 1)); done
 fails_with "a second run into the same --out is refused, naming the first's pid" 1 "lk is in use by process $pid" \
     train "$T/lk" "$T/lk2.jsonl" --steps 3
 fails_with "  ... and so is --resume" 1 "in use by process $pid" train "$T/lk" "$T/lk2.jsonl" --resume
@@ -196,8 +196,8 @@ kill -TERM $pid; wait $pid
 ok "  ... the first run saved and stopped" test -f "$T/lk/latest"
 : >"$T/plain"
 fails_with "--out naming a regular file is refused before the first step" 1 "plain exists and is not a directory" \
-    train "$T/plain" "$T/p.jsonl" --steps 3
-ok "  ... no step was taken" test ! -s "$T/p.jsonl"
+    train "$T/plain" "$T/plain.jsonl" --steps 3
+ok "  ... no step was taken" test ! -s "$T/plain.jsonl"
 mkdir "$T/stuff"; echo mine >"$T/stuff/notes"
 ok "--out an existing directory of other files: a new run beside them" train "$T/stuff" "$T/st.jsonl" --steps 2
 ok "  ... which are untouched" test "$(cat "$T/stuff/notes")" = mine
