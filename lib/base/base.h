@@ -41,6 +41,17 @@ SG_NORETURN void die_at(const char *file, int line, const char *fmt, ...) SG_PRI
 #define BUG(...) die_at(__FILE__, __LINE__, __VA_ARGS__)
 #define SG_ASSERT(c) do { if (!(c)) die_at(__FILE__, __LINE__, "assertion failed: %s", #c); } while (0)
 void warn(const char *fmt, ...) SG_PRINTF(1, 2);
+/* A line of a line-oriented input (JSON Lines of items, of conversations)
+ * and what to do with one that cannot be used. */
+typedef struct {
+    const char *path;
+    uint64_t line;             /* the line being read, from 1 */
+    int skip_bad;              /* count bad lines instead of dying */
+    uint64_t skipped;
+} LineSource;
+/* Dies "PATH, line N: MSG (--skip-bad skips such lines)", or with
+ * skip_bad counts the line. Returns 0, for `return line_bad(...)`. */
+int line_bad(LineSource *src, const char *fmt, ...) SG_PRINTF(2, 3);
 void info(const char *fmt, ...) SG_PRINTF(1, 2);      /* silent under -q */
 void verbose(const char *fmt, ...) SG_PRINTF(1, 2);   /* only with -v */
 

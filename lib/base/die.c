@@ -139,6 +139,18 @@ void die_at(const char *file, int line, const char *fmt, ...)
     run_hooks_and_exit(1);
 }
 
+int line_bad(LineSource *src, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!src->skip_bad) die("%s, line %llu: %s (--skip-bad skips such lines)", src->path, (unsigned long long)src->line, msg);
+    src->skipped++;
+    return 0;
+}
+
 void warn(const char *fmt, ...)
 {
     va_list ap;

@@ -4,7 +4,6 @@
 #include "base/json.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -107,9 +106,7 @@ static char *hellaswag_preprocess(const char *text)
 typedef struct {
     Task *t;
     const Scorer *s;
-    const char *path;
-    uint64_t line;
-    int skip_bad;
+    LineSource src;            /* a bad line dies naming it, or is counted (--skip-bad) */
     /* the item being built */
     char **contexts, **choices;   /* [n] (the continuation is " " + choice) */
     int n, cap;
@@ -139,7 +136,7 @@ static void item_commit(Reader *r, int label)
     t->items = xrealloc(t->items, (t->n_items + 1) * sizeof(Item));
     t->requests = xrealloc(t->requests, (t->n_requests + (size_t)r->n) * sizeof(Request));
     Item *it = &t->items[t->n_items++];
-    *it = (Item){.first = t->n_requests, .n_choices = r->n, .label = label, .line = r->line};
+    *it = (Item){.first = t->n_requests, .n_choices = r->n, .label = label, .line = r->src.line};
     it->chars = xmalloc((size_t)r->n * sizeof(size_t));
     for (int i = 0; i < r->n; i++) {
         char *cont = xasprintf(" %s", r->choices[i]);
@@ -148,22 +145,6 @@ static void item_commit(Reader *r, int label)
         free(cont);
     }
     item_drop(r);
-}
-
-/* A line that cannot be an item: the error names the file and line, or
- * with --skip-bad the line is counted and left out. Returns 0 (skip). */
-static int bad(Reader *r, const char *fmt, ...) SG_PRINTF(2, 3);
-static int bad(Reader *r, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    item_drop(r);
-    if (!r->skip_bad) die("%s, line %llu: %s (--skip-bad skips such lines)", r->path, (unsigned long long)r->line, msg);
-    r->t->skipped++;
-    return 0;
 }
 
 static const char *str_field(const cJSON *o, const char *key)
@@ -177,13 +158,13 @@ static int read_choice(Reader *r, const cJSON *o)
 {
     const char *ctx = str_field(o, "context");
     const cJSON *ch = cJSON_GetObjectItemCaseSensitive(o, "choices"), *lab = cJSON_GetObjectItemCaseSensitive(o, "label");
-    if (!ctx) return bad(r, "no string \"context\"");
-    if (!cJSON_IsArray(ch) || cJSON_GetArraySize(ch) < 1) return bad(r, "\"choices\" is not a non-empty array");
+    if (!ctx) return line_bad(&r->src, "no string \"context\"");
+    if (!cJSON_IsArray(ch) || cJSON_GetArraySize(ch) < 1) return line_bad(&r->src, "\"choices\" is not a non-empty array");
     int n = cJSON_GetArraySize(ch);
     if (!cJSON_IsNumber(lab) || lab->valuedouble != (int)lab->valuedouble || lab->valuedouble < 0 || lab->valuedouble >= n)
-        return bad(r, "\"label\" is not an index into the %d choices", n);
+        return line_bad(&r->src, "\"label\" is not an index into the %d choices", n);
     for (const cJSON *c = ch->child; c; c = c->next) {
-        if (!cJSON_IsString(c) || !*c->valuestring) return bad(r, "a choice is not a non-empty string");
+        if (!cJSON_IsString(c) || !*c->valuestring) return line_bad(&r->src, "a choice is not a non-empty string");
         item_add_choice(r, ctx, c->valuestring);
     }
     item_commit(r, (int)lab->valuedouble);
@@ -193,7 +174,7 @@ static int read_choice(Reader *r, const cJSON *o)
 static int read_piqa(Reader *r, const cJSON *o, int label)
 {
     const char *goal = str_field(o, "goal"), *s1 = str_field(o, "sol1"), *s2 = str_field(o, "sol2");
-    if (!goal || !s1 || !s2) return bad(r, "a PIQA item needs strings \"goal\", \"sol1\" and \"sol2\"");
+    if (!goal || !s1 || !s2) return line_bad(&r->src, "a PIQA item needs strings \"goal\", \"sol1\" and \"sol2\"");
     char *ctx = xasprintf("Question: %s\nAnswer:", goal);
     item_add_choice(r, ctx, s1);
     item_add_choice(r, ctx, s2);
@@ -206,8 +187,8 @@ static int read_lambada(Reader *r, const cJSON *o)
 {
     const char *text = str_field(o, "text");
     const char *sp = text ? strrchr(text, ' ') : NULL;
-    if (!text) return bad(r, "no string \"text\"");
-    if (!sp || !sp[1]) return bad(r, "the passage has no last word after a space");
+    if (!text) return line_bad(&r->src, "no string \"text\"");
+    if (!sp || !sp[1]) return line_bad(&r->src, "the passage has no last word after a space");
     char *ctx = copy_n(text, (size_t)(sp - text));
     item_add_choice(r, ctx, sp + 1);
     free(ctx);
@@ -219,15 +200,15 @@ static int read_hellaswag(Reader *r, const cJSON *o)
 {
     const char *act = str_field(o, "activity_label"), *a = str_field(o, "ctx_a"), *b = str_field(o, "ctx_b");
     const cJSON *endings = cJSON_GetObjectItemCaseSensitive(o, "endings"), *lab = cJSON_GetObjectItemCaseSensitive(o, "label");
-    if (!act || !a || !b) return bad(r, "a HellaSwag item needs strings \"activity_label\", \"ctx_a\" and \"ctx_b\"");
-    if (!cJSON_IsArray(endings) || cJSON_GetArraySize(endings) < 1) return bad(r, "\"endings\" is not a non-empty array");
+    if (!act || !a || !b) return line_bad(&r->src, "a HellaSwag item needs strings \"activity_label\", \"ctx_a\" and \"ctx_b\"");
+    if (!cJSON_IsArray(endings) || cJSON_GetArraySize(endings) < 1) return line_bad(&r->src, "\"endings\" is not a non-empty array");
     int n = cJSON_GetArraySize(endings), label = -1;
     if (cJSON_IsNumber(lab)) label = (int)lab->valuedouble;
     else if (cJSON_IsString(lab) && *lab->valuestring) label = atoi(lab->valuestring);
-    if (label < 0 || label >= n) return bad(r, "\"label\" is not an index into the %d endings", n);
+    if (label < 0 || label >= n) return line_bad(&r->src, "\"label\" is not an index into the %d endings", n);
     char *cap = capitalize(b), *raw = xasprintf("%s: %s %s", act, a, cap), *ctx = hellaswag_preprocess(raw);
     for (const cJSON *e = endings->child; e; e = e->next) {
-        if (!cJSON_IsString(e)) { free(cap); free(raw); free(ctx); return bad(r, "an ending is not a string"); }
+        if (!cJSON_IsString(e)) { free(cap); free(raw); free(ctx); return line_bad(&r->src, "an ending is not a string"); }
         char *end = hellaswag_preprocess(e->valuestring);
         item_add_choice(r, ctx, end);
         free(end);
@@ -250,13 +231,13 @@ static int read_arc(Reader *r, const cJSON *o)
         stem = cJSON_IsString(q) ? q->valuestring : NULL;
         choices = cJSON_GetObjectItemCaseSensitive(o, "choices");
     }
-    if (!stem || !key) return bad(r, "an ARC item needs a question stem and an \"answerKey\"");
+    if (!stem || !key) return line_bad(&r->src, "an ARC item needs a question stem and an \"answerKey\"");
     char *ctx = xasprintf("Question: %s\nAnswer:", stem);
     int label = -1, i = 0;
     if (cJSON_IsArray(choices)) {
         for (const cJSON *c = choices->child; c; c = c->next, i++) {
             const char *text = str_field(c, "text"), *l = str_field(c, "label");
-            if (!text || !l) { free(ctx); return bad(r, "a choice needs strings \"text\" and \"label\""); }
+            if (!text || !l) { free(ctx); return line_bad(&r->src, "a choice needs strings \"text\" and \"label\""); }
             if (!strcmp(l, key)) label = i;
             item_add_choice(r, ctx, text);
         }
@@ -264,17 +245,17 @@ static int read_arc(Reader *r, const cJSON *o)
         const cJSON *texts = cJSON_GetObjectItemCaseSensitive(choices, "text"), *labels = cJSON_GetObjectItemCaseSensitive(choices, "label");
         if (!cJSON_IsArray(texts) || !cJSON_IsArray(labels) || cJSON_GetArraySize(texts) != cJSON_GetArraySize(labels)) {
             free(ctx);
-            return bad(r, "\"choices\" needs \"text\" and \"label\" arrays of one length");
+            return line_bad(&r->src, "\"choices\" needs \"text\" and \"label\" arrays of one length");
         }
         for (const cJSON *t = texts->child, *l = labels->child; t && l; t = t->next, l = l->next, i++) {
-            if (!cJSON_IsString(t) || !cJSON_IsString(l)) { free(ctx); return bad(r, "a choice's text or label is not a string"); }
+            if (!cJSON_IsString(t) || !cJSON_IsString(l)) { free(ctx); return line_bad(&r->src, "a choice's text or label is not a string"); }
             if (!strcmp(l->valuestring, key)) label = i;
             item_add_choice(r, ctx, t->valuestring);
         }
     }
     free(ctx);
-    if (r->n == 0) return bad(r, "no choices");
-    if (label < 0) return bad(r, "answerKey \"%s\" is none of the choices' labels", key);
+    if (r->n == 0) return line_bad(&r->src, "no choices");
+    if (label < 0) return line_bad(&r->src, "answerKey \"%s\" is none of the choices' labels", key);
     item_commit(r, label);
     return 1;
 }
@@ -283,16 +264,16 @@ static int read_winogrande(Reader *r, const cJSON *o)
 {
     const char *sentence = str_field(o, "sentence"), *o1 = str_field(o, "option1"), *o2 = str_field(o, "option2");
     const char *ans = str_field(o, "answer");
-    if (!sentence || !o1 || !o2 || !ans) return bad(r, "a WinoGrande item needs \"sentence\", \"option1\", \"option2\" and \"answer\"");
+    if (!sentence || !o1 || !o2 || !ans) return line_bad(&r->src, "a WinoGrande item needs \"sentence\", \"option1\", \"option2\" and \"answer\"");
     const char *blank = strchr(sentence, '_');
-    if (!blank) return bad(r, "the sentence has no \"_\"");
-    if (strcmp(ans, "1") && strcmp(ans, "2")) return bad(r, "\"answer\" is not \"1\" or \"2\"");
+    if (!blank) return line_bad(&r->src, "the sentence has no \"_\"");
+    if (strcmp(ans, "1") && strcmp(ans, "2")) return line_bad(&r->src, "\"answer\" is not \"1\" or \"2\"");
     /* the continuation: the words after the blank, stripped (the " " before them is added as for every choice) */
     const char *ws = " \t\n\r\v\f", *after = blank + 1 + strspn(blank + 1, ws);
     size_t n = strlen(after);
     while (n && strchr(ws, after[n - 1])) n--;
     char *suffix = copy_n(after, n);
-    if (!*suffix) { free(suffix); return bad(r, "nothing after the blank to score"); }
+    if (!*suffix) { free(suffix); return line_bad(&r->src, "nothing after the blank to score"); }
     const char *opts[2] = {o1, o2};
     for (int i = 0; i < 2; i++) {
         char *ctx = xasprintf("%.*s%s", (int)(blank - sentence), sentence, opts[i]);
@@ -393,12 +374,12 @@ void task_read(Task *t, TaskKind kind, const char *path, const char *labels_path
     }
     size_t len;
     char *text = read_file(path, (size_t)1 << 32, &len);   /* 4 GiB: benchmarks are megabytes */
-    Reader r = {.t = t, .s = s, .path = path, .skip_bad = skip_bad};
+    Reader r = {.t = t, .s = s, .src = {.path = path, .skip_bad = skip_bad}};
     size_t n_lines = 0;
     for (char *p = text; p < text + len;) {
         char *end = memchr(p, '\n', (size_t)(text + len - p));
         size_t n = end ? (size_t)(end - p) : (size_t)(text + len - p);
-        r.line++;
+        r.src.line++;
         char *next = p + n + 1;
         while (n && (p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t')) n--;
         if (n == 0) { p = next; continue; }   /* blank lines are no items */
@@ -406,9 +387,9 @@ void task_read(Task *t, TaskKind kind, const char *path, const char *labels_path
         size_t err = 0;
         cJSON *o = json_has_nul_escape(p, n) ? NULL : json_parse(p, n, &err);
         if (!o) {
-            bad(&r, "not JSON (byte %zu)", err + 1);
+            line_bad(&r.src, "not JSON (byte %zu)", err + 1);
         } else if (!cJSON_IsObject(o)) {
-            bad(&r, "not a JSON object");
+            line_bad(&r.src, "not a JSON object");
         } else if (kind == TASK_PIQA) {
             if (n_lines > n_labels) die("%s: more items than %s has labels (%zu)", path, labels_path, n_labels);
             read_piqa(&r, o, labels[n_lines - 1]);
@@ -416,9 +397,11 @@ void task_read(Task *t, TaskKind kind, const char *path, const char *labels_path
             int (*const readers[])(Reader *, const cJSON *) = {read_choice, NULL, read_lambada, read_hellaswag, read_arc, read_winogrande};
             readers[kind](&r, o);
         }
+        item_drop(&r);   /* the choices of a line that was not an item */
         cJSON_Delete(o);
         p = next;
     }
+    t->skipped = r.src.skipped;
     if (kind == TASK_PIQA && n_lines != n_labels)
         die("%s has %zu items, %s %zu labels: they must be aligned line by line", path, n_lines, labels_path, n_labels);
     if (t->n_items == 0) die("%s: no items", path);

@@ -4,34 +4,12 @@
 #include "base/json.h"
 #include "text/chat.h"
 
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    const char *path;
-    uint64_t line;
-    int skip_bad;
-    ChatSet *s;
-} Reading;
-
-/* A line that is no conversation: dies naming it, or counts it. Returns 0. */
-static int bad_line(Reading *r, const char *fmt, ...) SG_PRINTF(2, 3);
-static int bad_line(Reading *r, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (!r->skip_bad) die("%s, line %llu: %s (--skip-bad skips such lines)", r->path, (unsigned long long)r->line, msg);
-    r->s->bad++;
-    return 0;
-}
-
 /* The messages of one line into m[] (at most cap); returns their number, or
  * 0 when the line was bad (and skipped). Contents point into o. */
-static size_t read_messages(Reading *r, const cJSON *o, ChatMessage **m, size_t *cap)
+static size_t read_messages(LineSource *r, const cJSON *o, ChatMessage **m, size_t *cap)
 {
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(o, "messages");
     const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(o, "prompt"), *completion = cJSON_GetObjectItemCaseSensitive(o, "completion");
@@ -40,13 +18,13 @@ static size_t read_messages(Reading *r, const cJSON *o, ChatMessage **m, size_t 
         for (const cJSON *e = msgs->child; e; e = e->next, n++) {
             const cJSON *role = cJSON_GetObjectItemCaseSensitive(e, "role"), *content = cJSON_GetObjectItemCaseSensitive(e, "content");
             if (n == *cap) *m = xrealloc(*m, (*cap = 2 * *cap + 8) * sizeof **m);
-            if (!cJSON_IsString(role)) return bad_line(r, "message %zu has no string \"role\"", n + 1);
+            if (!cJSON_IsString(role)) return line_bad(r, "message %zu has no string \"role\"", n + 1);
             if (chat_role_parse(role->valuestring, &(*m)[n].role))
-                return bad_line(r, "message %zu: unknown role \"%s\" (system, user or assistant)", n + 1, role->valuestring);
-            if (!cJSON_IsString(content)) return bad_line(r, "message %zu: \"content\" is not a string", n + 1);
+                return line_bad(r, "message %zu: unknown role \"%s\" (system, user or assistant)", n + 1, role->valuestring);
+            if (!cJSON_IsString(content)) return line_bad(r, "message %zu: \"content\" is not a string", n + 1);
             (*m)[n].content = content->valuestring;
         }
-        return n ? n : (size_t)bad_line(r, "no messages");
+        return n ? n : (size_t)line_bad(r, "no messages");
     }
     if (cJSON_IsString(prompt) && cJSON_IsString(completion)) {
         if (*cap < 2) *m = xrealloc(*m, (*cap = 8) * sizeof **m);
@@ -54,7 +32,7 @@ static size_t read_messages(Reading *r, const cJSON *o, ChatMessage **m, size_t 
         (*m)[1] = (ChatMessage){ROLE_ASSISTANT, completion->valuestring};
         return 2;
     }
-    return bad_line(r, "neither {\"messages\": [...]} nor {\"prompt\", \"completion\"} strings");
+    return line_bad(r, "neither {\"messages\": [...]} nor {\"prompt\", \"completion\"} strings");
 }
 
 void chatset_read(ChatSet *s, const char *path, const Tokenizer *tok, int train_all, int skip_bad, size_t max_len, int cut_long)
@@ -63,7 +41,7 @@ void chatset_read(ChatSet *s, const char *path, const Tokenizer *tok, int train_
     chat_check_tokenizer(tok, "the tokenizer");
     size_t len, mcap = 0, conv_cap = 0;
     char *text = read_file(path, (size_t)1 << 34, &len);   /* 16 GiB: read whole, so it must fit in memory anyway */
-    Reading r = {.path = path, .skip_bad = skip_bad, .s = s};
+    LineSource r = {.path = path, .skip_bad = skip_bad};
     ChatMessage *m = NULL;
     for (char *p = text; p < text + len;) {
         char *nl = memchr(p, '\n', (size_t)(text + len - p)), *end = nl ? nl : text + len;
@@ -76,8 +54,8 @@ void chatset_read(ChatSet *s, const char *path, const Tokenizer *tok, int train_
         size_t err = 0;
         cJSON *o = json_has_nul_escape(line, n) ? NULL : json_parse(line, n, &err);
         size_t nm = 0;
-        if (!o) bad_line(&r, "not JSON (byte %zu)", err + 1);
-        else if (!cJSON_IsObject(o)) bad_line(&r, "not a JSON object");
+        if (!o) line_bad(&r, "not JSON (byte %zu)", err + 1);
+        else if (!cJSON_IsObject(o)) line_bad(&r, "not a JSON object");
         else nm = read_messages(&r, o, &m, &mcap);
         int has_assistant = 0;
         for (size_t i = 0; i < nm; i++) has_assistant |= m[i].role == ROLE_ASSISTANT;
@@ -98,6 +76,7 @@ void chatset_read(ChatSet *s, const char *path, const Tokenizer *tok, int train_
         }
         cJSON_Delete(o);
     }
+    s->bad = r.skipped;
     free(m);
     free(text);
 }
