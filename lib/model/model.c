@@ -5,6 +5,7 @@
  * sizes); the activation buffer; model_forward and model_backward, which
  * call the layers in order and in reverse. N = B*T tokens throughout. */
 #include "model/model.h"
+#include "model/kvcache.h"
 #include "model/route.h"
 #include "base/base.h"
 
@@ -649,6 +650,20 @@ static size_t activation_floats(const Config *c, const int *kcap, int B, int T, 
 
 /* ============================ model =================================== */
 
+/* The rotation's tables for positions 0 .. T-1: cos and sin [T, hd/2] of
+ * position x theta^(-2i/hd), in double, then rounded (the GPU's are made
+ * alike, cuda/gpu_model.cu). */
+static void rope_tables(float *cosv, float *sinv, const Config *c, int T)
+{
+    int half = c->head_dim / 2;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            double ang = t * pow((double)c->rope_theta, -2.0 * i / c->head_dim);
+            cosv[(size_t)t * half + i] = (float)cos(ang);
+            sinv[(size_t)t * half + i] = (float)sin(ang);
+        }
+}
+
 void model_init(Model *m, const Config *c, int B, int T)
 {
 #ifdef SIGMA_BLAS
@@ -675,13 +690,7 @@ void model_init(Model *m, const Config *c, int B, int T)
     size_t n = activation_floats(c, a->kcap, B, T, 0, a, NULL);
     float *buf = xcalloc(n, sizeof(float));
     activation_floats(c, a->kcap, B, T, 1, a, buf);
-    int half = c->head_dim / 2;
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < half; i++) {
-            double ang = t * pow((double)c->rope_theta, -2.0 * i / c->head_dim);
-            a->cosv[(size_t)t * half + i] = (float)cos(ang);
-            a->sinv[(size_t)t * half + i] = (float)sin(ang);
-        }
+    rope_tables(a->cosv, a->sinv, c, T);
     m->acts = a;
 }
 
@@ -1193,4 +1202,212 @@ const int *model_selection(const Model *m, int layer, int *k)
 {
     *k = m->acts->kused[layer];
     return m->acts->sel[layer];
+}
+
+/* ============================ inference: the key-value cache ========== */
+
+/* Inference (kvcache.h): a step runs the forward's layer functions over its
+ * new tokens only; their keys and values go into the cache, and attention
+ * reads the cache. Nothing is kept for a backward. */
+
+/* out[N, OC] (= or +=) inp[N, C] . w[OC, C]^T, out's rows ldo apart: a
+ * block of w's rows gives the matching columns of out */
+static void gemm_nt_ld(float *out, int ldo, const float *inp, const float *w, int N, int C, int OC, int accumulate)
+{
+#ifdef SIGMA_BLAS
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, accumulate ? 1.0f : 0.0f, out, ldo);
+#else
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            const float *x = inp + (size_t)n * C, *wr = w + (size_t)o * C;
+            float s = 0;
+            for (int i = 0; i < C; i++) s += x[i] * wr[i];
+            out[(size_t)n * ldo + o] = accumulate ? out[(size_t)n * ldo + o] + s : s;
+        }
+#endif
+}
+
+/* Columns per task of a decode step's products: fixed, as MM_ROWS. */
+enum { MM_COLS = 256 };
+
+/* matmul_forward for a step: a decode step has a row or a few, so its
+ * tasks are blocks of w's rows (each thread reads its share of the weights,
+ * which is the step's cost); a prefill of many rows goes by rows. */
+static void matmul_step(float *out, const float *inp, const float *w, int N, int C, int OC, int accumulate)
+{
+    if (N >= MM_ROWS) {
+        matmul_forward(out, inp, w, N, C, OC, accumulate);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int o0 = 0; o0 < OC; o0 += MM_COLS)
+        gemm_nt_ld(out + o0, OC, inp, w + (size_t)o0 * C, N, C, min_int(MM_COLS, OC - o0), accumulate);
+}
+
+/* The step's keys and values into the cache at their rows and positions:
+ * kc, vc [rows, KV, max_len, hd] from k, v [n, KV*hd]. */
+static void kv_append(float *kc, float *vc, const float *k, const float *v, const int *rows, const int *pos, int n, int KV, int hd,
+                      int max_len)
+{
+    for (int t = 0; t < n; t++)
+        for (int h = 0; h < KV; h++) {
+            size_t at = (((size_t)rows[t] * KV + h) * max_len + pos[t]) * hd, from = ((size_t)t * KV + h) * hd;
+            memcpy(kc + at, k + from, (size_t)hd * sizeof(float));
+            memcpy(vc + at, v + from, (size_t)hd * sizeof(float));
+        }
+}
+
+/* Each new token's attention over its row's cache up to itself (its own
+ * key and value already appended): out[n, H*hd] from q[n, H*hd] (normed and
+ * rotated) and the positions 0 .. pos[t] of row rows[t] of kc, vc [rows, KV,
+ * max_len, hd]; a query head reads its group's KV head. scores[threads,
+ * max_len] is scratch. */
+static void attention_cached_forward(float *out, float *scores, const float *q, const float *kc, const float *vc, const int *rows,
+                                     const int *pos, int n, int H, int KV, int hd, int max_len, int threads)
+{
+    int group = H / KV, qd = H * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
+    for (int t = 0; t < n; t++) {
+        for (int h = 0; h < H; h++) {
+            float *s = scores + (size_t)omp_get_thread_num() * max_len, mx;
+            const float *qt = q + (size_t)t * qd + (size_t)h * hd;
+            size_t base = ((size_t)rows[t] * KV + h / group) * max_len * hd;
+            const float *kb = kc + base, *vb = vc + base;
+            int len = pos[t] + 1;
+            for (int j = 0; j < len; j++) {
+                const float *kj = kb + (size_t)j * hd;
+                float dot = 0;
+#pragma omp simd reduction(+ : dot)
+                for (int i = 0; i < hd; i++) dot += qt[i] * kj[i];
+                s[j] = dot * scale;
+            }
+            float inv = 1.0f / softmax_exp(s, s, len, &mx);
+            float *o = out + (size_t)t * qd + (size_t)h * hd;
+            for (int i = 0; i < hd; i++) o[i] = 0;
+            for (int j = 0; j < len; j++) {
+                const float *vj = vb + (size_t)j * hd;
+                float pj = s[j] * inv;
+#pragma omp simd
+                for (int i = 0; i < hd; i++) o[i] += pj * vj[i];
+            }
+        }
+    }
+}
+
+/* The CPU's cache: the keys and values, and the scratch of a step of up
+ * to S tokens, reused layer by layer. The MoE's layer functions take a
+ * layer of an Activations: `a` points its layer 0 at this scratch. */
+typedef struct {
+    float *k, *v;              /* [L, rows, KV, max_len, hd] */
+    float *cosv, *sinv;        /* [max_len, hd/2] */
+    float *x, *h, *ln;         /* [S, d] */
+    float *rs;                 /* [S] */
+    float *q, *qn, *qr;        /* [S, qd] */
+    float *kp, *kn, *kr, *vp;  /* [S, kvd] */
+    float *qrs, *krs;          /* [S, H], [S, KV] */
+    float *ao;                 /* [S, qd] */
+    float *scores;             /* [threads, max_len] */
+    int threads;
+    float *lnf, *logits;       /* [rows, d], [rows, V] */
+    int *pos, *last;           /* [S] */
+    Activations a;             /* layer 0: z, p [S, E], lse [S], sel, order, row [S*k], offs [E+1], xe, ye [S*k, d], gu [S*k, 2de], act [S*k, de] */
+    float *buf;                /* the one allocation */
+} CpuKv;
+
+static size_t cpu_kv_carve(CpuKv *s, const Config *c, const KvCache *kv, float *base)
+{
+    size_t S = (size_t)kv->max_step, d = (size_t)c->d_model, qd = (size_t)c->n_heads * c->head_dim;
+    size_t kvd = (size_t)c->n_kv_heads * c->head_dim, E = (size_t)c->n_experts, de = (size_t)c->d_expert, kmax = 0, off = 0;
+    size_t cache = (size_t)c->n_layers * kv->rows * kvd * kv->max_len, R = (size_t)kv->rows, half = (size_t)c->head_dim / 2;
+    for (int l = 0; l < c->n_layers; l++) kmax = (size_t)c->top_k[l] > kmax ? (size_t)c->top_k[l] : kmax;
+    size_t A = S * kmax;
+#define CARVE(field, n) do { if (base) field = base + off; off += (n); } while (0)
+#define CARVEI(field, n) do { if (base) field = (int *)(void *)(base + off); off += (n); } while (0)
+    CARVE(s->k, cache); CARVE(s->v, cache);
+    CARVE(s->cosv, (size_t)kv->max_len * half); CARVE(s->sinv, (size_t)kv->max_len * half);
+    CARVE(s->x, S * d); CARVE(s->h, S * d); CARVE(s->ln, S * d); CARVE(s->rs, S);
+    CARVE(s->q, S * qd); CARVE(s->qn, S * qd); CARVE(s->qr, S * qd);
+    CARVE(s->kp, S * kvd); CARVE(s->kn, S * kvd); CARVE(s->kr, S * kvd); CARVE(s->vp, S * kvd);
+    CARVE(s->qrs, S * c->n_heads); CARVE(s->krs, S * c->n_kv_heads); CARVE(s->ao, S * qd);
+    CARVE(s->scores, (size_t)s->threads * kv->max_len);
+    CARVE(s->lnf, R * d); CARVE(s->logits, R * c->vocab_size);
+    CARVEI(s->pos, S); CARVEI(s->last, S);
+    Activations *a = &s->a;
+    CARVE(a->z[0], S * E); CARVE(a->p[0], S * E); CARVE(a->lse[0], S);
+    CARVEI(a->sel[0], A); CARVEI(a->order[0], A); CARVEI(a->row[0], A); CARVEI(a->offs[0], E + 1);
+    CARVE(a->xe[0], A * d); CARVE(a->ye[0], A * d); CARVE(a->gu[0], A * 2 * de); CARVE(a->act[0], A * de);
+#undef CARVE
+#undef CARVEI
+    return off;
+}
+
+KvCache *model_kv_open(const Model *m, int rows, int max_len, int max_step)
+{
+    const Config *c = &m->cfg;
+    KvCache *kv = xmalloc(sizeof *kv);
+    kv_cache_init(kv, c, rows, max_len, max_step);
+    CpuKv *s = xcalloc(1, sizeof *s);
+    s->threads = omp_get_max_threads();
+    for (int l = 0; l < c->n_layers; l++) s->a.kcap[l] = c->top_k[l];
+    s->buf = xmalloc(cpu_kv_carve(s, c, kv, NULL) * sizeof(float));
+    cpu_kv_carve(s, c, kv, s->buf);
+    rope_tables(s->cosv, s->sinv, c, max_len);
+    kv->impl = s;
+    return kv;
+}
+
+void model_kv_free(KvCache *kv)
+{
+    if (!kv) return;
+    CpuKv *s = kv->impl;
+    free(s->buf);
+    free(s);
+    kv_cache_free_host(kv);
+    free(kv);
+}
+
+const float *model_step(Model *m, KvCache *kv, const uint32_t *tokens, const int *rows, int n, const BalanceOptions *bo)
+{
+    const Config *c = &m->cfg;
+    CpuKv *s = kv->impl;
+    const int d = c->d_model, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kvd = KV * hd;
+    const int E = c->n_experts, de = c->d_expert, V = c->vocab_size, W = kv->max_len;
+    static const BalanceOptions none = {.kind = BALANCE_NONE};
+    if (!bo) bo = &none;
+    int groups = kv_plan(kv, rows, n, s->pos, s->last);
+    Params P = param_pointers(c, m->params);
+    for (int t = 0; t < n; t++) {
+        if (tokens[t] >= (uint32_t)V) die("token %u is outside the model's vocabulary of %d", tokens[t], V);
+        memcpy(s->x + (size_t)t * d, P.embed + (size_t)tokens[t] * d, (size_t)d * sizeof(float));
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        const LayerParams *L = &P.layer[l];
+        int k = c->top_k[l];
+        if (k > s->a.kcap[l]) BUG("layer %d at top-%d, the cache's buffers hold top-%d", l, k, s->a.kcap[l]);
+        size_t at = (size_t)l * kv->rows * kvd * W;
+        /* attention block: the new keys and values join the cache first, so
+         * that a prefill's tokens see each other */
+        rmsnorm_forward(s->ln, s->rs, s->x, L->ln1, n, d, c->norm_eps);
+        matmul_step(s->q, s->ln, L->wq, n, d, qd, 0);
+        matmul_step(s->kp, s->ln, L->wk, n, d, kvd, 0);
+        matmul_step(s->vp, s->ln, L->wv, n, d, kvd, 0);
+        qknorm_rope_forward(s->qr, s->qn, s->qrs, s->q, L->qnorm, s->cosv, s->sinv, s->pos, n, W, H, hd, c->norm_eps);
+        qknorm_rope_forward(s->kr, s->kn, s->krs, s->kp, L->knorm, s->cosv, s->sinv, s->pos, n, W, KV, hd, c->norm_eps);
+        kv_append(s->k + at, s->v + at, s->kr, s->vp, rows, s->pos, n, KV, hd, W);
+        attention_cached_forward(s->ao, s->scores, s->qr, s->k + at, s->v + at, rows, s->pos, n, H, KV, hd, W, s->threads);
+        memcpy(s->h, s->x, (size_t)n * d * sizeof(float));
+        matmul_step(s->h, s->ao, L->wo, n, qd, d, 1);
+        /* MoE block */
+        rmsnorm_forward(s->ln, s->rs, s->h, L->ln2, n, d, c->norm_eps);
+        route_forward(&s->a, 0, m->counts + (size_t)l * E, s->ln, L->router, balance_uses_bias(bo) ? m->expert_bias + (size_t)l * E : NULL,
+                      NULL, n, d, E, k);
+        experts_forward(&s->a, 0, s->ln, L->expert, k, d, de, E);
+        combine_forward(s->x, s->h, &s->a, 0, n, d, E, k);
+    }
+    /* the head, over each row's last token only */
+    for (int g = 0; g < groups; g++) memcpy(s->h + (size_t)g * d, s->x + (size_t)s->last[g] * d, (size_t)d * sizeof(float));
+    rmsnorm_forward(s->lnf, s->rs, s->h, P.norm, groups, d, c->norm_eps);
+    matmul_step(s->logits, s->lnf, P.head, groups, d, V, 0);
+    return s->logits;
 }
