@@ -63,4 +63,5 @@ static RouteSums cuda_route_sums(Device *d, int layer) { return gpu_model_route_
 extern "C" const DeviceOps cuda_device_ops = {
     "cuda", cuda_open, cuda_close, cuda_set_state, cuda_get_state, cuda_forward,
     cuda_logits, cuda_backward, cuda_zero_grads, cuda_grad_norm, cuda_adamw, cuda_route_sums,
+    NULL, NULL, NULL,   // no key-value cache yet
 };

@@ -115,10 +115,22 @@ static void cpu_adamw(Device *d, const AdamWStep *s)
 
 static RouteSums cpu_route_sums(Device *d, int layer) { return model_route_sums(d->host, layer); }
 
+static KvCache *cpu_kv_open(Device *d, int rows, int max_len, int max_step, int verbose)
+{
+    (void)verbose;
+    return model_kv_open(d->host, rows, max_len, max_step);
+}
+static void cpu_kv_close(Device *d, KvCache *kv) { model_kv_free(kv); }
+static const float *cpu_step(Device *d, KvCache *kv, const uint32_t *tokens, const int *rows, int n, const BalanceOptions *bo)
+{
+    return model_step(d->host, kv, tokens, rows, n, bo);
+}
+
 const DeviceOps cpu_device_ops = {
     .name = "cpu", .open = cpu_open, .close = cpu_close, .set_state = cpu_set_state, .get_state = cpu_get_state,
     .forward = cpu_forward, .logits = cpu_logits, .backward = cpu_backward, .zero_grads = cpu_zero_grads,
     .grad_norm = cpu_grad_norm, .adamw = cpu_adamw, .route_sums = cpu_route_sums,
+    .kv_open = cpu_kv_open, .kv_close = cpu_kv_close, .step = cpu_step,
 };
 
 /* ---- the choice ------------------------------------------------------------------------------ */

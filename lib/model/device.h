@@ -18,7 +18,9 @@
 #include <stdint.h>
 
 #include "model/adamw.h"
+#include "model/kvcache.h"
 #include "model/model.h"
+#include "base/base.h"
 
 /* ---- the GPU's kernel paths: chosen once, before the model is built --------------- */
 
@@ -66,6 +68,13 @@ typedef struct {
     void (*adamw)(Device *d, const AdamWStep *s);
     /* layer l's routing in the last forward, summed over its tokens */
     RouteSums (*route_sums)(Device *d, int layer);
+    /* Inference with a key-value cache (model/kvcache.h): a cache of `rows`
+     * sequences of up to max_len tokens, steps of up to max_step tokens;
+     * a step's logits [groups, V] on the host, valid until the next step.
+     * Prints the memory it takes when verbose. */
+    KvCache *(*kv_open)(Device *d, int rows, int max_len, int max_step, int verbose);
+    void (*kv_close)(Device *d, KvCache *kv);
+    const float *(*step)(Device *d, KvCache *kv, const uint32_t *tokens, const int *rows, int n, const BalanceOptions *bo);
 } DeviceOps;
 
 struct Device {
@@ -100,5 +109,16 @@ static inline void device_set_state(Device *d, const float *params, const float 
 static inline void device_get_state(Device *d, float *params, float *moments) { d->ops->get_state(d, params, moments); }
 static inline void device_close(Device *d) { if (d) d->ops->close(d); }
 static inline RouteSums device_route_sums(Device *d, int layer) { return d->ops->route_sums(d, layer); }
+static inline KvCache *device_kv_open(Device *d, int rows, int max_len, int max_step, int verbose)
+{
+    if (!d->ops->kv_open) die("the %s device has no key-value cache in this build", d->ops->name);
+    return d->ops->kv_open(d, rows, max_len, max_step, verbose);
+}
+static inline void device_kv_close(Device *d, KvCache *kv) { if (kv) d->ops->kv_close(d, kv); }
+static inline const float *device_step(Device *d, KvCache *kv, const uint32_t *tokens, const int *rows, int n,
+                                       const BalanceOptions *bo)
+{
+    return d->ops->step(d, kv, tokens, rows, n, bo);
+}
 
 #endif
