@@ -261,3 +261,41 @@ int json_has_nul_escape(const char *buf, size_t len)
     }
     return 0;
 }
+
+/* The length of the valid UTF-8 sequence at s[n] (RFC 3629: no overlong
+ * forms, no surrogates, at most U+10FFFF), or 0. */
+static size_t utf8_valid_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    if (!len || len > n) return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) || (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f))
+        return 0;
+    return len;
+}
+
+void json_write_bytes(FILE *f, const void *bytes, size_t n, const char *name)
+{
+    const unsigned char *s = bytes;
+    fputc('"', f);
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_valid_len(s + i, n - i);
+        if (len == 0) {
+            fputs("\\ufffd", f);
+            i++;
+            continue;
+        }
+        unsigned char c = s[i];
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c == '\n') fputs("\\n", f);
+        else if (c == '\t') fputs("\\t", f);
+        else if (c == '\r') fputs("\\r", f);
+        else if (c < 0x20 || c == 0x7f) fprintf(f, "\\u%04x", c);
+        else fwrite(s + i, 1, len, f);
+        i += len;
+    }
+    fputc('"', f);
+    if (ferror(f)) die("%s: write error", name);
+}

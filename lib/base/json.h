@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Parse a whole file of at most JSON_MAX_BYTES; dies naming the file and
  * the byte offset of the error. */
@@ -67,6 +68,13 @@ void json_add_bool(cJSON *obj, const char *key, int v);
 void json_add_hex64(cJSON *obj, const char *key, uint64_t v);
 void json_add(cJSON *obj, const char *key, cJSON *item);
 void json_push(cJSON *arr, cJSON *item);
+
+/* bytes[n] as a JSON string on f: valid UTF-8 as it is, '"', '\\' and
+ * control characters escaped (NUL too: cJSON's strings would end there),
+ * each byte that is no part of valid UTF-8 as \ufffd (U+FFFD, as Python's
+ * errors="replace"), so that any bytes make valid JSON; `name` names f in
+ * an error. */
+void json_write_bytes(FILE *f, const void *bytes, size_t n, const char *name);
 
 /* Does this raw JSON text contain a \u0000 escape (which cJSON would cut at)? */
 int json_has_nul_escape(const char *buf, size_t len);

@@ -2,6 +2,7 @@
 #include "text/chat.h"
 #include "base/base.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,4 +74,32 @@ void chat_encode(const Tokenizer *tok, const ChatMessage *messages, size_t n, in
         push(ids, mask, mask_cap, start, train_all);
         push_text(tok, "assistant\n", 10, train_all ? 0 : (size_t)-1, ids, mask, mask_cap);
     }
+}
+
+size_t chat_messages_from_json(const cJSON *arr, ChatMessage **m, size_t *cap, char *why, size_t why_len)
+{
+    size_t n = 0;
+    if (!cJSON_IsArray(arr)) {
+        snprintf(why, why_len, "\"messages\" is not an array");
+        return 0;
+    }
+    for (const cJSON *e = arr->child; e; e = e->next, n++) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(e, "role"), *content = cJSON_GetObjectItemCaseSensitive(e, "content");
+        if (n == *cap) *m = xrealloc(*m, (*cap = 2 * *cap + 8) * sizeof **m);
+        if (!cJSON_IsString(role)) {
+            snprintf(why, why_len, "message %zu has no string \"role\"", n + 1);
+            return 0;
+        }
+        if (chat_role_parse(role->valuestring, &(*m)[n].role)) {
+            snprintf(why, why_len, "message %zu: unknown role \"%.40s\" (system, user or assistant)", n + 1, role->valuestring);
+            return 0;
+        }
+        if (!cJSON_IsString(content)) {
+            snprintf(why, why_len, "message %zu: \"content\" is not a string", n + 1);
+            return 0;
+        }
+        (*m)[n].content = content->valuestring;
+    }
+    if (!n) snprintf(why, why_len, "no messages");
+    return n;
 }

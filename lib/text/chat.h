@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/json.h"
 #include "text/tokenizer.h"
 
 #define CHAT_START "<|im_start|>"
@@ -41,5 +42,10 @@ void chat_check_tokenizer(const Tokenizer *tok, const char *what);
  * to mask (when non-NULL; one byte a token) 1 where the model learns. */
 void chat_encode(const Tokenizer *tok, const ChatMessage *messages, size_t n, int add_generation_prompt, int train_all,
                  TokIds *ids, uint8_t **mask, size_t *mask_cap);
+
+/* A JSON array of {"role", "content"} objects (a "messages" list) into
+ * (*m)[n], grown as needed, the contents pointing into arr; returns n, or
+ * 0 with why[why_len] saying what is wrong (naming the message). */
+size_t chat_messages_from_json(const cJSON *arr, ChatMessage **m, size_t *cap, char *why, size_t why_len);
 
 #endif
