@@ -6,7 +6,11 @@ checks, printing TAP:
   - the safetensors library opens every exported file; the header follows the spec
   - AutoModelForCausalLM loads it: logits equal sigma's CPU forward (fp32, 1e-4)
   - AutoTokenizer loads tokenizer.json: ids equal sigma-tokenize's on real text
-  - greedy generation of 32 tokens is identical to sigma-generate's
+  - greedy generation of 64 tokens over several prompts of different lengths,
+    batched together by sigma-generate --jsonl, is identical to transformers'
+    generate(do_sample=False), prompt by prompt; so is the one-prompt path
+  - the logits of each of those 64 steps through sigma's key-value cache equal
+    transformers' (output_logits) to 1e-4 relative
   - the bf16 export loads and agrees with sigma at bf16 precision
 """
 import glob, json, os, struct, subprocess, sys, tempfile
@@ -83,13 +87,34 @@ sl = np.frombuffer(raw, dtype=np.float32).reshape(len(prompt), -1)
 err = float(np.abs(sl - hl).max() / np.abs(hl).max())
 ok(err < 1e-4, f"logits over {len(prompt)} tokens of real text equal sigma's CPU forward (relative error {err:.2g})")
 eot = htok.convert_tokens_to_ids("<|endoftext|>")
-start = "Everyone is permitted to copy and distribute"
-p = [eot] + htok.encode(start, add_special_tokens=False)
-with torch.no_grad():
-    g = model.generate(torch.tensor([p]), max_new_tokens=32, do_sample=False, eos_token_id=None, pad_token_id=eot)[0, len(p):].tolist()
-s = [int(x) for x in run("sigma-generate", run_dir, "-t", tok, "-p", start, "-n", "32", "--ids", "--keep-going").split()]
-ok(g == s, "greedy generation of 32 tokens is identical")
-if g != s: print("# hf   ", g, "\n# sigma", s, "\n# prompt", p)
+# prompts of different lengths (the empty one a new document), each after an
+# end-of-text token as sigma-generate puts it; transformers one at a time
+starts = ["Everyone is permitted to copy and distribute", "", "The", text[400:850], text[1200:1400]]
+hf = {}
+for st in starts:
+    p = [eot] + htok.encode(st, add_special_tokens=False)
+    ids = torch.tensor([p])   # the mask given: generate would take the end-of-text token, its pad, for padding
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=64, do_sample=False, eos_token_id=None,
+                             pad_token_id=eot, output_logits=True, return_dict_in_generate=True)
+    hf[st] = (p, out.sequences[0, len(p):].tolist(), torch.cat(out.logits).numpy())
+lines = "".join(json.dumps({"prompt": st}) + "\n" for st in starts)
+got = [json.loads(l) for l in run("sigma-generate", run_dir, "-t", tok, "--jsonl", "--ids", "--keep-going", "-n", "64", "--batch", "3",
+                                  "-q", input=lines.encode()).decode().splitlines()]
+same = [g["ids"] == hf[st][1] for g, st in zip(got, starts)]
+ok(len(got) == len(starts) and all(same),
+   f"greedy generation of 64 tokens over {len(starts)} prompts of {sorted(len(hf[st][0]) for st in starts)} tokens, batched, is identical")
+for g, st in zip(got, starts):
+    if g["ids"] != hf[st][1]: print("# prompt", hf[st][0], "\n# hf   ", hf[st][1], "\n# sigma", g["ids"])
+s = [int(x) for x in run("sigma-generate", run_dir, "-t", tok, "-p", starts[0], "-n", "64", "--ids", "--keep-going").split()]
+ok(s == hf[starts[0]][1], "and so is one prompt's")
+worst = 0.0
+for st in starts:
+    p, _, hl = hf[st]
+    raw = subprocess.run([os.path.join(TESTBIN, "kv_logits"), run_dir, "64"] + [str(i) for i in p], check=True, capture_output=True).stdout
+    kl = np.frombuffer(raw, dtype=np.float32).reshape(64, -1)
+    worst = max(worst, float(np.abs(kl - hl).max() / np.abs(hl).max()))
+ok(worst < 1e-4, f"the logits of each of the 64 steps through the key-value cache equal transformers' (relative error {worst:.2g})")
 m16 = AutoModelForCausalLM.from_pretrained(hf16, dtype=torch.float32).eval()
 with torch.no_grad():
     h16 = m16(torch.tensor([prompt])).logits[0].numpy()
