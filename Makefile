@@ -174,8 +174,8 @@ $(O)/tests/%: $(O)/tests/gpu/%.o $(LIBSIGMA)
 # CUDA core's logic on machines without a GPU: the hand-written kernels
 # against their references, and the whole CUDA model against the CPU's.
 ifneq ($(CUDA_LDLIBS),)
-EMU_TESTS := $(O)/tests/grouped_emu $(O)/tests/attention_emu $(O)/tests/gpu_check_emu
-EMU_PROGS := $(O)/tests/sigma-pretrain-emu $(O)/tests/sigma-eval-emu   # for tests/pretrain_emu.t, tests/eval.t
+EMU_TESTS := $(O)/tests/grouped_emu $(O)/tests/attention_emu $(O)/tests/gpu_check_emu $(O)/tests/kv_check_emu
+EMU_PROGS := $(O)/tests/sigma-pretrain-emu $(O)/tests/sigma-eval-emu $(O)/tests/sigma-generate-emu   # for tests/pretrain_emu.t, tests/eval.t, tests/generate_emu.t
 EMU_OBJ   := $(CUDA_SRC:%.cu=$(O)/emu/%.o)
 EMU_FLAGS := -std=c++17 -O2 -g -U_FORTIFY_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas \
              $(if $(filter 1,$(WERROR)),-Werror) -include tests/emu/cuda_emu.h -Ilib -I$(CUDA_HOME)/include
@@ -187,9 +187,14 @@ $(O)/emu/tests/gpu_check.o: tests/gpu/gpu_check.c
 	$(CC) $(CFLAGS) -DSIGMA_EMU -c $< -o $@
 $(O)/tests/grouped_emu: tests/gpu/grouped_check.cu tests/gpu/bank_check.h $(O)/emu/lib/cuda/grouped.o
 $(O)/tests/attention_emu: tests/gpu/attention_check.cu tests/gpu/bank_check.h $(O)/emu/lib/cuda/flash.o
+$(O)/emu/tests/kv_check.o: tests/gpu/kv_check.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -DSIGMA_EMU -c $< -o $@
 $(O)/tests/gpu_check_emu: $(O)/emu/tests/gpu_check.o $(EMU_OBJ)
+$(O)/tests/kv_check_emu: $(O)/emu/tests/kv_check.o $(EMU_OBJ)
 $(O)/tests/sigma-pretrain-emu: $(O)/bin/sigma-pretrain.o $(EMU_OBJ)
 $(O)/tests/sigma-eval-emu: $(O)/bin/sigma-eval.o $(EMU_OBJ)
+$(O)/tests/sigma-generate-emu: $(O)/bin/sigma-generate.o $(EMU_OBJ)
 $(EMU_TESTS) $(EMU_PROGS): tests/emu/cuda_emu.h $(wildcard lib/cuda/*.cuh lib/cuda/*.h) $(LIBSIGMA)
 	@mkdir -p $(@D)
 	$(CXX) $(EMU_FLAGS) $(if $(filter %.cu,$^),-x c++ $(filter %.cu,$^) -x none) $(filter %.o,$^) $(LDFLAGS) $(LIBSIGMA) \
@@ -255,6 +260,7 @@ gpu-progs: all $(GPU_PROGS) $(HELPERS) cuda-check
 test-gpu: gpu-progs
 	@if ! nvidia-smi >/dev/null 2>&1; then echo "test-gpu: no GPU visible (nvidia-smi failed)"; exit 1; fi
 	SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) tests/run $(O)/tests/grouped_check $(O)/tests/attention_check $(O)/tests/gpu_check \
+	    $(O)/tests/kv_check \
 	    -- tests/gpu/*.t
 
 # Proves the CUDA path: a small kernel compiled with the project's flags, run

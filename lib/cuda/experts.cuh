@@ -261,4 +261,73 @@ static void combine_backward(bf16 *dye, float *dpsel, const float *dout, const b
     LAUNCHED();
 }
 
+// ---------------------------------------------------------------- a step's few rows (inference)
+
+// A decode step routes a token or a few: each assignment's expert is read
+// once, for its one row, a matrix-vector product whose cost is the
+// weights' bytes. So no sort and no gather: the products go straight from
+// sel[A] to each assignment's expert, a warp per output row, 16-byte loads
+// where the rows allow them.
+
+// Eight bf16 as one 16-byte load: a union, so that reading the halves of
+// what was loaded as a whole is defined (the CPU emulation's host compiler
+// would otherwise drop the load under strict aliasing).
+union Bf16x8 {
+    uint4 v;
+    bf16 h[8];
+};
+
+// sum over i < C of w[i] * x[i] (bf16), this lane's share; the warp sums.
+__device__ static inline float row_dot_part(const bf16 *w, const bf16 *x, int C, int lane)
+{
+    float s = 0;
+    if (C % 8 == 0 && (((uintptr_t)w | (uintptr_t)x) & 15) == 0) {
+        for (int i = lane * 8; i < C; i += 32 * 8) {
+            Bf16x8 wv, xv;
+            wv.v = *(const uint4 *)(w + i);
+            xv.v = *(const uint4 *)(x + i);
+            for (int j = 0; j < 8; j++) s += to_f(wv.h[j]) * to_f(xv.h[j]);
+        }
+    } else {
+        for (int i = lane; i < C; i += 32) s += to_f(w[i]) * to_f(x[i]);
+    }
+    return s;
+}
+
+// act[a, r] = silu(gate_e[r] . u[a / k]) * (up_e[r] . u[a / k]), e = sel[a]:
+// one warp per (assignment, r < de); grid.y = assignments.
+static __global__ void experts_rows_up_kernel(bf16 *act, const bf16 *u, const bf16 *w, long w_stride, const int *sel, int k, int d,
+                                              int de)
+{
+    int a = blockIdx.y, r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (r >= de) return;
+    const bf16 *we = w + sel[a] * w_stride, *x = u + (long)(a / k) * d;
+    float g = warp_sum(row_dot_part(we + (long)r * d, x, d, lane)), up = warp_sum(row_dot_part(we + (long)(de + r) * d, x, d, lane));
+    if (lane == 0) act[(long)a * de + r] = __float2bfloat16(g / (1.0f + expf(-g)) * up);
+}
+
+// ye[a, r] = down_e[r] . act[a], e = sel[a]: one warp per (assignment, r < d).
+static __global__ void experts_rows_down_kernel(bf16 *ye, const bf16 *act, const bf16 *w, long w_stride, const int *sel, int d, int de)
+{
+    int a = blockIdx.y, r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (r >= d) return;
+    const bf16 *wd = w + sel[a] * w_stride + (long)2 * de * d;
+    float y = warp_sum(row_dot_part(wd + (long)r * de, act + (long)a * de, de, lane));
+    if (lane == 0) ye[(long)a * d + r] = __float2bfloat16(y);
+}
+
+// The experts of A = N*k assignments, each its own expert's SwiGLU MLP on
+// its token's row of u[N, d]: ye[A, d] (bf16, in assignment order: combine
+// with row[a] = a), act[A, de] scratch; w the layer's expert blocks (bf16,
+// w_stride = 3 de d apart), sel[A] the router's choices.
+static void experts_rows_forward(bf16 *ye, bf16 *act, const bf16 *u, const bf16 *w, const int *sel, int A, int k, int d, int de,
+                                 GpuCtx ctx)
+{
+    if (A > 65535) BUG("%d assignments in one step: the grid holds 65535", A);
+    long stride = (long)3 * de * d;
+    LAUNCH(experts_rows_up_kernel, dim3(cdiv(de, 8), A), 256, 0, ctx.stream, act, u, w, stride, sel, k, d, de);
+    LAUNCH(experts_rows_down_kernel, dim3(cdiv(d, 8), A), 256, 0, ctx.stream, ye, act, w, stride, sel, d, de);
+    LAUNCHED();
+}
+
 #endif

@@ -59,9 +59,28 @@ static double cuda_grad_norm(Device *d) { return gpu_model_grad_norm(gpu(d)); }
 static void cuda_adamw(Device *d, const AdamWStep *s) { gpu_model_adamw(gpu(d), s); }
 static RouteSums cuda_route_sums(Device *d, int layer) { return gpu_model_route_sums(gpu(d), layer); }
 
+static KvCache *cuda_kv_open(Device *d, int rows, int max_len, int max_step, int verbose)
+{
+    KvCache *kv = (KvCache *)xmalloc(sizeof *kv);
+    kv_cache_init(kv, &d->host->cfg, rows, max_len, max_step);
+    gpu_model_kv_open(gpu(d), kv, verbose);
+    return kv;
+}
+static void cuda_kv_close(Device *d, KvCache *kv)
+{
+    gpu_model_kv_free(gpu(d), kv);
+    kv_cache_free_host(kv);
+    free(kv);
+}
+static const float *cuda_step(Device *d, KvCache *kv, const uint32_t *tokens, const int *rows, int n, const BalanceOptions *bo)
+{
+    Model *m = d->host;
+    return gpu_model_step(gpu(d), kv, &m->cfg, tokens, rows, n, bo, m->expert_bias);
+}
+
 // in DeviceOps's order (C++17 has no designated initializers)
 extern "C" const DeviceOps cuda_device_ops = {
     "cuda", cuda_open, cuda_close, cuda_set_state, cuda_get_state, cuda_forward,
     cuda_logits, cuda_backward, cuda_zero_grads, cuda_grad_norm, cuda_adamw, cuda_route_sums,
-    NULL, NULL, NULL,   // no key-value cache yet
+    cuda_kv_open, cuda_kv_close, cuda_step,
 };

@@ -41,6 +41,7 @@
 #include "cuda/attention.cuh"
 #include "cuda/embedding.cuh"
 #include "cuda/experts.cuh"
+#include "cuda/kvattention.cuh"
 #include "cuda/loss.cuh"
 #include "cuda/matmul.cuh"
 #include "cuda/rmsnorm.cuh"
@@ -56,6 +57,7 @@
 
 extern "C" {
 #include "model/device.h"
+#include "model/kvcache.h"
 #include "model/route.h"
 }
 
@@ -861,4 +863,153 @@ extern "C" double gpu_gemm_peak_tflops(int n)
     CUBLAS_CHECK(cublasDestroy(ctx.blas));
     CUDA_CHECK(cudaStreamDestroy(ctx.stream));
     return 2.0 * n * (double)n * n * reps / (ms * 1e-3) / 1e12;
+}
+
+// ---------------------------------------------------------------- inference: the key-value cache
+
+// The device's half of a KvCache (model/kvcache.h): the keys and values
+// (bf16, as the forward's k and v) and a step's scratch, one allocation. A
+// step runs the forward's layer kernels over its new tokens only, in
+// gpu_model_forward's order, with kvattention.cuh's attention against the
+// cache and experts.cuh's per-row experts (no sort: a step's few rows go
+// straight to their experts' weights). S = max_step tokens, A = S x the
+// largest k.
+typedef struct {
+    bf16 *k, *v;               // [L, rows, KV, max_len, hd]
+    float *cosv, *sinv;        // [max_len, hd/2]
+    int *in;                   // [3S + rows]: tokens, rows, positions, the groups' last tokens (one upload)
+    float *x, *h;              // [S, d] the residual stream, after the attention
+    bf16 *ln;                  // [S, d] normed
+    float *rs;                 // [S]
+    bf16 *qkv;                 // [S, qd + 2 kvd]
+    bf16 *qr, *kr;             // [S, qd], [S, kvd] normed and rotated
+    float *qrs, *krs;          // [S*H], [S*KV]
+    bf16 *ao;                  // [S, qd]
+    float *z, *p, *lse, *scal; // [S, E], [S, E], [S], [S, 3]
+    double *stats;             // [2E + 3] (the router's statistics, unused here)
+    int *sel, *ident;          // [A] the router's choices; 0 .. A-1, combine's rows
+    bf16 *act, *ye;            // [A, de], [A, d]
+    bf16 *lnf;                 // [rows, d] the groups' last tokens, normed
+    float *logits;             // [rows, V]
+    float *bias;               // [L*E]
+    char *base;
+    int *h_in;                 // host: [3S + rows]
+    float *h_logits;           // host: [rows, V]
+} GpuKv;
+
+static size_t kv_carve(GpuKv *s, const Config *c, const KvCache *kv, char *base)
+{
+    size_t S = kv->max_step, R = kv->rows, d = c->d_model, hd = c->head_dim, H = c->n_heads, KV = c->n_kv_heads;
+    size_t qd = H * hd, kvd = KV * hd, E = c->n_experts, de = c->d_expert, L = c->n_layers, kmax = 0, off = 0;
+    for (size_t l = 0; l < L; l++) kmax = (size_t)c->top_k[l] > kmax ? (size_t)c->top_k[l] : kmax;
+    size_t A = S * kmax, cache = L * R * kvd * kv->max_len;
+#define AT(ptr, type, n)                                   \
+    do {                                                   \
+        off = (off + 255) & ~(size_t)255;                  \
+        if (base) ptr = (type *)(void *)(base + off);      \
+        off += (n) * sizeof(type);                         \
+    } while (0)
+    AT(s->k, bf16, cache); AT(s->v, bf16, cache);
+    AT(s->cosv, float, kv->max_len * hd / 2); AT(s->sinv, float, kv->max_len * hd / 2);
+    AT(s->in, int, 3 * S + R);
+    AT(s->x, float, S * d); AT(s->h, float, S * d); AT(s->ln, bf16, S * d); AT(s->rs, float, S);
+    AT(s->qkv, bf16, S * (qd + 2 * kvd)); AT(s->qr, bf16, S * qd); AT(s->kr, bf16, S * kvd);
+    AT(s->qrs, float, S * H); AT(s->krs, float, S * KV); AT(s->ao, bf16, S * qd);
+    AT(s->z, float, S * E); AT(s->p, float, S * E); AT(s->lse, float, S); AT(s->scal, float, S * 3); AT(s->stats, double, 2 * E + 3);
+    AT(s->sel, int, A); AT(s->ident, int, A); AT(s->act, bf16, A * de); AT(s->ye, bf16, A * d);
+    AT(s->lnf, bf16, R * d); AT(s->logits, float, R * c->vocab_size); AT(s->bias, float, L * E);
+#undef AT
+    return off;
+}
+
+extern "C" void gpu_model_kv_open(GpuModel *g, KvCache *kv, int verbose)
+{
+    const Config *c = &g->alloc;
+    GpuKv *s = (GpuKv *)xcalloc(1, sizeof *s);
+    size_t bytes = kv_carve(s, c, kv, NULL);
+    CUDA_CHECK(cudaMalloc(&s->base, bytes));
+    kv_carve(s, c, kv, s->base);
+    kv->bytes = (size_t)kv->rows * kv->max_len * c->n_layers * c->n_kv_heads * c->head_dim * 2 * sizeof(bf16);
+    if (verbose) info("gpu memory: %-40s %9.3f GiB (the keys and values %.3f)", "key-value cache and a step's scratch", bytes / 1073741824.0,
+                      kv->bytes / 1073741824.0);
+    size_t half = c->head_dim / 2, A = 0;
+    for (int l = 0; l < c->n_layers; l++) A = (size_t)c->top_k[l] > A ? (size_t)c->top_k[l] : A;
+    A *= (size_t)kv->max_step;
+    float *cs = (float *)xmalloc(kv->max_len * half * sizeof(float)), *sn = (float *)xmalloc(kv->max_len * half * sizeof(float));
+    rope_tables(cs, sn, c, kv->max_len);
+    int *ident = (int *)xmalloc(A * sizeof(int));
+    for (size_t i = 0; i < A; i++) ident[i] = (int)i;
+    copy_to_device(s->cosv, cs, kv->max_len * half * sizeof(float), g->ctx);
+    copy_to_device(s->sinv, sn, kv->max_len * half * sizeof(float), g->ctx);
+    copy_to_device(s->ident, ident, A * sizeof(int), g->ctx);
+    CUDA_CHECK(cudaStreamSynchronize(g->ctx.stream));   // before the host buffers go
+    free(cs);
+    free(sn);
+    free(ident);
+    s->h_in = (int *)xmalloc((3 * (size_t)kv->max_step + kv->rows) * sizeof(int));
+    s->h_logits = (float *)xmalloc((size_t)kv->rows * c->vocab_size * sizeof(float));
+    kv->impl = s;
+}
+
+extern "C" void gpu_model_kv_free(GpuModel *g, KvCache *kv)
+{
+    GpuKv *s = (GpuKv *)kv->impl;
+    if (!s) return;
+    CUDA_CHECK(cudaStreamSynchronize(g->ctx.stream));
+    CUDA_CHECK(cudaFree(s->base));
+    free(s->h_in);
+    free(s->h_logits);
+    free(s);
+    kv->impl = NULL;
+}
+
+extern "C" const float *gpu_model_step(GpuModel *g, KvCache *kv, const Config *cfg, const uint32_t *tokens, const int *rows, int n,
+                                       const BalanceOptions *bo, const float *expert_bias)
+{
+    GpuKv *s = (GpuKv *)kv->impl;
+    const Config *c = &g->alloc;
+    const int d = c->d_model, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kvd = KV * hd, qkv = qd + 2 * kvd;
+    const int E = c->n_experts, de = c->d_expert, V = c->vocab_size, L = c->n_layers, S = kv->max_step, W = kv->max_len;
+    const GpuCtx ctx = g->ctx;
+    int *h_tok = s->h_in, *h_rows = s->h_in + S, *h_pos = s->h_in + 2 * S, *h_last = s->h_in + 3 * S;
+    int groups = kv_plan(kv, rows, n, h_pos, h_last);
+    for (int t = 0; t < n; t++) {
+        if (tokens[t] >= (uint32_t)V) die("token %u is outside the model's vocabulary of %d", tokens[t], V);
+        h_tok[t] = (int)tokens[t];
+        h_rows[t] = rows[t];
+    }
+    copy_to_device(s->in, s->h_in, (3 * (size_t)S + kv->rows) * sizeof(int), ctx);   // h_in waits for this step's copy_to_host
+    const uint32_t *d_tok = (const uint32_t *)s->in;
+    const int *d_rows = s->in + S, *d_pos = s->in + 2 * S, *d_last = s->in + 3 * S;
+    int with_bias = balance_uses_bias(bo);
+    if (with_bias) copy_to_device(s->bias, expert_bias, (size_t)L * E * sizeof(float), ctx);
+    embedding_forward(s->x, d_tok, g->params + g->embed, n, d, ctx);
+    for (int l = 0; l < L; l++) {
+        const LayerOffsets *o = &g->lo[l];
+        int k = cfg->top_k[l];
+        if (k > c->top_k[l]) BUG("layer %d at top-%d, the buffers hold top-%d", l, k, c->top_k[l]);
+        size_t at = (size_t)l * kv->rows * kvd * W;
+        // attention block: the new keys and values join the cache first, so that a prefill's tokens see each other
+        rmsnorm_forward(s->ln, s->rs, s->x, g->params + o->ln1, n, d, c->norm_eps, ctx);
+        linear_forward(s->qkv, CUDA_R_16BF, s->ln, g->params_bf + o->wqkv, n, d, qkv, 0.0f, ctx);
+        qknorm_rope_forward(s->qr, s->qrs, s->qkv, qkv, g->params + o->qnorm, s->cosv, s->sinv, d_pos, n, W, H, hd, c->norm_eps, ctx);
+        qknorm_rope_forward(s->kr, s->krs, s->qkv + qd, qkv, g->params + o->knorm, s->cosv, s->sinv, d_pos, n, W, KV, hd, c->norm_eps,
+                            ctx);
+        kv_append(s->k + at, s->v + at, s->kr, s->qkv + qd + kvd, qkv, d_rows, d_pos, n, KV, hd, W, ctx);
+        attention_cached_forward(s->ao, s->qr, s->k + at, s->v + at, d_rows, d_pos, n, H, KV, hd, W, ctx);
+        CUDA_CHECK(cudaMemcpyAsync(s->h, s->x, (size_t)n * d * sizeof(float), cudaMemcpyDeviceToDevice, ctx.stream));
+        linear_forward(s->h, CUDA_R_32F, s->ao, g->params_bf + o->wo, n, qd, d, 1.0f, ctx);
+        // MoE block
+        rmsnorm_forward(s->ln, s->rs, s->h, g->params + o->ln2, n, d, c->norm_eps, ctx);
+        router_forward(s->z, s->p, s->lse, s->sel, NULL, s->scal, s->stats, s->ln, g->params_bf + o->router,
+                       with_bias ? s->bias + (size_t)l * E : NULL, n, d, E, k, 1.0f, ctx);
+        experts_rows_forward(s->ye, s->act, s->ln, g->params_bf + o->expert, s->sel, n * k, k, d, de, ctx);
+        combine_forward(s->x, s->h, s->ye, s->p, s->sel, s->ident, n, d, E, k, ctx);
+    }
+    // the head, over each row's last token only
+    rmsnorm_forward(s->ln, s->rs, s->x, g->params + g->norm, n, d, c->norm_eps, ctx);
+    gather_forward(s->lnf, s->ln, d_last, groups, d, 1, ctx);
+    linear_forward(s->logits, CUDA_R_32F, s->lnf, g->params_bf + g->head, groups, d, V, 0.0f, ctx);
+    copy_to_host(s->h_logits, s->logits, (size_t)groups * V * sizeof(float), ctx);
+    return s->h_logits;
 }

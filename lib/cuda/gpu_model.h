@@ -25,6 +25,7 @@ extern "C" {
 
 #include "model/adamw.h"
 #include "model/device.h"
+#include "model/kvcache.h"
 #include "model/model.h"
 
 typedef struct GpuModel GpuModel;
@@ -70,6 +71,16 @@ double gpu_model_grad_norm(GpuModel *g);
 void gpu_model_adamw(GpuModel *g, const AdamWStep *s);
 /* as model_route_sums for the last forward */
 RouteSums gpu_model_route_sums(const GpuModel *g, int layer);
+
+/* Inference with a key-value cache (model/kvcache.h): the device's half of
+ * kv (kv_cache_init'ed by the caller; kv->bytes becomes the bf16 cache's),
+ * its own buffers, apart from the forward's; and a step, as model_step, at
+ * cfg's top-k (at most alloc's), routing by expert_bias [L * E] where the
+ * balance kind is bias. The logits [groups, V] come back on the host. */
+void gpu_model_kv_open(GpuModel *g, KvCache *kv, int verbose);
+void gpu_model_kv_free(GpuModel *g, KvCache *kv);
+const float *gpu_model_step(GpuModel *g, KvCache *kv, const Config *cfg, const uint32_t *tokens, const int *rows, int n,
+                            const BalanceOptions *bo, const float *expert_bias);
 
 /* Tests: fill every activation and scratch buffer with NaN, so a kernel
  * that reads what no kernel wrote shows up. */

@@ -60,6 +60,11 @@ int kv_plan(KvCache *kv, const int *rows, int n, int *pos, int *last);
 
 /* ---- the CPU (model.c) -------------------------------------------------------- */
 
+/* The rotation's tables for positions 0 .. T-1, cos and sin [T, hd/2] of
+ * position x theta^(-2i/hd), computed in double and rounded: the forward's
+ * and every device's cache's. */
+void rope_tables(float *cosv, float *sinv, const Config *c, int T);
+
 /* A cache for m's config, with the scratch of steps of up to max_step tokens. */
 KvCache *model_kv_open(const Model *m, int rows, int max_len, int max_step);
 void model_kv_free(KvCache *kv);

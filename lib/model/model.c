@@ -650,10 +650,7 @@ static size_t activation_floats(const Config *c, const int *kcap, int B, int T, 
 
 /* ============================ model =================================== */
 
-/* The rotation's tables for positions 0 .. T-1: cos and sin [T, hd/2] of
- * position x theta^(-2i/hd), in double, then rounded (the GPU's are made
- * alike, cuda/gpu_model.cu). */
-static void rope_tables(float *cosv, float *sinv, const Config *c, int T)
+void rope_tables(float *cosv, float *sinv, const Config *c, int T)
 {
     int half = c->head_dim / 2;
     for (int t = 0; t < T; t++)

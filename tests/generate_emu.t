@@ -1,0 +1,25 @@
+#!/bin/sh
+# sigma-generate --device cuda on the CPU emulation of CUDA and cuBLAS
+# (tests/emu/cuda_emu.h): the key-value cache's GPU path through the device
+# table, on a machine without a GPU. A model trained on a repeated sentence
+# is confident enough that bf16 changes no greedy choice: the texts are the
+# CPU's. Slow (the emulation runs every thread of every block), so short.
+. "$(dirname "$0")/lib.sh"
+emu=${SIGMA_TESTBIN:-}/sigma-generate-emu
+if [ ! -x "$emu" ]; then echo "1..0 # SKIP no emulated build here (it needs the CUDA headers, and is left out of the sanitizer build)"; exit 0; fi
+
+i=0; : >"$T/text"
+while [ $i -lt 400 ]; do echo "the quick brown fox jumps over the lazy dog." >>"$T/text"; i=$((i + 1)); done
+sigma-tokenize train -q --vocab-size 300 --pattern gpt2 -o "$T/tok.txt" "$T/text" 2>/dev/null
+sigma-tokenize encode -q -t "$T/tok.txt" --lines "$T/text" | sigma-shard -q -o "$T/shards" --val-fraction 0
+sigma-pretrain -q --preset test --data "$T/shards" --out "$T/run" --seq-len 32 --micro-batch 8 --batch-tokens 256 \
+    --steps 60 --lr 1e-2 --warmup 5 --eval-every 0 --balance none
+cpu() { sigma-generate "$T/run" -t "$T/tok.txt" --device cpu -q "$@"; }
+gpu() { "$emu" "$T/run" -t "$T/tok.txt" --device cuda "$@"; }
+gpu -p "the quick brown" -n 12 --keep-going -v >"$T/gpu.out" 2>"$T/gpu.err"
+is "greedy text through the emulated GPU's cache is the CPU's" "$(cat "$T/gpu.out")" "$(cpu -p "the quick brown" -n 12 --keep-going)"
+ok "on the cuda device" grep -q "device: cuda" "$T/gpu.err"
+ok "its cache is bf16: half the CPU's bytes a token" grep -q "key-value cache: 1 rows x 15 tokens x 128 bytes" "$T/gpu.err"
+printf '{"prompt": "the"}\n{"prompt": "the quick brown fox jumps", "max_tokens": 5}\n{"prompt": "", "stop": "lazy"}\n' >"$T/in.jsonl"
+is "JSON Lines batched on the emulated GPU give the CPU's lines" "$(gpu --jsonl --batch 2 -q "$T/in.jsonl")" "$(cpu --jsonl "$T/in.jsonl")"
+done_testing
