@@ -118,6 +118,7 @@ uint32_t sample_next(Sampler *s, const float *logits, const SampleOptions *o, co
                      uint64_t *rng)
 {
     const int V = s->V;
+    if (!sample_draws(o) && o->repetition_penalty == 1) return (uint32_t)argmax(logits, V);   /* nothing to change first */
     float *x = s->x;
     memcpy(x, logits, (size_t)V * sizeof(float));
     if (o->repetition_penalty != 1) penalize(x, s->seen, history, n_history, V, (float)o->repetition_penalty);
