@@ -8,16 +8,20 @@
 // kernels and then their host launchers:
 //
 //   gpu_model.cu    the GpuModel: its buffers (carve), setup, the forward
-//                   and backward in model.c's order, profile
+//                   and backward in model.c's order, profile; the
+//                   key-value cache's step
 //   gpu_device.cu   the GpuModel behind the device table (model/device.h)
 //   embedding.cuh   token embedding, forward and backward
 //   rmsnorm.cuh     RMSNorm, and every norm's weight gradient
 //   rope.cuh        QK-norm + rotary embedding
 //   attention.cuh   causal attention: cuBLAS products around a softmax
 //                   kernel, or the fused kernels of flash.cu
+//   kvattention.cuh inference: a step's keys and values into the
+//                   key-value cache, and attention against it
 //   router.cuh      router softmax and top-k, balance statistics, backward
 //   experts.cuh     gather, the experts' products (per-expert cuBLAS over
-//                   side streams, or grouped.cu's kernels), combine
+//                   side streams, or grouped.cu's kernels), combine; a
+//                   decode step's rows straight to their experts
 //   loss.cuh        cross-entropy over the logits
 //   adamw.cuh       AdamW and the gradient norm
 //   matmul.cuh      cuBLAS products: gemm, gemm_batched, linear layers

@@ -5,10 +5,11 @@
 // forward and backward passes, which call the layers in model.c's order
 // and in reverse; the kernels and their launchers are in one header per
 // layer kind, included here (one translation unit, as llm.c's llmc/*.cuh):
-// embedding.cuh, rmsnorm.cuh, rope.cuh, attention.cuh, router.cuh,
-// experts.cuh, loss.cuh, adamw.cuh, over matmul.cuh and common.cuh (whose
-// opening comment lists every room). The layers take tensors, sizes and a
-// GpuCtx, never the GpuModel. N = B*T tokens, A = N*k (token, slot)
+// embedding.cuh, rmsnorm.cuh, rope.cuh, attention.cuh, kvattention.cuh,
+// router.cuh, experts.cuh, loss.cuh, adamw.cuh, over matmul.cuh and
+// common.cuh (whose opening comment lists every room). The layers take
+// tensors, sizes and a GpuCtx, never the GpuModel. At the end, the
+// key-value cache's step for inference (model/kvcache.h). N = B*T tokens, A = N*k (token, slot)
 // assignments, row-major throughout.
 //
 // Streams: the GpuModel owns a non-blocking main stream and its cuBLAS
