@@ -887,7 +887,6 @@ typedef struct {
     float *qrs, *krs;          // [S*H], [S*KV]
     bf16 *ao;                  // [S, qd]
     float *z, *p, *lse, *scal; // [S, E], [S, E], [S], [S, 3]
-    double *stats;             // [2E + 3] (the router's statistics, unused here)
     int *sel, *ident;          // [A] the router's choices; 0 .. A-1, combine's rows
     bf16 *act, *ye;            // [A, de], [A, d]
     bf16 *lnf;                 // [rows, d] the groups' last tokens, normed
@@ -916,7 +915,7 @@ static size_t kv_carve(GpuKv *s, const Config *c, const KvCache *kv, char *base)
     AT(s->x, float, S * d); AT(s->h, float, S * d); AT(s->ln, bf16, S * d); AT(s->rs, float, S);
     AT(s->qkv, bf16, S * (qd + 2 * kvd)); AT(s->qr, bf16, S * qd); AT(s->kr, bf16, S * kvd);
     AT(s->qrs, float, S * H); AT(s->krs, float, S * KV); AT(s->ao, bf16, S * qd);
-    AT(s->z, float, S * E); AT(s->p, float, S * E); AT(s->lse, float, S); AT(s->scal, float, S * 3); AT(s->stats, double, 2 * E + 3);
+    AT(s->z, float, S * E); AT(s->p, float, S * E); AT(s->lse, float, S); AT(s->scal, float, S * 3);
     AT(s->sel, int, A); AT(s->ident, int, A); AT(s->act, bf16, A * de); AT(s->ye, bf16, A * d);
     AT(s->lnf, bf16, R * d); AT(s->logits, float, R * c->vocab_size); AT(s->bias, float, L * E);
 #undef AT
@@ -1002,8 +1001,8 @@ extern "C" const float *gpu_model_step(GpuModel *g, KvCache *kv, const Config *c
         linear_forward(s->h, CUDA_R_32F, s->ao, g->params_bf + o->wo, n, qd, d, 1.0f, ctx);
         // MoE block
         rmsnorm_forward(s->ln, s->rs, s->h, g->params + o->ln2, n, d, c->norm_eps, ctx);
-        router_forward(s->z, s->p, s->lse, s->sel, NULL, s->scal, s->stats, s->ln, g->params_bf + o->router,
-                       with_bias ? s->bias + (size_t)l * E : NULL, n, d, E, k, 1.0f, ctx);
+        router_select(s->z, s->p, s->lse, s->sel, s->scal, s->ln, g->params_bf + o->router, with_bias ? s->bias + (size_t)l * E : NULL, n,
+                      d, E, k, ctx);
         experts_rows_forward(s->ye, s->act, s->ln, g->params_bf + o->expert, s->sel, n * k, k, d, de, ctx);
         combine_forward(s->x, s->h, s->ye, s->p, s->sel, s->ident, n, d, E, k, ctx);
     }

@@ -153,4 +153,15 @@ static void router_backward(float *dinp, float *dw, bf16 *dz, const float *dpsel
     linear_backward(dinp, 1.0f, dw, dz, inp, w, N, d, E, ctx);
 }
 
+// Inference: the logits z[N, E], probabilities p[N, E], lse[N], the top-k
+// choices sel[N*k] (by p + bias, optional) and scal[N, 3], as
+// router_forward, without the balance statistics no step needs.
+static void router_select(float *z, float *p, float *lse, int *sel, float *scal, const bf16 *inp, const bf16 *w, const float *bias,
+                          int N, int d, int E, int k, GpuCtx ctx)
+{
+    linear_forward(z, CUDA_R_32F, inp, w, N, d, E, 0.0f, ctx);
+    LAUNCH(router_forward_kernel, cdiv(N, 8), 256, 0, ctx.stream, p, lse, sel, (float *)NULL, scal, z, bias, N, E, k, 1.0f);
+    LAUNCHED();
+}
+
 #endif
