@@ -399,9 +399,15 @@ static void emit_json(const Run *run, Item *it)
     for (int i = 0; i < 3; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(it->echo, echo[i]);
         if (!v) continue;
-        char *s = json_print(v, 0);
-        printf("\"%s\":%s,", echo[i], s);
-        free(s);
+        printf("\"%s\":", echo[i]);
+        if (cJSON_IsString(v)) {   /* as valid UTF-8, as the completion */
+            json_write_bytes(stdout, v->valuestring, strlen(v->valuestring), "<stdout>");
+        } else {
+            char *s = json_print(v, 0);
+            fputs(s, stdout);
+            free(s);
+        }
+        putchar(',');
     }
     printf("\"completion\":");
     json_write_bytes(stdout, it->text.bytes, it->text.len, "<stdout>");

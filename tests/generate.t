@@ -105,8 +105,9 @@ fails_with "a prompt that is not a string" 1 "line 2: \"prompt\" is not a string
 g --jsonl --skip-bad "$T/bad3.jsonl" >"$T/skip.out" 2>"$T/skip.err"
 is "--skip-bad leaves the bad lines out" "$(jq -r .prompt "$T/skip.out")" "the"
 ok "and counts them" grep -q "skipped 4 bad lines" "$T/skip.err"
-ok "the output is valid JSON even for invalid UTF-8" sh -c \
-    "printf '{\"prompt\": \"the \\377\"}\n' | sigma-generate '$T/run' -t '$T/tok.txt' --jsonl -n 4 -q | jq -e .completion"
+printf '{"prompt": "the \377"}\n' | g --jsonl -n 4 -q >"$T/utf8.out"
+ok "the output is valid UTF-8 JSON even for invalid UTF-8 in" python3 -c "import json, sys; json.loads(open(sys.argv[1], 'rb').read().decode('utf-8'))" "$T/utf8.out"
+is "the prompt's invalid byte written as U+FFFD" "$(jq -r .prompt "$T/utf8.out")" "the $(printf '\357\277\275')"
 
 # ---- chat ---------------------------------------------------------------------------------
 # A model of a chat tokenizer, whose <|im_end|> row of the head is made a
