@@ -224,31 +224,53 @@ static void read_prompt(Item *it, const Opts *o, const Tokenizer *tok, const cha
     free(text);
 }
 
+/* A whole number from 0 to hi in a JSON line's field, or -1. */
+static double line_count(const cJSON *f, double hi)
+{
+    return cJSON_IsNumber(f) && f->valuedouble >= 0 && f->valuedouble <= hi && f->valuedouble == floor(f->valuedouble) ? f->valuedouble
+                                                                                                                        : -1;
+}
+
+/* A JSON line's "stop": a non-empty string or a list of them, pointing
+ * into the line (kept as the item's echo); 0 when bad. */
+static int line_stops(Item *it, const cJSON *f)
+{
+    int n = cJSON_IsString(f) ? 1 : cJSON_IsArray(f) ? cJSON_GetArraySize(f) : 0;
+    if (!n) return 0;
+    it->stop = xcalloc((size_t)n, sizeof *it->stop);
+    it->own_stop = 1;
+    it->n_stop = 0;
+    for (const cJSON *s = cJSON_IsString(f) ? f : f->child; s; s = cJSON_IsString(f) ? NULL : s->next) {
+        if (!cJSON_IsString(s) || !*s->valuestring) return 0;
+        it->stop[it->n_stop++] = s->valuestring;
+    }
+    return 1;
+}
+
 /* A JSON line's own options over the command line's: max_tokens, seed,
- * stop (a string or a list of them) and sample.h's. 0 when bad (and skipped). */
+ * stop and sample.h's; other fields are the line's business. 0 when bad
+ * (and skipped). */
 static int read_line_options(LineSource *src, const cJSON *j, Item *it)
 {
     for (const cJSON *f = j->child; f; f = f->next) {
+        const char *key = f->string;
         int known;
-        const char *err = cJSON_IsNumber(f) ? sample_set(&it->spec.sample, f->string, f->valuedouble, &known) : NULL;
-        if (!cJSON_IsNumber(f)) sample_set(&it->spec.sample, f->string, 0, &known), known = known ? -1 : -2;
-        if (known == -2) return line_bad(src, "\"%s\" is not a number", f->string);
-        if (err) return line_bad(src, "\"%s\" %s", f->string, err);
-        if (known == 0) continue;
-        if (!strcmp(f->string, "max_tokens") || !strcmp(f->string, "seed")) {
-            double v = cJSON_IsNumber(f) ? f->valuedouble : -1, hi = !strcmp(f->string, "seed") ? 9007199254740992.0 : 1 << 24;
-            if (v < 0 || v > hi || v != floor(v)) return line_bad(src, "\"%s\" must be a whole number from 0 to %.0f", f->string, hi);
-            *(f->string[0] == 's' ? &it->spec.rng : &it->spec.max_tokens) = (uint64_t)v;
-        } else if (!strcmp(f->string, "stop")) {
-            int n = cJSON_IsString(f) ? 1 : cJSON_IsArray(f) ? cJSON_GetArraySize(f) : -1;
-            it->stop = xcalloc((size_t)(n > 0 ? n : 1), sizeof *it->stop);
-            it->own_stop = 1;
-            it->n_stop = 0;
-            for (const cJSON *s = cJSON_IsString(f) ? f : n > 0 ? f->child : NULL; s; s = cJSON_IsString(f) ? NULL : s->next) {
-                if (!cJSON_IsString(s) || !*s->valuestring) return line_bad(src, "\"stop\" must be a non-empty string or a list of them");
-                it->stop[it->n_stop++] = s->valuestring;   /* into it->echo's copy of the line: see read_jsonl */
-            }
-            if (n < 0) return line_bad(src, "\"stop\" must be a non-empty string or a list of them");
+        SampleOptions probe = it->spec.sample;
+        const char *err = sample_set(&probe, key, cJSON_IsNumber(f) ? f->valuedouble : 0, &known);
+        if (known == 0) {   /* a sampling option */
+            if (!cJSON_IsNumber(f)) return line_bad(src, "\"%s\" is not a number", key);
+            if (err) return line_bad(src, "\"%s\" %s", key, err);
+            it->spec.sample = probe;
+        } else if (!strcmp(key, "max_tokens")) {
+            double v = line_count(f, 1 << 24);
+            if (v < 0) return line_bad(src, "\"max_tokens\" must be a whole number from 0 to %d", 1 << 24);
+            it->spec.max_tokens = (uint64_t)v;
+        } else if (!strcmp(key, "seed")) {
+            double v = line_count(f, 9007199254740992.0);
+            if (v < 0) return line_bad(src, "\"seed\" must be a whole number from 0 to 2^53");
+            it->spec.rng = (uint64_t)v;
+        } else if (!strcmp(key, "stop") && !line_stops(it, f)) {
+            return line_bad(src, "\"stop\" must be a non-empty string or a list of them");
         }
     }
     return 1;
