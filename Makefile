@@ -141,7 +141,7 @@ $(LIBSIGMA): $(LIB_OBJ)
 
 # the tools that reach a model through the device table (model/device.h)
 # hold the CUDA core and link CUDA's libraries
-DEVICE_TOOLS := sigma-pretrain sigma-eval
+DEVICE_TOOLS := sigma-pretrain sigma-sft sigma-eval
 $(BINDIR)/%: $(O)/bin/%.o $(LIBSIGMA)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $< $(LIBSIGMA) $(LDLIBS) $(if $(filter $(DEVICE_TOOLS),$(@F)),$(CUDA_LDLIBS)) -o $@

@@ -53,7 +53,7 @@ static Losses cuda_forward(Device *d, const uint32_t *inputs, const uint32_t *ta
 }
 
 static const float *cuda_logits(Device *d) { return gpu_model_logits(gpu(d)); }
-static void cuda_backward(Device *d, float scale) { gpu_model_backward(gpu(d), scale); }
+static void cuda_backward(Device *d, float ce_scale, float aux_scale) { gpu_model_backward(gpu(d), ce_scale, aux_scale); }
 static void cuda_zero_grads(Device *d) { gpu_model_zero_grads(gpu(d)); }
 static double cuda_grad_norm(Device *d) { return gpu_model_grad_norm(gpu(d)); }
 static void cuda_adamw(Device *d, const AdamWStep *s) { gpu_model_adamw(gpu(d), s); }

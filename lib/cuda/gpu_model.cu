@@ -722,7 +722,7 @@ extern "C" const int *gpu_model_selection(GpuModel *g, int layer, int *k)
 
 // ---------------------------------------------------------------- backward
 
-extern "C" void gpu_model_backward(GpuModel *g, float scale)
+extern "C" void gpu_model_backward(GpuModel *g, float ce_scale, float aux_scale)
 {
     const Config *c = &g->alloc;
     if (g->have_forward != 2) BUG("gpu_model_backward without a forward with targets");
@@ -731,12 +731,12 @@ extern "C" void gpu_model_backward(GpuModel *g, float scale)
     int have_mask = g->have_mask;
     const int *dpos = g->have_pos ? g->pos : NULL;   // the forward's positions
     const GpuCtx ctx = g->ctx;
-    upload_balance_coefficients(g, scale);   // first, while the stream is idle after the forward's last wait
+    upload_balance_coefficients(g, aux_scale);   // first, while the stream is idle after the forward's last wait
     phase(g, PH_LOSS);
     double msum = 0;
     for (int n = 0; n < N; n++) msum += have_mask ? g->h_mask[n] : 1.0;
     crossentropy_backward(g->dlogits, g->logits, g->lsef, g->targets, have_mask ? g->mask : NULL,
-                          msum > 0 ? (float)(scale / msum) : 0.0f, N, V, ctx);
+                          msum > 0 ? (float)(ce_scale / msum) : 0.0f, N, V, ctx);
     phase(g, PH_HEAD);
     linear_backward(g->dln, 0.0f, g->grads + g->head, g->dlogits, g->lnf, g->params_bf + g->head, N, d, V, ctx);
     phase(g, PH_NORM);
@@ -747,7 +747,7 @@ extern "C" void gpu_model_backward(GpuModel *g, float scale)
         LayerActs *a = &g->L[l];
         const LayerOffsets *o = &g->lo[l];
         // x[l+1] = h + moe(rms(h))
-        moe_backward(g, l, g->dx, scale);
+        moe_backward(g, l, g->dx, aux_scale);
         phase(g, PH_NORM);
         rmsnorm_backward(g->dh, g->dh_bf, g->grads + o->ln2, g->norm_partial, g->dx, g->du, a->h, g->params + o->ln2, a->r2, N, d, ctx);
         // h = x + Wo . attention

@@ -63,7 +63,7 @@ Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32_t *inputs,
 const float *gpu_model_logits(GpuModel *g);
 /* expert of each (token, slot) of layer l in the last forward: sel[B*T*k] */
 const int *gpu_model_selection(GpuModel *g, int layer, int *k);
-void gpu_model_backward(GpuModel *g, float scale);
+void gpu_model_backward(GpuModel *g, float ce_scale, float aux_scale);   /* model_backward's scales */
 void gpu_model_zero_grads(GpuModel *g);
 double gpu_model_grad_norm(GpuModel *g);
 /* AdamW over every tensor (weight decay on matrices), then the bf16 copy. */

@@ -97,7 +97,7 @@ static Losses cpu_forward(Device *d, const uint32_t *inputs, const uint32_t *tar
 }
 
 static const float *cpu_logits(Device *d) { return model_logits(d->host); }
-static void cpu_backward(Device *d, float scale) { model_backward(d->host, scale); }
+static void cpu_backward(Device *d, float ce_scale, float aux_scale) { model_backward(d->host, ce_scale, aux_scale); }
 static void cpu_zero_grads(Device *d) { model_zero_grads(d->host); }
 static double cpu_grad_norm(Device *d) { return l2_norm(d->host->grads, d->host->n_params); }
 

@@ -59,7 +59,7 @@ typedef struct {
     Losses (*forward)(Device *d, const uint32_t *inputs, const uint32_t *targets, const float *mask, const int *pos, int B,
                       int T, const BalanceOptions *bo);
     const float *(*logits)(Device *d);   /* [B*T, V] of the last forward, on the host */
-    void (*backward)(Device *d, float scale);
+    void (*backward)(Device *d, float ce_scale, float aux_scale);   /* model_backward's */
     void (*zero_grads)(Device *d);
     double (*grad_norm)(Device *d);
     /* AdamW over every tensor, weight decay on matrices only */
@@ -92,7 +92,7 @@ static inline Losses device_forward(Device *d, const uint32_t *inputs, const uin
     return d->ops->forward(d, inputs, targets, mask, pos, B, T, bo);
 }
 static inline const float *device_logits(Device *d) { return d->ops->logits(d); }
-static inline void device_backward(Device *d, float scale) { d->ops->backward(d, scale); }
+static inline void device_backward(Device *d, float ce_scale, float aux_scale) { d->ops->backward(d, ce_scale, aux_scale); }
 static inline void device_zero_grads(Device *d) { d->ops->zero_grads(d); }
 static inline double device_grad_norm(Device *d) { return d->ops->grad_norm(d); }
 static inline void device_adamw(Device *d, const AdamWStep *s) { d->ops->adamw(d, s); }

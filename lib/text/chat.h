@@ -37,6 +37,11 @@ extern const char *const chat_template_jinja;
  * tokenizer that does (sigma-tokenize train --chat). */
 void chat_check_tokenizer(const Tokenizer *tok, const char *what);
 
+/* tok with <|im_start|> and <|im_end|> added as special tokens at the
+ * first ids above its vocabulary (sigma-sft --add-chat-tokens: a base
+ * model's tokenizer made without them). Dies if it has either already. */
+Tokenizer *chat_add_tokens(const Tokenizer *tok, const char *what);
+
 /* Appends messages[n] (then the generation prompt when asked) to ids, and
  * to mask (when non-NULL; one byte a token) 1 where the model learns. */
 void chat_encode(const Tokenizer *tok, const ChatMessage *messages, size_t n, int add_generation_prompt, int train_all,

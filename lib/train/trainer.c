@@ -12,7 +12,13 @@
  *
  * On the CPU every result is a function of the seed and the data, so a run
  * killed at any moment and resumed from its last checkpoint gives the same
- * losses, bit for bit, as one never interrupted. */
+ * losses, bit for bit, as one never interrupted.
+ *
+ * Fine-tuning (o->sft) takes the same step over rows of conversations: each
+ * target has a loss weight (mask: the assistant's tokens) and each token its
+ * place in its conversation (pos: packed rows without cross-talk), and the
+ * step's cross-entropy is the mean over all its learned tokens, each
+ * micro-batch weighted by its share of them. */
 #include "train/trainer.h"
 #include "base/base.h"
 #include "base/json.h"
@@ -20,6 +26,9 @@
 #include "model/adamw.h"
 #include "model/device.h"
 #include "model/model.h"
+#include "text/chat.h"
+#include "text/tokenizer.h"
+#include "train/chat_data.h"
 #include "train/ckpt.h"
 #include "train/loader.h"
 #include "train/metrics.h"
@@ -63,6 +72,24 @@ void train_options_default(TrainOptions *o)
     o->max_skips = 20;
     o->spike_z = 6;
     o->device = "auto";
+    o->tool = "sigma-pretrain";
+    o->val_fraction = 0.05;
+    o->epochs = 3;
+    o->train_on = "assistant";
+    o->long_rows = "cut";
+    o->pack = 1;
+}
+
+void sft_options_default(TrainOptions *o)
+{
+    train_options_default(o);
+    o->tool = "sigma-sft";
+    o->sft = 1;
+    o->lr.kind = LR_COSINE;
+    o->lr.max_lr = 3e-4;
+    o->lr.min_lr = 3e-5;
+    o->weight_decay = 0;
+    o->eval_every = 50;
 }
 
 typedef struct {
@@ -76,7 +103,12 @@ typedef struct {
     const char *device_why;    /* why that one (for the log) */
     GpuPaths paths;            /* the GPU's kernel paths, as taken */
     Device *dev;
-    ShardSet set;
+    TokHeader tok;             /* the data's tokenizer: the shard set's, or sft's */
+    ShardSet set;              /* pretraining's data */
+    Tokenizer *tokenizer;      /* sft: the model's, chat tokens included */
+    ChatData chat;             /* sft's data */
+    uint64_t data_hash, val_hash;  /* sft: of --data and --val-data, which a resumed run must be given again */
+    uint32_t base_vocab;       /* sft --add-chat-tokens: the vocabulary before the chat tokens */
     Loader train, val;
     int have_val;
     TopkSchedule topk;
@@ -85,6 +117,9 @@ typedef struct {
     ParamTensor *moment_tensors;   /* [2 * n_tensors] "m.NAME", "v.NAME" over moments */
     /* the step's data and routing counts */
     uint32_t *inputs, *targets;    /* [accum * B * T] */
+    float *mask;                   /* [accum * B * T] sft: each target's loss weight; NULL in pretraining */
+    int *pos;                      /* [accum * B * T] sft: each token's place in its conversation */
+    uint64_t step_learned;         /* targets with loss in the last step */
     float *step_counts;            /* [L * E] tokens per expert over the step */
     float *step_tokens;            /* [L] tokens over the step */
     /* state that a checkpoint carries */
@@ -103,9 +138,9 @@ static void on_stop_signal(int sig) { (void)sig; stop_requested = 1; }
 
 static void check_vocab(const Trainer *t)
 {
-    if ((uint32_t)t->cfg.vocab_size < t->set.tok.vocab_size)
-        die("the model's vocabulary (%d) is smaller than the shard set's (%u, %s)", t->cfg.vocab_size,
-            t->set.tok.vocab_size, t->set.dir);
+    if ((uint32_t)t->cfg.vocab_size < t->tok.vocab_size)
+        die("the model's vocabulary (%d) is smaller than the %s's (%u, %s)", t->cfg.vocab_size, t->o->sft ? "tokenizer" : "shard set",
+            t->tok.vocab_size, t->o->sft ? t->o->tokenizer : t->set.dir);
 }
 
 static void fresh_config(Trainer *t, int vocab)
@@ -207,7 +242,7 @@ int train_option_was_given(const TrainOptions *o, const char *name)
     return 0;
 }
 
-typedef enum { SET_U64, SET_U32, SET_UNSIGNED, SET_DOUBLE, SET_SEED, SET_STRING, SET_BALANCE, SET_LR_KIND } SettingType;
+typedef enum { SET_U64, SET_U32, SET_UNSIGNED, SET_DOUBLE, SET_SEED, SET_STRING, SET_FLAG, SET_BALANCE, SET_LR_KIND } SettingType;
 enum { KEEPS, MAY_CHANGE };
 typedef struct {
     const char *key;           /* in "training" */
@@ -215,9 +250,11 @@ typedef struct {
     SettingType type;
     size_t offset;             /* of the field in TrainOptions */
     int on_resume;
+    int sft_only;              /* a fine-tuning setting: recorded by sigma-sft alone */
 } Setting;
 
-#define SETTING(key, option, type, field, on_resume) {key, option, type, offsetof(TrainOptions, field), on_resume}
+#define SETTING(key, option, type, field, on_resume) {key, option, type, offsetof(TrainOptions, field), on_resume, 0}
+#define SFT_SETTING(key, option, type, field, on_resume) {key, option, type, offsetof(TrainOptions, field), on_resume, 1}
 static const Setting settings[] = {
     SETTING("topk_schedule", "topk-schedule", SET_STRING, topk_schedule, KEEPS),
     SETTING("balance", "balance", SET_BALANCE, balance, KEEPS),
@@ -248,8 +285,17 @@ static const Setting settings[] = {
     SETTING("max_skips", "max-skips", SET_U64, max_skips, MAY_CHANGE),
     SETTING("spike_z", "spike-z", SET_DOUBLE, spike_z, MAY_CHANGE),
     SETTING("metrics", "metrics", SET_STRING, metrics, MAY_CHANGE),
+    SFT_SETTING("train_on", "train-on", SET_STRING, train_on, KEEPS),
+    SFT_SETTING("long", "long", SET_STRING, long_rows, KEEPS),
+    SFT_SETTING("pack", "pack", SET_FLAG, pack, KEEPS),
+    SFT_SETTING("val_fraction", "val-fraction", SET_DOUBLE, val_fraction, KEEPS),
+    SFT_SETTING("add_chat_tokens", "add-chat-tokens", SET_FLAG, add_chat_tokens, KEEPS),
+    SFT_SETTING("epochs", "epochs", SET_DOUBLE, epochs, MAY_CHANGE),
 };
 #undef SETTING
+#undef SFT_SETTING
+
+static int setting_applies(const Setting *s, const TrainOptions *o) { return !s->sft_only || o->sft; }
 
 /* A setting's value as text: the same form for the checkpoint's and the command's. */
 static void setting_format(char *out, size_t n, const Setting *s, const TrainOptions *o)
@@ -262,6 +308,7 @@ static void setting_format(char *out, size_t n, const Setting *s, const TrainOpt
     case SET_DOUBLE: snprintf(out, n, "%.17g", *(const double *)f); break;
     case SET_SEED: snprintf(out, n, "%llu", (unsigned long long)*(const uint64_t *)f); break;
     case SET_STRING: snprintf(out, n, "%s", *(const char *const *)f ? *(const char *const *)f : "(none)"); break;
+    case SET_FLAG: snprintf(out, n, "%s", *(const int *)f ? "true" : "false"); break;
     case SET_BALANCE: snprintf(out, n, "%s", balance_kind_name(*(const BalanceKind *)f)); break;
     case SET_LR_KIND: snprintf(out, n, "%s", lr_kind_name(*(const LrKind *)f)); break;
     }
@@ -280,6 +327,7 @@ static void setting_to_json(cJSON *j, const Setting *s, const TrainOptions *o)
     case SET_STRING:
         if (*(const char *const *)f) json_add_str(j, s->key, *(const char *const *)f);
         break;
+    case SET_FLAG: json_add_bool(j, s->key, *(const int *)f); break;
     default: setting_format(text, sizeof text, s, o); json_add_str(j, s->key, text); break;
     }
 }
@@ -295,6 +343,7 @@ static void setting_from_json(TrainOptions *o, const Setting *s, const cJSON *j,
     case SET_DOUBLE: *(double *)f = json_req_num(j, s->key, what); break;
     case SET_SEED: *(uint64_t *)f = json_req_hex64(j, s->key, what); break;
     case SET_STRING: *(const char **)f = *owned = xstrdup(json_req_str(j, s->key, what)); break;
+    case SET_FLAG: *(int *)f = json_req_bool(j, s->key, what); break;
     case SET_BALANCE:
         if (balance_kind_parse(json_req_str(j, s->key, what), (BalanceKind *)f)) die("%s: unknown balance '%s'", what, json_req_str(j, s->key, what));
         break;
@@ -310,7 +359,8 @@ static cJSON *training_json(const Trainer *t)
     char *topk = topk_format(&t->topk);
     o.topk_schedule = topk;   /* the schedule as parsed: the config's k when none was given */
     cJSON *j = json_obj();
-    for (size_t i = 0; i < sizeof settings / sizeof *settings; i++) setting_to_json(j, &settings[i], &o);
+    for (size_t i = 0; i < sizeof settings / sizeof *settings; i++)
+        if (setting_applies(&settings[i], &o)) setting_to_json(j, &settings[i], &o);
     free(topk);
     json_add_u64(j, "accum", t->accum);
     json_add_str(j, "device", t->device->name);
@@ -345,7 +395,7 @@ static void resume_settings(Trainer *t, const cJSON *tr, const char *what)
     TrainOptions *o = &t->opt;
     for (size_t i = 0; i < sizeof settings / sizeof *settings; i++) {
         const Setting *s = &settings[i];
-        if (!cJSON_GetObjectItemCaseSensitive(tr, s->key)) continue;   /* not recorded: the command's */
+        if (!setting_applies(s, o) || !cJSON_GetObjectItemCaseSensitive(tr, s->key)) continue;   /* not recorded: the command's */
         TrainOptions was = *o;
         char *owned = NULL;
         setting_from_json(&was, s, tr, what, &owned);
@@ -387,6 +437,147 @@ static char *absolute_path(const char *path)
     return abs;
 }
 
+/* ---- fine-tuning: tokenizer, data and first weights --------------------------- */
+
+/* The tokenizer as the model knows it: the file given, grown by the chat
+ * tokens when the run adds them (a resumed run may be given the grown one,
+ * which the run directory keeps, or the first one again). */
+static void sft_tokenizer(Trainer *t, TokHeader *given)
+{
+    const TrainOptions *o = t->o;
+    Tokenizer *tok = tokenizer_load(o->tokenizer, NULL);
+    *given = tokenizer_header(tok);
+    if (o->add_chat_tokens && (!o->resume || tokenizer_special(tok, CHAT_START) < 0)) {
+        t->base_vocab = tokenizer_n_vocab(tok);
+        Tokenizer *grown = chat_add_tokens(tok, o->tokenizer);
+        tokenizer_free(tok);
+        tok = grown;
+    }
+    chat_check_tokenizer(tok, o->tokenizer);
+    t->tokenizer = tok;
+    t->tok = tokenizer_header(tok);
+}
+
+static cJSON *sft_json(const Trainer *t)
+{
+    const ChatData *d = &t->chat;
+    cJSON *j = json_obj();
+    json_add_str(j, "template", "chatml");
+    json_add_hex64(j, "data_xxh3", t->data_hash);
+    if (t->o->val_data) json_add_hex64(j, "val_data_xxh3", t->val_hash);
+    json_add_u64(j, "conversations", d->train.n);
+    json_add_u64(j, "val_conversations", d->val.n);
+    json_add_u64(j, "rows", d->train_rows.n_rows);
+    json_add_u64(j, "learned_tokens_per_epoch", d->train_rows.learned);
+    return j;
+}
+
+/* A resumed run continues over the same conversations: its position in
+ * them means nothing over others. */
+static void sft_same_data(Trainer *t, const cJSON *sft, const char *what)
+{
+    const TrainOptions *o = t->o;
+    t->data_hash = file_hash64(o->data);
+    if (json_req_hex64(sft, "data_xxh3", what) != t->data_hash)
+        die("%s: the run was made on other data than %s (its XXH3 %016llx, recorded %016llx): resume with the same "
+            "--data, or start a new run", what, o->data, (unsigned long long)t->data_hash,
+            (unsigned long long)json_req_hex64(sft, "data_xxh3", what));
+    if (o->val_data) {
+        t->val_hash = file_hash64(o->val_data);
+        if (!cJSON_GetObjectItemCaseSensitive(sft, "val_data_xxh3") || json_req_hex64(sft, "val_data_xxh3", what) != t->val_hash)
+            die("%s: the run was made with other validation data than --val-data %s", what, o->val_data);
+    }
+}
+
+/* --init: the checkpoint's model, its vocabulary grown to the tokenizer's
+ * when the run adds the chat tokens. The balance and sequence length the
+ * command leaves out are the checkpoint's own: a model fine-tunes as it
+ * was trained (one trained with the aux-loss-free bias routes by it). */
+static void init_config(Trainer *t, const char *dir, const TokHeader *given)
+{
+    TokHeader init_tok;
+    cJSON *cfg = ckpt_read_config(dir, &t->cfg, &init_tok);
+    char *path = xasprintf("%s/config.json", dir);
+    tokenizer_match(&init_tok, path, given, t->o->tokenizer);
+    static const char *const inherited[] = {"balance", "balance_coef", "balance_tau", "z_loss", "bias_rate", "seq_len"};
+    const cJSON *tr = cJSON_GetObjectItemCaseSensitive(cfg, "training");
+    for (size_t i = 0; tr && i < sizeof settings / sizeof *settings; i++)
+        for (size_t k = 0; k < sizeof inherited / sizeof *inherited; k++)
+            if (!strcmp(settings[i].key, inherited[k]) && !train_option_was_given(t->o, settings[i].option) &&
+                cJSON_GetObjectItemCaseSensitive(tr, inherited[k]))
+                setting_from_json(&t->opt, &settings[i], tr, path, NULL);
+    if (t->opt.seq_len > (uint32_t)t->cfg.max_seq_len) t->opt.seq_len = (uint32_t)t->cfg.max_seq_len;
+    if ((uint32_t)t->cfg.vocab_size < t->tok.vocab_size) t->cfg.vocab_size = (int)t->tok.vocab_size;
+    config_validate(&t->cfg, path);
+    cJSON_Delete(cfg);
+    free(path);
+}
+
+/* The rows of ids [from, to) of a [V, d] tensor set to the mean of its rows [0, from). */
+static void mean_rows(float *w, size_t from, size_t to, size_t d)
+{
+    for (size_t i = 0; i < d; i++) {
+        double s = 0;
+        for (size_t r = 0; r < from; r++) s += w[r * d + i];
+        for (size_t r = from; r < to; r++) w[r * d + i] = (float)(s / (double)from);
+    }
+}
+
+/* --init's weights into the model, tensor by tensor (the vocabulary may
+ * have grown); the rows of the chat tokens the run adds, in the embedding
+ * and the head, take the mean of the old tokens' rows (as users do when
+ * they add tokens: a new token starts as an average one). */
+static void load_init_weights(Trainer *t, const char *dir)
+{
+    Model *m = &t->model;
+    Config c0;
+    TokHeader th;
+    cJSON_Delete(ckpt_read_config(dir, &c0, &th));
+    int n0 = param_tensors(NULL, &c0);
+    ParamTensor *t0 = xcalloc((size_t)n0, sizeof *t0);
+    param_tensors(t0, &c0);
+    ParamLayout lay0;
+    param_layout(&lay0, &c0);
+    float *p0 = xmalloc(lay0.total * sizeof(float));
+    ckpt_read_tensors(dir, "model.safetensors", t0, n0, p0, ckpt_model_hash(dir));
+    if (n0 != m->n_tensors) BUG("%s: %d tensors, the model %d", dir, n0, m->n_tensors);
+    for (int i = 0; i < n0; i++)   /* the same walk: only the vocabulary's rows may differ */
+        memcpy(m->params + m->tensors[i].offset, p0 + t0[i].offset, t0[i].numel * sizeof(float));
+    if (t->base_vocab) {
+        ParamLayout lay;
+        param_layout(&lay, &t->cfg);
+        mean_rows(m->params + lay.embed, t->base_vocab, t->tok.vocab_size, (size_t)t->cfg.d_model);
+        if (lay.head != lay.embed) mean_rows(m->params + lay.head, t->base_vocab, t->tok.vocab_size, (size_t)t->cfg.d_model);
+    }
+    size_t nb = (size_t)t->cfg.n_layers * t->cfg.n_experts;
+    int uses_bias = ckpt_read_routing_bias(dir, m->expert_bias, nb);
+    if (uses_bias && t->o->balance != BALANCE_BIAS) {
+        memset(m->expert_bias, 0, nb * sizeof(float));
+        warn("%s routes with its aux-loss-free bias; --balance %s fine-tunes it without (the bias is dropped)", dir,
+             balance_kind_name(t->o->balance));
+    }
+    free(p0);
+    free(t0);
+}
+
+static void read_chat(Trainer *t)
+{
+    const TrainOptions *o = t->o;
+    ChatLayout lay = {.T = (int)o->seq_len, .train_all = !strcmp(o->train_on, "all"), .pack = o->pack,
+                      .cut_long = !strcmp(o->long_rows, "cut"), .skip_bad = o->skip_bad, .seed = o->seed};
+    chat_data_open(&t->chat, o->data, o->val_data, o->val_data ? 0 : o->val_fraction, t->tokenizer, &lay);
+    if (!t->data_hash) t->data_hash = file_hash64(o->data);
+    if (o->val_data && !t->val_hash) t->val_hash = file_hash64(o->val_data);
+    const ChatSet *s = &t->chat.train;
+    const ChatRows *r = &t->chat.train_rows;
+    info("data: %zu conversations in %zu rows of %u (%.0f%% filled), %llu tokens with loss; %zu held out; skipped %llu "
+         "without an assistant turn, %llu bad lines; %llu longer than a row %s",
+         s->n, r->n_rows, o->seq_len, 100.0 * (double)r->tokens / ((double)r->n_rows * o->seq_len),
+         (unsigned long long)r->learned, t->chat.val.n, (unsigned long long)(s->no_assistant + t->chat.val.no_assistant),
+         (unsigned long long)(s->bad + t->chat.val.bad), (unsigned long long)(s->cut + s->dropped + t->chat.val.cut + t->chat.val.dropped),
+         strcmp(o->long_rows, "cut") ? "dropped" : "cut");
+}
+
 /* ---- checkpoints ---------------------------------------------------------- */
 
 static void save_checkpoint(Trainer *t)
@@ -396,8 +587,11 @@ static void save_checkpoint(Trainer *t)
     Model *m = &t->model;
     cJSON *sections = json_obj();
     json_add(sections, "training", training_json(t));
-    json_add_str(sections, "created_by", "sigma-pretrain " SIGMA_VERSION);
-    ckpt_write_config(&ad, &t->cfg, &t->set.tok, sections);
+    char *by = xasprintf("%s %s", t->o->tool, SIGMA_VERSION);
+    json_add_str(sections, "created_by", by);
+    free(by);
+    if (t->o->sft) json_add(sections, "sft", sft_json(t));
+    ckpt_write_config(&ad, &t->cfg, &t->tok, sections);
     uint64_t model_hash = ckpt_write_tensors(&ad, "model.safetensors", m->tensors, m->n_tensors, m->params);
     uint64_t opt_hash = ckpt_write_tensors(&ad, "optimizer.safetensors", t->moment_tensors, 2 * m->n_tensors, t->moments);
 
@@ -425,9 +619,14 @@ static void load_checkpoint(Trainer *t, const char *dir)
     TokHeader tok;
     cJSON *cfg = ckpt_read_config(dir, &t->cfg, &tok);
     char *path = xasprintf("%s/config.json", dir);
-    tokenizer_match(&tok, path, &t->set.tok, "the shard set");
     resume_settings(t, json_req(cfg, "training", path), path);
     t->opt.lr.total = t->opt.steps;
+    if (t->o->sft) {   /* the settings say whether the run grew the tokenizer */
+        TokHeader given;
+        sft_tokenizer(t, &given);
+        sft_same_data(t, json_req(cfg, "sft", path), path);
+    }
+    tokenizer_match(&tok, path, &t->tok, t->o->sft ? t->o->tokenizer : "the shard set");
     cJSON_Delete(cfg);
     free(path);
 }
@@ -476,6 +675,19 @@ static BalanceOptions balance_options(const Trainer *t, int global)
 static void state_to_device(Trainer *t) { device_set_state(t->dev, t->model.params, t->moments); }
 static void state_to_host(Trainer *t) { device_get_state(t->dev, t->model.params, t->moments); }
 
+/* The step's mask and positions from token `at`: NULL in pretraining. */
+static const float *mask_at(const Trainer *t, size_t at) { return t->mask ? t->mask + at : NULL; }
+static const int *pos_at(const Trainer *t, size_t at) { return t->pos ? t->pos + at : NULL; }
+
+/* Targets with loss among n from `at`: all of them (`all`) without a mask. */
+static uint64_t mask_sum(const float *mask, size_t at, size_t n, uint64_t all)
+{
+    if (!mask) return all;
+    uint64_t s = 0;
+    for (size_t i = 0; i < n; i++) s += mask[at + i] != 0;
+    return s;
+}
+
 static void add_counts(Trainer *t)
 {
     size_t n = (size_t)t->cfg.n_layers * t->cfg.n_experts;
@@ -489,14 +701,16 @@ static Losses train_step(Trainer *t, double *grad_norm, int *skipped_now)
     Model *m = &t->model;
     const int B = (int)o->micro_batch, T = (int)o->seq_len, L = t->cfg.n_layers, E = t->cfg.n_experts;
     const size_t mb = (size_t)B * T;
-    loader_next(&t->train, t->inputs, t->targets, (size_t)t->accum * B);
+    loader_next(&t->train, t->inputs, t->targets, t->mask, t->pos, (size_t)t->accum * B);
+    t->step_learned = mask_sum(t->mask, 0, (size_t)t->accum * mb, (uint64_t)t->accum * mb);
 
     int global = o->balance == BALANCE_LBL_GLOBAL;
     memset(t->step_counts, 0, (size_t)L * E * sizeof(float));
     if (global) {   /* the step's expert counts first, so every micro-batch sees them */
         for (uint32_t a = 0; a < t->accum; a++) {
             BalanceOptions none = {.kind = BALANCE_NONE};
-            device_forward(t->dev, t->inputs + a * mb, t->targets + a * mb, NULL, NULL, B, T, &none);
+            device_forward(t->dev, t->inputs + a * mb, t->targets + a * mb, mask_at(t, a * mb), pos_at(t, a * mb), B, T,
+                           &none);
             add_counts(t);
         }
         for (int l = 0; l < L; l++) t->step_tokens[l] = (float)(t->accum * mb);
@@ -506,11 +720,15 @@ static Losses train_step(Trainer *t, double *grad_norm, int *skipped_now)
     device_zero_grads(t->dev);
     float scale = 1.0f / (float)t->accum;
     for (uint32_t a = 0; a < t->accum; a++) {
-        Losses l = device_forward(t->dev, t->inputs + a * mb, t->targets + a * mb, NULL, NULL, B, T, &bo);
-        device_backward(t->dev, scale);
+        /* the ce's share of the step: each micro-batch's learned tokens over the step's */
+        float ce_scale = t->mask ? (t->step_learned ? (float)((double)mask_sum(t->mask, a * mb, mb, mb) / (double)t->step_learned) : 0.0f)
+                                 : scale;
+        Losses l = device_forward(t->dev, t->inputs + a * mb, t->targets + a * mb, mask_at(t, a * mb), pos_at(t, a * mb), B,
+                                  T, &bo);
+        device_backward(t->dev, ce_scale, scale);
         if (!global) add_counts(t);
-        sum.loss += l.loss * scale;
-        sum.ce += l.ce * scale;
+        sum.loss += t->mask ? l.ce * ce_scale + (l.balance + l.z) * scale : l.loss * scale;
+        sum.ce += l.ce * ce_scale;
         sum.balance += l.balance * scale;
         sum.z += l.z * scale;
     }
@@ -529,20 +747,28 @@ static Losses train_step(Trainer *t, double *grad_norm, int *skipped_now)
     return sum;
 }
 
-static double evaluate(Trainer *t)
+/* The validation loss; *tokens: the targets it is a mean over. */
+static double evaluate(Trainer *t, uint64_t *tokens)
 {
     const int B = (int)t->o->micro_batch, T = (int)t->o->seq_len;
     loader_seek(&t->val, (LoaderPos){0, 0, 0}, "validation");
     /* no balance term; an aux-loss-free run routes with its bias, as in training and at inference */
     BalanceOptions none = {.kind = t->o->balance == BALANCE_BIAS ? BALANCE_BIAS : BALANCE_NONE};
-    double sum = 0;
+    double sum = 0, weight = 0;
+    *tokens = 0;
     uint64_t n = t->o->eval_batches;
     if (n > (t->val.n_sequences + B - 1) / B) n = (t->val.n_sequences + B - 1) / B;   /* no sequence twice */
     for (uint64_t i = 0; i < n; i++) {
-        loader_next(&t->val, t->inputs, t->targets, (size_t)B);
-        sum += device_forward(t->dev, t->inputs, t->targets, NULL, NULL, B, T, &none).ce;
+        loader_next(&t->val, t->inputs, t->targets, t->mask, t->pos, (size_t)B);
+        uint64_t first = i * (uint64_t)B, rows = t->val.n_sequences - first < (uint64_t)B ? t->val.n_sequences - first : (uint64_t)B;
+        if (t->mask)   /* the last batch's rows beyond the split came round again: no loss on them */
+            memset(t->mask + rows * T, 0, ((size_t)B - rows) * T * sizeof(float));
+        double w = (double)mask_sum(t->mask, 0, (size_t)B * T, 1);   /* sft: a mean over learned tokens */
+        sum += w * device_forward(t->dev, t->inputs, t->targets, t->mask, t->pos, B, T, &none).ce;
+        weight += w;
+        *tokens += t->mask ? (uint64_t)w : (uint64_t)B * T;
     }
-    return sum / (double)n;
+    return weight > 0 ? sum / weight : 0;
 }
 
 static void event(Trainer *t, const char *what, const char *fmt, ...) SG_PRINTF(3, 4);
@@ -590,6 +816,7 @@ static void log_step(Trainer *t, Losses l, double grad_norm, double lr, double t
     json_add_num(j, "lr", lr);
     json_add_num(j, "grad_norm", grad_norm);
     json_add_u64(j, "tokens", t->tokens_seen);
+    if (t->mask) json_add_u64(j, "learned", t->step_learned);   /* the step's targets with loss */
     json_add_num(j, "tokens_per_s", round(tok_s));
     json_add_bool(j, "skipped", skipped);
     for (int layer = 0; layer < t->cfg.n_layers; layer++) {
@@ -607,6 +834,22 @@ static void log_step(Trainer *t, Losses l, double grad_norm, double lr, double t
 
 /* ---- the run ------------------------------------------------------------------ */
 
+/* Fine-tuning's length: --epochs over the rows unless --steps is given,
+ * the warmup a twentieth of it unless given (or resumed). */
+static void sft_steps(Trainer *t)
+{
+    TrainOptions *o = &t->opt;
+    uint64_t rows_per_step = (uint64_t)t->accum * o->micro_batch;
+    if (!train_option_was_given(o, "steps")) {
+        double steps = ceil(o->epochs * (double)t->chat.train_rows.n_rows / (double)rows_per_step);
+        o->steps = steps < 1 ? 1 : (uint64_t)steps;
+    }
+    if (!o->resume && !train_option_was_given(o, "warmup")) o->lr.warmup = o->steps / 20;
+    o->lr.total = o->steps;
+    info("%llu steps of %llu rows: %.2f epochs", (unsigned long long)o->steps, (unsigned long long)rows_per_step,
+         (double)o->steps * (double)rows_per_step / (double)t->chat.train_rows.n_rows);
+}
+
 static void setup(Trainer *t)
 {
     const TrainOptions *o = t->o;
@@ -614,6 +857,7 @@ static void setup(Trainer *t)
     size_t tokens_per_micro = (size_t)o->micro_batch * o->seq_len;
     t->accum = (uint32_t)((o->batch_tokens + tokens_per_micro / 2) / tokens_per_micro);
     if (t->accum == 0) t->accum = 1;
+    if (o->sft) sft_steps(t);
     if ((uint64_t)o->seq_len > (uint64_t)t->cfg.max_seq_len)
         usage_error("--seq-len %u is above the model's max_seq_len %d", o->seq_len, t->cfg.max_seq_len);
     check_memory(t);
@@ -658,8 +902,18 @@ static void setup(Trainer *t)
     size_t step_tokens = (size_t)t->accum * tokens_per_micro;
     t->inputs = xmalloc(step_tokens * sizeof(uint32_t));
     t->targets = xmalloc(step_tokens * sizeof(uint32_t));
+    if (o->sft) {
+        t->mask = xmalloc(step_tokens * sizeof(float));
+        t->pos = xmalloc(step_tokens * sizeof(int));
+    }
     t->step_counts = xcalloc((size_t)t->cfg.n_layers * t->cfg.n_experts, sizeof(float));
     t->step_tokens = xcalloc((size_t)t->cfg.n_layers, sizeof(float));
+    if (o->sft) {
+        loader_init_rows(&t->train, &t->chat.train_rows, o->seed, 1);
+        t->have_val = o->eval_every > 0 && t->chat.val_rows.n_rows > 0;
+        if (t->have_val) loader_init_rows(&t->val, &t->chat.val_rows, o->seed, 0);
+        return;
+    }
     loader_init(&t->train, &t->set, SPLIT_TRAIN, o->seq_len, o->seed, 1, 2);
     t->have_val = o->eval_every > 0 && t->set.split[SPLIT_VAL].tokens > o->seq_len;
     if (o->eval_every > 0 && !t->have_val)
@@ -674,7 +928,14 @@ static void teardown(Trainer *t)
     device_close(t->dev);   /* and the host model with it */
     topk_free(&t->topk);
     metrics_close(&t->metrics);
-    shardset_free(&t->set);
+    if (t->o->sft) {
+        chat_data_free(&t->chat);
+        tokenizer_free(t->tokenizer);
+    } else {
+        shardset_free(&t->set);
+    }
+    free(t->mask);
+    free(t->pos);
     free(t->moments);
     free(t->moment_tensors);
     free(t->inputs);
@@ -697,12 +958,18 @@ int run_training(const TrainOptions *command)
 
     if (o->dry_run) {   /* the vocabulary of the data when given, else the preset's own */
         int vocab = 0;
-        if (o->data) {
+        if (o->sft) {   /* the model that --init names */
+            char *dir = ckpt_resolve(o->init);
+            if (!dir) die("%s: not a checkpoint (no config.json) nor a run directory (no latest)", o->init);
+            TokHeader th;
+            cJSON_Delete(ckpt_read_config(dir, &t.cfg, &th));
+            free(dir);
+        } else if (o->data) {
             shardset_open(&t.set, o->data);
             vocab = (int)t.set.tok.vocab_size;
             shardset_free(&t.set);
         }
-        fresh_config(&t, vocab);
+        if (!o->sft) fresh_config(&t, vocab);
         size_t tpm = (size_t)o->micro_batch * o->seq_len;
         uint32_t accum = (uint32_t)((o->batch_tokens + tpm / 2) / tpm);
         print_plan(&t.cfg, o, accum ? accum : 1);
@@ -718,23 +985,47 @@ int run_training(const TrainOptions *command)
     }
 
     ckpt_run_open(o->out, o->resume);   /* before any work: the output is usable and ours alone */
-    shardset_open(&t.set, o->data);
+    if (!o->sft) {
+        shardset_open(&t.set, o->data);
+        t.tok = t.set.tok;
+    }
     char *resume_dir = o->resume ? ckpt_resolve(o->out) : NULL;
     if (o->resume && !resume_dir) die("%s: no checkpoint to resume from (no latest)", o->out);
     if (!o->resume && path_exists(o->out)) {
         char *existing = ckpt_resolve(o->out);
         if (existing) die("%s already holds a run (use --resume to continue it, or another --out)", o->out);
     }
-    if (resume_dir) load_checkpoint(&t, resume_dir);
-    else fresh_config(&t, (int)t.set.tok.vocab_size);
+    char *init_dir = NULL;
+    if (resume_dir) {
+        load_checkpoint(&t, resume_dir);
+    } else if (o->sft) {
+        init_dir = ckpt_resolve(o->init);
+        if (!init_dir) die("--init %s: not a checkpoint (no config.json) nor a run directory (no latest)", o->init);
+        TokHeader given;
+        sft_tokenizer(&t, &given);
+        init_config(&t, init_dir, &given);
+        if (t.base_vocab) {   /* the grown tokenizer exists nowhere else: the run keeps it */
+            char *path = xasprintf("%s/tokenizer", o->out);
+            tokenizer_save(t.tokenizer, path);
+            info("the tokenizer with the chat tokens (ids %u and %u): %s", t.base_vocab, t.base_vocab + 1, path);
+            free(path);
+        }
+    } else {
+        fresh_config(&t, (int)t.tok.vocab_size);
+    }
+    if (o->sft) read_chat(&t);
     check_vocab(&t);
     setup(&t);
     if (resume_dir) {
         load_state(&t, resume_dir);
         info("resuming %s at step %llu", resume_dir, (unsigned long long)t.step);
+    } else if (init_dir) {
+        load_init_weights(&t, init_dir);
+        info("fine-tuning %s", init_dir);
     } else {
         model_init_params(&t.model, o->seed, (float)o->init_std);
     }
+    free(init_dir);
     state_to_device(&t);
     free(resume_dir);
     metrics_open(&t.metrics, o->metrics, o->resume, t.step);
@@ -796,12 +1087,13 @@ int run_training(const TrainOptions *command)
                         (unsigned long long)o->steps, l.loss, l.ce, lr, rate_per_second(&speed, (double)step_tokens),
                         per_step * (double)(o->steps - t.step));
         if (t.have_val && (t.step % o->eval_every == 0 || t.step == o->steps)) {
-            double v = evaluate(&t);
+            uint64_t val_tokens;
+            double v = evaluate(&t, &val_tokens);
             cJSON *j = json_obj();
             json_add_str(j, "type", "val");
             json_add_u64(j, "step", t.step - 1);   /* metrics name a step by its index */
             json_add_num(j, "val_loss", v);
-            json_add_u64(j, "val_tokens", (uint64_t)o->eval_batches * o->micro_batch * o->seq_len);
+            json_add_u64(j, "val_tokens", val_tokens);
             metrics_write(&t.metrics, j);
             info("step %llu: validation loss %.4f", (unsigned long long)t.step - 1, v);
         }
