@@ -20,9 +20,14 @@ const char *const chat_template_jinja =
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
+int chat_tokenizer(const Tokenizer *tok)
+{
+    return tokenizer_special(tok, CHAT_START) >= 0 && tokenizer_special(tok, CHAT_END) >= 0;
+}
+
 void chat_check_tokenizer(const Tokenizer *tok, const char *what)
 {
-    if (tokenizer_special(tok, CHAT_START) < 0 || tokenizer_special(tok, CHAT_END) < 0)
+    if (!chat_tokenizer(tok))
         die("%s has no %s and %s tokens: train one with them (sigma-tokenize train --chat), or grow the model's "
             "vocabulary by them (sigma-sft --add-chat-tokens)", what, CHAT_START, CHAT_END);
 }

@@ -33,8 +33,10 @@ typedef struct {
 /* The template as Jinja, for tokenizer_config.json's chat_template. */
 extern const char *const chat_template_jinja;
 
-/* Dies unless tok has <|im_start|> and <|im_end|>, saying how to get a
- * tokenizer that does (sigma-tokenize train --chat). */
+/* Whether tok has <|im_start|> and <|im_end|>: 1 or 0. */
+int chat_tokenizer(const Tokenizer *tok);
+/* Dies unless it has, saying how to get a tokenizer that does
+ * (sigma-tokenize train --chat). */
 void chat_check_tokenizer(const Tokenizer *tok, const char *what);
 
 /* tok with <|im_start|> and <|im_end|> added as special tokens at the
