@@ -54,7 +54,7 @@ static void set_float(void *p, int i, double v) { ((float *)p)[i] = (float)v; }
 
 /* The one backward of the test: the gradient of the loss of the last
  * forward, into m->grads. */
-static void backward(Model *m) { model_backward(m, 1.0f); }
+static void backward(Model *m) { model_backward(m, 1.0f, 0.0f);   /* no balance loss here */ }
 
 int main(void)
 {
