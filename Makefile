@@ -175,7 +175,7 @@ $(O)/tests/%: $(O)/tests/gpu/%.o $(LIBSIGMA)
 # against their references, and the whole CUDA model against the CPU's.
 ifneq ($(CUDA_LDLIBS),)
 EMU_TESTS := $(O)/tests/grouped_emu $(O)/tests/attention_emu $(O)/tests/gpu_check_emu
-EMU_PROGS := $(O)/tests/sigma-pretrain-emu $(O)/tests/sigma-eval-emu   # for tests/pretrain_emu.t, tests/eval.t
+EMU_PROGS := $(O)/tests/sigma-pretrain-emu $(O)/tests/sigma-sft-emu $(O)/tests/sigma-eval-emu   # for tests/pretrain_emu.t, sft.t, eval.t
 EMU_OBJ   := $(CUDA_SRC:%.cu=$(O)/emu/%.o)
 EMU_FLAGS := -std=c++17 -O2 -g -U_FORTIFY_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas \
              $(if $(filter 1,$(WERROR)),-Werror) -include tests/emu/cuda_emu.h -Ilib -I$(CUDA_HOME)/include
@@ -189,6 +189,7 @@ $(O)/tests/grouped_emu: tests/gpu/grouped_check.cu tests/gpu/bank_check.h $(O)/e
 $(O)/tests/attention_emu: tests/gpu/attention_check.cu tests/gpu/bank_check.h $(O)/emu/lib/cuda/flash.o
 $(O)/tests/gpu_check_emu: $(O)/emu/tests/gpu_check.o $(EMU_OBJ)
 $(O)/tests/sigma-pretrain-emu: $(O)/bin/sigma-pretrain.o $(EMU_OBJ)
+$(O)/tests/sigma-sft-emu: $(O)/bin/sigma-sft.o $(EMU_OBJ)
 $(O)/tests/sigma-eval-emu: $(O)/bin/sigma-eval.o $(EMU_OBJ)
 $(EMU_TESTS) $(EMU_PROGS): tests/emu/cuda_emu.h $(wildcard lib/cuda/*.cuh lib/cuda/*.h) $(LIBSIGMA)
 	@mkdir -p $(@D)

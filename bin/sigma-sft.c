@@ -27,7 +27,8 @@ static void help(FILE *out)
             "      --epochs X           passes over the data (default 3)\n"
             "      --train-on WHAT      assistant (default: its replies and their <|im_end|>) or all\n"
             "      --long WHAT          conversations longer than --seq-len: cut (default) or drop\n"
-            "      --no-pack            one conversation a row (default: packed)\n"
+            "      --pack               several conversations a row, apart (the default)\n"
+            "      --no-pack            one conversation a row, padded\n"
             "      --skip-bad           skip bad lines (counted) instead of stopping at the first\n");
     TrainOptions d;
     sft_options_default(&d);

@@ -121,6 +121,7 @@ envcheck() {   # tool dirs...
     is "$t(1) ENVIRONMENT names what it reads:$(echo $vars | sed 's/^/ /')" "$undoc" ""
 }
 envcheck sigma-pretrain lib/model/*.c lib/train/*.c lib/cuda/*.cu
+envcheck sigma-sft lib/model/*.c lib/train/*.c lib/cuda/*.cu
 envcheck sigma-dedup lib/dedup/*.c
 
 done_testing
