@@ -14,7 +14,7 @@
 #   make deps       install the Debian packages sigma needs (scripts/deps)
 #
 # Variables: O (object dir, default build), BINDIR (default bin), SAN=1 for
-# AddressSanitizer + UBSan, WERROR=1, NO_OPENMP=1, NO_BLAS=1, CC, NVCC,
+# AddressSanitizer + UBSan, WERROR=1, NO_OPENMP=1, NO_BLAS=1, NO_MPI=1, CC, NVCC,
 # PREFIX, DESTDIR; FUZZ=1 (what `make fuzz` sets: clang, libFuzzer, ASan and
 # UBSan, die() returning to the fuzz target), FUZZ_S.
 
@@ -42,6 +42,7 @@ CC        := clang
 CFLAGS    += -DSIGMA_FUZZ -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 NO_OPENMP := 1
 NO_BLAS   := 1
+NO_MPI    := 1
 NVCC      :=
 endif
 
@@ -82,6 +83,18 @@ ifneq ($(MAKECMDGOALS),clean)
   else
     $(info ✗ OpenBLAS not found: own matrix kernels)
   endif
+  # MPI (Open MPI's mpicc names its flags): runs of many processes under
+  # mpirun or srun (comm/comm.h); without it, one process a run
+  MPI_CFLAGS := $(if $(filter 1,$(NO_MPI)),,$(shell mpicc --showme:compile 2>/dev/null))
+  ifeq ($(NO_MPI),1)
+    $(info ✗ MPI off (NO_MPI=1): one process a run)
+  else ifneq ($(MPI_CFLAGS),)
+    CFLAGS += -DSIGMA_MPI $(MPI_CFLAGS)
+    LDLIBS += $(shell mpicc --showme:link)
+    $(info ✓ MPI found (mpicc): runs of many processes under mpirun or srun)
+  else
+    $(info ✗ MPI not found (libopenmpi-dev): one process a run)
+  endif
   ifneq ($(NVCC),)
     $(info ✓ nvcc found at $(NVCC): CUDA sources compiled for sm_90 + PTX)
   else
@@ -110,7 +123,7 @@ ifneq ($(SAN),1)
 LIB_OBJ   += $(CUDA_SRC:%.cu=$(O)/%.o)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CFLAGS    += -DSIGMA_CUDA
-CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt -lstdc++
+CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lnccl -lcudart_static -ldl -lrt -lstdc++
 endif
 endif
 endif
@@ -178,8 +191,9 @@ EMU_TESTS := $(O)/tests/grouped_emu $(O)/tests/attention_emu $(O)/tests/gpu_chec
 EMU_PROGS := $(O)/tests/sigma-pretrain-emu $(O)/tests/sigma-sft-emu $(O)/tests/sigma-eval-emu   # for tests/pretrain_emu.t, sft.t, eval.t
 EMU_OBJ   := $(CUDA_SRC:%.cu=$(O)/emu/%.o)
 EMU_FLAGS := -std=c++17 -O2 -g -U_FORTIFY_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas \
-             $(if $(filter 1,$(WERROR)),-Werror) -include tests/emu/cuda_emu.h -Ilib -I$(CUDA_HOME)/include
-$(O)/emu/%.o: %.cu tests/emu/cuda_emu.h $(wildcard lib/cuda/*.cuh lib/cuda/*.h)
+             $(if $(filter 1,$(WERROR)),-Werror) -include tests/emu/cuda_emu.h -include tests/emu/nccl_emu.h -Ilib \
+             -I$(CUDA_HOME)/include $(if $(MPI_CFLAGS),-DSIGMA_MPI -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX $(MPI_CFLAGS))
+$(O)/emu/%.o: %.cu tests/emu/cuda_emu.h tests/emu/nccl_emu.h $(wildcard lib/cuda/*.cuh lib/cuda/*.h)
 	@mkdir -p $(@D)
 	$(CXX) $(EMU_FLAGS) -x c++ -c $< -o $@
 $(O)/emu/tests/gpu_check.o: tests/gpu/gpu_check.c

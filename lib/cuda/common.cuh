@@ -10,6 +10,7 @@
 //   gpu_model.cu    the GpuModel: its buffers (carve), setup, the forward
 //                   and backward in model.c's order, profile
 //   gpu_device.cu   the GpuModel behind the device table (model/device.h)
+//   comm_nccl.cu    comm.h's collectives over NCCL, on the GPU's buffers
 //   embedding.cuh   token embedding, forward and backward
 //   rmsnorm.cuh     RMSNorm, and every norm's weight gradient
 //   rope.cuh        QK-norm + rotary embedding

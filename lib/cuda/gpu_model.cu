@@ -350,7 +350,9 @@ extern "C" GpuModel *gpu_model_create(const Model *host, const Config *alloc, in
     size_t P = g->n_params;
     if (verbose) {
         cudaDeviceProp prop;
-        CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+        int dev = 0;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
         info("gpu: %s (sm_%d%d), %.1f GiB", prop.name, prop.major, prop.minor, prop.totalGlobalMem / 1073741824.0);
         info("gpu memory: %-40s %9.3f GiB", "fp32 master weights", P * 4 / 1073741824.0);
         info("gpu memory: %-40s %9.3f GiB", "bf16 weights", P * 2 / 1073741824.0);
@@ -445,6 +447,20 @@ extern "C" void gpu_model_get_moments(GpuModel *g, float *moments)
 {
     copy_to_host(moments, g->moments, 2 * g->n_params * sizeof(float), g->ctx);
 }
+extern "C" float *gpu_model_grads(GpuModel *g)
+{
+    CUDA_CHECK(cudaStreamSynchronize(g->ctx.stream));   // the collectives run on their own stream
+    return g->grads;
+}
+
+extern "C" void gpu_use_device(int local_rank)
+{
+    int n = 0;
+    CUDA_CHECK(cudaGetDeviceCount(&n));
+    if (n < 1) die("no GPU for local rank %d", local_rank);
+    CUDA_CHECK(cudaSetDevice(local_rank % n));
+}
+
 extern "C" void gpu_model_get_grads(GpuModel *g, float *grads)
 {
     copy_to_host(grads, g->grads, g->n_params * sizeof(float), g->ctx);

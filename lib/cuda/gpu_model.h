@@ -65,6 +65,10 @@ const float *gpu_model_logits(GpuModel *g);
 const int *gpu_model_selection(GpuModel *g, int layer, int *k);
 void gpu_model_backward(GpuModel *g, float ce_scale, float aux_scale);   /* model_backward's scales */
 void gpu_model_zero_grads(GpuModel *g);
+/* the fp32 gradients [n_params] in device memory, after the last backward has finished */
+float *gpu_model_grads(GpuModel *g);
+/* The GPU of the local rank-th process of a machine (local_rank modulo the GPUs visible). */
+void gpu_use_device(int local_rank);
 double gpu_model_grad_norm(GpuModel *g);
 /* AdamW over every tensor (weight decay on matrices), then the bf16 copy. */
 void gpu_model_adamw(GpuModel *g, const AdamWStep *s);

@@ -114,11 +114,14 @@ static void cpu_adamw(Device *d, const AdamWStep *s)
 }
 
 static RouteSums cpu_route_sums(Device *d, int layer) { return model_route_sums(d->host, layer); }
+static void cpu_use_local_rank(int local_rank) { (void)local_rank; }   /* the ranks of a machine share its cores */
+static float *cpu_grads(Device *d) { return d->host->grads; }
 
 const DeviceOps cpu_device_ops = {
     .name = "cpu", .open = cpu_open, .close = cpu_close, .set_state = cpu_set_state, .get_state = cpu_get_state,
     .forward = cpu_forward, .logits = cpu_logits, .backward = cpu_backward, .zero_grads = cpu_zero_grads,
     .grad_norm = cpu_grad_norm, .adamw = cpu_adamw, .route_sums = cpu_route_sums,
+    .use_local_rank = cpu_use_local_rank, .grads = cpu_grads,
 };
 
 /* ---- the choice ------------------------------------------------------------------------------ */

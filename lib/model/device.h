@@ -66,6 +66,11 @@ typedef struct {
     void (*adamw)(Device *d, const AdamWStep *s);
     /* layer l's routing in the last forward, summed over its tokens */
     RouteSums (*route_sums)(Device *d, int layer);
+    /* Many processes (comm/comm.h): the device of the local rank-th process
+     * of a machine, chosen before open (a GPU each; nothing on the CPU), and
+     * the gradients [n_params] in the device's memory, which the ranks sum. */
+    void (*use_local_rank)(int local_rank);
+    float *(*grads)(Device *d);
 } DeviceOps;
 
 struct Device {
@@ -96,6 +101,7 @@ static inline void device_backward(Device *d, float ce_scale, float aux_scale) {
 static inline void device_zero_grads(Device *d) { d->ops->zero_grads(d); }
 static inline double device_grad_norm(Device *d) { return d->ops->grad_norm(d); }
 static inline void device_adamw(Device *d, const AdamWStep *s) { d->ops->adamw(d, s); }
+static inline float *device_grads(Device *d) { return d->ops->grads(d); }
 static inline void device_set_state(Device *d, const float *params, const float *moments) { d->ops->set_state(d, params, moments); }
 static inline void device_get_state(Device *d, float *params, float *moments) { d->ops->get_state(d, params, moments); }
 static inline void device_close(Device *d) { if (d) d->ops->close(d); }

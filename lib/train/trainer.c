@@ -18,10 +18,18 @@
  * target has a loss weight (mask: the assistant's tokens) and each token its
  * place in its conversation (pos: packed rows without cross-talk), and the
  * step's cross-entropy is the mean over all its learned tokens, each
- * micro-batch weighted by its share of them. */
+ * micro-batch weighted by its share of them.
+ *
+ * Many processes (mpirun, srun; comm/comm.h) split every step's
+ * micro-batches between them: each rank reads the whole step from the same
+ * loader and computes its share, the gradients, routing counts and losses
+ * are summed over the ranks, and every rank takes the same AdamW step, so N
+ * ranks see exactly the tokens one process would and their weights stay
+ * identical. Rank 0 alone writes checkpoints, metrics and the log. */
 #include "train/trainer.h"
 #include "base/base.h"
 #include "base/json.h"
+#include "comm/comm.h"
 #include "data/shard.h"
 #include "model/adamw.h"
 #include "model/device.h"
@@ -43,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #define LOSS_WINDOW CKPT_LOSS_WINDOW
 
@@ -94,6 +103,11 @@ void sft_options_default(TrainOptions *o)
 
 typedef struct {
     const TrainOptions *o;     /* &opt */
+    Comm *comm;                /* the run's processes; size 1 without a launcher */
+    int rank, nproc;
+    uint32_t a0, a1;           /* this rank's micro-batches of a step: [a0, a1) */
+    int stop_agreed;           /* many ranks: a stop signal reached one of them by the last step's end */
+    CommStats comm_logged;     /* the collectives' totals at the last step logged */
     TrainOptions opt;          /* the command's options, completed from the checkpoint on --resume */
     char *owned[16];           /* strings taken from the checkpoint */
     int n_owned;
@@ -133,6 +147,9 @@ typedef struct {
 
 static volatile sig_atomic_t stop_requested;
 static void on_stop_signal(int sig) { (void)sig; stop_requested = 1; }
+/* Many ranks stop at the step where any of them was signalled (they agree
+ * on it at the step's end), or one would wait for the others for ever. */
+static int stopping(const Trainer *t) { return t->nproc > 1 ? t->stop_agreed : stop_requested; }
 
 /* ---- configuration ---------------------------------------------------------- */
 
@@ -707,19 +724,20 @@ static Losses train_step(Trainer *t, double *grad_norm, int *skipped_now)
     int global = o->balance == BALANCE_LBL_GLOBAL;
     memset(t->step_counts, 0, (size_t)L * E * sizeof(float));
     if (global) {   /* the step's expert counts first, so every micro-batch sees them */
-        for (uint32_t a = 0; a < t->accum; a++) {
+        for (uint32_t a = t->a0; a < t->a1; a++) {
             BalanceOptions none = {.kind = BALANCE_NONE};
             device_forward(t->dev, t->inputs + a * mb, t->targets + a * mb, mask_at(t, a * mb), pos_at(t, a * mb), B, T,
                            &none);
             add_counts(t);
         }
+        comm_sum_floats(t->comm, t->step_counts, (size_t)L * E);
         for (int l = 0; l < L; l++) t->step_tokens[l] = (float)(t->accum * mb);
     }
     BalanceOptions bo = balance_options(t, global);
     Losses sum = {0};
     device_zero_grads(t->dev);
     float scale = 1.0f / (float)t->accum;
-    for (uint32_t a = 0; a < t->accum; a++) {
+    for (uint32_t a = t->a0; a < t->a1; a++) {
         /* the ce's share of the step: each micro-batch's learned tokens over the step's */
         float ce_scale = t->mask ? (t->step_learned ? (float)((double)mask_sum(t->mask, a * mb, mb, mb) / (double)t->step_learned) : 0.0f)
                                  : scale;
@@ -731,6 +749,14 @@ static Losses train_step(Trainer *t, double *grad_norm, int *skipped_now)
         sum.ce += l.ce * ce_scale;
         sum.balance += l.balance * scale;
         sum.z += l.z * scale;
+    }
+    if (t->nproc > 1) {   /* the ranks' shares into the step's sums; the stop request too, so all stop together */
+        double v[5] = {sum.loss, sum.ce, sum.balance, sum.z, stop_requested ? 1 : 0};
+        comm_sum_doubles(t->comm, v, 5);
+        sum = (Losses){.loss = (float)v[0], .ce = (float)v[1], .balance = (float)v[2], .z = (float)v[3]};
+        t->stop_agreed = v[4] > 0;
+        if (!global) comm_sum_floats(t->comm, t->step_counts, (size_t)L * E);
+        comm_allreduce(t->comm, device_grads(t->dev), m->n_params);
     }
     *grad_norm = device_grad_norm(t->dev);
     *skipped_now = !isfinite(sum.loss) || !isfinite(*grad_norm);
@@ -754,21 +780,24 @@ static double evaluate(Trainer *t, uint64_t *tokens)
     loader_seek(&t->val, (LoaderPos){0, 0, 0}, "validation");
     /* no balance term; an aux-loss-free run routes with its bias, as in training and at inference */
     BalanceOptions none = {.kind = t->o->balance == BALANCE_BIAS ? BALANCE_BIAS : BALANCE_NONE};
-    double sum = 0, weight = 0;
-    *tokens = 0;
+    double sum = 0, weight = 0, count = 0;
     uint64_t n = t->o->eval_batches;
     if (n > (t->val.n_sequences + B - 1) / B) n = (t->val.n_sequences + B - 1) / B;   /* no sequence twice */
     for (uint64_t i = 0; i < n; i++) {
         loader_next(&t->val, t->inputs, t->targets, t->mask, t->pos, (size_t)B);
+        if ((int)(i % (uint64_t)t->nproc) != t->rank) continue;   /* the ranks take turns */
         uint64_t first = i * (uint64_t)B, rows = t->val.n_sequences - first < (uint64_t)B ? t->val.n_sequences - first : (uint64_t)B;
         if (t->mask)   /* the last batch's rows beyond the split came round again: no loss on them */
             memset(t->mask + rows * T, 0, ((size_t)B - rows) * T * sizeof(float));
         double w = (double)mask_sum(t->mask, 0, (size_t)B * T, 1);   /* sft: a mean over learned tokens */
         sum += w * device_forward(t->dev, t->inputs, t->targets, t->mask, t->pos, B, T, &none).ce;
         weight += w;
-        *tokens += t->mask ? (uint64_t)w : (uint64_t)B * T;
+        count += t->mask ? w : (double)B * T;
     }
-    return weight > 0 ? sum / weight : 0;
+    double v[3] = {sum, weight, count};
+    comm_sum_doubles(t->comm, v, 3);
+    *tokens = (uint64_t)v[2];
+    return v[1] > 0 ? v[0] / v[1] : 0;
 }
 
 static void event(Trainer *t, const char *what, const char *fmt, ...) SG_PRINTF(3, 4);
@@ -817,6 +846,12 @@ static void log_step(Trainer *t, Losses l, double grad_norm, double lr, double t
     json_add_num(j, "grad_norm", grad_norm);
     json_add_u64(j, "tokens", t->tokens_seen);
     if (t->mask) json_add_u64(j, "learned", t->step_learned);   /* the step's targets with loss */
+    if (t->nproc > 1) {   /* what the step's collectives of buffers moved, and the time they took */
+        CommStats c = comm_stats(t->comm);
+        json_add_u64(j, "comm_bytes", c.bytes - t->comm_logged.bytes);
+        json_add_num(j, "comm_s", round((c.seconds - t->comm_logged.seconds) * 1e6) / 1e6);
+        t->comm_logged = c;
+    }
     json_add_num(j, "tokens_per_s", round(tok_s));
     json_add_bool(j, "skipped", skipped);
     for (int layer = 0; layer < t->cfg.n_layers; layer++) {
@@ -833,6 +868,31 @@ static void log_step(Trainer *t, Losses l, double grad_norm, double lr, double t
 }
 
 /* ---- the run ------------------------------------------------------------------ */
+
+/* Ranks started with other options, another binary or other data would
+ * compute apart without a word: each is compared with rank 0's. */
+static void check_same_start(Trainer *t)
+{
+    if (t->nproc == 1) return;
+    XXH3_state_t *h = XXH3_createState();
+    XXH3_64bits_reset(h);
+    char text[512];
+    for (size_t i = 0; i < sizeof settings / sizeof *settings; i++) {
+        setting_format(text, sizeof text, &settings[i], t->o);
+        XXH3_64bits_update(h, text, strlen(text) + 1);
+    }
+    const char *paths[] = {t->o->data, t->o->out, t->o->init, t->o->tokenizer, t->o->val_data, t->device->name};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
+        XXH3_64bits_update(h, paths[i] ? paths[i] : "", paths[i] ? strlen(paths[i]) + 1 : 1);
+    comm_check_same(t->comm, XXH3_64bits_digest(h), "the options");
+    XXH3_freeState(h);
+    comm_check_same(t->comm, file_hash64("/proc/self/exe"), "the program (its binary)");
+    uint64_t data = t->data_hash ^ t->val_hash;
+    if (!t->o->sft)
+        for (int s = 0; s < N_SPLITS; s++)
+            for (size_t i = 0; i < t->set.split[s].n_shards; i++) data = data * 0x100000001b3ull ^ t->set.split[s].shards[i].xxh3;
+    comm_check_same(t->comm, data, "the data (the checksums of its files)");
+}
 
 /* Fine-tuning's length: --epochs over the rows unless --steps is given,
  * the warmup a twentieth of it unless given (or resumed). */
@@ -857,6 +917,12 @@ static void setup(Trainer *t)
     size_t tokens_per_micro = (size_t)o->micro_batch * o->seq_len;
     t->accum = (uint32_t)((o->batch_tokens + tokens_per_micro / 2) / tokens_per_micro);
     if (t->accum == 0) t->accum = 1;
+    if (t->accum % (uint32_t)t->nproc)
+        usage_error("%u micro-batches a step (--batch-tokens / (--micro-batch x --seq-len)) cannot be shared by %d processes: "
+                    "make --batch-tokens a multiple of %llu", t->accum, t->nproc,
+                    (unsigned long long)t->nproc * tokens_per_micro);
+    t->a0 = t->accum / (uint32_t)t->nproc * (uint32_t)t->rank;
+    t->a1 = t->a0 + t->accum / (uint32_t)t->nproc;
     if (o->sft) sft_steps(t);
     if ((uint64_t)o->seq_len > (uint64_t)t->cfg.max_seq_len)
         usage_error("--seq-len %u is above the model's max_seq_len %d", o->seq_len, t->cfg.max_seq_len);
@@ -883,7 +949,9 @@ static void setup(Trainer *t)
         }
     gpu_paths_default(&t->paths);
     t->paths.recompute = o->recompute;
+    t->device->use_local_rank(comm_local_rank(t->comm));
     t->dev = device_open(t->device, m, &alloc, (int)o->micro_batch, (int)o->seq_len, &t->paths, !sg_quiet);
+    comm_bind_device(t->comm, t->device->name);
     m->cfg = t->cfg;
     t->moments = xcalloc(2 * m->n_params, sizeof(float));
     t->moment_tensors = xcalloc(2 * (size_t)m->n_tensors, sizeof(ParamTensor));
@@ -943,6 +1011,7 @@ static void teardown(Trainer *t)
     free(t->step_counts);
     free(t->step_tokens);
     for (int i = 0; i < t->n_owned; i++) free(t->owned[i]);
+    comm_close(t->comm);
 }
 
 int run_training(const TrainOptions *command)
@@ -955,6 +1024,15 @@ int run_training(const TrainOptions *command)
     if (o->metrics && strcmp(o->metrics, "-")) t.opt.metrics = t.owned[t.n_owned++] = absolute_path(o->metrics);
     if (o->threads) omp_set_num_threads(o->threads);
     t.device = device_select(o->device, &t.device_why);
+    t.comm = comm_open();
+    t.rank = comm_rank(t.comm);
+    t.nproc = comm_size(t.comm);
+    if (t.nproc > 1) {   /* one voice, rank 0's; every rank names itself in its errors */
+        static char name[128];
+        snprintf(name, sizeof name, "%s[%d]", sg_prog, t.rank);
+        sg_prog = name;
+        if (t.rank) sg_quiet = 1;
+    }
 
     if (o->dry_run) {   /* the vocabulary of the data when given, else the preset's own */
         int vocab = 0;
@@ -981,10 +1059,12 @@ int run_training(const TrainOptions *command)
                    attention_path_name(p.attention), experts_path_name(p.experts), p.expert_streams,
                    o->recompute ? ", recomputed in backward" : "");
         }
+        comm_close(t.comm);
         return 0;
     }
 
-    ckpt_run_open(o->out, o->resume);   /* before any work: the output is usable and ours alone */
+    if (t.rank == 0) ckpt_run_open(o->out, o->resume);   /* before any work: the output is usable and ours alone */
+    comm_barrier(t.comm);
     if (!o->sft) {
         shardset_open(&t.set, o->data);
         t.tok = t.set.tok;
@@ -1004,7 +1084,7 @@ int run_training(const TrainOptions *command)
         TokHeader given;
         sft_tokenizer(&t, &given);
         init_config(&t, init_dir, &given);
-        if (t.base_vocab) {   /* the grown tokenizer exists nowhere else: the run keeps it */
+        if (t.base_vocab && t.rank == 0) {   /* the grown tokenizer exists nowhere else: the run keeps it */
             char *path = xasprintf("%s/tokenizer", o->out);
             tokenizer_save(t.tokenizer, path);
             info("the tokenizer with the chat tokens (ids %u and %u): %s", t.base_vocab, t.base_vocab + 1, path);
@@ -1015,6 +1095,7 @@ int run_training(const TrainOptions *command)
     }
     if (o->sft) read_chat(&t);
     check_vocab(&t);
+    check_same_start(&t);
     setup(&t);
     if (resume_dir) {
         load_state(&t, resume_dir);
@@ -1028,7 +1109,7 @@ int run_training(const TrainOptions *command)
     free(init_dir);
     state_to_device(&t);
     free(resume_dir);
-    metrics_open(&t.metrics, o->metrics, o->resume, t.step);
+    metrics_open(&t.metrics, t.rank == 0 ? o->metrics : NULL, o->resume, t.step);
 
     uint64_t total, active;
     config_count_params(&t.cfg, &total, &active);
@@ -1053,7 +1134,7 @@ int run_training(const TrainOptions *command)
     size_t prev_phase = topk_phase(&t.topk, t.step);
     uint64_t start_step = t.step;
     double t_start = now_seconds();
-    while (t.step < o->steps && !stop_requested) {
+    while (t.step < o->steps && !stopping(&t)) {
         size_t phase = topk_phase(&t.topk, t.step);
         memcpy(t.cfg.top_k, topk_at(&t.topk, t.step), (size_t)t.cfg.n_layers * sizeof(int));
         memcpy(t.model.cfg.top_k, t.cfg.top_k, (size_t)t.cfg.n_layers * sizeof(int));
@@ -1097,12 +1178,14 @@ int run_training(const TrainOptions *command)
             metrics_write(&t.metrics, j);
             info("step %llu: validation loss %.4f", (unsigned long long)t.step - 1, v);
         }
-        if ((o->save_every && t.step % o->save_every == 0) || t.step == o->steps || stop_requested) {
-            state_to_host(&t);
-            save_checkpoint(&t);
+        if ((o->save_every && t.step % o->save_every == 0) || t.step == o->steps || stopping(&t)) {
+            if (t.rank == 0) {
+                state_to_host(&t);
+                save_checkpoint(&t);
+            }
         }
     }
-    if (stop_requested) info("stopped by a signal after %llu steps; resume with --resume", (unsigned long long)t.step);
+    if (stopping(&t)) info("stopped by a signal after %llu steps; resume with --resume", (unsigned long long)t.step);
     else progress_done(&p, "%llu steps in %.1f s, last checkpoint %s/step-%08llu", (unsigned long long)(t.step - start_step),
                        now_seconds() - t_start, o->out, (unsigned long long)t.step);
     teardown(&t);
