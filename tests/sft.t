@@ -59,9 +59,10 @@ ok "--no-pack" sft "$T/np" --seq-len 128 --no-pack --steps 1 --val-fraction 0
 is "packing changes the rows, not what is learned" "$(jq .sft.learned_tokens_per_epoch "$T/np/step-00000001/config.json")" \
     "$(jq .sft.learned_tokens_per_epoch "$T/p128/step-00000001/config.json")"
 ok "  in fewer rows" test "$(jq .sft.rows "$T/p128/step-00000001/config.json")" -lt "$(jq .sft.rows "$T/np/step-00000001/config.json")"
-sigma-sft --init "$T/base-chat" -t "$T/chat.tok" --data "$T/chat.jsonl" --out "$T/long" --seq-len 40 --micro-batch 4 \
+{ cat "$T/chat.jsonl"; printf '{"prompt": "and the whole manual?", "completion": "%s"}\n' "$(head -c 3000 "$T/text" | tr -d '\\"\n')"; } >"$T/long.jsonl"
+sigma-sft --init "$T/base-chat" -t "$T/chat.tok" --data "$T/long.jsonl" --out "$T/long" --seq-len 64 --micro-batch 4 \
     --batch-tokens 256 --steps 1 --long drop -j1 2>"$T/long.err"
-ok "--long drop: conversations longer than a row are left out, counted" grep -q "longer than a row dropped" "$T/long.err"
+ok "--long drop: conversations longer than a row are left out, counted" grep -qE " [1-9][0-9]* longer than a row dropped" "$T/long.err"
 
 # ---- exact resume -----------------------------------------------------------------------------
 ok "an uninterrupted run of 3 epochs" sft "$T/full" --val-fraction 0.1

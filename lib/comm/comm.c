@@ -196,6 +196,22 @@ void comm_sum_floats(Comm *c, float *v, size_t n)
 #endif
 }
 
+void comm_gather_shards(Comm *c, float *buf, size_t n)
+{
+    if (c->size == 1) return;
+#ifdef SIGMA_MPI
+    int *counts = xmalloc(2 * (size_t)c->size * sizeof(int)), *displs = counts + c->size;
+    shard_counts(counts, displs, n, c->size);
+    if (c->rank == 0)
+        MPI_CHECK(MPI_Gatherv(MPI_IN_PLACE, 0, MPI_FLOAT, buf, counts, displs, MPI_FLOAT, 0, MPI_COMM_WORLD));
+    else
+        MPI_CHECK(MPI_Gatherv(buf + displs[c->rank], counts[c->rank], MPI_FLOAT, NULL, NULL, NULL, MPI_FLOAT, 0, MPI_COMM_WORLD));
+    free(counts);
+#else
+    (void)buf; (void)n;
+#endif
+}
+
 void comm_broadcast(Comm *c, void *buf, size_t bytes)
 {
     if (c->size == 1) return;

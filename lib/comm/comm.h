@@ -56,6 +56,7 @@ void comm_allgather(Comm *c, float *buf, size_t n);
 size_t comm_shard_begin(size_t n, int rank, int size);
 
 /* On the host, over MPI. */
+void comm_gather_shards(Comm *c, float *buf, size_t n);   /* every rank's shard of buf[n] into rank 0's */
 void comm_sum_doubles(Comm *c, double *v, size_t n);
 void comm_sum_floats(Comm *c, float *v, size_t n);
 void comm_broadcast(Comm *c, void *buf, size_t bytes);   /* from rank 0 */

@@ -60,10 +60,13 @@ static void cuda_adamw(Device *d, const AdamWStep *s) { gpu_model_adamw(gpu(d), 
 static RouteSums cuda_route_sums(Device *d, int layer) { return gpu_model_route_sums(gpu(d), layer); }
 static void cuda_use_local_rank(int local_rank) { gpu_use_device(local_rank); }
 static float *cuda_grads(Device *d) { return gpu_model_grads(gpu(d)); }
+static float *cuda_params(Device *d) { return gpu_model_params(gpu(d)); }
+static void cuda_params_changed(Device *d) { gpu_model_params_changed(gpu(d)); }
+static void cuda_own(Device *d, size_t lo, size_t hi) { gpu_model_own(gpu(d), lo, hi); }
 
 // in DeviceOps's order (C++17 has no designated initializers)
 extern "C" const DeviceOps cuda_device_ops = {
     "cuda", cuda_open, cuda_close, cuda_set_state, cuda_get_state, cuda_forward,
     cuda_logits, cuda_backward, cuda_zero_grads, cuda_grad_norm, cuda_adamw, cuda_route_sums,
-    cuda_use_local_rank, cuda_grads,
+    cuda_use_local_rank, cuda_grads, cuda_params, cuda_params_changed, cuda_own,
 };

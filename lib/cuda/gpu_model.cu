@@ -105,7 +105,8 @@ struct GpuModel {
     float *params;             // [n_params] fp32 master
     bf16 *params_bf;           // [n_params]
     float *grads;              // [n_params]
-    float *moments;            // [2 * n_params]
+    float *moments;            // [2 * (own_hi - own_lo)]: m, then v, of the weights it owns
+    size_t own_lo, own_hi;     // the weights whose optimizer state it holds (gpu_model_own)
     char *acts_base;           // one allocation for everything below
     size_t acts_bytes;
     LayerActs L[MODEL_MAX_LAYERS];
@@ -362,6 +363,8 @@ extern "C" GpuModel *gpu_model_create(const Model *host, const Config *alloc, in
     CUDA_CHECK(cudaMalloc(&g->params, P * sizeof(float)));
     CUDA_CHECK(cudaMalloc(&g->params_bf, P * sizeof(bf16)));
     CUDA_CHECK(cudaMalloc(&g->grads, P * sizeof(float)));
+    g->own_lo = 0;
+    g->own_hi = P;
     CUDA_CHECK(cudaMalloc(&g->moments, 2 * P * sizeof(float)));
     CUDA_CHECK(cudaMemsetAsync(g->grads, 0, P * sizeof(float), g->ctx.stream));
     CUDA_CHECK(cudaMemsetAsync(g->moments, 0, 2 * P * sizeof(float), g->ctx.stream));
@@ -438,14 +441,43 @@ extern "C" void gpu_model_get_params(GpuModel *g, float *params)
 {
     copy_to_host(params, g->params, g->n_params * sizeof(float), g->ctx);
 }
+// The moments of the owned weights, to and from the full layout's parts.
 extern "C" void gpu_model_set_moments(GpuModel *g, const float *moments)
 {
-    copy_to_device(g->moments, moments, 2 * g->n_params * sizeof(float), g->ctx);
+    size_t n = g->own_hi - g->own_lo;
+    copy_to_device(g->moments, moments + g->own_lo, n * sizeof(float), g->ctx);
+    copy_to_device(g->moments + n, moments + g->n_params + g->own_lo, n * sizeof(float), g->ctx);
     CUDA_CHECK(cudaStreamSynchronize(g->ctx.stream));
 }
 extern "C" void gpu_model_get_moments(GpuModel *g, float *moments)
 {
-    copy_to_host(moments, g->moments, 2 * g->n_params * sizeof(float), g->ctx);
+    size_t n = g->own_hi - g->own_lo;
+    copy_to_host(moments + g->own_lo, g->moments, n * sizeof(float), g->ctx);
+    copy_to_host(moments + g->n_params + g->own_lo, g->moments + n, n * sizeof(float), g->ctx);
+}
+
+// ZeRO-1: the moments of the weights [lo, hi) only, zero until set.
+extern "C" void gpu_model_own(GpuModel *g, size_t lo, size_t hi)
+{
+    if (lo > hi || hi > g->n_params) BUG("gpu_model_own [%zu, %zu) of %zu", lo, hi, g->n_params);
+    CUDA_CHECK(cudaFree(g->moments));
+    g->own_lo = lo;
+    g->own_hi = hi;
+    CUDA_CHECK(cudaMalloc(&g->moments, (2 * (hi - lo) + 1) * sizeof(float)));
+    CUDA_CHECK(cudaMemsetAsync(g->moments, 0, (2 * (hi - lo) + 1) * sizeof(float), g->ctx.stream));
+    CUDA_CHECK(cudaStreamSynchronize(g->ctx.stream));
+}
+
+extern "C" float *gpu_model_params(GpuModel *g)
+{
+    CUDA_CHECK(cudaStreamSynchronize(g->ctx.stream));
+    return g->params;
+}
+
+extern "C" void gpu_model_params_changed(GpuModel *g)
+{
+    to_bf16(g->params_bf, g->params, (long)g->n_params, g->ctx);
+    CUDA_CHECK(cudaStreamSynchronize(g->ctx.stream));
 }
 extern "C" float *gpu_model_grads(GpuModel *g)
 {
@@ -794,7 +826,7 @@ extern "C" void gpu_model_backward(GpuModel *g, float ce_scale, float aux_scale)
 extern "C" double gpu_model_grad_norm(GpuModel *g)
 {
     phase(g, PH_OPT);
-    double norm = gradient_norm(g->norm_blocks, g->grads, (long)g->n_params, g->ctx);
+    double norm = gradient_norm(g->norm_blocks, g->grads + g->own_lo, (long)(g->own_hi - g->own_lo), g->ctx);
     phase(g, -1);
     return norm;
 }
@@ -802,7 +834,9 @@ extern "C" double gpu_model_grad_norm(GpuModel *g)
 extern "C" void gpu_model_adamw(GpuModel *g, const AdamWStep *s)
 {
     phase(g, PH_OPT);
-    adamw_update(g->params, g->params_bf, g->moments, g->moments + g->n_params, g->grads, g->tensors, g->n_tensors, s, g->ctx);
+    size_t n = g->own_hi - g->own_lo;
+    adamw_update(g->params, g->params_bf, g->moments, g->moments + n, g->grads, g->tensors, g->n_tensors, g->own_lo, g->own_hi, s,
+                 g->ctx);
     phase(g, -1);
 }
 

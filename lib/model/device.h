@@ -67,10 +67,20 @@ typedef struct {
     /* layer l's routing in the last forward, summed over its tokens */
     RouteSums (*route_sums)(Device *d, int layer);
     /* Many processes (comm/comm.h): the device of the local rank-th process
-     * of a machine, chosen before open (a GPU each; nothing on the CPU), and
-     * the gradients [n_params] in the device's memory, which the ranks sum. */
+     * of a machine, chosen before open (a GPU each; nothing on the CPU); the
+     * gradients and the weights [n_params] in the device's memory, which the
+     * ranks sum and gather; params_changed after the weights were written
+     * there by a collective (the GPU refreshes their bf16 copy). */
     void (*use_local_rank)(int local_rank);
     float *(*grads)(Device *d);
+    float *(*params)(Device *d);
+    void (*params_changed)(Device *d);
+    /* ZeRO-1: this rank's share of the optimizer, the weights [lo, hi).
+     * From then on AdamW updates those weights only, the device keeps
+     * their moments only (set_state takes and get_state fills that part of
+     * the full layout), and grad_norm is the norm of their gradients. The
+     * whole buffer until called: one process is the share [0, n_params). */
+    void (*own)(Device *d, size_t lo, size_t hi);
 } DeviceOps;
 
 struct Device {
@@ -102,6 +112,9 @@ static inline void device_zero_grads(Device *d) { d->ops->zero_grads(d); }
 static inline double device_grad_norm(Device *d) { return d->ops->grad_norm(d); }
 static inline void device_adamw(Device *d, const AdamWStep *s) { d->ops->adamw(d, s); }
 static inline float *device_grads(Device *d) { return d->ops->grads(d); }
+static inline float *device_params(Device *d) { return d->ops->params(d); }
+static inline void device_params_changed(Device *d) { d->ops->params_changed(d); }
+static inline void device_own(Device *d, size_t lo, size_t hi) { d->ops->own(d, lo, hi); }
 static inline void device_set_state(Device *d, const float *params, const float *moments) { d->ops->set_state(d, params, moments); }
 static inline void device_get_state(Device *d, float *params, float *moments) { d->ops->get_state(d, params, moments); }
 static inline void device_close(Device *d) { if (d) d->ops->close(d); }

@@ -234,6 +234,12 @@ static void print_plan(const Config *c, const TrainOptions *o, uint32_t accum)
            accum, (unsigned long long)accum * o->micro_batch * o->seq_len);
     printf("memory: %.2f GiB parameters, gradients and AdamW moments (fp32) + about %.2f GiB activations = %.2f GiB\n",
            state / (1 << 30), acts / (1 << 30), (state + acts) / (1 << 30));
+    if (o->nproc > 1) {   /* ZeRO-1: the moments (half the state) sharded, weights and gradients whole on every rank */
+        double rank_state = state / 2 + state / 2 / o->nproc;
+        printf("memory per rank of %d: %.2f GiB weights and gradients + %.2f GiB of the AdamW moments (ZeRO-1) + %.2f GiB "
+               "activations = %.2f GiB (a GPU adds %.2f GiB of bf16 weights)\n", o->nproc, state / 4 / (1 << 30) * 2,
+               state / 2 / o->nproc / (1 << 30), acts / (1 << 30), (rank_state + acts) / (1 << 30), state / 8 / (1 << 30));
+    }
     double flops = config_train_flops(c, (int)T);
     printf("flops: about %.3g per token (6 x (active + head) + attention), %.3g per step\n", flops, flops * accum * B * T);
 }
@@ -690,7 +696,13 @@ static BalanceOptions balance_options(const Trainer *t, int global)
 /* Weights and moments: into the device after initialisation or loading,
  * back to the host before saving. */
 static void state_to_device(Trainer *t) { device_set_state(t->dev, t->model.params, t->moments); }
-static void state_to_host(Trainer *t) { device_get_state(t->dev, t->model.params, t->moments); }
+static void state_to_host(Trainer *t)
+{
+    device_get_state(t->dev, t->model.params, t->moments);
+    size_t n = t->model.n_params;   /* ZeRO-1: each rank holds its share of the moments; rank 0 saves them all */
+    comm_gather_shards(t->comm, t->moments, n);
+    comm_gather_shards(t->comm, t->moments + n, n);
+}
 
 /* The step's mask and positions from token `at`: NULL in pretraining. */
 static const float *mask_at(const Trainer *t, size_t at) { return t->mask ? t->mask + at : NULL; }
@@ -756,9 +768,14 @@ static Losses train_step(Trainer *t, double *grad_norm, int *skipped_now)
         sum = (Losses){.loss = (float)v[0], .ce = (float)v[1], .balance = (float)v[2], .z = (float)v[3]};
         t->stop_agreed = v[4] > 0;
         if (!global) comm_sum_floats(t->comm, t->step_counts, (size_t)L * E);
-        comm_allreduce(t->comm, device_grads(t->dev), m->n_params);
+        comm_reduce_scatter(t->comm, device_grads(t->dev), m->n_params);   /* ZeRO-1: each rank its share of the sum */
     }
     *grad_norm = device_grad_norm(t->dev);
+    if (t->nproc > 1) {   /* of the shares' norms */
+        double sq = *grad_norm * *grad_norm;
+        comm_sum_doubles(t->comm, &sq, 1);
+        *grad_norm = sqrt(sq);
+    }
     *skipped_now = !isfinite(sum.loss) || !isfinite(*grad_norm);
     if (*skipped_now) return sum;
 
@@ -766,6 +783,10 @@ static Losses train_step(Trainer *t, double *grad_norm, int *skipped_now)
                    .eps = (float)o->eps, .weight_decay = (float)o->weight_decay,
                    .grad_scale = clip_scale(*grad_norm, o->clip), .t = t->step + 1 - t->skipped};
     device_adamw(t->dev, &s);
+    if (t->nproc > 1) {   /* every rank's updated share to every rank */
+        comm_allgather(t->comm, device_params(t->dev), m->n_params);
+        device_params_changed(t->dev);
+    }
     if (o->balance == BALANCE_BIAS) {   /* the bias follows the whole step's counts */
         memcpy(m->counts, t->step_counts, (size_t)L * E * sizeof(float));
         model_update_bias(m, (float)o->bias_rate);
@@ -952,6 +973,8 @@ static void setup(Trainer *t)
     t->device->use_local_rank(comm_local_rank(t->comm));
     t->dev = device_open(t->device, m, &alloc, (int)o->micro_batch, (int)o->seq_len, &t->paths, !sg_quiet);
     comm_bind_device(t->comm, t->device->name);
+    /* ZeRO-1: each rank keeps the AdamW moments of its share of the weights */
+    device_own(t->dev, comm_shard_begin(m->n_params, t->rank, t->nproc), comm_shard_begin(m->n_params, t->rank + 1, t->nproc));
     m->cfg = t->cfg;
     t->moments = xcalloc(2 * m->n_params, sizeof(float));
     t->moment_tensors = xcalloc(2 * (size_t)m->n_tensors, sizeof(ParamTensor));
@@ -1048,6 +1071,7 @@ int run_training(const TrainOptions *command)
             shardset_free(&t.set);
         }
         if (!o->sft) fresh_config(&t, vocab);
+        if (t.nproc > 1) t.opt.nproc = t.nproc;   /* under a launcher: its ranks */
         size_t tpm = (size_t)o->micro_batch * o->seq_len;
         uint32_t accum = (uint32_t)((o->batch_tokens + tpm / 2) / tpm);
         print_plan(&t.cfg, o, accum ? accum : 1);
@@ -1179,10 +1203,8 @@ int run_training(const TrainOptions *command)
             info("step %llu: validation loss %.4f", (unsigned long long)t.step - 1, v);
         }
         if ((o->save_every && t.step % o->save_every == 0) || t.step == o->steps || stopping(&t)) {
-            if (t.rank == 0) {
-                state_to_host(&t);
-                save_checkpoint(&t);
-            }
+            state_to_host(&t);
+            if (t.rank == 0) save_checkpoint(&t);
         }
     }
     if (stopping(&t)) info("stopped by a signal after %llu steps; resume with --resume", (unsigned long long)t.step);

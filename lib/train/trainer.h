@@ -41,6 +41,7 @@ typedef struct {
     double spike_z;
     int threads;
     int dry_run;
+    int nproc;                 /* --dry-run: plan each rank's memory for this many processes */
     const char *device;        /* "cpu", "cuda" or "auto" */
     int recompute;             /* GPU: recompute the expert intermediates in backward */
     /* fine-tuning (sigma-sft): the data is chat JSON Lines (train/chat_data.h) */
