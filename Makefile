@@ -252,7 +252,7 @@ have-header:
 # The build without OpenMP (single-threaded) and without BLAS still compiles
 # and links: the options the Makefile offers are kept working.
 build-variants:
-	$(MAKE) --no-print-directory O=build/variant BINDIR=build/variant/bin NO_OPENMP=1 NO_BLAS=1 NVCC= WERROR=1 all
+	$(MAKE) --no-print-directory O=build/variant BINDIR=build/variant/bin NO_OPENMP=1 NO_BLAS=1 NO_MPI=1 NVCC= WERROR=1 all
 
 # sigma-export's directories in transformers, torch and safetensors (from pip,
 # which make test does not need): pip install torch transformers safetensors
