@@ -14,7 +14,7 @@
 #   make deps       install the Debian packages sigma needs (scripts/deps)
 #
 # Variables: O (object dir, default build), BINDIR (default bin), SAN=1 for
-# AddressSanitizer + UBSan, WERROR=1, NO_OPENMP=1, NO_BLAS=1, CC, NVCC,
+# AddressSanitizer + UBSan, WERROR=1, NO_OPENMP=1, NO_BLAS=1, NO_MPI=1, CC, NVCC,
 # PREFIX, DESTDIR; FUZZ=1 (what `make fuzz` sets: clang, libFuzzer, ASan and
 # UBSan, die() returning to the fuzz target), FUZZ_S.
 
@@ -42,6 +42,7 @@ CC        := clang
 CFLAGS    += -DSIGMA_FUZZ -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 NO_OPENMP := 1
 NO_BLAS   := 1
+NO_MPI    := 1
 NVCC      :=
 endif
 
@@ -82,6 +83,18 @@ ifneq ($(MAKECMDGOALS),clean)
   else
     $(info ✗ OpenBLAS not found: own matrix kernels)
   endif
+  # MPI (Open MPI's mpicc names its flags): runs of many processes under
+  # mpirun or srun (comm/comm.h); without it, one process a run
+  MPI_CFLAGS := $(if $(filter 1,$(NO_MPI)),,$(shell mpicc --showme:compile 2>/dev/null))
+  ifeq ($(NO_MPI),1)
+    $(info ✗ MPI off (NO_MPI=1): one process a run)
+  else ifneq ($(MPI_CFLAGS),)
+    CFLAGS += -DSIGMA_MPI $(MPI_CFLAGS)
+    LDLIBS += $(shell mpicc --showme:link)
+    $(info ✓ MPI found (mpicc): runs of many processes under mpirun or srun)
+  else
+    $(info ✗ MPI not found (libopenmpi-dev): one process a run)
+  endif
   ifneq ($(NVCC),)
     $(info ✓ nvcc found at $(NVCC): CUDA sources compiled for sm_90 + PTX)
   else
@@ -110,7 +123,7 @@ ifneq ($(SAN),1)
 LIB_OBJ   += $(CUDA_SRC:%.cu=$(O)/%.o)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CFLAGS    += -DSIGMA_CUDA
-CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt -lstdc++
+CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lnccl -lcudart_static -ldl -lrt -lstdc++
 endif
 endif
 endif
@@ -141,7 +154,7 @@ $(LIBSIGMA): $(LIB_OBJ)
 
 # the tools that reach a model through the device table (model/device.h)
 # hold the CUDA core and link CUDA's libraries
-DEVICE_TOOLS := sigma-pretrain sigma-eval sigma-generate
+DEVICE_TOOLS := sigma-pretrain sigma-sft sigma-eval sigma-generate
 $(BINDIR)/%: $(O)/bin/%.o $(LIBSIGMA)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $< $(LIBSIGMA) $(LDLIBS) $(if $(filter $(DEVICE_TOOLS),$(@F)),$(CUDA_LDLIBS)) -o $@
@@ -175,11 +188,12 @@ $(O)/tests/%: $(O)/tests/gpu/%.o $(LIBSIGMA)
 # against their references, and the whole CUDA model against the CPU's.
 ifneq ($(CUDA_LDLIBS),)
 EMU_TESTS := $(O)/tests/grouped_emu $(O)/tests/attention_emu $(O)/tests/gpu_check_emu $(O)/tests/kv_check_emu
-EMU_PROGS := $(O)/tests/sigma-pretrain-emu $(O)/tests/sigma-eval-emu $(O)/tests/sigma-generate-emu   # for tests/pretrain_emu.t, tests/eval.t, tests/generate_emu.t
+EMU_PROGS := $(O)/tests/sigma-pretrain-emu $(O)/tests/sigma-sft-emu $(O)/tests/sigma-eval-emu $(O)/tests/sigma-generate-emu   # for tests/pretrain_emu.t, sft.t, eval.t, generate_emu.t
 EMU_OBJ   := $(CUDA_SRC:%.cu=$(O)/emu/%.o)
 EMU_FLAGS := -std=c++17 -O2 -g -U_FORTIFY_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas \
-             $(if $(filter 1,$(WERROR)),-Werror) -include tests/emu/cuda_emu.h -Ilib -I$(CUDA_HOME)/include
-$(O)/emu/%.o: %.cu tests/emu/cuda_emu.h $(wildcard lib/cuda/*.cuh lib/cuda/*.h)
+             $(if $(filter 1,$(WERROR)),-Werror) -include tests/emu/cuda_emu.h -include tests/emu/nccl_emu.h -Ilib \
+             -I$(CUDA_HOME)/include $(if $(MPI_CFLAGS),-DSIGMA_MPI -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX $(MPI_CFLAGS))
+$(O)/emu/%.o: %.cu tests/emu/cuda_emu.h tests/emu/nccl_emu.h $(wildcard lib/cuda/*.cuh lib/cuda/*.h)
 	@mkdir -p $(@D)
 	$(CXX) $(EMU_FLAGS) -x c++ -c $< -o $@
 $(O)/emu/tests/gpu_check.o: tests/gpu/gpu_check.c
@@ -193,6 +207,7 @@ $(O)/emu/tests/kv_check.o: tests/gpu/kv_check.c
 $(O)/tests/gpu_check_emu: $(O)/emu/tests/gpu_check.o $(EMU_OBJ)
 $(O)/tests/kv_check_emu: $(O)/emu/tests/kv_check.o $(EMU_OBJ)
 $(O)/tests/sigma-pretrain-emu: $(O)/bin/sigma-pretrain.o $(EMU_OBJ)
+$(O)/tests/sigma-sft-emu: $(O)/bin/sigma-sft.o $(EMU_OBJ)
 $(O)/tests/sigma-eval-emu: $(O)/bin/sigma-eval.o $(EMU_OBJ)
 $(O)/tests/sigma-generate-emu: $(O)/bin/sigma-generate.o $(EMU_OBJ)
 $(EMU_TESTS) $(EMU_PROGS): tests/emu/cuda_emu.h $(wildcard lib/cuda/*.cuh lib/cuda/*.h) $(LIBSIGMA)
@@ -242,7 +257,7 @@ have-header:
 # The build without OpenMP (single-threaded) and without BLAS still compiles
 # and links: the options the Makefile offers are kept working.
 build-variants:
-	$(MAKE) --no-print-directory O=build/variant BINDIR=build/variant/bin NO_OPENMP=1 NO_BLAS=1 NVCC= WERROR=1 all
+	$(MAKE) --no-print-directory O=build/variant BINDIR=build/variant/bin NO_OPENMP=1 NO_BLAS=1 NO_MPI=1 NVCC= WERROR=1 all
 
 # sigma-export's directories in transformers, torch and safetensors (from pip,
 # which make test does not need): pip install torch transformers safetensors

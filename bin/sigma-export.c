@@ -4,6 +4,7 @@
 #include "base/json.h"
 #include "data/tokstream.h"
 #include "model/hf.h"
+#include "text/chat.h"
 #include "text/tokenizer.h"
 #include "train/ckpt.h"
 
@@ -18,8 +19,9 @@ static void help(FILE *out)
             "\n"
             "Writes the model of a checkpoint (a run directory or one step-N directory) as a\n"
             "Hugging Face directory that AutoModelForCausalLM loads as Qwen3MoeForCausalLM,\n"
-            "with tokenizer.json for AutoTokenizer when -t names the model's tokenizer; or\n"
-            "reads such a directory (from sigma or elsewhere) into a sigma checkpoint.\n"
+            "with tokenizer.json for AutoTokenizer when -t names the model's tokenizer (and\n"
+            "the chat template if it has the chat tokens; an sft model stops at <|im_end|>);\n"
+            "or reads such a directory (from sigma or elsewhere) into a sigma checkpoint.\n"
             "\n"
             "  -o, --out DIR            the directory to write (refused if it exists)\n"
             "  -t, --tokenizer FILE     the model's tokenizer (its fingerprint must match)\n"
@@ -37,6 +39,24 @@ static Tokenizer *load_checked_tokenizer(const char *path, const TokHeader *mode
     TokHeader th = tokenizer_header(tok);
     tokenizer_match(model_tok, what, &th, path);
     return tok;
+}
+
+/* A model fine-tuned on chat: its config.json has sigma-sft's "sft"
+ * section, whose template must be the one chat.c writes. */
+static int chat_model(const char *dir)
+{
+    Config c;
+    TokHeader th;
+    cJSON *cfg = ckpt_read_config(dir, &c, &th);
+    const cJSON *sft = cJSON_GetObjectItemCaseSensitive(cfg, "sft");
+    char *what = xasprintf("%s/config.json: sft", dir);
+    if (sft && !cJSON_IsObject(sft)) die("%s: not a JSON object", what);
+    const char *template = sft ? json_opt_str(sft, "template", "chatml", what) : "chatml";
+    if (strcmp(template, "chatml")) die("%s: template \"%s\"; this sigma knows ChatML (\"chatml\") only", what, template);
+    free(what);
+    int chat = sft != NULL;
+    cJSON_Delete(cfg);
+    return chat;
 }
 
 static void import_dir(const char *hf, const char *out, const char *tok_path, int force)
@@ -98,14 +118,20 @@ int main(int argc, char **argv)
         return 0;
     }
     if (optind + 1 != argc) usage_error("expected one checkpoint (a run directory or a step-N directory)");
+    /* one checkpoint for the weights and the config, though a run's latest may move on meanwhile */
+    char *dir = ckpt_resolve(argv[optind]);
+    if (!dir) die("%s: not a checkpoint (no config.json) nor a run directory (no latest)", argv[optind]);
     Model m;
     TokHeader model_tok;
-    if (ckpt_load_model(&m, argv[optind], 1, 1, &model_tok))
+    if (ckpt_load_model(&m, dir, 1, 1, &model_tok))
         warn("%s was trained with the aux-loss-free routing bias, which Qwen3-MoE has no place for: transformers will "
              "choose its experts without it, and its outputs will differ from sigma's", argv[optind]);
+    HfExportOptions o = {.bf16 = bf16, .max_shard = max_shard, .force = force, .chat = chat_model(dir)};
     Tokenizer *tok = tok_path ? load_checked_tokenizer(tok_path, &model_tok, argv[optind]) : NULL;
-    hf_export(&m, tok, out, force, bf16, max_shard);
+    if (tok && o.chat) chat_check_tokenizer(tok, tok_path);
+    hf_export(&m, tok, out, &o);
     if (tok) tokenizer_free(tok);
     model_free(&m);
+    free(dir);
     return 0;
 }

@@ -8,13 +8,13 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The tools that exist; the planned one (sft) is named as planned in the
- * help, not listed as if it were merely not installed. */
+/* The tools that exist. */
 static const struct { const char *name, *what; } tools[] = {
     {"tokenize", "train a byte-level BPE tokenizer; encode text to a token stream and back"},
     {"dedup", "remove exact and near-duplicate documents (MinHash LSH)"},
     {"shard", "write a token stream into a checksummed shard set; verify, info, cat"},
     {"pretrain", "train a Sigma-MoE model on a shard set (CPU or CUDA)"},
+    {"sft", "fine-tune a checkpoint on chat data (CPU or CUDA)"},
     {"generate", "sample text from a checkpoint"},
     {"eval", "loss, the experts' load, benchmarks scored as lm-evaluation-harness"},
     {"export", "write a Hugging Face model directory; import one back"},
@@ -82,8 +82,7 @@ static void help(FILE *out)
         free(tool);
     }
     if (missing) fprintf(out, "(* not found beside sigma or on PATH)\n");
-    fprintf(out, "\nFine-tuning (sft) is planned, not written yet.\n"
-                 "'sigma CMD --help' and man sigma-CMD tell more; man sigma-formats for the files.\n\n"
+    fprintf(out, "\n'sigma CMD --help' and man sigma-CMD tell more; man sigma-formats for the files.\n\n"
                  "See sigma(1).\n");
 }
 

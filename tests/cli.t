@@ -8,7 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 
 MAN=$SIGMA_ROOT/man
-tools="sigma-tokenize sigma-dedup sigma-shard sigma-pretrain sigma-generate sigma-eval sigma-export sigma-plot"
+tools="sigma-tokenize sigma-dedup sigma-shard sigma-pretrain sigma-sft sigma-generate sigma-eval sigma-export sigma-plot"
 
 # The lines of the section .SH NAME (up to the next .SH) of a manual.
 man_section() { awk -v want="$2" '/^\.SH/ { s = $0; sub(/^\.SH +"?/, "", s); sub(/"$/, "", s); on = (s == want); next } on' "$1"; }
@@ -59,10 +59,11 @@ for t in $tools; do
     ok "$t(1) has an OPTIONS section" test -n "$(man_longs "$t")"
     same_set "$t: --help and $t(1) OPTIONS list the same long options" "$(help_longs "$t")" "$(man_longs "$t")" \
         "--help" "$t(1)"
-    # what the code accepts: its longopts table, and the common options
+    # what the code accepts: its longopts table (and the training tools' shared one), and the common options
     src=$SIGMA_ROOT/bin/$t.c
-    code=$({ grep -oE '\{"[a-z0-9-]+", (no|required|optional)_argument' "$src" | sed -E 's/\{"([^"]+)".*/\1/'
-             grep -q CLI_COMMON_OPTIONS "$src" && printf 'quiet\nverbose\nhelp\nversion\n'; } | sort -u)
+    grep -q train_longopts "$src" && src="$src $SIGMA_ROOT/lib/train/options.c"
+    code=$({ cat $src | grep -oE '\{"[a-z0-9-]+", (no|required|optional)_argument' | sed -E 's/\{"([^"]+)".*/\1/'
+             cat $src | grep -q CLI_COMMON_OPTIONS && printf 'quiet\nverbose\nhelp\nversion\n'; } | sort -u)
     same_set "$t: --help lists every option the code accepts" "$(help_longs "$t")" "$code" "--help" "bin/$t.c"
     same_set "$t: --help and $t(1) give the same short forms" "$(help_pairs "$t")" "$(man_tags "$t" | roff_pairs)" \
         "--help" "$t(1)"
@@ -120,6 +121,7 @@ envcheck() {   # tool dirs...
     is "$t(1) ENVIRONMENT names what it reads:$(echo $vars | sed 's/^/ /')" "$undoc" ""
 }
 envcheck sigma-pretrain lib/model/*.c lib/train/*.c lib/cuda/*.cu
+envcheck sigma-sft lib/model/*.c lib/train/*.c lib/cuda/*.cu
 envcheck sigma-dedup lib/dedup/*.c
 
 done_testing

@@ -17,6 +17,7 @@ ok "config.json: qwen3_moe, norm_topk_prob false, the final top-k" \
     jq -e '.model_type == "qwen3_moe" and .architectures == ["Qwen3MoeForCausalLM"] and .norm_topk_prob == false and .num_experts_per_tok == 2 and .num_experts == 8' "$T/hf/config.json"
 ok "tokenizer.json: byte-level BPE, the pattern, merges, specials" \
     jq -e '.model.type == "BPE" and (.model.merges | length) == 600 - 256 - 1 and .added_tokens[0].content == "<|endoftext|>" and .pre_tokenizer.pretokenizers[0].type == "Split"' "$T/hf/tokenizer.json"
+ok "tokenizer_config.json: a tokenizer without the chat tokens writes no template" jq -e 'has("chat_template") | not' "$T/hf/tokenizer_config.json"
 st_check() {   # the safetensors specification, with python3's standard library
     python3 - "$@" <<'PY'
 import json, struct, sys
@@ -58,6 +59,49 @@ cp -r "$T/hf" "$T/noexp"; jq '.num_experts = 9' "$T/hf/config.json" >"$T/noexp/c
 fails_with "a misshapen tensor is named on import" 1 "mlp.gate.weight has shape" sigma-export --import "$T/noexp" -o "$T/x"
 ok "no partial output after any of these" sh -c "! ls -d '$T'/x* 2>/dev/null"
 fails_with "not a checkpoint" 1 "not a checkpoint" sigma-export "$T" -o "$T/x"
+
+# A tokenizer with the chat tokens: the template for apply_chat_template
+# (make test-interop checks its ids in transformers). A model fine-tuned on
+# chat (sigma-sft's "sft" section in config.json) ends its replies with
+# <|im_end|>. The sft checkpoint here is a pretrained one with that section
+# added: config.json carries no checksum (trainer.json records the
+# safetensors files' and its own), so the edit is a checkpoint as sigma-sft
+# would write it, apart from the weights.
+sigma-tokenize train -q --chat --vocab-size 600 --pattern o200k -o "$T/chat.tok" "$T/text"
+sigma-tokenize encode -q -t "$T/chat.tok" --lines "$T/text" | sigma-shard -q -o "$T/chat-shards" --val-fraction 0
+sigma-pretrain -q --preset test --data "$T/chat-shards" --out "$T/chat-run" --seq-len 32 --micro-batch 4 --batch-tokens 128 \
+    --steps 2 --eval-every 0
+special() { sigma-tokenize info -t "$T/chat.tok" | jq ".special_tokens[\"$1\"]"; }
+eot=$(special '<|endoftext|>') start=$(special '<|im_start|>') end=$(special '<|im_end|>')
+ok "export with a chat tokenizer" sigma-export "$T/chat-run" -t "$T/chat.tok" -o "$T/hf-chat"
+is "tokenizer_config.json: chat_template is chat.c's template" "$(jq -r .chat_template "$T/hf-chat/tokenizer_config.json")" "$(chat_ids --jinja)"
+ok "tokenizer.json: <|im_start|> and <|im_end|> are added special tokens, with sigma's ids" \
+    jq -e --argjson s "$start" --argjson e "$end" '[.added_tokens[] | select(.special and (.normalized | not)) | [.content, .id]]
+        | index([["<|im_start|>", $s]]) != null and index([["<|im_end|>", $e]]) != null' "$T/hf-chat/tokenizer.json"
+ok "a pretrained model still ends at <|endoftext|>" jq -e --argjson t "$eot" '.eos_token_id == $t' "$T/hf-chat/generation_config.json" "$T/hf-chat/config.json"
+ok "and its tokenizer says so" jq -e '.eos_token == "<|endoftext|>"' "$T/hf-chat/tokenizer_config.json"
+sft=$(cat "$T/chat-run/latest")
+cp -r "$T/chat-run/$sft" "$T/sft"
+jq '.sft = {"template": "chatml", "train_on": "assistant"} | .created_by = "sigma-sft 0.1.0"' "$T/chat-run/$sft/config.json" >"$T/sft/config.json"
+ok "export of an sft checkpoint (its weights' checksum still holds)" sigma-export "$T/sft" -t "$T/chat.tok" -o "$T/hf-sft"
+ok "generation_config.json: eos_token_id is [<|im_end|>, <|endoftext|>]" \
+    jq -e --argjson e "$end" --argjson t "$eot" '.eos_token_id == [$e, $t] and .bos_token_id == $t' "$T/hf-sft/generation_config.json"
+ok "config.json: eos_token_id is <|im_end|>" jq -e --argjson e "$end" '.eos_token_id == $e' "$T/hf-sft/config.json"
+ok "tokenizer_config.json: eos_token <|im_end|>, pad and bos <|endoftext|>, the template" \
+    jq -e '.eos_token == "<|im_end|>" and .pad_token == "<|endoftext|>" and .bos_token == "<|endoftext|>" and (.chat_template | length) > 0' \
+    "$T/hf-sft/tokenizer_config.json"
+ok "the weights are the checkpoint's" cmp "$T/hf-chat/model.safetensors" "$T/hf-sft/model.safetensors"
+jq '.sft.template = "llama3"' "$T/sft/config.json" >"$T/sft/c" && mv "$T/sft/c" "$T/sft/config.json"
+fails_with "an sft checkpoint of another template is refused" 1 "config.json: sft: template \"llama3\"; this sigma knows ChatML" \
+    sigma-export "$T/sft" -t "$T/chat.tok" -o "$T/x"
+jq '.sft = "chatml"' "$T/sft/config.json" >"$T/sft/c" && mv "$T/sft/c" "$T/sft/config.json"
+fails_with "an sft section that is not an object is refused" 1 "config.json: sft: not a JSON object" sigma-export "$T/sft" -o "$T/x"
+rm -rf "$T/sft"; cp -r "$T/run/step-00000003" "$T/sft"
+jq '.sft = {"template": "chatml"}' "$T/run/step-00000003/config.json" >"$T/sft/config.json"
+fails_with "an sft checkpoint whose tokenizer has no chat tokens is refused, saying how to make one" 1 \
+    "tok.txt has no <\\|im_start\\|> and <\\|im_end\\|> tokens: train one with them \\(sigma-tokenize train --chat\\)" \
+    sigma-export "$T/sft" -t "$T/tok.txt" -o "$T/x"
+ok "no partial output after them" sh -c "! ls -d '$T'/x* 2>/dev/null"
 
 # --import reads Hugging Face files through sigma's one safetensors reader:
 # a hostile header is refused with the file, tensor and field, never a crash

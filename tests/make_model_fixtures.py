@@ -58,19 +58,27 @@ def rms(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
-def rope(x, theta):          # x [B, T, nh, hd]; rotate-half: i pairs with i + hd/2
+def rope(x, theta, pos):     # x [B, T, nh, hd], pos [B, T]; rotate-half: i pairs with i + hd/2
     hd = x.shape[-1]
     inv = theta ** (-torch.arange(0, hd // 2, dtype=torch.float64) * 2 / hd)
-    ang = torch.arange(x.shape[1], dtype=torch.float64)[:, None] * inv[None, :]
-    cos = torch.cat([ang.cos(), ang.cos()], -1).to(x.dtype)[None, :, None, :]
-    sin = torch.cat([ang.sin(), ang.sin()], -1).to(x.dtype)[None, :, None, :]
+    ang = pos.to(torch.float64)[:, :, None] * inv[None, None, :]
+    cos = torch.cat([ang.cos(), ang.cos()], -1).to(x.dtype)[:, :, None, :]
+    sin = torch.cat([ang.sin(), ang.sin()], -1).to(x.dtype)[:, :, None, :]
     x1, x2 = x[..., : hd // 2], x[..., hd // 2:]
     return x * cos + torch.cat([-x2, x1], -1) * sin
 
 
-def forward(W, c, case, tokens, targets, mask):
+def forward(W, c, case, tokens, targets, mask, pos=None):
+    """pos [B, T]: each token's position in its document, 0 where one begins
+    (packed rows); a token attends to the earlier tokens of its own document
+    only. None: a document a row."""
+    B, T = tokens.shape
     d, H, KV, hd, E = c["d_model"], c["n_heads"], c["n_kv_heads"], c["head_dim"], c["n_experts"]
     eps = c["norm_eps"]
+    if pos is None:
+        pos = torch.arange(T).expand(B, T)
+    doc = (pos == 0).cumsum(1)                                     # [B, T]: the document of each token
+    allowed = (doc[:, :, None] == doc[:, None, :]) & torch.ones(T, T, dtype=torch.bool).tril()   # [B, t, s]
     x = W["model.embed_tokens.weight"][tokens]
     bal = torch.zeros((), dtype=x.dtype)
     zl = torch.zeros((), dtype=x.dtype)
@@ -81,12 +89,12 @@ def forward(W, c, case, tokens, targets, mask):
         q = (u @ W[p + "self_attn.q_proj.weight"].T).view(B, T, H, hd)
         kk = (u @ W[p + "self_attn.k_proj.weight"].T).view(B, T, KV, hd)
         v = (u @ W[p + "self_attn.v_proj.weight"].T).view(B, T, KV, hd)
-        q = rope(rms(q, W[p + "self_attn.q_norm.weight"], eps), c["rope_theta"])
-        kk = rope(rms(kk, W[p + "self_attn.k_norm.weight"], eps), c["rope_theta"])
+        q = rope(rms(q, W[p + "self_attn.q_norm.weight"], eps), c["rope_theta"], pos)
+        kk = rope(rms(kk, W[p + "self_attn.k_norm.weight"], eps), c["rope_theta"], pos)
         kk = kk.repeat_interleave(H // KV, dim=2)
         v = v.repeat_interleave(H // KV, dim=2)
         s = torch.einsum("bthd,bshd->bhts", q, kk) / math.sqrt(hd)
-        s = s.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf"))
+        s = s.masked_fill(~allowed[:, None, :, :], float("-inf"))
         a = torch.einsum("bhts,bshd->bthd", s.softmax(-1), v).reshape(B, T, H * hd)
         h = x + a @ W[p + "self_attn.o_proj.weight"].T
         u = rms(h, W[p + "post_attention_layernorm.weight"], eps).view(B * T, d)

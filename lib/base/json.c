@@ -234,7 +234,21 @@ void json_push(cJSON *arr, cJSON *item)
 {
     if (!cJSON_AddItemToArray(arr, checked(item))) BUG("cannot append to a JSON array");
 }
-void json_add_num(cJSON *obj, const char *key, double v) { json_add(obj, key, cJSON_CreateNumber(v)); }
+/* cJSON prints a number in 15 digits whenever that reads back within an
+ * ulp, so 3e-4/10 came back as 3e-05, another double: a resumed run's
+ * settings drifted in their last bit. The shortest form that reads back
+ * exactly, as a raw value; non-finite values print as null, as before. */
+cJSON *json_number(double v)
+{
+    if (!isfinite(v)) return checked(cJSON_CreateNumber(v));
+    char text[40];
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(text, sizeof text, "%.*g", digits, v);
+        if (strtod(text, NULL) == v) break;
+    }
+    return checked(cJSON_CreateRaw(text));
+}
+void json_add_num(cJSON *obj, const char *key, double v) { json_add(obj, key, json_number(v)); }
 void json_add_u64(cJSON *obj, const char *key, uint64_t v)
 {
     if (v > 9007199254740992ull) BUG("%s = %llu does not fit a JSON number exactly", key, (unsigned long long)v);

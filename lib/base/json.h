@@ -61,6 +61,8 @@ void json_write_file_atomic(const char *path, const cJSON *v);
 /* Checked constructors (die on allocation failure). */
 cJSON *json_obj(void);
 cJSON *json_arr(void);
+/* A number that prints in the fewest digits that read back as exactly v. */
+cJSON *json_number(double v);
 void json_add_num(cJSON *obj, const char *key, double v);
 void json_add_u64(cJSON *obj, const char *key, uint64_t v);   /* exact below 2^53, else dies */
 void json_add_str(cJSON *obj, const char *key, const char *s);

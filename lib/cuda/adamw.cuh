@@ -41,12 +41,12 @@ static __global__ void sumsq_partial_kernel(double *partial, const float *g, lon
 
 // ---------------------------------------------------------------- launchers
 
-// One AdamW step s over every tensor of the table (tensors[n_tensors],
-// offsets into the buffers), weight decay on matrices only: params[P]
-// (fp32) and params_bf[P] (its bf16 copy), the moments m[P] and v[P], from
-// grads[P].
+// One AdamW step s over the weights [own_lo, own_hi) of the tensor table
+// (tensors[n_tensors], offsets into the buffers), weight decay on matrices
+// only: params[P] (fp32) and params_bf[P] (its bf16 copy) from grads[P],
+// with the moments m and v of those weights alone (m[0] is weight own_lo's).
 static void adamw_update(float *params, bf16 *params_bf, float *m, float *v, const float *grads, const ParamTensor *tensors,
-                         int n_tensors, const AdamWStep *s, GpuCtx ctx)
+                         int n_tensors, size_t own_lo, size_t own_hi, const AdamWStep *s, GpuCtx ctx)
 {
     float c1 = 1.0f / (1.0f - powf(s->beta1, (float)s->t)), c2 = 1.0f / (1.0f - powf(s->beta2, (float)s->t));
     // consecutive tensors of the same kind (decayed matrices, or not) in one launch
@@ -54,11 +54,14 @@ static void adamw_update(float *params, bf16 *params_bf, float *m, float *v, con
         int decay = tensors[i].ndim == 2, j = i;
         size_t lo = tensors[i].offset, hi = lo;
         while (j < n_tensors && (tensors[j].ndim == 2) == decay && tensors[j].offset == hi) hi += tensors[j++].numel;
-        LAUNCH(adamw_kernel, cdiv((long)(hi - lo), 256 * 8) < 4096 ? cdiv((long)(hi - lo), 256 * 8) : 4096, 256, 0, ctx.stream,
-               params + lo, params_bf + lo, m + lo, v + lo, grads + lo, (long)(hi - lo), s->lr, s->beta1, s->beta2, c1, c2, s->eps,
-               decay ? s->weight_decay : 0.0f, s->grad_scale);
-        LAUNCHED();
         i = j;
+        lo = lo > own_lo ? lo : own_lo;
+        hi = hi < own_hi ? hi : own_hi;
+        if (lo >= hi) continue;
+        LAUNCH(adamw_kernel, cdiv((long)(hi - lo), 256 * 8) < 4096 ? cdiv((long)(hi - lo), 256 * 8) : 4096, 256, 0, ctx.stream,
+               params + lo, params_bf + lo, m + (lo - own_lo), v + (lo - own_lo), grads + lo, (long)(hi - lo), s->lr, s->beta1,
+               s->beta2, c1, c2, s->eps, decay ? s->weight_decay : 0.0f, s->grad_scale);
+        LAUNCHED();
     }
 }
 

@@ -11,6 +11,7 @@
 //                   and backward in model.c's order, profile; the
 //                   key-value cache's step
 //   gpu_device.cu   the GpuModel behind the device table (model/device.h)
+//   comm_nccl.cu    comm.h's collectives over NCCL, on the GPU's buffers
 //   embedding.cuh   token embedding, forward and backward
 //   rmsnorm.cuh     RMSNorm, and every norm's weight gradient
 //   rope.cuh        QK-norm + rotary embedding

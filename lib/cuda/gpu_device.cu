@@ -53,11 +53,16 @@ static Losses cuda_forward(Device *d, const uint32_t *inputs, const uint32_t *ta
 }
 
 static const float *cuda_logits(Device *d) { return gpu_model_logits(gpu(d)); }
-static void cuda_backward(Device *d, float scale) { gpu_model_backward(gpu(d), scale); }
+static void cuda_backward(Device *d, float ce_scale, float aux_scale) { gpu_model_backward(gpu(d), ce_scale, aux_scale); }
 static void cuda_zero_grads(Device *d) { gpu_model_zero_grads(gpu(d)); }
 static double cuda_grad_norm(Device *d) { return gpu_model_grad_norm(gpu(d)); }
 static void cuda_adamw(Device *d, const AdamWStep *s) { gpu_model_adamw(gpu(d), s); }
 static RouteSums cuda_route_sums(Device *d, int layer) { return gpu_model_route_sums(gpu(d), layer); }
+static void cuda_use_local_rank(int local_rank) { gpu_use_device(local_rank); }
+static float *cuda_grads(Device *d) { return gpu_model_grads(gpu(d)); }
+static float *cuda_params(Device *d) { return gpu_model_params(gpu(d)); }
+static void cuda_params_changed(Device *d) { gpu_model_params_changed(gpu(d)); }
+static void cuda_own(Device *d, size_t lo, size_t hi) { gpu_model_own(gpu(d), lo, hi); }
 
 static KvCache *cuda_kv_open(Device *d, int rows, int max_len, int max_step, int verbose)
 {
@@ -82,5 +87,6 @@ static const float *cuda_step(Device *d, KvCache *kv, const uint32_t *tokens, co
 extern "C" const DeviceOps cuda_device_ops = {
     "cuda", cuda_open, cuda_close, cuda_set_state, cuda_get_state, cuda_forward,
     cuda_logits, cuda_backward, cuda_zero_grads, cuda_grad_norm, cuda_adamw, cuda_route_sums,
+    cuda_use_local_rank, cuda_grads, cuda_params, cuda_params_changed, cuda_own,
     cuda_kv_open, cuda_kv_close, cuda_step,
 };

@@ -108,7 +108,8 @@ struct GpuModel {
     float *params;             // [n_params] fp32 master
     bf16 *params_bf;           // [n_params]
     float *grads;              // [n_params]
-    float *moments;            // [2 * n_params]
+    float *moments;            // [2 * (own_hi - own_lo)]: m, then v, of the weights it owns
+    size_t own_lo, own_hi;     // the weights whose optimizer state it holds (gpu_model_own)
     char *acts_base;           // one allocation for everything below
     size_t acts_bytes;
     LayerActs L[MODEL_MAX_LAYERS];
@@ -353,7 +354,9 @@ extern "C" GpuModel *gpu_model_create(const Model *host, const Config *alloc, in
     size_t P = g->n_params;
     if (verbose) {
         cudaDeviceProp prop;
-        CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+        int dev = 0;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
         info("gpu: %s (sm_%d%d), %.1f GiB", prop.name, prop.major, prop.minor, prop.totalGlobalMem / 1073741824.0);
         info("gpu memory: %-40s %9.3f GiB", "fp32 master weights", P * 4 / 1073741824.0);
         info("gpu memory: %-40s %9.3f GiB", "bf16 weights", P * 2 / 1073741824.0);
@@ -363,6 +366,8 @@ extern "C" GpuModel *gpu_model_create(const Model *host, const Config *alloc, in
     CUDA_CHECK(cudaMalloc(&g->params, P * sizeof(float)));
     CUDA_CHECK(cudaMalloc(&g->params_bf, P * sizeof(bf16)));
     CUDA_CHECK(cudaMalloc(&g->grads, P * sizeof(float)));
+    g->own_lo = 0;
+    g->own_hi = P;
     CUDA_CHECK(cudaMalloc(&g->moments, 2 * P * sizeof(float)));
     CUDA_CHECK(cudaMemsetAsync(g->grads, 0, P * sizeof(float), g->ctx.stream));
     CUDA_CHECK(cudaMemsetAsync(g->moments, 0, 2 * P * sizeof(float), g->ctx.stream));
@@ -439,15 +444,58 @@ extern "C" void gpu_model_get_params(GpuModel *g, float *params)
 {
     copy_to_host(params, g->params, g->n_params * sizeof(float), g->ctx);
 }
+// The moments of the owned weights, to and from the full layout's parts.
 extern "C" void gpu_model_set_moments(GpuModel *g, const float *moments)
 {
-    copy_to_device(g->moments, moments, 2 * g->n_params * sizeof(float), g->ctx);
+    size_t n = g->own_hi - g->own_lo;
+    copy_to_device(g->moments, moments + g->own_lo, n * sizeof(float), g->ctx);
+    copy_to_device(g->moments + n, moments + g->n_params + g->own_lo, n * sizeof(float), g->ctx);
     CUDA_CHECK(cudaStreamSynchronize(g->ctx.stream));
 }
 extern "C" void gpu_model_get_moments(GpuModel *g, float *moments)
 {
-    copy_to_host(moments, g->moments, 2 * g->n_params * sizeof(float), g->ctx);
+    size_t n = g->own_hi - g->own_lo;
+    copy_to_host(moments + g->own_lo, g->moments, n * sizeof(float), g->ctx);
+    copy_to_host(moments + g->n_params + g->own_lo, g->moments + n, n * sizeof(float), g->ctx);
 }
+
+// ZeRO-1: the moments of the weights [lo, hi) only, zero until set.
+extern "C" void gpu_model_own(GpuModel *g, size_t lo, size_t hi)
+{
+    if (lo > hi || hi > g->n_params) BUG("gpu_model_own [%zu, %zu) of %zu", lo, hi, g->n_params);
+    CUDA_CHECK(cudaFree(g->moments));
+    g->own_lo = lo;
+    g->own_hi = hi;
+    CUDA_CHECK(cudaMalloc(&g->moments, (2 * (hi - lo) + 1) * sizeof(float)));
+    CUDA_CHECK(cudaMemsetAsync(g->moments, 0, (2 * (hi - lo) + 1) * sizeof(float), g->ctx.stream));
+    CUDA_CHECK(cudaStreamSynchronize(g->ctx.stream));
+}
+
+extern "C" float *gpu_model_params(GpuModel *g)
+{
+    CUDA_CHECK(cudaStreamSynchronize(g->ctx.stream));
+    return g->params;
+}
+
+extern "C" void gpu_model_params_changed(GpuModel *g)
+{
+    to_bf16(g->params_bf, g->params, (long)g->n_params, g->ctx);
+    CUDA_CHECK(cudaStreamSynchronize(g->ctx.stream));
+}
+extern "C" float *gpu_model_grads(GpuModel *g)
+{
+    CUDA_CHECK(cudaStreamSynchronize(g->ctx.stream));   // the collectives run on their own stream
+    return g->grads;
+}
+
+extern "C" void gpu_use_device(int local_rank)
+{
+    int n = 0;
+    CUDA_CHECK(cudaGetDeviceCount(&n));
+    if (n < 1) die("no GPU for local rank %d", local_rank);
+    CUDA_CHECK(cudaSetDevice(local_rank % n));
+}
+
 extern "C" void gpu_model_get_grads(GpuModel *g, float *grads)
 {
     copy_to_host(grads, g->grads, g->n_params * sizeof(float), g->ctx);
@@ -725,7 +773,7 @@ extern "C" const int *gpu_model_selection(GpuModel *g, int layer, int *k)
 
 // ---------------------------------------------------------------- backward
 
-extern "C" void gpu_model_backward(GpuModel *g, float scale)
+extern "C" void gpu_model_backward(GpuModel *g, float ce_scale, float aux_scale)
 {
     const Config *c = &g->alloc;
     if (g->have_forward != 2) BUG("gpu_model_backward without a forward with targets");
@@ -734,12 +782,12 @@ extern "C" void gpu_model_backward(GpuModel *g, float scale)
     int have_mask = g->have_mask;
     const int *dpos = g->have_pos ? g->pos : NULL;   // the forward's positions
     const GpuCtx ctx = g->ctx;
-    upload_balance_coefficients(g, scale);   // first, while the stream is idle after the forward's last wait
+    upload_balance_coefficients(g, aux_scale);   // first, while the stream is idle after the forward's last wait
     phase(g, PH_LOSS);
     double msum = 0;
     for (int n = 0; n < N; n++) msum += have_mask ? g->h_mask[n] : 1.0;
     crossentropy_backward(g->dlogits, g->logits, g->lsef, g->targets, have_mask ? g->mask : NULL,
-                          msum > 0 ? (float)(scale / msum) : 0.0f, N, V, ctx);
+                          msum > 0 ? (float)(ce_scale / msum) : 0.0f, N, V, ctx);
     phase(g, PH_HEAD);
     linear_backward(g->dln, 0.0f, g->grads + g->head, g->dlogits, g->lnf, g->params_bf + g->head, N, d, V, ctx);
     phase(g, PH_NORM);
@@ -750,7 +798,7 @@ extern "C" void gpu_model_backward(GpuModel *g, float scale)
         LayerActs *a = &g->L[l];
         const LayerOffsets *o = &g->lo[l];
         // x[l+1] = h + moe(rms(h))
-        moe_backward(g, l, g->dx, scale);
+        moe_backward(g, l, g->dx, aux_scale);
         phase(g, PH_NORM);
         rmsnorm_backward(g->dh, g->dh_bf, g->grads + o->ln2, g->norm_partial, g->dx, g->du, a->h, g->params + o->ln2, a->r2, N, d, ctx);
         // h = x + Wo . attention
@@ -781,7 +829,7 @@ extern "C" void gpu_model_backward(GpuModel *g, float scale)
 extern "C" double gpu_model_grad_norm(GpuModel *g)
 {
     phase(g, PH_OPT);
-    double norm = gradient_norm(g->norm_blocks, g->grads, (long)g->n_params, g->ctx);
+    double norm = gradient_norm(g->norm_blocks, g->grads + g->own_lo, (long)(g->own_hi - g->own_lo), g->ctx);
     phase(g, -1);
     return norm;
 }
@@ -789,7 +837,9 @@ extern "C" double gpu_model_grad_norm(GpuModel *g)
 extern "C" void gpu_model_adamw(GpuModel *g, const AdamWStep *s)
 {
     phase(g, PH_OPT);
-    adamw_update(g->params, g->params_bf, g->moments, g->moments + g->n_params, g->grads, g->tensors, g->n_tensors, s, g->ctx);
+    size_t n = g->own_hi - g->own_lo;
+    adamw_update(g->params, g->params_bf, g->moments, g->moments + n, g->grads, g->tensors, g->n_tensors, g->own_lo, g->own_hi, s,
+                 g->ctx);
     phase(g, -1);
 }
 

@@ -64,8 +64,16 @@ Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32_t *inputs,
 const float *gpu_model_logits(GpuModel *g);
 /* expert of each (token, slot) of layer l in the last forward: sel[B*T*k] */
 const int *gpu_model_selection(GpuModel *g, int layer, int *k);
-void gpu_model_backward(GpuModel *g, float scale);
+void gpu_model_backward(GpuModel *g, float ce_scale, float aux_scale);   /* model_backward's scales */
 void gpu_model_zero_grads(GpuModel *g);
+/* the fp32 gradients [n_params] in device memory, after the last backward has finished */
+float *gpu_model_grads(GpuModel *g);
+float *gpu_model_params(GpuModel *g);          /* the fp32 weights [n_params] in device memory */
+void gpu_model_params_changed(GpuModel *g);    /* they were written there: refresh the bf16 copy */
+/* ZeRO-1 (device.h's own): AdamW, the moments and the gradient norm of the weights [lo, hi) only. */
+void gpu_model_own(GpuModel *g, size_t lo, size_t hi);
+/* The GPU of the local rank-th process of a machine (local_rank modulo the GPUs visible). */
+void gpu_use_device(int local_rank);
 double gpu_model_grad_norm(GpuModel *g);
 /* AdamW over every tensor (weight decay on matrices), then the bf16 copy. */
 void gpu_model_adamw(GpuModel *g, const AdamWStep *s);

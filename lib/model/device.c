@@ -48,7 +48,8 @@ void gpu_paths_default(GpuPaths *p)
 /* ---- the CPU: model.c computes in the host model's own buffers ----------------------- */
 
 typedef struct {
-    float *moments;            /* [2 * n_params]: AdamW m, then v */
+    float *moments;            /* [2 * (hi - lo)]: AdamW m, then v, of the weights it owns */
+    size_t lo, hi;             /* the weights whose optimizer state it holds (own) */
 } CpuDevice;
 
 static Device *cpu_open(Model *host, const Config *alloc, int B, int T, GpuPaths *paths, int verbose)
@@ -58,6 +59,7 @@ static Device *cpu_open(Model *host, const Config *alloc, int B, int T, GpuPaths
     model_init(host, alloc, B, T);
     Device *d = xcalloc(1, sizeof *d);
     CpuDevice *c = xcalloc(1, sizeof *c);   /* the moments come with the first state or step: inference needs none */
+    c->hi = host->n_params;
     *d = (Device){.ops = &cpu_device_ops, .host = host, .impl = c};
     return d;
 }
@@ -77,8 +79,10 @@ static void cpu_set_state(Device *d, const float *params, const float *moments)
     CpuDevice *c = d->impl;
     if (params != m->params) memcpy(m->params, params, m->n_params * sizeof(float));
     if (!moments) return;
-    if (!c->moments) c->moments = xmalloc(2 * m->n_params * sizeof(float));
-    memcpy(c->moments, moments, 2 * m->n_params * sizeof(float));
+    size_t n = c->hi - c->lo;
+    if (!c->moments) c->moments = xmalloc((2 * n + 1) * sizeof(float));
+    memcpy(c->moments, moments + c->lo, n * sizeof(float));
+    memcpy(c->moments + n, moments + m->n_params + c->lo, n * sizeof(float));
 }
 
 static void cpu_get_state(Device *d, float *params, float *moments)
@@ -86,8 +90,14 @@ static void cpu_get_state(Device *d, float *params, float *moments)
     Model *m = d->host;
     CpuDevice *c = d->impl;
     if (params != m->params) memcpy(params, m->params, m->n_params * sizeof(float));
-    if (c->moments) memcpy(moments, c->moments, 2 * m->n_params * sizeof(float));
-    else memset(moments, 0, 2 * m->n_params * sizeof(float));
+    size_t n = c->hi - c->lo;
+    if (c->moments) {
+        memcpy(moments + c->lo, c->moments, n * sizeof(float));
+        memcpy(moments + m->n_params + c->lo, c->moments + n, n * sizeof(float));
+    } else {
+        memset(moments + c->lo, 0, n * sizeof(float));
+        memset(moments + m->n_params + c->lo, 0, n * sizeof(float));
+    }
 }
 
 static Losses cpu_forward(Device *d, const uint32_t *inputs, const uint32_t *targets, const float *mask, const int *pos, int B,
@@ -97,23 +107,42 @@ static Losses cpu_forward(Device *d, const uint32_t *inputs, const uint32_t *tar
 }
 
 static const float *cpu_logits(Device *d) { return model_logits(d->host); }
-static void cpu_backward(Device *d, float scale) { model_backward(d->host, scale); }
+static void cpu_backward(Device *d, float ce_scale, float aux_scale) { model_backward(d->host, ce_scale, aux_scale); }
 static void cpu_zero_grads(Device *d) { model_zero_grads(d->host); }
-static double cpu_grad_norm(Device *d) { return l2_norm(d->host->grads, d->host->n_params); }
+static double cpu_grad_norm(Device *d)
+{
+    CpuDevice *c = d->impl;
+    return l2_norm(d->host->grads + c->lo, c->hi - c->lo);
+}
 
+/* Each tensor's part within the owned weights, its moments at its offset less lo. */
 static void cpu_adamw(Device *d, const AdamWStep *s)
 {
     Model *m = d->host;
     CpuDevice *c = d->impl;
-    if (!c->moments) c->moments = xcalloc(2 * m->n_params, sizeof(float));
+    size_t n = c->hi - c->lo;
+    if (!c->moments) c->moments = xcalloc(2 * n + 1, sizeof(float));
     for (int i = 0; i < m->n_tensors; i++) {
         const ParamTensor *p = &m->tensors[i];
-        adamw_update(m->params + p->offset, c->moments + p->offset, c->moments + m->n_params + p->offset,
-                     m->grads + p->offset, p->numel, s, p->ndim == 2);
+        size_t a = p->offset > c->lo ? p->offset : c->lo, b = p->offset + p->numel < c->hi ? p->offset + p->numel : c->hi;
+        if (a >= b) continue;
+        adamw_update(m->params + a, c->moments + (a - c->lo), c->moments + n + (a - c->lo), m->grads + a, b - a, s, p->ndim == 2);
     }
 }
 
+static void cpu_own(Device *d, size_t lo, size_t hi)
+{
+    CpuDevice *c = d->impl;
+    if (lo > hi || hi > d->host->n_params || c->moments) BUG("cpu_own [%zu, %zu) of %zu, after the moments", lo, hi, d->host->n_params);
+    c->lo = lo;
+    c->hi = hi;
+}
+
 static RouteSums cpu_route_sums(Device *d, int layer) { return model_route_sums(d->host, layer); }
+static void cpu_use_local_rank(int local_rank) { (void)local_rank; }   /* the ranks of a machine share its cores */
+static float *cpu_grads(Device *d) { return d->host->grads; }
+static float *cpu_params(Device *d) { return d->host->params; }
+static void cpu_params_changed(Device *d) { (void)d; }   /* the model computes from them directly */
 
 static KvCache *cpu_kv_open(Device *d, int rows, int max_len, int max_step, int verbose)
 {
@@ -130,6 +159,8 @@ const DeviceOps cpu_device_ops = {
     .name = "cpu", .open = cpu_open, .close = cpu_close, .set_state = cpu_set_state, .get_state = cpu_get_state,
     .forward = cpu_forward, .logits = cpu_logits, .backward = cpu_backward, .zero_grads = cpu_zero_grads,
     .grad_norm = cpu_grad_norm, .adamw = cpu_adamw, .route_sums = cpu_route_sums,
+    .use_local_rank = cpu_use_local_rank, .grads = cpu_grads, .params = cpu_params, .params_changed = cpu_params_changed,
+    .own = cpu_own,
     .kv_open = cpu_kv_open, .kv_close = cpu_kv_close, .step = cpu_step,
 };
 

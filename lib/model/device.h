@@ -61,13 +61,28 @@ typedef struct {
     Losses (*forward)(Device *d, const uint32_t *inputs, const uint32_t *targets, const float *mask, const int *pos, int B,
                       int T, const BalanceOptions *bo);
     const float *(*logits)(Device *d);   /* [B*T, V] of the last forward, on the host */
-    void (*backward)(Device *d, float scale);
+    void (*backward)(Device *d, float ce_scale, float aux_scale);   /* model_backward's */
     void (*zero_grads)(Device *d);
     double (*grad_norm)(Device *d);
     /* AdamW over every tensor, weight decay on matrices only */
     void (*adamw)(Device *d, const AdamWStep *s);
     /* layer l's routing in the last forward, summed over its tokens */
     RouteSums (*route_sums)(Device *d, int layer);
+    /* Many processes (comm/comm.h): the device of the local rank-th process
+     * of a machine, chosen before open (a GPU each; nothing on the CPU); the
+     * gradients and the weights [n_params] in the device's memory, which the
+     * ranks sum and gather; params_changed after the weights were written
+     * there by a collective (the GPU refreshes their bf16 copy). */
+    void (*use_local_rank)(int local_rank);
+    float *(*grads)(Device *d);
+    float *(*params)(Device *d);
+    void (*params_changed)(Device *d);
+    /* ZeRO-1: this rank's share of the optimizer, the weights [lo, hi).
+     * From then on AdamW updates those weights only, the device keeps
+     * their moments only (set_state takes and get_state fills that part of
+     * the full layout), and grad_norm is the norm of their gradients. The
+     * whole buffer until called: one process is the share [0, n_params). */
+    void (*own)(Device *d, size_t lo, size_t hi);
     /* Inference with a key-value cache (model/kvcache.h): a cache of `rows`
      * sequences of up to max_len tokens, steps of up to max_step tokens;
      * a step's logits [groups, V] on the host, valid until the next step.
@@ -101,10 +116,14 @@ static inline Losses device_forward(Device *d, const uint32_t *inputs, const uin
     return d->ops->forward(d, inputs, targets, mask, pos, B, T, bo);
 }
 static inline const float *device_logits(Device *d) { return d->ops->logits(d); }
-static inline void device_backward(Device *d, float scale) { d->ops->backward(d, scale); }
+static inline void device_backward(Device *d, float ce_scale, float aux_scale) { d->ops->backward(d, ce_scale, aux_scale); }
 static inline void device_zero_grads(Device *d) { d->ops->zero_grads(d); }
 static inline double device_grad_norm(Device *d) { return d->ops->grad_norm(d); }
 static inline void device_adamw(Device *d, const AdamWStep *s) { d->ops->adamw(d, s); }
+static inline float *device_grads(Device *d) { return d->ops->grads(d); }
+static inline float *device_params(Device *d) { return d->ops->params(d); }
+static inline void device_params_changed(Device *d) { d->ops->params_changed(d); }
+static inline void device_own(Device *d, size_t lo, size_t hi) { d->ops->own(d, lo, hi); }
 static inline void device_set_state(Device *d, const float *params, const float *moments) { d->ops->set_state(d, params, moments); }
 static inline void device_get_state(Device *d, float *params, float *moments) { d->ops->get_state(d, params, moments); }
 static inline void device_close(Device *d) { if (d) d->ops->close(d); }

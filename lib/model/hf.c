@@ -6,6 +6,7 @@
 #include "model/hf.h"
 #include "base/base.h"
 #include "base/json.h"
+#include "text/chat.h"
 #include "text/pretok.h"
 
 #include <dirent.h>
@@ -27,7 +28,33 @@ static uint16_t to_bf16(float f)
 
 /* ---- config ------------------------------------------------------------------- */
 
-static cJSON *hf_config(const Config *c, int k, int bf16, int64_t eot)
+/* The tokens that begin and end a text; -1 where the export has no tokenizer. */
+typedef struct {
+    int64_t bos;           /* <|endoftext|>, after which a document begins */
+    int64_t eos[2];        /* what ends generation, first the one a reply ends with */
+    int n_eos;
+    const char *eos_name;  /* eos[0]'s */
+} EndTokens;
+
+/* A document ends with <|endoftext|>; a chat model's reply with <|im_end|>,
+ * which comes first, the one transformers' tokenizer calls eos_token (as
+ * Qwen's instruct models have it). */
+static EndTokens end_tokens(const Tokenizer *tok, int chat)
+{
+    EndTokens e = {.bos = -1};
+    if (!tok) return e;
+    e.bos = tokenizer_special(tok, TOK_ENDOFTEXT);
+    if (chat) {
+        chat_check_tokenizer(tok, "the chat model's tokenizer");
+        e.eos[e.n_eos++] = tokenizer_special(tok, CHAT_END);
+        e.eos_name = CHAT_END;
+    }
+    if (e.bos >= 0) e.eos[e.n_eos++] = e.bos;
+    if (!e.eos_name && e.n_eos) e.eos_name = TOK_ENDOFTEXT;
+    return e;
+}
+
+static cJSON *hf_config(const Config *c, int k, int bf16, const EndTokens *e)
 {
     cJSON *j = json_obj(), *arch = json_arr();
     json_push(arch, cJSON_CreateString("Qwen3MoeForCausalLM"));
@@ -57,10 +84,8 @@ static cJSON *hf_config(const Config *c, int k, int bf16, int64_t eot)
     json_add_bool(j, "output_router_logits", 0);
     json_add_num(j, "router_aux_loss_coef", 0.001);
     json_add_str(j, "torch_dtype", bf16 ? "bfloat16" : "float32");
-    if (eot >= 0) {
-        json_add_u64(j, "bos_token_id", (uint64_t)eot);
-        json_add_u64(j, "eos_token_id", (uint64_t)eot);
-    }
+    if (e->bos >= 0) json_add_u64(j, "bos_token_id", (uint64_t)e->bos);
+    if (e->n_eos) json_add_u64(j, "eos_token_id", (uint64_t)e->eos[0]);
     return j;
 }
 
@@ -217,12 +242,15 @@ static int merge_of(const Tokenizer *tok, uint32_t rank, size_t *split)
     return 1;
 }
 
-static void write_tokenizer(const AtomicDir *ad, const Tokenizer *tok)
+static void write_tokenizer(const AtomicDir *ad, const Tokenizer *tok, const EndTokens *e)
 {
     cJSON *j = json_obj(), *added = json_arr();
     json_add_str(j, "version", "1.0");
     json_add(j, "truncation", cJSON_CreateNull());
     json_add(j, "padding", cJSON_CreateNull());
+    /* every special (<|endoftext|>, the chat tokens) as an added token: the
+     * tokenizer splits them out of a text and encodes them by id, as
+     * sigma's chat_encode does the chat template's */
     for (size_t i = 0; i < tokenizer_n_specials(tok); i++) {
         cJSON *a = json_obj();
         json_add_u64(a, "id", tokenizer_special_id(tok, i));
@@ -294,44 +322,49 @@ static void write_tokenizer(const AtomicDir *ad, const Tokenizer *tok)
     cJSON_Delete(j);
 
     cJSON *tc = json_obj();
-    int64_t eot = tokenizer_special(tok, "<|endoftext|>");
     json_add_str(tc, "tokenizer_class", "PreTrainedTokenizerFast");
     json_add_u64(tc, "model_max_length", 1u << 20);
-    if (eot >= 0) {
-        json_add_str(tc, "eos_token", "<|endoftext|>");
-        json_add_str(tc, "bos_token", "<|endoftext|>");
-        json_add_str(tc, "pad_token", "<|endoftext|>");
+    if (e->n_eos) json_add_str(tc, "eos_token", e->eos_name);
+    if (e->bos >= 0) {
+        json_add_str(tc, "bos_token", TOK_ENDOFTEXT);
+        json_add_str(tc, "pad_token", TOK_ENDOFTEXT);
     }
     json_add_bool(tc, "clean_up_tokenization_spaces", 0);
+    /* apply_chat_template renders it, then encodes the text without adding
+     * specials: the ids of chat_encode */
+    if (chat_tokenizer(tok)) json_add_str(tc, "chat_template", chat_template_jinja);
     path = atomic_dir_file(ad, "tokenizer_config.json");
     json_write_file_atomic(path, tc);
     free(path);
     cJSON_Delete(tc);
 }
 
-void hf_export(const Model *m, const Tokenizer *tok, const char *out, int force, int bf16, uint64_t max_shard)
+void hf_export(const Model *m, const Tokenizer *tok, const char *out, const HfExportOptions *o)
 {
     int k = final_topk(&m->cfg, out);
-    int64_t eot = tok ? tokenizer_special(tok, "<|endoftext|>") : -1;
+    EndTokens e = end_tokens(tok, o->chat);
     AtomicDir ad;
-    atomic_dir_begin(&ad, out, force);
-    cJSON *cfg = hf_config(&m->cfg, k, bf16, eot);
+    atomic_dir_begin(&ad, out, o->force);
+    cJSON *cfg = hf_config(&m->cfg, k, o->bf16, &e);
     char *path = atomic_dir_file(&ad, "config.json");
     json_write_file_atomic(path, cfg);
     free(path);
     cJSON_Delete(cfg);
     cJSON *gen = json_obj();
-    if (eot >= 0) {
-        json_add_u64(gen, "bos_token_id", (uint64_t)eot);
-        json_add_u64(gen, "eos_token_id", (uint64_t)eot);
+    if (e.bos >= 0) json_add_u64(gen, "bos_token_id", (uint64_t)e.bos);
+    if (e.n_eos == 1) json_add_u64(gen, "eos_token_id", (uint64_t)e.eos[0]);
+    if (e.n_eos > 1) {   /* generate stops at any of them */
+        cJSON *ids = json_arr();
+        for (int i = 0; i < e.n_eos; i++) json_push(ids, cJSON_CreateNumber((double)e.eos[i]));
+        json_add(gen, "eos_token_id", ids);
     }
     json_add_bool(gen, "do_sample", 0);
     path = atomic_dir_file(&ad, "generation_config.json");
     json_write_file_atomic(path, gen);
     free(path);
     cJSON_Delete(gen);
-    write_weights(&ad, m, bf16, max_shard);
-    if (tok) write_tokenizer(&ad, tok);
+    write_weights(&ad, m, o->bf16, o->max_shard);
+    if (tok) write_tokenizer(&ad, tok, &e);
     atomic_dir_commit(&ad);
 }
 

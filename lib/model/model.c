@@ -1121,7 +1121,7 @@ static void moe_backward(Model *m, int l, const LayerParams *L, const LayerParam
     matmul_backward(du, G->router, dz, a->ln2[l], L->router, N, d, E, 1);
 }
 
-void model_backward(Model *m, float scale)
+void model_backward(Model *m, float ce_scale, float aux_scale)
 {
     const Config *c = &m->cfg;
     Activations *a = m->acts;
@@ -1130,7 +1130,7 @@ void model_backward(Model *m, float scale)
     const int qd = H * hd, kvd = KV * hd, V = c->vocab_size;
     Params P = param_pointers(c, m->params), G = param_pointers(c, m->grads);
 
-    head_backward(a->dln, G.head, a->dlogits, a->rsum, a->lnf, P.head, a->targets, a->mask, scale, N, d, V);
+    head_backward(a->dln, G.head, a->dlogits, a->rsum, a->lnf, P.head, a->targets, a->mask, ce_scale, N, d, V);
     memset(a->dx, 0, (size_t)N * d * sizeof(float));
     rmsnorm_backward(a->dx, G.norm, a->dln, a->x[c->n_layers], P.norm, a->rf, N, d);
 
@@ -1138,7 +1138,7 @@ void model_backward(Model *m, float scale)
         const LayerParams *L = &P.layer[l], *GL = &G.layer[l];
         /* x[l+1] = h + moe(rms(h)): the residual's gradient passes
          * through, so dx becomes dh in place once the MoE has read it */
-        moe_backward(m, l, L, GL, a->dx, scale);
+        moe_backward(m, l, L, GL, a->dx, aux_scale);
         rmsnorm_backward(a->dx, GL->ln2, a->du, a->h[l], L->ln2, a->r2[l], N, d);
         /* h = x + Wo . attention: dx goes on from dh in place likewise */
         matmul_backward(a->dao, GL->wo, a->dx, a->ao[l], L->wo, N, qd, d, 0);

@@ -163,8 +163,12 @@ float log_sum_exp(const float *x, int n, float *scratch);
 void model_check_positions(const int *pos, int B, int T);
 /* logits [B*T, V] of the last forward */
 const float *model_logits(const Model *m);
-/* grads += scale * d(loss)/d(params) for the last forward (scale = 1/accum). */
-void model_backward(Model *m, float scale);
+/* grads += ce_scale * d(ce)/d(params) + aux_scale * d(balance + z)/d(params)
+ * for the last forward. Pretraining accumulates with 1/accum for both;
+ * fine-tuning weights each micro-batch's ce by its share of the step's
+ * learned tokens (a token-level mean over the step, as transformers does),
+ * and the balance terms still by 1/accum. */
+void model_backward(Model *m, float ce_scale, float aux_scale);
 void model_zero_grads(Model *m);
 
 /* The routing of layer l in the last forward, summed over its tokens (the

@@ -21,11 +21,48 @@ const char *const chat_template_jinja =
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
+int chat_tokenizer(const Tokenizer *tok)
+{
+    return tokenizer_special(tok, CHAT_START) >= 0 && tokenizer_special(tok, CHAT_END) >= 0;
+}
+
 void chat_check_tokenizer(const Tokenizer *tok, const char *what)
 {
-    if (tokenizer_special(tok, CHAT_START) < 0 || tokenizer_special(tok, CHAT_END) < 0)
+    if (!chat_tokenizer(tok))
         die("%s has no %s and %s tokens: train one with them (sigma-tokenize train --chat), or grow the model's "
             "vocabulary by them (sigma-sft --add-chat-tokens)", what, CHAT_START, CHAT_END);
+}
+
+Tokenizer *chat_add_tokens(const Tokenizer *tok, const char *what)
+{
+    if (tokenizer_special(tok, CHAT_START) >= 0 || tokenizer_special(tok, CHAT_END) >= 0)
+        die("%s already has the chat tokens %s and %s: no need to add them", what, CHAT_START, CHAT_END);
+    size_t n = tokenizer_n_ranks(tok), ns = tokenizer_n_specials(tok);
+    if (ns + 2 > TOK_MAX_SPECIALS) die("%s: no room for two more special tokens (%zu of %d)", what, ns, TOK_MAX_SPECIALS);
+    uint64_t *off = xmalloc((n + 1) * sizeof *off), total = 0;
+    for (size_t r = 0; r < n; r++) {
+        size_t len;
+        if (!tokenizer_token(tok, (uint32_t)r, &len)) BUG("rank %zu of %s has no bytes", r, what);
+        off[r] = total;
+        total += len;
+    }
+    off[n] = total;
+    uint8_t *bytes = xmalloc(total ? total : 1);
+    for (size_t r = 0; r < n; r++) {
+        size_t len;
+        const uint8_t *b = tokenizer_token(tok, (uint32_t)r, &len);
+        memcpy(bytes + off[r], b, len);
+    }
+    const char *names[TOK_MAX_SPECIALS];
+    uint32_t ids[TOK_MAX_SPECIALS];
+    for (size_t i = 0; i < ns; i++) { names[i] = tokenizer_special_name(tok, i); ids[i] = tokenizer_special_id(tok, i); }
+    uint32_t next = tokenizer_n_vocab(tok);
+    names[ns] = CHAT_START; ids[ns] = next;
+    names[ns + 1] = CHAT_END; ids[ns + 1] = next + 1;
+    Tokenizer *grown = tokenizer_build(what, tokenizer_pattern(tok), bytes, off, n, names, ids, ns + 2);
+    free(bytes);
+    free(off);
+    return grown;
 }
 
 static void push(TokIds *ids, uint8_t **mask, size_t *mask_cap, uint32_t id, int learn)

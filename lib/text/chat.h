@@ -34,9 +34,16 @@ typedef struct {
 /* The template as Jinja, for tokenizer_config.json's chat_template. */
 extern const char *const chat_template_jinja;
 
-/* Dies unless tok has <|im_start|> and <|im_end|>, saying how to get a
- * tokenizer that does (sigma-tokenize train --chat). */
+/* Whether tok has <|im_start|> and <|im_end|>: 1 or 0. */
+int chat_tokenizer(const Tokenizer *tok);
+/* Dies unless it has, saying how to get a tokenizer that does
+ * (sigma-tokenize train --chat). */
 void chat_check_tokenizer(const Tokenizer *tok, const char *what);
+
+/* tok with <|im_start|> and <|im_end|> added as special tokens at the
+ * first ids above its vocabulary (sigma-sft --add-chat-tokens: a base
+ * model's tokenizer made without them). Dies if it has either already. */
+Tokenizer *chat_add_tokens(const Tokenizer *tok, const char *what);
 
 /* Appends messages[n] (then the generation prompt when asked) to ids, and
  * to mask (when non-NULL; one byte a token) 1 where the model learns. */

@@ -3,6 +3,7 @@
 #include "base/base.h"
 #include "base/json.h"
 #include "text/chat.h"
+#include "train/loader.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -139,6 +140,70 @@ void chat_rows(ChatRows *r, const ChatSet *s, const size_t *order, size_t n, int
         at += len;
     }
     if (r->n_rows) pad_row(r, r->n_rows - 1, at, pad);
+}
+
+/* Moves the conversations of s whose index is marked into out. */
+static void chatset_take(ChatSet *out, ChatSet *s, const uint8_t *marked)
+{
+    memset(out, 0, sizeof *out);
+    out->conv = xmalloc((s->n ? s->n : 1) * sizeof *out->conv);
+    size_t kept = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        if (marked[i]) out->conv[out->n++] = s->conv[i];
+        else s->conv[kept++] = s->conv[i];
+    }
+    s->n = kept;
+}
+
+static void lay_rows(ChatRows *r, const ChatSet *s, const ChatLayout *lay, uint32_t pad, int shuffle, uint64_t seed)
+{
+    uint64_t *order = xmalloc((s->n ? s->n : 1) * sizeof *order);
+    size_t *idx = xmalloc((s->n ? s->n : 1) * sizeof *idx);
+    for (size_t i = 0; i < s->n; i++) order[i] = i;
+    if (shuffle) shuffle_u64(order, s->n, seed);
+    for (size_t i = 0; i < s->n; i++) idx[i] = (size_t)order[i];
+    chat_rows(r, s, idx, s->n, lay->T, lay->pack, pad);
+    free(order);
+    free(idx);
+}
+
+void chat_data_open(ChatData *d, const char *path, const char *val_path, double val_fraction, const Tokenizer *tok,
+                    const ChatLayout *lay)
+{
+    memset(d, 0, sizeof *d);
+    size_t max_len = (size_t)lay->T + 1;
+    chatset_read(&d->train, path, tok, lay->train_all, lay->skip_bad, max_len, lay->cut_long);
+    if (d->train.n == 0)
+        die("%s: no conversation to learn from (%llu without an assistant turn, %llu bad lines skipped, %llu longer than "
+            "%zu tokens dropped)", path, (unsigned long long)d->train.no_assistant, (unsigned long long)d->train.bad,
+            (unsigned long long)d->train.dropped, max_len);
+    if (val_path) {
+        chatset_read(&d->val, val_path, tok, lay->train_all, lay->skip_bad, max_len, lay->cut_long);
+    } else if (val_fraction > 0) {
+        size_t n = d->train.n, n_val = (size_t)(val_fraction * (double)n + 0.5);
+        if (n_val == 0 && n >= 2) n_val = 1;
+        if (n_val >= n) die("%s: --val-fraction %g leaves no conversation of %zu to train on", path, val_fraction, n);
+        uint64_t *order = xmalloc(n * sizeof *order);
+        uint8_t *marked = xcalloc(n, 1);
+        for (size_t i = 0; i < n; i++) order[i] = i;
+        shuffle_u64(order, n, lay->seed ^ 0x76616c6964ull);   /* "valid": a stream of its own */
+        for (size_t i = 0; i < n_val; i++) marked[order[i]] = 1;
+        chatset_take(&d->val, &d->train, marked);
+        free(order);
+        free(marked);
+    }
+    int64_t eot = tokenizer_special(tok, TOK_ENDOFTEXT);
+    uint32_t pad = eot >= 0 ? (uint32_t)eot : 0;   /* any token: padding carries no loss and sees only itself */
+    lay_rows(&d->train_rows, &d->train, lay, pad, 1, lay->seed ^ 0x7061636bull);   /* "pack" */
+    if (d->val.n) lay_rows(&d->val_rows, &d->val, lay, pad, 0, 0);
+}
+
+void chat_data_free(ChatData *d)
+{
+    chatset_free(&d->train);
+    chatset_free(&d->val);
+    chat_rows_free(&d->train_rows);
+    chat_rows_free(&d->val_rows);
 }
 
 void chat_rows_free(ChatRows *r)

@@ -58,4 +58,23 @@ typedef struct {
 void chat_rows(ChatRows *r, const ChatSet *s, const size_t *order, size_t n, int T, int pack, uint32_t pad);
 void chat_rows_free(ChatRows *r);
 
+/* sigma-sft's data: the conversations of path, a validation share held out
+ * (the conversations of val_path, or a seeded val_fraction of path's), and
+ * both laid into rows of T. The training rows are packed once, the
+ * conversations taken in an order drawn from seed (so that neighbours in a
+ * row are unrelated); the loader permutes the rows each epoch. Dies, naming
+ * the file, when nothing is left to learn from. */
+typedef struct {
+    ChatSet train, val;
+    ChatRows train_rows, val_rows;    /* val_rows.n_rows == 0: no validation */
+} ChatData;
+typedef struct {
+    int T;
+    int train_all, pack, cut_long, skip_bad;
+    uint64_t seed;
+} ChatLayout;
+void chat_data_open(ChatData *d, const char *path, const char *val_path, double val_fraction, const Tokenizer *tok,
+                    const ChatLayout *lay);
+void chat_data_free(ChatData *d);
+
 #endif

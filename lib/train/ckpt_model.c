@@ -77,7 +77,7 @@ void ckpt_write_state(const AtomicDir *ad, const TrainerState *st)
     json_add_u64(pos, "index", st->index);
     json_add(j, "data_position", pos);
     json_add_u64(j, "loss_history_count", st->n_hist);
-    for (int i = 0; i < CKPT_LOSS_WINDOW; i++) json_push(hist, cJSON_CreateNumber(st->loss_hist[i]));
+    for (int i = 0; i < CKPT_LOSS_WINDOW; i++) json_push(hist, json_number(st->loss_hist[i]));
     json_add(j, "loss_history", hist);
     for (size_t i = 0; i < st->n_bias; i++) json_push(bias, cJSON_CreateNumber(st->expert_bias[i]));
     json_add(j, "expert_bias", bias);

@@ -38,7 +38,7 @@ uint64_t shard_sequences(uint64_t n_tokens, uint32_t T)
     return n_tokens > T ? (n_tokens - 1) / T : 0;
 }
 
-static size_t n_shards(const Loader *l) { return l->set->split[l->split].n_shards; }
+static size_t n_shards(const Loader *l) { return l->rows ? 1 : l->set->split[l->split].n_shards; }
 static size_t n_groups(const Loader *l) { return (n_shards(l) + l->group_shards - 1) / l->group_shards; }
 
 static void drop_group(Loader *l)
@@ -48,10 +48,21 @@ static void drop_group(Loader *l)
     l->have_group = 0;
 }
 
+/* Rows made beforehand: one group, the epoch's permutation of them. */
+static void list_rows(Loader *l)
+{
+    l->group_seqs = xrealloc(l->group_seqs, l->n_sequences * sizeof(uint64_t));
+    l->n_group_seqs = l->n_sequences;
+    for (uint64_t i = 0; i < l->n_sequences; i++) l->group_seqs[i] = i;
+    if (l->shuffle) shuffle_u64(l->group_seqs, l->n_group_seqs, derive_seed(l->seed, l->pos.epoch, 0));
+    l->have_group = 1;
+}
+
 /* Loads the shards of pos.group in pos.epoch and lists its sequences. */
 static void load_group(Loader *l)
 {
     drop_group(l);
+    if (l->rows) { list_rows(l); return; }
     size_t ns = n_shards(l);
     uint64_t *order = xmalloc(ns * sizeof(uint64_t));
     for (size_t i = 0; i < ns; i++) order[i] = i;
@@ -92,13 +103,25 @@ void loader_init(Loader *l, const ShardSet *set, int split, uint32_t T, uint64_t
     l->loaded = xcalloc(l->group_shards, sizeof(Shard));
 }
 
+void loader_init_rows(Loader *l, const ChatRows *rows, uint64_t seed, int shuffle)
+{
+    memset(l, 0, sizeof *l);
+    if (rows->n_rows == 0) BUG("a loader over no rows");
+    l->rows = rows;
+    l->T = (uint32_t)rows->T;
+    l->seed = seed;
+    l->shuffle = shuffle;
+    l->group_shards = 1;
+    l->n_sequences = rows->n_rows;
+}
+
 uint64_t loader_groups(const Loader *l) { return n_groups(l); }
 
 void loader_seek(Loader *l, LoaderPos pos, const char *what)
 {
     if (pos.group >= n_groups(l))
-        die("%s: group %llu, but the %s split has %zu groups of shards", what, (unsigned long long)pos.group,
-            split_names[l->split], n_groups(l));
+        die("%s: group %llu, but %s%s has %zu groups", what, (unsigned long long)pos.group,
+            l->rows ? "the conversations' rows" : "the split ", l->rows ? "" : split_names[l->split], n_groups(l));
     l->pos = pos;
     load_group(l);
     if (pos.index > l->n_group_seqs)
@@ -106,7 +129,7 @@ void loader_seek(Loader *l, LoaderPos pos, const char *what)
             (unsigned long long)pos.group, (unsigned long long)pos.epoch, (unsigned long long)l->n_group_seqs);
 }
 
-void loader_next(Loader *l, uint32_t *inputs, uint32_t *targets, size_t B)
+void loader_next(Loader *l, uint32_t *inputs, uint32_t *targets, float *mask, int *pos, size_t B)
 {
     for (size_t b = 0; b < B; b++) {
         while (!l->have_group || l->pos.index >= l->n_group_seqs) {
@@ -117,6 +140,14 @@ void loader_next(Loader *l, uint32_t *inputs, uint32_t *targets, size_t B)
             load_group(l);
         }
         uint64_t id = l->group_seqs[l->pos.index++];
+        if (l->rows) {
+            size_t at = (size_t)id * l->T, n = l->T;
+            memcpy(inputs + b * n, l->rows->inputs + at, n * sizeof(uint32_t));
+            memcpy(targets + b * n, l->rows->targets + at, n * sizeof(uint32_t));
+            if (mask) memcpy(mask + b * n, l->rows->mask + at, n * sizeof(float));
+            if (pos) memcpy(pos + b * n, l->rows->pos + at, n * sizeof(int));
+            continue;
+        }
         const Shard *s = &l->loaded[id >> 40];
         const uint32_t *seq = s->tokens + (id & ((1ull << 40) - 1)) * l->T;
         memcpy(inputs + b * l->T, seq, l->T * sizeof(uint32_t));
@@ -127,7 +158,7 @@ void loader_next(Loader *l, uint32_t *inputs, uint32_t *targets, size_t B)
 void loader_free(Loader *l)
 {
     drop_group(l);
-    free(l->loaded);
+    free(l->loaded);   /* NULL over rows */
     free(l->group_seqs);
     memset(l, 0, sizeof *l);
 }

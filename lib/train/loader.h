@@ -7,7 +7,11 @@
  * stay packed as they are, each ended by its end-of-text token. The shuffle
  * has two levels so that memory stays at `group` shards: each epoch permutes
  * the shards, takes them `group` at a time, and permutes all sequences of a
- * group. A validation loader (shuffle = 0) reads sequences in order. */
+ * group. A validation loader (shuffle = 0) reads sequences in order.
+ *
+ * Or the rows come ready-made (ChatRows: sigma-sft's conversations, packed
+ * once), with each token's loss weight and position in its conversation;
+ * they are one group, permuted afresh each epoch. */
 #ifndef SIGMA_LOADER_H
 #define SIGMA_LOADER_H
 
@@ -15,6 +19,7 @@
 #include <stdint.h>
 
 #include "data/shard.h"
+#include "train/chat_data.h"
 
 typedef struct {
     uint64_t epoch;            /* passes over the split so far */
@@ -23,8 +28,9 @@ typedef struct {
 } LoaderPos;
 
 typedef struct {
-    const ShardSet *set;
+    const ShardSet *set;       /* the shards of a split, or */
     int split;
+    const ChatRows *rows;      /* rows made beforehand */
     uint32_t T;                /* sequence length (inputs) */
     uint64_t seed;
     int shuffle;
@@ -40,8 +46,11 @@ typedef struct {
 } Loader;
 
 void loader_init(Loader *l, const ShardSet *set, int split, uint32_t T, uint64_t seed, int shuffle, size_t group_shards);
-/* B sequences: inputs[b*T + t] and targets[b*T + t] = the token after it. */
-void loader_next(Loader *l, uint32_t *inputs, uint32_t *targets, size_t B);
+void loader_init_rows(Loader *l, const ChatRows *rows, uint64_t seed, int shuffle);
+/* B sequences: inputs[b*T + t] and targets[b*T + t] = the token after it;
+ * from rows also mask[b*T + t] (the target's loss weight) and pos[b*T + t]
+ * (the token's place in its conversation), where those are non-NULL. */
+void loader_next(Loader *l, uint32_t *inputs, uint32_t *targets, float *mask, int *pos, size_t B);
 /* Moves to pos (as a checkpoint recorded it) after checking it against the
  * split: a group beyond the epoch's or an index beyond the group's
  * sequences dies naming `what`. */

@@ -12,14 +12,31 @@
  *
  * On the CPU every result is a function of the seed and the data, so a run
  * killed at any moment and resumed from its last checkpoint gives the same
- * losses, bit for bit, as one never interrupted. */
+ * losses, bit for bit, as one never interrupted.
+ *
+ * Fine-tuning (o->sft) takes the same step over rows of conversations: each
+ * target has a loss weight (mask: the assistant's tokens) and each token its
+ * place in its conversation (pos: packed rows without cross-talk), and the
+ * step's cross-entropy is the mean over all its learned tokens, each
+ * micro-batch weighted by its share of them.
+ *
+ * Many processes (mpirun, srun; comm/comm.h) split every step's
+ * micro-batches between them: each rank reads the whole step from the same
+ * loader and computes its share, the gradients, routing counts and losses
+ * are summed over the ranks, and every rank takes the same AdamW step, so N
+ * ranks see exactly the tokens one process would and their weights stay
+ * identical. Rank 0 alone writes checkpoints, metrics and the log. */
 #include "train/trainer.h"
 #include "base/base.h"
 #include "base/json.h"
+#include "comm/comm.h"
 #include "data/shard.h"
 #include "model/adamw.h"
 #include "model/device.h"
 #include "model/model.h"
+#include "text/chat.h"
+#include "text/tokenizer.h"
+#include "train/chat_data.h"
 #include "train/ckpt.h"
 #include "train/loader.h"
 #include "train/metrics.h"
@@ -34,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #define LOSS_WINDOW CKPT_LOSS_WINDOW
 
@@ -63,10 +81,33 @@ void train_options_default(TrainOptions *o)
     o->max_skips = 20;
     o->spike_z = 6;
     o->device = "auto";
+    o->tool = "sigma-pretrain";
+    o->val_fraction = 0.05;
+    o->epochs = 3;
+    o->train_on = "assistant";
+    o->long_rows = "cut";
+    o->pack = 1;
+}
+
+void sft_options_default(TrainOptions *o)
+{
+    train_options_default(o);
+    o->tool = "sigma-sft";
+    o->sft = 1;
+    o->lr.kind = LR_COSINE;
+    o->lr.max_lr = 3e-4;
+    o->lr.min_lr = 3e-5;
+    o->weight_decay = 0;
+    o->eval_every = 50;
 }
 
 typedef struct {
     const TrainOptions *o;     /* &opt */
+    Comm *comm;                /* the run's processes; size 1 without a launcher */
+    int rank, nproc;
+    uint32_t a0, a1;           /* this rank's micro-batches of a step: [a0, a1) */
+    int stop_agreed;           /* many ranks: a stop signal reached one of them by the last step's end */
+    CommStats comm_logged;     /* the collectives' totals at the last step logged */
     TrainOptions opt;          /* the command's options, completed from the checkpoint on --resume */
     char *owned[16];           /* strings taken from the checkpoint */
     int n_owned;
@@ -76,7 +117,12 @@ typedef struct {
     const char *device_why;    /* why that one (for the log) */
     GpuPaths paths;            /* the GPU's kernel paths, as taken */
     Device *dev;
-    ShardSet set;
+    TokHeader tok;             /* the data's tokenizer: the shard set's, or sft's */
+    ShardSet set;              /* pretraining's data */
+    Tokenizer *tokenizer;      /* sft: the model's, chat tokens included */
+    ChatData chat;             /* sft's data */
+    uint64_t data_hash, val_hash;  /* sft: of --data and --val-data, which a resumed run must be given again */
+    uint32_t base_vocab;       /* sft --add-chat-tokens: the vocabulary before the chat tokens */
     Loader train, val;
     int have_val;
     TopkSchedule topk;
@@ -85,6 +131,9 @@ typedef struct {
     ParamTensor *moment_tensors;   /* [2 * n_tensors] "m.NAME", "v.NAME" over moments */
     /* the step's data and routing counts */
     uint32_t *inputs, *targets;    /* [accum * B * T] */
+    float *mask;                   /* [accum * B * T] sft: each target's loss weight; NULL in pretraining */
+    int *pos;                      /* [accum * B * T] sft: each token's place in its conversation */
+    uint64_t step_learned;         /* targets with loss in the last step */
     float *step_counts;            /* [L * E] tokens per expert over the step */
     float *step_tokens;            /* [L] tokens over the step */
     /* state that a checkpoint carries */
@@ -98,14 +147,17 @@ typedef struct {
 
 static volatile sig_atomic_t stop_requested;
 static void on_stop_signal(int sig) { (void)sig; stop_requested = 1; }
+/* Many ranks stop at the step where any of them was signalled (they agree
+ * on it at the step's end), or one would wait for the others for ever. */
+static int stopping(const Trainer *t) { return t->nproc > 1 ? t->stop_agreed : stop_requested; }
 
 /* ---- configuration ---------------------------------------------------------- */
 
 static void check_vocab(const Trainer *t)
 {
-    if ((uint32_t)t->cfg.vocab_size < t->set.tok.vocab_size)
-        die("the model's vocabulary (%d) is smaller than the shard set's (%u, %s)", t->cfg.vocab_size,
-            t->set.tok.vocab_size, t->set.dir);
+    if ((uint32_t)t->cfg.vocab_size < t->tok.vocab_size)
+        die("the model's vocabulary (%d) is smaller than the %s's (%u, %s)", t->cfg.vocab_size, t->o->sft ? "tokenizer" : "shard set",
+            t->tok.vocab_size, t->o->sft ? t->o->tokenizer : t->set.dir);
 }
 
 static void fresh_config(Trainer *t, int vocab)
@@ -182,6 +234,12 @@ static void print_plan(const Config *c, const TrainOptions *o, uint32_t accum)
            accum, (unsigned long long)accum * o->micro_batch * o->seq_len);
     printf("memory: %.2f GiB parameters, gradients and AdamW moments (fp32) + about %.2f GiB activations = %.2f GiB\n",
            state / (1 << 30), acts / (1 << 30), (state + acts) / (1 << 30));
+    if (o->nproc > 1) {   /* ZeRO-1: the moments (half the state) sharded, weights and gradients whole on every rank */
+        double rank_state = state / 2 + state / 2 / o->nproc;
+        printf("memory per rank of %d: %.2f GiB weights and gradients + %.2f GiB of the AdamW moments (ZeRO-1) + %.2f GiB "
+               "activations = %.2f GiB (a GPU adds %.2f GiB of bf16 weights)\n", o->nproc, state / 4 / (1 << 30) * 2,
+               state / 2 / o->nproc / (1 << 30), acts / (1 << 30), (rank_state + acts) / (1 << 30), state / 8 / (1 << 30));
+    }
     double flops = config_train_flops(c, (int)T);
     printf("flops: about %.3g per token (6 x (active + head) + attention), %.3g per step\n", flops, flops * accum * B * T);
 }
@@ -207,7 +265,7 @@ int train_option_was_given(const TrainOptions *o, const char *name)
     return 0;
 }
 
-typedef enum { SET_U64, SET_U32, SET_UNSIGNED, SET_DOUBLE, SET_SEED, SET_STRING, SET_BALANCE, SET_LR_KIND } SettingType;
+typedef enum { SET_U64, SET_U32, SET_UNSIGNED, SET_DOUBLE, SET_SEED, SET_STRING, SET_FLAG, SET_BALANCE, SET_LR_KIND } SettingType;
 enum { KEEPS, MAY_CHANGE };
 typedef struct {
     const char *key;           /* in "training" */
@@ -215,9 +273,11 @@ typedef struct {
     SettingType type;
     size_t offset;             /* of the field in TrainOptions */
     int on_resume;
+    int sft_only;              /* a fine-tuning setting: recorded by sigma-sft alone */
 } Setting;
 
-#define SETTING(key, option, type, field, on_resume) {key, option, type, offsetof(TrainOptions, field), on_resume}
+#define SETTING(key, option, type, field, on_resume) {key, option, type, offsetof(TrainOptions, field), on_resume, 0}
+#define SFT_SETTING(key, option, type, field, on_resume) {key, option, type, offsetof(TrainOptions, field), on_resume, 1}
 static const Setting settings[] = {
     SETTING("topk_schedule", "topk-schedule", SET_STRING, topk_schedule, KEEPS),
     SETTING("balance", "balance", SET_BALANCE, balance, KEEPS),
@@ -248,8 +308,17 @@ static const Setting settings[] = {
     SETTING("max_skips", "max-skips", SET_U64, max_skips, MAY_CHANGE),
     SETTING("spike_z", "spike-z", SET_DOUBLE, spike_z, MAY_CHANGE),
     SETTING("metrics", "metrics", SET_STRING, metrics, MAY_CHANGE),
+    SFT_SETTING("train_on", "train-on", SET_STRING, train_on, KEEPS),
+    SFT_SETTING("long", "long", SET_STRING, long_rows, KEEPS),
+    SFT_SETTING("pack", "pack", SET_FLAG, pack, KEEPS),
+    SFT_SETTING("val_fraction", "val-fraction", SET_DOUBLE, val_fraction, KEEPS),
+    SFT_SETTING("add_chat_tokens", "add-chat-tokens", SET_FLAG, add_chat_tokens, KEEPS),
+    SFT_SETTING("epochs", "epochs", SET_DOUBLE, epochs, MAY_CHANGE),
 };
 #undef SETTING
+#undef SFT_SETTING
+
+static int setting_applies(const Setting *s, const TrainOptions *o) { return !s->sft_only || o->sft; }
 
 /* A setting's value as text: the same form for the checkpoint's and the command's. */
 static void setting_format(char *out, size_t n, const Setting *s, const TrainOptions *o)
@@ -262,6 +331,7 @@ static void setting_format(char *out, size_t n, const Setting *s, const TrainOpt
     case SET_DOUBLE: snprintf(out, n, "%.17g", *(const double *)f); break;
     case SET_SEED: snprintf(out, n, "%llu", (unsigned long long)*(const uint64_t *)f); break;
     case SET_STRING: snprintf(out, n, "%s", *(const char *const *)f ? *(const char *const *)f : "(none)"); break;
+    case SET_FLAG: snprintf(out, n, "%s", *(const int *)f ? "true" : "false"); break;
     case SET_BALANCE: snprintf(out, n, "%s", balance_kind_name(*(const BalanceKind *)f)); break;
     case SET_LR_KIND: snprintf(out, n, "%s", lr_kind_name(*(const LrKind *)f)); break;
     }
@@ -280,6 +350,7 @@ static void setting_to_json(cJSON *j, const Setting *s, const TrainOptions *o)
     case SET_STRING:
         if (*(const char *const *)f) json_add_str(j, s->key, *(const char *const *)f);
         break;
+    case SET_FLAG: json_add_bool(j, s->key, *(const int *)f); break;
     default: setting_format(text, sizeof text, s, o); json_add_str(j, s->key, text); break;
     }
 }
@@ -295,6 +366,7 @@ static void setting_from_json(TrainOptions *o, const Setting *s, const cJSON *j,
     case SET_DOUBLE: *(double *)f = json_req_num(j, s->key, what); break;
     case SET_SEED: *(uint64_t *)f = json_req_hex64(j, s->key, what); break;
     case SET_STRING: *(const char **)f = *owned = xstrdup(json_req_str(j, s->key, what)); break;
+    case SET_FLAG: *(int *)f = json_req_bool(j, s->key, what); break;
     case SET_BALANCE:
         if (balance_kind_parse(json_req_str(j, s->key, what), (BalanceKind *)f)) die("%s: unknown balance '%s'", what, json_req_str(j, s->key, what));
         break;
@@ -310,7 +382,8 @@ static cJSON *training_json(const Trainer *t)
     char *topk = topk_format(&t->topk);
     o.topk_schedule = topk;   /* the schedule as parsed: the config's k when none was given */
     cJSON *j = json_obj();
-    for (size_t i = 0; i < sizeof settings / sizeof *settings; i++) setting_to_json(j, &settings[i], &o);
+    for (size_t i = 0; i < sizeof settings / sizeof *settings; i++)
+        if (setting_applies(&settings[i], &o)) setting_to_json(j, &settings[i], &o);
     free(topk);
     json_add_u64(j, "accum", t->accum);
     json_add_str(j, "device", t->device->name);
@@ -345,7 +418,7 @@ static void resume_settings(Trainer *t, const cJSON *tr, const char *what)
     TrainOptions *o = &t->opt;
     for (size_t i = 0; i < sizeof settings / sizeof *settings; i++) {
         const Setting *s = &settings[i];
-        if (!cJSON_GetObjectItemCaseSensitive(tr, s->key)) continue;   /* not recorded: the command's */
+        if (!setting_applies(s, o) || !cJSON_GetObjectItemCaseSensitive(tr, s->key)) continue;   /* not recorded: the command's */
         TrainOptions was = *o;
         char *owned = NULL;
         setting_from_json(&was, s, tr, what, &owned);
@@ -387,6 +460,147 @@ static char *absolute_path(const char *path)
     return abs;
 }
 
+/* ---- fine-tuning: tokenizer, data and first weights --------------------------- */
+
+/* The tokenizer as the model knows it: the file given, grown by the chat
+ * tokens when the run adds them (a resumed run may be given the grown one,
+ * which the run directory keeps, or the first one again). */
+static void sft_tokenizer(Trainer *t, TokHeader *given)
+{
+    const TrainOptions *o = t->o;
+    Tokenizer *tok = tokenizer_load(o->tokenizer, NULL);
+    *given = tokenizer_header(tok);
+    if (o->add_chat_tokens && (!o->resume || tokenizer_special(tok, CHAT_START) < 0)) {
+        t->base_vocab = tokenizer_n_vocab(tok);
+        Tokenizer *grown = chat_add_tokens(tok, o->tokenizer);
+        tokenizer_free(tok);
+        tok = grown;
+    }
+    chat_check_tokenizer(tok, o->tokenizer);
+    t->tokenizer = tok;
+    t->tok = tokenizer_header(tok);
+}
+
+static cJSON *sft_json(const Trainer *t)
+{
+    const ChatData *d = &t->chat;
+    cJSON *j = json_obj();
+    json_add_str(j, "template", "chatml");
+    json_add_hex64(j, "data_xxh3", t->data_hash);
+    if (t->o->val_data) json_add_hex64(j, "val_data_xxh3", t->val_hash);
+    json_add_u64(j, "conversations", d->train.n);
+    json_add_u64(j, "val_conversations", d->val.n);
+    json_add_u64(j, "rows", d->train_rows.n_rows);
+    json_add_u64(j, "learned_tokens_per_epoch", d->train_rows.learned);
+    return j;
+}
+
+/* A resumed run continues over the same conversations: its position in
+ * them means nothing over others. */
+static void sft_same_data(Trainer *t, const cJSON *sft, const char *what)
+{
+    const TrainOptions *o = t->o;
+    t->data_hash = file_hash64(o->data);
+    if (json_req_hex64(sft, "data_xxh3", what) != t->data_hash)
+        die("%s: the run was made on other data than %s (its XXH3 %016llx, recorded %016llx): resume with the same "
+            "--data, or start a new run", what, o->data, (unsigned long long)t->data_hash,
+            (unsigned long long)json_req_hex64(sft, "data_xxh3", what));
+    if (o->val_data) {
+        t->val_hash = file_hash64(o->val_data);
+        if (!cJSON_GetObjectItemCaseSensitive(sft, "val_data_xxh3") || json_req_hex64(sft, "val_data_xxh3", what) != t->val_hash)
+            die("%s: the run was made with other validation data than --val-data %s", what, o->val_data);
+    }
+}
+
+/* --init: the checkpoint's model, its vocabulary grown to the tokenizer's
+ * when the run adds the chat tokens. The balance and sequence length the
+ * command leaves out are the checkpoint's own: a model fine-tunes as it
+ * was trained (one trained with the aux-loss-free bias routes by it). */
+static void init_config(Trainer *t, const char *dir, const TokHeader *given)
+{
+    TokHeader init_tok;
+    cJSON *cfg = ckpt_read_config(dir, &t->cfg, &init_tok);
+    char *path = xasprintf("%s/config.json", dir);
+    tokenizer_match(&init_tok, path, given, t->o->tokenizer);
+    static const char *const inherited[] = {"balance", "balance_coef", "balance_tau", "z_loss", "bias_rate", "seq_len"};
+    const cJSON *tr = cJSON_GetObjectItemCaseSensitive(cfg, "training");
+    for (size_t i = 0; tr && i < sizeof settings / sizeof *settings; i++)
+        for (size_t k = 0; k < sizeof inherited / sizeof *inherited; k++)
+            if (!strcmp(settings[i].key, inherited[k]) && !train_option_was_given(t->o, settings[i].option) &&
+                cJSON_GetObjectItemCaseSensitive(tr, inherited[k]))
+                setting_from_json(&t->opt, &settings[i], tr, path, NULL);
+    if (t->opt.seq_len > (uint32_t)t->cfg.max_seq_len) t->opt.seq_len = (uint32_t)t->cfg.max_seq_len;
+    if ((uint32_t)t->cfg.vocab_size < t->tok.vocab_size) t->cfg.vocab_size = (int)t->tok.vocab_size;
+    config_validate(&t->cfg, path);
+    cJSON_Delete(cfg);
+    free(path);
+}
+
+/* The rows of ids [from, to) of a [V, d] tensor set to the mean of its rows [0, from). */
+static void mean_rows(float *w, size_t from, size_t to, size_t d)
+{
+    for (size_t i = 0; i < d; i++) {
+        double s = 0;
+        for (size_t r = 0; r < from; r++) s += w[r * d + i];
+        for (size_t r = from; r < to; r++) w[r * d + i] = (float)(s / (double)from);
+    }
+}
+
+/* --init's weights into the model, tensor by tensor (the vocabulary may
+ * have grown); the rows of the chat tokens the run adds, in the embedding
+ * and the head, take the mean of the old tokens' rows (as users do when
+ * they add tokens: a new token starts as an average one). */
+static void load_init_weights(Trainer *t, const char *dir)
+{
+    Model *m = &t->model;
+    Config c0;
+    TokHeader th;
+    cJSON_Delete(ckpt_read_config(dir, &c0, &th));
+    int n0 = param_tensors(NULL, &c0);
+    ParamTensor *t0 = xcalloc((size_t)n0, sizeof *t0);
+    param_tensors(t0, &c0);
+    ParamLayout lay0;
+    param_layout(&lay0, &c0);
+    float *p0 = xmalloc(lay0.total * sizeof(float));
+    ckpt_read_tensors(dir, "model.safetensors", t0, n0, p0, ckpt_model_hash(dir));
+    if (n0 != m->n_tensors) BUG("%s: %d tensors, the model %d", dir, n0, m->n_tensors);
+    for (int i = 0; i < n0; i++)   /* the same walk: only the vocabulary's rows may differ */
+        memcpy(m->params + m->tensors[i].offset, p0 + t0[i].offset, t0[i].numel * sizeof(float));
+    if (t->base_vocab) {
+        ParamLayout lay;
+        param_layout(&lay, &t->cfg);
+        mean_rows(m->params + lay.embed, t->base_vocab, t->tok.vocab_size, (size_t)t->cfg.d_model);
+        if (lay.head != lay.embed) mean_rows(m->params + lay.head, t->base_vocab, t->tok.vocab_size, (size_t)t->cfg.d_model);
+    }
+    size_t nb = (size_t)t->cfg.n_layers * t->cfg.n_experts;
+    int uses_bias = ckpt_read_routing_bias(dir, m->expert_bias, nb);
+    if (uses_bias && t->o->balance != BALANCE_BIAS) {
+        memset(m->expert_bias, 0, nb * sizeof(float));
+        warn("%s routes with its aux-loss-free bias; --balance %s fine-tunes it without (the bias is dropped)", dir,
+             balance_kind_name(t->o->balance));
+    }
+    free(p0);
+    free(t0);
+}
+
+static void read_chat(Trainer *t)
+{
+    const TrainOptions *o = t->o;
+    ChatLayout lay = {.T = (int)o->seq_len, .train_all = !strcmp(o->train_on, "all"), .pack = o->pack,
+                      .cut_long = !strcmp(o->long_rows, "cut"), .skip_bad = o->skip_bad, .seed = o->seed};
+    chat_data_open(&t->chat, o->data, o->val_data, o->val_data ? 0 : o->val_fraction, t->tokenizer, &lay);
+    if (!t->data_hash) t->data_hash = file_hash64(o->data);
+    if (o->val_data && !t->val_hash) t->val_hash = file_hash64(o->val_data);
+    const ChatSet *s = &t->chat.train;
+    const ChatRows *r = &t->chat.train_rows;
+    info("data: %zu conversations in %zu rows of %u (%.0f%% filled), %llu tokens with loss; %zu held out; skipped %llu "
+         "without an assistant turn, %llu bad lines; %llu longer than a row %s",
+         s->n, r->n_rows, o->seq_len, 100.0 * (double)r->tokens / ((double)r->n_rows * o->seq_len),
+         (unsigned long long)r->learned, t->chat.val.n, (unsigned long long)(s->no_assistant + t->chat.val.no_assistant),
+         (unsigned long long)(s->bad + t->chat.val.bad), (unsigned long long)(s->cut + s->dropped + t->chat.val.cut + t->chat.val.dropped),
+         strcmp(o->long_rows, "cut") ? "dropped" : "cut");
+}
+
 /* ---- checkpoints ---------------------------------------------------------- */
 
 static void save_checkpoint(Trainer *t)
@@ -396,8 +610,11 @@ static void save_checkpoint(Trainer *t)
     Model *m = &t->model;
     cJSON *sections = json_obj();
     json_add(sections, "training", training_json(t));
-    json_add_str(sections, "created_by", "sigma-pretrain " SIGMA_VERSION);
-    ckpt_write_config(&ad, &t->cfg, &t->set.tok, sections);
+    char *by = xasprintf("%s %s", t->o->tool, SIGMA_VERSION);
+    json_add_str(sections, "created_by", by);
+    free(by);
+    if (t->o->sft) json_add(sections, "sft", sft_json(t));
+    ckpt_write_config(&ad, &t->cfg, &t->tok, sections);
     uint64_t model_hash = ckpt_write_tensors(&ad, "model.safetensors", m->tensors, m->n_tensors, m->params);
     uint64_t opt_hash = ckpt_write_tensors(&ad, "optimizer.safetensors", t->moment_tensors, 2 * m->n_tensors, t->moments);
 
@@ -425,9 +642,14 @@ static void load_checkpoint(Trainer *t, const char *dir)
     TokHeader tok;
     cJSON *cfg = ckpt_read_config(dir, &t->cfg, &tok);
     char *path = xasprintf("%s/config.json", dir);
-    tokenizer_match(&tok, path, &t->set.tok, "the shard set");
     resume_settings(t, json_req(cfg, "training", path), path);
     t->opt.lr.total = t->opt.steps;
+    if (t->o->sft) {   /* the settings say whether the run grew the tokenizer */
+        TokHeader given;
+        sft_tokenizer(t, &given);
+        sft_same_data(t, json_req(cfg, "sft", path), path);
+    }
+    tokenizer_match(&tok, path, &t->tok, t->o->sft ? t->o->tokenizer : "the shard set");
     cJSON_Delete(cfg);
     free(path);
 }
@@ -474,7 +696,26 @@ static BalanceOptions balance_options(const Trainer *t, int global)
 /* Weights and moments: into the device after initialisation or loading,
  * back to the host before saving. */
 static void state_to_device(Trainer *t) { device_set_state(t->dev, t->model.params, t->moments); }
-static void state_to_host(Trainer *t) { device_get_state(t->dev, t->model.params, t->moments); }
+static void state_to_host(Trainer *t)
+{
+    device_get_state(t->dev, t->model.params, t->moments);
+    size_t n = t->model.n_params;   /* ZeRO-1: each rank holds its share of the moments; rank 0 saves them all */
+    comm_gather_shards(t->comm, t->moments, n);
+    comm_gather_shards(t->comm, t->moments + n, n);
+}
+
+/* The step's mask and positions from token `at`: NULL in pretraining. */
+static const float *mask_at(const Trainer *t, size_t at) { return t->mask ? t->mask + at : NULL; }
+static const int *pos_at(const Trainer *t, size_t at) { return t->pos ? t->pos + at : NULL; }
+
+/* Targets with loss among n from `at`: all of them (`all`) without a mask. */
+static uint64_t mask_sum(const float *mask, size_t at, size_t n, uint64_t all)
+{
+    if (!mask) return all;
+    uint64_t s = 0;
+    for (size_t i = 0; i < n; i++) s += mask[at + i] != 0;
+    return s;
+}
 
 static void add_counts(Trainer *t)
 {
@@ -489,32 +730,52 @@ static Losses train_step(Trainer *t, double *grad_norm, int *skipped_now)
     Model *m = &t->model;
     const int B = (int)o->micro_batch, T = (int)o->seq_len, L = t->cfg.n_layers, E = t->cfg.n_experts;
     const size_t mb = (size_t)B * T;
-    loader_next(&t->train, t->inputs, t->targets, (size_t)t->accum * B);
+    loader_next(&t->train, t->inputs, t->targets, t->mask, t->pos, (size_t)t->accum * B);
+    t->step_learned = mask_sum(t->mask, 0, (size_t)t->accum * mb, (uint64_t)t->accum * mb);
 
     int global = o->balance == BALANCE_LBL_GLOBAL;
     memset(t->step_counts, 0, (size_t)L * E * sizeof(float));
     if (global) {   /* the step's expert counts first, so every micro-batch sees them */
-        for (uint32_t a = 0; a < t->accum; a++) {
+        for (uint32_t a = t->a0; a < t->a1; a++) {
             BalanceOptions none = {.kind = BALANCE_NONE};
-            device_forward(t->dev, t->inputs + a * mb, t->targets + a * mb, NULL, NULL, B, T, &none);
+            device_forward(t->dev, t->inputs + a * mb, t->targets + a * mb, mask_at(t, a * mb), pos_at(t, a * mb), B, T,
+                           &none);
             add_counts(t);
         }
+        comm_sum_floats(t->comm, t->step_counts, (size_t)L * E);
         for (int l = 0; l < L; l++) t->step_tokens[l] = (float)(t->accum * mb);
     }
     BalanceOptions bo = balance_options(t, global);
     Losses sum = {0};
     device_zero_grads(t->dev);
     float scale = 1.0f / (float)t->accum;
-    for (uint32_t a = 0; a < t->accum; a++) {
-        Losses l = device_forward(t->dev, t->inputs + a * mb, t->targets + a * mb, NULL, NULL, B, T, &bo);
-        device_backward(t->dev, scale);
+    for (uint32_t a = t->a0; a < t->a1; a++) {
+        /* the ce's share of the step: each micro-batch's learned tokens over the step's */
+        float ce_scale = t->mask ? (t->step_learned ? (float)((double)mask_sum(t->mask, a * mb, mb, mb) / (double)t->step_learned) : 0.0f)
+                                 : scale;
+        Losses l = device_forward(t->dev, t->inputs + a * mb, t->targets + a * mb, mask_at(t, a * mb), pos_at(t, a * mb), B,
+                                  T, &bo);
+        device_backward(t->dev, ce_scale, scale);
         if (!global) add_counts(t);
-        sum.loss += l.loss * scale;
-        sum.ce += l.ce * scale;
+        sum.loss += t->mask ? l.ce * ce_scale + (l.balance + l.z) * scale : l.loss * scale;
+        sum.ce += l.ce * ce_scale;
         sum.balance += l.balance * scale;
         sum.z += l.z * scale;
     }
+    if (t->nproc > 1) {   /* the ranks' shares into the step's sums; the stop request too, so all stop together */
+        double v[5] = {sum.loss, sum.ce, sum.balance, sum.z, stop_requested ? 1 : 0};
+        comm_sum_doubles(t->comm, v, 5);
+        sum = (Losses){.loss = (float)v[0], .ce = (float)v[1], .balance = (float)v[2], .z = (float)v[3]};
+        t->stop_agreed = v[4] > 0;
+        if (!global) comm_sum_floats(t->comm, t->step_counts, (size_t)L * E);
+        comm_reduce_scatter(t->comm, device_grads(t->dev), m->n_params);   /* ZeRO-1: each rank its share of the sum */
+    }
     *grad_norm = device_grad_norm(t->dev);
+    if (t->nproc > 1) {   /* of the shares' norms */
+        double sq = *grad_norm * *grad_norm;
+        comm_sum_doubles(t->comm, &sq, 1);
+        *grad_norm = sqrt(sq);
+    }
     *skipped_now = !isfinite(sum.loss) || !isfinite(*grad_norm);
     if (*skipped_now) return sum;
 
@@ -522,6 +783,10 @@ static Losses train_step(Trainer *t, double *grad_norm, int *skipped_now)
                    .eps = (float)o->eps, .weight_decay = (float)o->weight_decay,
                    .grad_scale = clip_scale(*grad_norm, o->clip), .t = t->step + 1 - t->skipped};
     device_adamw(t->dev, &s);
+    if (t->nproc > 1) {   /* every rank's updated share to every rank */
+        comm_allgather(t->comm, device_params(t->dev), m->n_params);
+        device_params_changed(t->dev);
+    }
     if (o->balance == BALANCE_BIAS) {   /* the bias follows the whole step's counts */
         memcpy(m->counts, t->step_counts, (size_t)L * E * sizeof(float));
         model_update_bias(m, (float)o->bias_rate);
@@ -529,20 +794,31 @@ static Losses train_step(Trainer *t, double *grad_norm, int *skipped_now)
     return sum;
 }
 
-static double evaluate(Trainer *t)
+/* The validation loss; *tokens: the targets it is a mean over. */
+static double evaluate(Trainer *t, uint64_t *tokens)
 {
     const int B = (int)t->o->micro_batch, T = (int)t->o->seq_len;
     loader_seek(&t->val, (LoaderPos){0, 0, 0}, "validation");
     /* no balance term; an aux-loss-free run routes with its bias, as in training and at inference */
     BalanceOptions none = {.kind = t->o->balance == BALANCE_BIAS ? BALANCE_BIAS : BALANCE_NONE};
-    double sum = 0;
+    double sum = 0, weight = 0, count = 0;
     uint64_t n = t->o->eval_batches;
     if (n > (t->val.n_sequences + B - 1) / B) n = (t->val.n_sequences + B - 1) / B;   /* no sequence twice */
     for (uint64_t i = 0; i < n; i++) {
-        loader_next(&t->val, t->inputs, t->targets, (size_t)B);
-        sum += device_forward(t->dev, t->inputs, t->targets, NULL, NULL, B, T, &none).ce;
+        loader_next(&t->val, t->inputs, t->targets, t->mask, t->pos, (size_t)B);
+        if ((int)(i % (uint64_t)t->nproc) != t->rank) continue;   /* the ranks take turns */
+        uint64_t first = i * (uint64_t)B, rows = t->val.n_sequences - first < (uint64_t)B ? t->val.n_sequences - first : (uint64_t)B;
+        if (t->mask)   /* the last batch's rows beyond the split came round again: no loss on them */
+            memset(t->mask + rows * T, 0, ((size_t)B - rows) * T * sizeof(float));
+        double w = (double)mask_sum(t->mask, 0, (size_t)B * T, 1);   /* sft: a mean over learned tokens */
+        sum += w * device_forward(t->dev, t->inputs, t->targets, t->mask, t->pos, B, T, &none).ce;
+        weight += w;
+        count += t->mask ? w : (double)B * T;
     }
-    return sum / (double)n;
+    double v[3] = {sum, weight, count};
+    comm_sum_doubles(t->comm, v, 3);
+    *tokens = (uint64_t)v[2];
+    return v[1] > 0 ? v[0] / v[1] : 0;
 }
 
 static void event(Trainer *t, const char *what, const char *fmt, ...) SG_PRINTF(3, 4);
@@ -590,6 +866,13 @@ static void log_step(Trainer *t, Losses l, double grad_norm, double lr, double t
     json_add_num(j, "lr", lr);
     json_add_num(j, "grad_norm", grad_norm);
     json_add_u64(j, "tokens", t->tokens_seen);
+    if (t->mask) json_add_u64(j, "learned", t->step_learned);   /* the step's targets with loss */
+    if (t->nproc > 1) {   /* what the step's collectives of buffers moved, and the time they took */
+        CommStats c = comm_stats(t->comm);
+        json_add_u64(j, "comm_bytes", c.bytes - t->comm_logged.bytes);
+        json_add_num(j, "comm_s", round((c.seconds - t->comm_logged.seconds) * 1e6) / 1e6);
+        t->comm_logged = c;
+    }
     json_add_num(j, "tokens_per_s", round(tok_s));
     json_add_bool(j, "skipped", skipped);
     for (int layer = 0; layer < t->cfg.n_layers; layer++) {
@@ -607,6 +890,47 @@ static void log_step(Trainer *t, Losses l, double grad_norm, double lr, double t
 
 /* ---- the run ------------------------------------------------------------------ */
 
+/* Ranks started with other options, another binary or other data would
+ * compute apart without a word: each is compared with rank 0's. */
+static void check_same_start(Trainer *t)
+{
+    if (t->nproc == 1) return;
+    XXH3_state_t *h = XXH3_createState();
+    XXH3_64bits_reset(h);
+    char text[512];
+    for (size_t i = 0; i < sizeof settings / sizeof *settings; i++) {
+        setting_format(text, sizeof text, &settings[i], t->o);
+        XXH3_64bits_update(h, text, strlen(text) + 1);
+    }
+    const char *paths[] = {t->o->data, t->o->out, t->o->init, t->o->tokenizer, t->o->val_data, t->device->name};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
+        XXH3_64bits_update(h, paths[i] ? paths[i] : "", paths[i] ? strlen(paths[i]) + 1 : 1);
+    comm_check_same(t->comm, XXH3_64bits_digest(h), "the options");
+    XXH3_freeState(h);
+    comm_check_same(t->comm, file_hash64("/proc/self/exe"), "the program (its binary)");
+    uint64_t data = t->data_hash ^ t->val_hash;
+    if (!t->o->sft)
+        for (int s = 0; s < N_SPLITS; s++)
+            for (size_t i = 0; i < t->set.split[s].n_shards; i++) data = data * 0x100000001b3ull ^ t->set.split[s].shards[i].xxh3;
+    comm_check_same(t->comm, data, "the data (the checksums of its files)");
+}
+
+/* Fine-tuning's length: --epochs over the rows unless --steps is given,
+ * the warmup a twentieth of it unless given (or resumed). */
+static void sft_steps(Trainer *t)
+{
+    TrainOptions *o = &t->opt;
+    uint64_t rows_per_step = (uint64_t)t->accum * o->micro_batch;
+    if (!train_option_was_given(o, "steps")) {
+        double steps = ceil(o->epochs * (double)t->chat.train_rows.n_rows / (double)rows_per_step);
+        o->steps = steps < 1 ? 1 : (uint64_t)steps;
+    }
+    if (!o->resume && !train_option_was_given(o, "warmup")) o->lr.warmup = o->steps / 20;
+    o->lr.total = o->steps;
+    info("%llu steps of %llu rows: %.2f epochs", (unsigned long long)o->steps, (unsigned long long)rows_per_step,
+         (double)o->steps * (double)rows_per_step / (double)t->chat.train_rows.n_rows);
+}
+
 static void setup(Trainer *t)
 {
     const TrainOptions *o = t->o;
@@ -614,6 +938,13 @@ static void setup(Trainer *t)
     size_t tokens_per_micro = (size_t)o->micro_batch * o->seq_len;
     t->accum = (uint32_t)((o->batch_tokens + tokens_per_micro / 2) / tokens_per_micro);
     if (t->accum == 0) t->accum = 1;
+    if (t->accum % (uint32_t)t->nproc)
+        usage_error("%u micro-batches a step (--batch-tokens / (--micro-batch x --seq-len)) cannot be shared by %d processes: "
+                    "make --batch-tokens a multiple of %llu", t->accum, t->nproc,
+                    (unsigned long long)t->nproc * tokens_per_micro);
+    t->a0 = t->accum / (uint32_t)t->nproc * (uint32_t)t->rank;
+    t->a1 = t->a0 + t->accum / (uint32_t)t->nproc;
+    if (o->sft) sft_steps(t);
     if ((uint64_t)o->seq_len > (uint64_t)t->cfg.max_seq_len)
         usage_error("--seq-len %u is above the model's max_seq_len %d", o->seq_len, t->cfg.max_seq_len);
     check_memory(t);
@@ -639,7 +970,11 @@ static void setup(Trainer *t)
         }
     gpu_paths_default(&t->paths);
     t->paths.recompute = o->recompute;
+    t->device->use_local_rank(comm_local_rank(t->comm));
     t->dev = device_open(t->device, m, &alloc, (int)o->micro_batch, (int)o->seq_len, &t->paths, !sg_quiet);
+    comm_bind_device(t->comm, t->device->name);
+    /* ZeRO-1: each rank keeps the AdamW moments of its share of the weights */
+    device_own(t->dev, comm_shard_begin(m->n_params, t->rank, t->nproc), comm_shard_begin(m->n_params, t->rank + 1, t->nproc));
     m->cfg = t->cfg;
     t->moments = xcalloc(2 * m->n_params, sizeof(float));
     t->moment_tensors = xcalloc(2 * (size_t)m->n_tensors, sizeof(ParamTensor));
@@ -658,8 +993,18 @@ static void setup(Trainer *t)
     size_t step_tokens = (size_t)t->accum * tokens_per_micro;
     t->inputs = xmalloc(step_tokens * sizeof(uint32_t));
     t->targets = xmalloc(step_tokens * sizeof(uint32_t));
+    if (o->sft) {
+        t->mask = xmalloc(step_tokens * sizeof(float));
+        t->pos = xmalloc(step_tokens * sizeof(int));
+    }
     t->step_counts = xcalloc((size_t)t->cfg.n_layers * t->cfg.n_experts, sizeof(float));
     t->step_tokens = xcalloc((size_t)t->cfg.n_layers, sizeof(float));
+    if (o->sft) {
+        loader_init_rows(&t->train, &t->chat.train_rows, o->seed, 1);
+        t->have_val = o->eval_every > 0 && t->chat.val_rows.n_rows > 0;
+        if (t->have_val) loader_init_rows(&t->val, &t->chat.val_rows, o->seed, 0);
+        return;
+    }
     loader_init(&t->train, &t->set, SPLIT_TRAIN, o->seq_len, o->seed, 1, 2);
     t->have_val = o->eval_every > 0 && t->set.split[SPLIT_VAL].tokens > o->seq_len;
     if (o->eval_every > 0 && !t->have_val)
@@ -674,7 +1019,14 @@ static void teardown(Trainer *t)
     device_close(t->dev);   /* and the host model with it */
     topk_free(&t->topk);
     metrics_close(&t->metrics);
-    shardset_free(&t->set);
+    if (t->o->sft) {
+        chat_data_free(&t->chat);
+        tokenizer_free(t->tokenizer);
+    } else {
+        shardset_free(&t->set);
+    }
+    free(t->mask);
+    free(t->pos);
     free(t->moments);
     free(t->moment_tensors);
     free(t->inputs);
@@ -682,6 +1034,7 @@ static void teardown(Trainer *t)
     free(t->step_counts);
     free(t->step_tokens);
     for (int i = 0; i < t->n_owned; i++) free(t->owned[i]);
+    comm_close(t->comm);
 }
 
 int run_training(const TrainOptions *command)
@@ -694,15 +1047,31 @@ int run_training(const TrainOptions *command)
     if (o->metrics && strcmp(o->metrics, "-")) t.opt.metrics = t.owned[t.n_owned++] = absolute_path(o->metrics);
     if (o->threads) omp_set_num_threads(o->threads);
     t.device = device_select(o->device, &t.device_why);
+    t.comm = comm_open();
+    t.rank = comm_rank(t.comm);
+    t.nproc = comm_size(t.comm);
+    if (t.nproc > 1) {   /* one voice, rank 0's; every rank names itself in its errors */
+        static char name[128];
+        snprintf(name, sizeof name, "%s[%d]", sg_prog, t.rank);
+        sg_prog = name;
+        if (t.rank) sg_quiet = 1;
+    }
 
     if (o->dry_run) {   /* the vocabulary of the data when given, else the preset's own */
         int vocab = 0;
-        if (o->data) {
+        if (o->sft) {   /* the model that --init names */
+            char *dir = ckpt_resolve(o->init);
+            if (!dir) die("%s: not a checkpoint (no config.json) nor a run directory (no latest)", o->init);
+            TokHeader th;
+            cJSON_Delete(ckpt_read_config(dir, &t.cfg, &th));
+            free(dir);
+        } else if (o->data) {
             shardset_open(&t.set, o->data);
             vocab = (int)t.set.tok.vocab_size;
             shardset_free(&t.set);
         }
-        fresh_config(&t, vocab);
+        if (!o->sft) fresh_config(&t, vocab);
+        if (t.nproc > 1) t.opt.nproc = t.nproc;   /* under a launcher: its ranks */
         size_t tpm = (size_t)o->micro_batch * o->seq_len;
         uint32_t accum = (uint32_t)((o->batch_tokens + tpm / 2) / tpm);
         print_plan(&t.cfg, o, accum ? accum : 1);
@@ -714,30 +1083,57 @@ int run_training(const TrainOptions *command)
                    attention_path_name(p.attention), experts_path_name(p.experts), p.expert_streams,
                    o->recompute ? ", recomputed in backward" : "");
         }
+        comm_close(t.comm);
         return 0;
     }
 
-    ckpt_run_open(o->out, o->resume);   /* before any work: the output is usable and ours alone */
-    shardset_open(&t.set, o->data);
+    if (t.rank == 0) ckpt_run_open(o->out, o->resume);   /* before any work: the output is usable and ours alone */
+    comm_barrier(t.comm);
+    if (!o->sft) {
+        shardset_open(&t.set, o->data);
+        t.tok = t.set.tok;
+    }
     char *resume_dir = o->resume ? ckpt_resolve(o->out) : NULL;
     if (o->resume && !resume_dir) die("%s: no checkpoint to resume from (no latest)", o->out);
     if (!o->resume && path_exists(o->out)) {
         char *existing = ckpt_resolve(o->out);
         if (existing) die("%s already holds a run (use --resume to continue it, or another --out)", o->out);
     }
-    if (resume_dir) load_checkpoint(&t, resume_dir);
-    else fresh_config(&t, (int)t.set.tok.vocab_size);
+    char *init_dir = NULL;
+    if (resume_dir) {
+        load_checkpoint(&t, resume_dir);
+    } else if (o->sft) {
+        init_dir = ckpt_resolve(o->init);
+        if (!init_dir) die("--init %s: not a checkpoint (no config.json) nor a run directory (no latest)", o->init);
+        TokHeader given;
+        sft_tokenizer(&t, &given);
+        init_config(&t, init_dir, &given);
+        if (t.base_vocab && t.rank == 0) {   /* the grown tokenizer exists nowhere else: the run keeps it */
+            char *path = xasprintf("%s/tokenizer", o->out);
+            tokenizer_save(t.tokenizer, path);
+            info("the tokenizer with the chat tokens (ids %u and %u): %s", t.base_vocab, t.base_vocab + 1, path);
+            free(path);
+        }
+    } else {
+        fresh_config(&t, (int)t.tok.vocab_size);
+    }
+    if (o->sft) read_chat(&t);
     check_vocab(&t);
+    check_same_start(&t);
     setup(&t);
     if (resume_dir) {
         load_state(&t, resume_dir);
         info("resuming %s at step %llu", resume_dir, (unsigned long long)t.step);
+    } else if (init_dir) {
+        load_init_weights(&t, init_dir);
+        info("fine-tuning %s", init_dir);
     } else {
         model_init_params(&t.model, o->seed, (float)o->init_std);
     }
+    free(init_dir);
     state_to_device(&t);
     free(resume_dir);
-    metrics_open(&t.metrics, o->metrics, o->resume, t.step);
+    metrics_open(&t.metrics, t.rank == 0 ? o->metrics : NULL, o->resume, t.step);
 
     uint64_t total, active;
     config_count_params(&t.cfg, &total, &active);
@@ -762,7 +1158,7 @@ int run_training(const TrainOptions *command)
     size_t prev_phase = topk_phase(&t.topk, t.step);
     uint64_t start_step = t.step;
     double t_start = now_seconds();
-    while (t.step < o->steps && !stop_requested) {
+    while (t.step < o->steps && !stopping(&t)) {
         size_t phase = topk_phase(&t.topk, t.step);
         memcpy(t.cfg.top_k, topk_at(&t.topk, t.step), (size_t)t.cfg.n_layers * sizeof(int));
         memcpy(t.model.cfg.top_k, t.cfg.top_k, (size_t)t.cfg.n_layers * sizeof(int));
@@ -796,21 +1192,22 @@ int run_training(const TrainOptions *command)
                         (unsigned long long)o->steps, l.loss, l.ce, lr, rate_per_second(&speed, (double)step_tokens),
                         per_step * (double)(o->steps - t.step));
         if (t.have_val && (t.step % o->eval_every == 0 || t.step == o->steps)) {
-            double v = evaluate(&t);
+            uint64_t val_tokens;
+            double v = evaluate(&t, &val_tokens);
             cJSON *j = json_obj();
             json_add_str(j, "type", "val");
             json_add_u64(j, "step", t.step - 1);   /* metrics name a step by its index */
             json_add_num(j, "val_loss", v);
-            json_add_u64(j, "val_tokens", (uint64_t)o->eval_batches * o->micro_batch * o->seq_len);
+            json_add_u64(j, "val_tokens", val_tokens);
             metrics_write(&t.metrics, j);
             info("step %llu: validation loss %.4f", (unsigned long long)t.step - 1, v);
         }
-        if ((o->save_every && t.step % o->save_every == 0) || t.step == o->steps || stop_requested) {
+        if ((o->save_every && t.step % o->save_every == 0) || t.step == o->steps || stopping(&t)) {
             state_to_host(&t);
-            save_checkpoint(&t);
+            if (t.rank == 0) save_checkpoint(&t);
         }
     }
-    if (stop_requested) info("stopped by a signal after %llu steps; resume with --resume", (unsigned long long)t.step);
+    if (stopping(&t)) info("stopped by a signal after %llu steps; resume with --resume", (unsigned long long)t.step);
     else progress_done(&p, "%llu steps in %.1f s, last checkpoint %s/step-%08llu", (unsigned long long)(t.step - start_step),
                        now_seconds() - t_start, o->out, (unsigned long long)t.step);
     teardown(&t);

@@ -458,6 +458,8 @@ inline cudaError_t emu_ok(void) { return cudaSuccess; }
 #define cudaGetErrorString(e) "(emulated)"
 #define cudaFuncSetAttribute(kernel, attr, bytes) (emu::allow_smem((const void *)(kernel), (bytes)), cudaSuccess)
 #define cudaGetDeviceCount(n) (*(n) = 1, cudaSuccess)
+#define cudaGetDevice(d) (*(d) = 0, cudaSuccess)
+#define cudaSetDevice(d) emu_ok()
 // Streams and events: one sequence of work, done as it is issued, so every
 // ordering between streams holds already.
 #define cudaMemcpyAsync(dst, src, n, ...) (memcpy((void *)(dst), (const void *)(src), (n)), cudaSuccess)
@@ -466,6 +468,7 @@ inline cudaError_t emu_ok(void) { return cudaSuccess; }
 #define cudaStreamCreateWithFlags(s, flags) (*(s) = nullptr, cudaSuccess)
 #define cudaStreamDestroy(s) emu_ok()
 #define cudaStreamSynchronize(s) emu_ok()
+#define cudaStreamQuery(s) emu_ok()
 #define cudaStreamWaitEvent(s, e, flags) emu_ok()
 #define cudaEventCreate(e) (*(e) = nullptr, cudaSuccess)
 #define cudaEventCreateWithFlags(e, flags) (*(e) = nullptr, cudaSuccess)

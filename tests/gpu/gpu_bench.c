@@ -73,14 +73,14 @@ int main(int argc, char **argv)
     for (int i = 0; i < 2; i++) {   /* warm-up: cuBLAS picks its kernels */
         gpu_model_zero_grads(g);
         gpu_model_forward(g, &c, in, tg, NULL, NULL, B, T, &bo, m.expert_bias, counts);
-        gpu_model_backward(g, 1.0f);
+        gpu_model_backward(g, 1.0f, 1.0f);
     }
     gpu_profiler_range(1);   /* what `ncu --profile-from-start off` records: the timed steps */
     double t0 = now();
     for (int i = 0; i < steps; i++) {
         gpu_model_zero_grads(g);
         loss = gpu_model_forward(g, &c, in, tg, NULL, NULL, B, T, &bo, m.expert_bias, counts).loss;
-        gpu_model_backward(g, 1.0f);
+        gpu_model_backward(g, 1.0f, 1.0f);
         if (opt) {
             gpu_model_grad_norm(g);
             gpu_model_adamw(g, &st);
@@ -94,7 +94,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < 3; i++) {
             gpu_model_zero_grads(g);
             gpu_model_forward(g, &c, in, tg, NULL, NULL, B, T, &bo, m.expert_bias, counts);
-            gpu_model_backward(g, 1.0f);
+            gpu_model_backward(g, 1.0f, 1.0f);
             gpu_model_grad_norm(g);
             gpu_model_adamw(g, &st);
         }

@@ -178,7 +178,7 @@ static void run_case(const Case *cs, size_t offset)
     Losses lg = gpu_model_forward(g, &c, in, tg, mk, pos, B, T, &bo, m.expert_bias, gc);
     float *glogits = xmalloc((size_t)N * c.vocab_size * sizeof(float));
     memcpy(glogits, gpu_model_logits(g), (size_t)N * c.vocab_size * sizeof(float));
-    gpu_model_backward(g, 1.0f);
+    gpu_model_backward(g, 1.0f, 1.0f);
     float *gg = xmalloc(m.n_params * sizeof(float));
     gpu_model_get_grads(g, gg);
 
@@ -207,7 +207,7 @@ static void run_case(const Case *cs, size_t offset)
     }
     model_zero_grads(&m);
     Losses lc = model_forward(&m, in, tg, mk, pos, B, T, &bo);
-    model_backward(&m, 1.0f);
+    model_backward(&m, 1.0f, 1.0f);
     double lerr = rel_err(glogits, model_logits(&m), (size_t)N * c.vocab_size);
     for (int l = 0; l < L; l++) m.forced_sel[l] = NULL;
 
@@ -243,7 +243,7 @@ static void run_case(const Case *cs, size_t offset)
     /* the same inputs again: the same bits */
     gpu_model_zero_grads(g);
     Losses l2 = gpu_model_forward(g, &c, in, tg, mk, pos, B, T, &bo, m.expert_bias, gc);
-    gpu_model_backward(g, 1.0f);
+    gpu_model_backward(g, 1.0f, 1.0f);
     float *gg2 = xmalloc(m.n_params * sizeof(float));
     gpu_model_get_grads(g, gg2);
     ok(l2.loss == lg.loss && !memcmp(gg, gg2, m.n_params * sizeof(float)), "%s: deterministic (same loss and gradients bit for bit)",

@@ -1,7 +1,9 @@
 /* chat_ids TOKENIZER [--generation-prompt] [--train-all] < {"messages": [...]}:
  * the conversation as chat_encode (lib/text/chat.c) makes it, a line per
  * token: its id, its loss mask bit, its bytes in hex (a token may hold part
- * of a character), for tests/chat.t. */
+ * of a character), for tests/chat.t and tests/interop/run.py.
+ * chat_ids --jinja: the template as Jinja (chat_template_jinja), for
+ * tests/export.t, which holds no copy of it. */
 #include "base/base.h"
 #include "base/json.h"
 #include "text/chat.h"
@@ -13,7 +15,11 @@
 int main(int argc, char **argv)
 {
     sg_init(argv[0]);
-    if (argc < 2) usage_error("usage: chat_ids TOKENIZER [--generation-prompt] [--train-all] < conversation.json");
+    if (argc == 2 && !strcmp(argv[1], "--jinja")) {
+        fputs(chat_template_jinja, stdout);
+        return 0;
+    }
+    if (argc < 2) usage_error("usage: chat_ids TOKENIZER [--generation-prompt] [--train-all] < conversation.json | chat_ids --jinja");
     int gen = 0, all = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--generation-prompt")) gen = 1;

@@ -27,12 +27,12 @@ int main(int argc, char **argv)
     }
     BalanceOptions bo = {.kind = BALANCE_LBL, .coef = 1e-3f};
     model_forward(&m, in, tg, NULL, NULL, B, T, &bo);   /* warm up */
-    model_backward(&m, 1.0f);
+    model_backward(&m, 1.0f, 1.0f);
     double t0 = now_seconds();
     for (int i = 0; i < steps; i++) {
         model_zero_grads(&m);
         model_forward(&m, in, tg, NULL, NULL, B, T, &bo);
-        model_backward(&m, 1.0f);
+        model_backward(&m, 1.0f, 1.0f);
     }
     double dt = (now_seconds() - t0) / steps;
     printf("%.1f\n", (double)B * T / dt);

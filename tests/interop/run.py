@@ -12,6 +12,9 @@ checks, printing TAP:
   - the logits of each of those 64 steps through sigma's key-value cache equal
     transformers' (output_logits) to 1e-4 relative
   - the bf16 export loads and agrees with sigma at bf16 precision
+  - with a chat tokenizer, apply_chat_template (add_generation_prompt true and
+    false) gives exactly sigma's chat_encode ids, and an sft checkpoint ends
+    generation at <|im_end|> then <|endoftext|>
 """
 import glob, json, os, struct, subprocess, sys, tempfile
 import torch
@@ -120,5 +123,76 @@ with torch.no_grad():
     h16 = m16(torch.tensor([prompt])).logits[0].numpy()
 err16 = float(np.abs(sl - h16).max() / np.abs(hl).max())
 ok(err16 < 3e-2, f"the bf16 export agrees at bf16 precision (relative error {err16:.2g})")
+
+# chat: a tokenizer with <|im_start|> and <|im_end|>, a model that knows it
+# (two steps are enough: the ids are the tokenizer's), made an sft checkpoint
+# by adding sigma-sft's section to its config.json (which no checksum covers)
+chat_tok = os.path.join(tmp, "chat.tok")
+run("sigma-tokenize", "train", "-q", "--chat", "--vocab-size", "1024", "--pattern", "o200k", "-o", chat_tok, *texts)
+stream = run("sigma-tokenize", "encode", "-q", "-t", chat_tok, texts[0])
+subprocess.run([os.path.join(BIN, "sigma-shard"), "-q", "-o", os.path.join(tmp, "chat-shards"), "--val-fraction", "0"],
+               input=stream, check=True)
+chat_run = os.path.join(tmp, "chat-run")
+run("sigma-pretrain", "-q", "--config", cfg, "--data", os.path.join(tmp, "chat-shards"), "--out", chat_run, "--seq-len", "64",
+    "--micro-batch", "2", "--batch-tokens", "128", "--steps", "2", "--eval-every", "0")
+sft = os.path.join(tmp, "sft")
+step = os.path.join(chat_run, open(os.path.join(chat_run, "latest")).read().strip())
+subprocess.run(["cp", "-r", step, sft], check=True)
+c = json.load(open(os.path.join(step, "config.json")))
+c["sft"], c["created_by"] = {"template": "chatml", "train_on": "assistant"}, "sigma-sft"
+json.dump(c, open(os.path.join(sft, "config.json"), "w"))
+hf_sft = os.path.join(tmp, "hf-sft")
+run("sigma-export", sft, "-t", chat_tok, "-o", hf_sft)
+ctok = AutoTokenizer.from_pretrained(hf_sft)
+
+def sigma_chat(messages, gen):
+    out = subprocess.run([os.path.join(TESTBIN, "chat_ids"), chat_tok] + (["--generation-prompt"] if gen else []),
+                         input=json.dumps({"messages": messages}).encode(), check=True, capture_output=True).stdout
+    return [int(line.split()[0]) for line in out.decode().splitlines()]
+
+def hf_chat(messages, gen):
+    r = ctok.apply_chat_template(messages, add_generation_prompt=gen, tokenize=True)
+    return list(r["input_ids"] if hasattr(r, "keys") else r)   # transformers 5 returns a BatchEncoding
+
+S, U, A = "system", "user", "assistant"
+conversations = {
+    "system and user": [(S, "You are a careful reader of licenses."), (U, "What may I do with the Program?")],
+    "multi-turn": [(U, "Is it free?"), (A, "Free as in freedom.\n\nNot price."), (U, " And the source?"),
+                   (A, "You must offer it, with the object code.")],
+    "unicode": [(S, "Réponds en français, s'il te plaît."), (U, "日本語で? Ünïcödé, ﬁ ligatures, e\u0301, emoji 🦫🚀, \u00a0nbsp"),
+                (A, "Ωμέγα — «quotes» and tabs\there.")],
+    "empty contents": [(S, ""), (U, ""), (A, ""), (U, "   "), (A, "\n")],
+    "newlines and spaces around": [(U, "\n\n  leading and trailing  \n"), (A, "  two spaces\r\nCRLF\n")],
+    "a license": [(U, open(texts[0], encoding="utf-8").read()[:2000]), (A, open(texts[1], encoding="utf-8", errors="replace").read()[:1000])],
+}
+for name, conv in conversations.items():
+    messages = [{"role": r, "content": c} for r, c in conv]
+    for gen in (False, True):
+        h, sg = hf_chat(messages, gen), sigma_chat(messages, gen)
+        ok(h == sg, f"apply_chat_template, {name}, add_generation_prompt={gen}: sigma's {len(sg)} ids")
+        if h != sg: print("# hf   ", h, "\n# sigma", sg)
+# Not a check: content holding a special token's text is text to sigma's
+# chat_encode, while transformers' tokenizer splits the special out of it.
+m = [{"role": U, "content": "say <|im_end|>"}]
+print(f"# by design: content '<|im_end|>' is {len(sigma_chat(m, False)) - len(hf_chat(m, False))} tokens longer in sigma (text, not the special)")
+from transformers import GenerationConfig
+im_end, eot_id = (ctok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>"))
+gc = GenerationConfig.from_pretrained(hf_sft)
+ok(ctok.eos_token == "<|im_end|>" and gc.eos_token_id == [im_end, eot_id] and im_end != ctok.unk_token_id,
+   f"the sft export ends generation at <|im_end|> ({im_end}), then <|endoftext|> ({eot_id})")
+# a model of two steps never says <|im_end|>: with the head's rows of <|im_end|>
+# and of its 4th greedy token swapped it says it there, and must stop
+csft = AutoModelForCausalLM.from_pretrained(hf_sft, dtype=torch.float32).eval()
+p = torch.tensor([hf_chat([{"role": U, "content": "Hello"}], True)])
+with torch.no_grad():
+    g0 = csft.generate(p, max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=eot_id)[0, p.shape[1]:].tolist()
+    x = g0[3]
+    w = csft.lm_head.weight
+    w[[x, im_end]] = w[[im_end, x]]
+    g = csft.generate(p, max_new_tokens=12, do_sample=False)[0, p.shape[1]:].tolist()
+swapped = [im_end if t == x else x if t == im_end else t for t in g0]
+stop = next(i for i, t in enumerate(swapped) if t in (im_end, eot_id))
+ok(x != im_end and g == swapped[:stop + 1] and g[-1] == im_end,
+   f"generate with the exported generation_config stops at <|im_end|> ({len(g)} of 12 tokens)")
 print(f"1..{n}")
 sys.exit(1 if failed else 0)

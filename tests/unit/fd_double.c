@@ -61,7 +61,7 @@ FdResult fd_check_case(const FdCase *c, const uint32_t *toks, int b, int len)
     model_zero_grads(&m);
     dloss(&m, c, mask, gc, gt);
     uint64_t route0 = routing(&m);
-    model_backward(&m, 1.0);
+    model_backward(&m, 1.0, 1.0);
     double *g = xmalloc(m.n_params * sizeof(double));
     memcpy(g, m.grads, m.n_params * sizeof(double));
 
@@ -127,7 +127,7 @@ double fd_reference(double **params, double **grads, size_t *n, int k0, uint64_t
     BalanceOptions bo = {.kind = BALANCE_TOP1_LBL, .coef = 0.01, .tau = 0.1, .z_coef = 0.001};
     model_zero_grads(&m);
     double loss = model_forward(&m, toks, toks + 1, NULL, NULL, b, t, &bo).loss;
-    model_backward(&m, 1.0);
+    model_backward(&m, 1.0, 1.0);
     *n = m.n_params;
     *params = xmalloc(m.n_params * sizeof(double));
     *grads = xmalloc(m.n_params * sizeof(double));

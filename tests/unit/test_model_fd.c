@@ -52,7 +52,7 @@ static void check_fp32(void)
     BalanceOptions fbo = {.kind = BALANCE_TOP1_LBL, .coef = 0.01f, .tau = 0.1f, .z_coef = 0.001f};
     model_zero_grads(&fm);
     float fl = model_forward(&fm, tokens, tokens + 1, NULL, NULL, B, T, &fbo).loss;
-    model_backward(&fm, 1.0f);
+    model_backward(&fm, 1.0f, 1.0f);
     double gn = 0, diff = 0;
     for (size_t i = 0; i < fm.n_params && i < dn; i++) {
         gn += dgrads[i] * dgrads[i];

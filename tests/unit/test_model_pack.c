@@ -62,7 +62,7 @@ int main(void)
     /* packed */
     model_zero_grads(&m);
     Losses packed = model_forward(&m, in, tg, mask, pos, B, T, &bo);
-    model_backward(&m, 1.0f);
+    model_backward(&m, 1.0f, 1.0f);
     float *g_packed = xmalloc(m.n_params * sizeof(float));
     memcpy(g_packed, m.grads, m.n_params * sizeof(float));
 
@@ -85,7 +85,7 @@ int main(void)
     bo.z_coef = 0;
     model_zero_grads(&m);
     model_forward(&m, in, tg, mask, pos, B, T, &bo);
-    model_backward(&m, 1.0f);
+    model_backward(&m, 1.0f, 1.0f);
     memcpy(g_packed, m.grads, m.n_params * sizeof(float));
     model_zero_grads(&m);
     for (int b = 0, at = 0; b < B; b++)
@@ -94,7 +94,7 @@ int main(void)
             double w = 0;
             for (int i = 0; i < n; i++) w += mask[at + i];
             model_forward(&m, in + at, tg + at, mask + at, NULL, 1, n, &bo);
-            model_backward(&m, (float)(w / wsum));
+            model_backward(&m, (float)(w / wsum), (float)(w / wsum));
         }
     double err = rel_l2(g_packed, m.grads, m.n_params);
     ok(err < 1e-5, "packed gradients = the sum of the documents' (relative L2 error %.2g)", err);

@@ -62,7 +62,7 @@ static void check_case(int i)
     safetensors_load(path, m.tensors, m.n_tensors, m.params, "");   /* written by the safetensors library */
     model_zero_grads(&m);
     Losses l = model_forward(&m, in, tg, mask, NULL, B, T, &bo);
-    model_backward(&m, 1.0f);
+    model_backward(&m, 1.0f, 1.0f);
 
     float *ref = xmalloc((size_t)N * V * sizeof(float)), loss[4];
     free(path);

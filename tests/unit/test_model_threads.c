@@ -18,7 +18,7 @@ static void run(Model *m, const uint32_t *in, const uint32_t *tg, const float *m
     omp_set_num_threads(threads);
     model_zero_grads(m);
     *l = model_forward(m, in, tg, mask, NULL, B, T, &bo);
-    model_backward(m, 1.0f);
+    model_backward(m, 1.0f, 1.0f);
 }
 
 int main(void)

@@ -41,7 +41,7 @@ static void test_loader(const char *tmp)
     ok(n == 6 * shard_sequences(3000, T) + shard_sequences(2000, T), "sequence count (%llu)", (unsigned long long)n);
 
     uint32_t *in = xmalloc(n * T * sizeof(uint32_t)), *tg = xmalloc(3 * n * T * sizeof(uint32_t));
-    loader_next(&l, in, tg, n);
+    loader_next(&l, in, tg, NULL, NULL, n);
     int shifted = 1, ordered = 1;
     for (uint64_t i = 0; i < n * T; i++) shifted &= tg[i] == (in[i] + 1) % 65521;
     /* each sequence is T+1 consecutive tokens starting at a multiple of T within its shard */
@@ -62,10 +62,10 @@ static void test_loader(const char *tmp)
     uint32_t *a = xmalloc(3 * n * T * sizeof(uint32_t)), *b = xmalloc(3 * n * T * sizeof(uint32_t));
     Loader l2;
     loader_init(&l2, &set, SPLIT_TRAIN, T, 42, 1, 2);
-    loader_next(&l2, a, tg, n);
+    loader_next(&l2, a, tg, NULL, NULL, n);
     ok(!memcmp(a, in, n * T * sizeof(uint32_t)), "same seed, same order");
     loader_seek(&l2, (LoaderPos){0, 0, 0}, "test");
-    loader_next(&l2, a, tg, 3 * n);   /* three epochs in one go */
+    loader_next(&l2, a, tg, NULL, NULL, 3 * n);   /* three epochs in one go */
     Loader l3;
     loader_init(&l3, &set, SPLIT_TRAIN, T, 42, 1, 2);
     size_t done = 0, steps[] = {5, 1, 123, 7, 400, 1000000};
@@ -76,7 +76,7 @@ static void test_loader(const char *tmp)
         loader_free(&l3);   /* a new process: only the position survives */
         loader_init(&l3, &set, SPLIT_TRAIN, T, 42, 1, 2);
         loader_seek(&l3, pos, "test");
-        loader_next(&l3, b + done * T, tg, k);
+        loader_next(&l3, b + done * T, tg, NULL, NULL, k);
         done += k;
     }
     exact = !memcmp(a, b, 3 * n * T * sizeof(uint32_t));
@@ -84,11 +84,11 @@ static void test_loader(const char *tmp)
     ok(memcmp(a, a + n * T, n * T * sizeof(uint32_t)) != 0, "each epoch has its own order");
     Loader l4;
     loader_init(&l4, &set, SPLIT_TRAIN, T, 43, 1, 2);
-    loader_next(&l4, b, tg, n);
+    loader_next(&l4, b, tg, NULL, NULL, n);
     ok(memcmp(a, b, n * T * sizeof(uint32_t)) != 0, "another seed, another order");
     Loader lv;
     loader_init(&lv, &set, SPLIT_TRAIN, T, 42, 0, 1);
-    loader_next(&lv, b, tg, 4);
+    loader_next(&lv, b, tg, NULL, NULL, 4);
     ok(b[0] == 0 && b[T] == T && b[2 * T] == 2 * T, "unshuffled (validation) reads in order");
     loader_free(&l); loader_free(&l2); loader_free(&l3); loader_free(&l4); loader_free(&lv);
     free(in); free(tg); free(a); free(b); free(seen);
