@@ -97,6 +97,13 @@ static int add_token(Generator *g, KvCache *kv, Row *w, int b, uint32_t id)
     return 0;
 }
 
+/* n bytes in KiB, MiB or GiB, for a message */
+static double in_units(size_t n, const char **unit)
+{
+    *unit = n < (1u << 20) ? "KiB" : n < (1u << 30) ? "MiB" : "GiB";
+    return (double)n / (n < (1u << 20) ? 1024.0 : n < (1u << 30) ? 1048576.0 : 1073741824.0);
+}
+
 void generate_run(Generator *g, GenRequest *r, size_t n)
 {
     if (!n) return;
@@ -108,8 +115,10 @@ void generate_run(Generator *g, GenRequest *r, size_t n)
     }
     KvCache *kv = device_kv_open(g->dev, rows, cache_len(g, r, n), max_step, sg_verbose);
     g->cache_bytes = kv->bytes;
-    info("key-value cache: %d rows x %d tokens x %zu bytes = %.2f MiB", rows, kv->max_len, kv->bytes / ((size_t)rows * kv->max_len),
-         kv->bytes / 1048576.0);
+    const char *unit;
+    double mem = in_units(kv->bytes, &unit);
+    info("key-value cache: %d rows x %d tokens x %zu bytes = %.1f %s", rows, kv->max_len, kv->bytes / ((size_t)rows * kv->max_len), mem,
+         unit);
     Row *row = xcalloc((size_t)rows, sizeof *row);
     Sampler *smp = xcalloc((size_t)rows, sizeof *smp);
     for (int b = 0; b < rows; b++) sampler_init(&smp[b], V);
