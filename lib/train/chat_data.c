@@ -14,18 +14,10 @@ static size_t read_messages(LineSource *r, const cJSON *o, ChatMessage **m, size
 {
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(o, "messages");
     const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(o, "prompt"), *completion = cJSON_GetObjectItemCaseSensitive(o, "completion");
-    if (cJSON_IsArray(msgs)) {
-        size_t n = 0;
-        for (const cJSON *e = msgs->child; e; e = e->next, n++) {
-            const cJSON *role = cJSON_GetObjectItemCaseSensitive(e, "role"), *content = cJSON_GetObjectItemCaseSensitive(e, "content");
-            if (n == *cap) *m = xrealloc(*m, (*cap = 2 * *cap + 8) * sizeof **m);
-            if (!cJSON_IsString(role)) return line_bad(r, "message %zu has no string \"role\"", n + 1);
-            if (chat_role_parse(role->valuestring, &(*m)[n].role))
-                return line_bad(r, "message %zu: unknown role \"%s\" (system, user or assistant)", n + 1, role->valuestring);
-            if (!cJSON_IsString(content)) return line_bad(r, "message %zu: \"content\" is not a string", n + 1);
-            (*m)[n].content = content->valuestring;
-        }
-        return n ? n : (size_t)line_bad(r, "no messages");
+    if (cJSON_IsArray(msgs)) {   /* read as sigma-generate --chat reads them */
+        char why[160];
+        size_t n = chat_messages_from_json(msgs, m, cap, why, sizeof why);
+        return n ? n : (size_t)line_bad(r, "%s", why);
     }
     if (cJSON_IsString(prompt) && cJSON_IsString(completion)) {
         if (*cap < 2) *m = xrealloc(*m, (*cap = 8) * sizeof **m);
