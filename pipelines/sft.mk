@@ -92,9 +92,10 @@ $(OUT)/%.json: $(OUT)/%/latest $(OUT)/data/held-out.jsonl
 	mv $@.tmp $@
 
 # What the base model knows: each held-out question as plain text, the way
-# the facts' FAQ phrasing put it (the question, a newline), continued
-# greedily to its end-of-text by sigma-generate (which drops the last of the
-# two newlines, as the one echo adds).
+# the facts' FAQ phrasing put it (the question, a newline; with PHRASINGS
+# below 3 a form it has not read), continued greedily to its end-of-text by
+# sigma-generate, on the CPU (it drops the last of the two newlines, as the
+# one echo adds).
 $(OUT)/plain.jsonl: $(OUT)/base/latest $(OUT)/data/held-out.jsonl
 	jq -c '.messages' $(OUT)/data/held-out.jsonl | while IFS= read -r m; do \
 	    reply=$$(printf '%s\n\n' "$$(echo "$$m" | jq -r '.[0].content')" | \
