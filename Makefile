@@ -6,6 +6,9 @@
 #   make demo       the demo pipeline (pipelines/demo.mk)
 #   make balance-study  the report's load-balance study at toy scale
 #                   (pipelines/balance-study.mk; SCALE=, JOBS=)
+#   make sft        chat data from WordNet and the man pages, a model pretrained
+#                   and fine-tuned on it, both asked held-out questions
+#                   (pipelines/sft.mk)
 #   make bench      benchmarks beside their peers (bench/)
 #   make install    PREFIX=/usr/local: tools and man pages
 #   make cuda-check compile a kernel with the project's CUDA flags
@@ -56,7 +59,7 @@ HASH := \#
 have_header = $(shell printf '$(HASH)include <$(1)>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo yes)
 REQUIRED_HEADERS := zstd.h xxhash.h cjson/cJSON.h utf8proc.h
 missing_headers = $(foreach h,$(REQUIRED_HEADERS),$(if $(call have_header,$(h)),,$(h)))
-INSTALLING_GOALS := deps check-deps test demo balance-study clean have-header fuzz
+INSTALLING_GOALS := deps check-deps test demo balance-study sft clean have-header fuzz
 ifneq ($(MAKECMDGOALS),clean)
   ifeq ($(filter $(INSTALLING_GOALS),$(MAKECMDGOALS)),)
     ifneq ($(strip $(missing_headers)),)
@@ -135,7 +138,7 @@ TEST_HELP := $(sort $(wildcard tests/helpers/*.c))
 HELPERS   := $(TEST_HELP:tests/helpers/%.c=$(O)/tests/%)
 LIBSIGMA  := $(O)/libsigma.a
 
-.PHONY: fuzz fuzz-targets all test test-suite test-gpu gpu-progs test-interop demo balance-study bench install uninstall clean cuda-check check-deps deps have-header build-variants
+.PHONY: fuzz fuzz-targets all test test-suite test-gpu gpu-progs test-interop demo balance-study sft bench install uninstall clean cuda-check check-deps deps have-header build-variants
 .DEFAULT_GOAL := all
 
 all: $(TOOLS)
@@ -295,6 +298,10 @@ JOBS ?= 2
 balance-study: check-deps
 	$(MAKE) --no-print-directory all
 	$(MAKE) -j$(JOBS) -f pipelines/balance-study.mk SIGMA_BIN=$(abspath $(BINDIR))
+
+sft: check-deps
+	$(MAKE) --no-print-directory all
+	$(MAKE) -f pipelines/sft.mk SIGMA_BIN=$(abspath $(BINDIR))
 
 bench: all $(HELPERS) $(if $(CUDA_LDLIBS),$(GPU_PROGS))
 	SIGMA_BIN=$(abspath $(BINDIR)) SIGMA_TESTBIN=$(abspath $(O)/tests) bench/run

@@ -1,7 +1,8 @@
 /* sigma-eval: how good a checkpoint is. The loss of held-out text (nats a
- * token, perplexity, bits per byte) with the experts' load on the way, and
- * benchmarks scored as lm-evaluation-harness scores them. The work is in
- * lib/eval (score, tasks); this is the command line. */
+ * token, perplexity, bits per byte) with the experts' load on the way,
+ * benchmarks scored as lm-evaluation-harness scores them, and a chat
+ * model's replies to held-out conversations. The work is in lib/eval
+ * (score, tasks, chat_task); this is the command line. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,8 +11,10 @@
 #include "base/json.h"
 #include "base/threads.h"
 #include "data/shard.h"
+#include "eval/chat_task.h"
 #include "eval/score.h"
 #include "eval/tasks.h"
+#include "text/chat.h"
 #include "text/docs.h"
 #include "text/tokenizer.h"
 
@@ -23,12 +26,15 @@ static void help(FILE *out)
             "       sigma-eval TASK CKPT -t TOK FILE [--labels FILE] [--limit N [--seed S]] [--per-example FILE]\n"
             "                  [--skip-bad] [--window N] [--batch N]\n"
             "       TASK: choice, piqa, lambada, hellaswag, arc or winogrande\n"
+            "       sigma-eval chat CKPT -t TOK --data CHAT.jsonl [--max-tokens N] [--per-example FILE]\n"
+            "                  [--skip-bad] [--window N] [--batch N]\n"
             "\n"
             "Evaluates a checkpoint (a run directory or a step-N directory): one JSON object\n"
             "on standard output, a readable summary on standard error.\n"
             "\n"
             "  -t, --tokenizer FILE     the checkpoint's tokenizer (its fingerprint must match)\n"
-            "      --data SHARDS        loss: a shard set's documents (default: the FILEs)\n"
+            "      --data SHARDS        loss: a shard set's documents (default: the FILEs);\n"
+            "                           chat: the conversations, sigma-sft's JSON Lines\n"
             "      --split NAME         loss: the shard set's split, val (default) or train\n"
             "      --lines              loss: a document per line of the FILEs (default: a file each)\n"
             "      --jsonl              loss: a document per JSON Lines record, its --field\n"
@@ -40,7 +46,9 @@ static void help(FILE *out)
             "      --labels FILE        piqa: the labels file, aligned with the items by line\n"
             "      --limit N            the first N items (with --seed: N sampled)\n"
             "      --seed S             the sample of --limit (default: none, the first N)\n"
-            "      --per-example FILE   every item's log-likelihoods, a JSON line each\n"
+            "      --max-tokens N       chat: the longest reply, in tokens (default 64)\n"
+            "      --per-example FILE   every item's log-likelihoods (chat: loss and reply), a JSON\n"
+            "                           line each\n"
             "      --skip-bad           skip (and count) bad lines instead of stopping\n"
             "      --device NAME        cpu, cuda or auto (default auto: cuda when a GPU is present)\n"
             "  -j, --threads N          CPU threads (default: every core)\n"
@@ -51,11 +59,12 @@ static void help(FILE *out)
 static const CliCommand commands[] = {
     {"loss", "tokenizer data split lines jsonl field window stride batch device threads skip-bad"},
     {"a benchmark task", "tokenizer labels limit seed per-example skip-bad window batch device threads"},
+    {"chat", "tokenizer data max-tokens per-example skip-bad window batch device threads"},
 };
 
 typedef struct {
     const char *tok_path, *data, *split, *field, *labels, *per_example, *device;
-    int lines, jsonl, skip_bad, window, stride, batch, threads;
+    int lines, jsonl, skip_bad, window, stride, batch, threads, max_tokens;
     size_t limit;
     uint64_t seed;
 } Opts;
@@ -247,11 +256,72 @@ static int cmd_task(const Opts *o, TaskKind kind, const char *ckpt, Tokenizer *t
     return 0;
 }
 
+/* ---- chat ------------------------------------------------------------------------- */
+
+static int cmd_chat(const Opts *o, const char *ckpt, Tokenizer *tok)
+{
+    chat_check_tokenizer(tok, o->tok_path);   /* before the model: the tokenizer alone says it */
+    Scorer s;
+    scorer_open(&s, ckpt, tok, o->device, o->window, o->batch, !sg_quiet);
+    AtomicFile examples = {0};
+    if (o->per_example) atomic_file_open(&examples, o->per_example);   /* checked before the work, written after */
+    ChatTask t;
+    chat_task_read(&t, o->data, tok, o->skip_bad);
+    double t0 = now_seconds();
+    scorer_reserve(&s, chat_task_rows(&t, o->max_tokens));
+    score_marked(&s, t.marked, t.set.n);
+    uint32_t ends[2];
+    int n_ends = chat_reply_ends(tok, ends);
+    Progress p;
+    progress_init(&p, 10);
+    for (size_t i = 0; i < t.set.n; i++) {
+        TokIds reply = {0};
+        int cut, ended = score_greedy(&s, t.items[i].prompt.ids, t.items[i].prompt.len, ends, n_ends, o->max_tokens, &reply, &cut);
+        chat_task_reply(&t, i, tok, &reply, ended, cut);
+        tokids_free(&reply);
+        progress_update(&p, "%zu of %zu replies", i + 1, t.set.n);
+    }
+    double dt = now_seconds() - t0;
+    progress_done(&p, "chat: %zu conversations in %.1f s", t.set.n, dt);
+    ChatResult r = chat_task_result(&t);
+    if (o->per_example) {
+        chat_task_write_examples(&t, examples.f, o->per_example);
+        atomic_file_commit(&examples);
+    }
+    cJSON *j = json_obj();
+    json_add_str(j, "task", "chat");
+    json_add_str(j, "file", o->data);
+    json_add_str(j, "checkpoint", ckpt);
+    json_add_u64(j, "n", r.n);
+    add_num(j, "loss", r.loss);
+    json_add_u64(j, "tokens", r.tokens);
+    add_num(j, "exact", r.exact);
+    add_num(j, "exact_stderr", r.exact_stderr);
+    add_num(j, "f1", r.f1);
+    add_num(j, "f1_stderr", r.f1_stderr);
+    json_add_u64(j, "ended", r.ended);
+    json_add_u64(j, "max_tokens", (uint64_t)o->max_tokens);
+    json_add_u64(j, "truncated", r.truncated);
+    json_add_u64(j, "skipped", t.set.bad);
+    json_add_u64(j, "no_assistant", t.set.no_assistant);
+    info("  loss      %.4f nats over %llu assistant tokens", r.loss, (unsigned long long)r.tokens);
+    info("  exact     %.4f +- %.4f", r.exact, r.exact_stderr);
+    info("  f1        %.4f +- %.4f", r.f1, r.f1_stderr);
+    info("  %zu replies ended by the model, %zu at --max-tokens %d", r.ended, r.n - r.ended, o->max_tokens);
+    if (r.truncated) info("  %zu conversations were cut to the window of %d tokens", r.truncated, s.window);
+    if (t.set.bad) warn("skipped %llu bad lines of %s", (unsigned long long)t.set.bad, o->data);
+    if (t.set.no_assistant) warn("skipped %llu conversations of %s without an assistant turn", (unsigned long long)t.set.no_assistant, o->data);
+    print_json(j);
+    chat_task_free(&t);
+    scorer_close(&s);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     sg_init(argv[0]);
     enum { O_DATA = 256, O_SPLIT, O_LINES, O_JSONL, O_FIELD, O_WINDOW, O_STRIDE, O_BATCH, O_LABELS, O_LIMIT, O_SEED,
-           O_PER_EXAMPLE, O_SKIP_BAD, O_DEVICE };
+           O_PER_EXAMPLE, O_SKIP_BAD, O_DEVICE, O_MAX_TOKENS };
     static const struct option longopts[] = {
         {"tokenizer", required_argument, 0, 't'}, {"data", required_argument, 0, O_DATA},
         {"split", required_argument, 0, O_SPLIT}, {"lines", no_argument, 0, O_LINES}, {"jsonl", no_argument, 0, O_JSONL},
@@ -260,8 +330,8 @@ int main(int argc, char **argv)
         {"labels", required_argument, 0, O_LABELS}, {"limit", required_argument, 0, O_LIMIT},
         {"seed", required_argument, 0, O_SEED}, {"per-example", required_argument, 0, O_PER_EXAMPLE},
         {"skip-bad", no_argument, 0, O_SKIP_BAD}, {"device", required_argument, 0, O_DEVICE},
-        {"threads", required_argument, 0, 'j'}, CLI_COMMON_OPTIONS};
-    Opts o = {.field = "text", .device = "auto", .batch = 8};
+        {"max-tokens", required_argument, 0, O_MAX_TOKENS}, {"threads", required_argument, 0, 'j'}, CLI_COMMON_OPTIONS};
+    Opts o = {.field = "text", .device = "auto", .batch = 8, .max_tokens = 64};
     int c;
     while ((c = cli_getopt(argc, argv, "t:j:", longopts, help)) != -1) {
         switch (c) {
@@ -279,6 +349,7 @@ int main(int argc, char **argv)
         case O_SEED: o.seed = parse_u64("--seed", optarg, 1, UINT64_MAX); break;
         case O_PER_EXAMPLE: o.per_example = optarg; break;
         case O_SKIP_BAD: o.skip_bad = 1; break;
+        case O_MAX_TOKENS: o.max_tokens = (int)parse_u64("--max-tokens", optarg, 1, 1u << 20); break;
         case O_DEVICE:
             if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda") && strcmp(optarg, "auto"))
                 usage_error("--device: expected cpu, cuda or auto, got '%s'", optarg);
@@ -287,21 +358,26 @@ int main(int argc, char **argv)
         case 'j': o.threads = (int)parse_u64("--threads", optarg, 1, 4096); break;
         }
     }
-    if (optind >= argc) usage_error("no command (loss, or a task: choice, piqa, lambada, hellaswag, arc, winogrande)");
+    if (optind >= argc) usage_error("no command (loss, chat, or a task: choice, piqa, lambada, hellaswag, arc, winogrande)");
     const char *cmd = argv[optind++];
     TaskKind kind = N_TASKS;
-    if (strcmp(cmd, "loss") && task_parse(cmd, &kind))
-        usage_error("unknown command '%s' (loss, choice, piqa, lambada, hellaswag, arc or winogrande)", cmd);
-    cli_check_command(&commands[strcmp(cmd, "loss") ? 1 : 0], commands, sizeof commands / sizeof *commands);
+    int chat = !strcmp(cmd, "chat");
+    if (!chat && strcmp(cmd, "loss") && task_parse(cmd, &kind))
+        usage_error("unknown command '%s' (loss, chat, choice, piqa, lambada, hellaswag, arc or winogrande)", cmd);
+    cli_check_command(&commands[chat ? 2 : strcmp(cmd, "loss") ? 1 : 0], commands, sizeof commands / sizeof *commands);
     if (o.lines && o.jsonl) usage_error("--lines and --jsonl exclude each other");
     if (o.seed && !o.limit) usage_error("--seed samples the items of --limit: give both");
     if (optind >= argc) usage_error("expected a checkpoint (a run directory or a step-N directory)");
     const char *ckpt = argv[optind++];
     if (!o.tok_path) usage_error("missing -t TOKENIZER");
+    if (chat && optind != argc) usage_error("chat reads its conversations from --data, not '%s'", argv[optind]);
+    if (chat && !o.data) usage_error("chat needs its conversations (--data CHAT.jsonl)");
     if (o.threads) omp_set_num_threads(o.threads);
     Tokenizer *tok = tokenizer_load(o.tok_path, NULL);
     int rc;
-    if (kind == N_TASKS) {
+    if (chat) {
+        rc = cmd_chat(&o, ckpt, tok);
+    } else if (kind == N_TASKS) {
         rc = cmd_loss(&o, ckpt, tok, argv + optind, (size_t)(argc - optind));
     } else {
         if (optind + 1 != argc) usage_error("%s takes one FILE of items", cmd);

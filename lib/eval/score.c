@@ -41,7 +41,10 @@ void scorer_open(Scorer *s, const char *ckpt, const Tokenizer *tok, const char *
  * shorter than the window, and the buffers grow with its square). */
 static void scorer_device(Scorer *s, int T)
 {
-    if (s->dev) return;
+    if (s->dev) {
+        if (T > s->rows) BUG("a forward of %d tokens on a model opened for rows of %d (scorer_reserve first)", T, s->rows);
+        return;
+    }
     s->rows = T;
     s->dev = device_open(s->ops, &s->model, &s->cfg, s->batch, T, NULL, s->verbose);
     ckpt_read_tensors(s->dir, "model.safetensors", s->model.tensors, s->model.n_tensors, s->model.params, ckpt_model_hash(s->dir));
@@ -49,6 +52,8 @@ static void scorer_device(Scorer *s, int T)
                           ? BALANCE_BIAS : BALANCE_NONE;   /* an aux-loss-free run routes with its bias, as in training */
     device_set_state(s->dev, s->model.params, NULL);
 }
+
+void scorer_reserve(Scorer *s, int T) { scorer_device(s, T < s->window ? (T > 1 ? T : 1) : s->window); }
 
 void scorer_close(Scorer *s)
 {
@@ -250,4 +255,104 @@ void score_document(Scorer *s, LossSums *sum, const uint32_t *ids, size_t n, uin
         done = end;
     }
     free(seq);
+}
+
+/* ---- marked tokens ------------------------------------------------------- */
+
+/* The inputs m feeds the model: its first W + 1 tokens, less the last. */
+static size_t marked_inputs(const Marked *m, int W)
+{
+    size_t keep = m->len < (size_t)W + 1 ? m->len : (size_t)W + 1;
+    return keep ? keep - 1 : 0;
+}
+
+static int by_marked_length(const void *a, const void *b)
+{
+    const Marked *x = *(Marked *const *)a, *y = *(Marked *const *)b;
+    return x->len < y->len ? 1 : x->len > y->len ? -1 : (x < y ? -1 : x > y);   /* ties in input order */
+}
+
+void score_marked(Scorer *s, Marked *m, size_t n)
+{
+    const int W = s->window, V = s->cfg.vocab_size;
+    Marked **order = xmalloc((n ? n : 1) * sizeof *order);
+    for (size_t i = 0; i < n; i++) {
+        m[i].nll = 0;
+        m[i].tokens = 0;
+        m[i].truncated = m[i].len > (size_t)W + 1;
+        order[i] = &m[i];
+    }
+    qsort(order, n, sizeof *order, by_marked_length);
+    if (n && marked_inputs(order[0], W)) scorer_device(s, (int)marked_inputs(order[0], W));
+    uint32_t *inputs = xmalloc((size_t)s->batch * W * sizeof(uint32_t));
+    float *wanted = xmalloc((size_t)s->batch * W * sizeof(float));   /* the rows whose logits are read */
+    for (size_t at = 0; at < n;) {
+        int B = 0, T = (int)marked_inputs(order[at], W);
+        if (T == 0) break;   /* this one and the rest are a token or none: nothing predicted */
+        for (; B < s->batch && at + B < n; B++) {   /* right-padded: causal, so padding changes no earlier position */
+            const Marked *q = order[at + B];
+            size_t len = marked_inputs(q, W);
+            memcpy(inputs + (size_t)B * T, q->ids, len * sizeof(uint32_t));
+            for (size_t t = 0; t < (size_t)T; t++) {
+                if (t >= len) inputs[(size_t)B * T + t] = s->eot;
+                wanted[(size_t)B * T + t] = t < len && q->learn[t + 1];
+            }
+        }
+        device_forward(s->dev, inputs, NULL, wanted, NULL, B, T, &s->routing);
+        const float *logits = device_logits(s->dev);
+        for (int b = 0; b < B; b++) {
+            Marked *q = order[at + b];
+            for (size_t t = 0; t < (size_t)T; t++) {
+                if (!wanted[(size_t)b * T + t]) continue;
+                int greedy;
+                q->nll -= logprob(logits + ((size_t)b * T + t) * V, V, q->ids[t + 1], &greedy, s->scratch);
+                q->tokens++;
+            }
+        }
+        at += (size_t)B;
+    }
+    free(inputs);
+    free(wanted);
+    free(order);
+}
+
+/* ---- greedy continuations ------------------------------------------------ */
+
+/* The first largest of logits[V]: argmax. */
+static uint32_t argmax(const float *logits, int V)
+{
+    int best = 0;
+    for (int v = 1; v < V; v++) best = logits[v] > logits[best] ? v : best;
+    return (uint32_t)best;
+}
+
+/* No KV cache yet: every token runs the whole sequence (its last W tokens)
+ * through the model again, with the logits of its last position only. */
+int score_greedy(Scorer *s, const uint32_t *prompt, size_t n, const uint32_t *stop, int n_stop, int max_new, TokIds *out,
+                 int *cut)
+{
+    const int W = s->window, V = s->cfg.vocab_size;
+    if (n == 0) BUG("an empty prompt");
+    size_t cap = n + (size_t)max_new;
+    uint32_t *seq = xmalloc(cap * sizeof(uint32_t));
+    float *wanted = xcalloc((size_t)W, sizeof(float));
+    memcpy(seq, prompt, n * sizeof(uint32_t));
+    size_t len = n;
+    int ended = 0;
+    *cut = 0;
+    for (int i = 0; i < max_new && !ended; i++) {
+        size_t T = len < (size_t)W ? len : (size_t)W;
+        *cut |= len > (size_t)W;
+        scorer_device(s, (int)T);
+        wanted[T - 1] = 1;
+        device_forward(s->dev, seq + (len - T), NULL, wanted, NULL, 1, (int)T, &s->routing);
+        wanted[T - 1] = 0;
+        uint32_t next = argmax(device_logits(s->dev) + (T - 1) * (size_t)V, V);
+        for (int k = 0; k < n_stop; k++) ended |= next == stop[k];
+        if (!ended) seq[len++] = next;
+    }
+    for (size_t i = n; i < len; i++) tokids_push(out, seq[i]);
+    free(seq);
+    free(wanted);
+    return ended;
 }

@@ -18,7 +18,16 @@
  * `stride` positions; the chunk (a, b] is predicted from the input
  * s[max(0, b - W) .. b), so each target is predicted once, with at least
  * W - stride tokens of context where the document has them (stride = W:
- * disjoint windows). */
+ * disjoint windows).
+ *
+ * Marked tokens (a conversation's assistant replies, chat_encode's loss
+ * mask): the loss of the tokens of a sequence that learn[] marks, each
+ * predicted from all the tokens before it, a sequence a row; one longer
+ * than W + 1 tokens is cut to its first W + 1 (as sigma-sft cuts a long
+ * conversation), so the sum is the one sigma-sft's validation takes.
+ *
+ * A greedy continuation: the first most likely token, appended, again,
+ * until a stop token or a length; the model sees the last W tokens. */
 #ifndef SIGMA_SCORE_H
 #define SIGMA_SCORE_H
 
@@ -59,6 +68,10 @@ typedef struct {
  * (tokenizer_match). */
 void scorer_open(Scorer *s, const char *ckpt, const Tokenizer *tok, const char *device, int window, int batch, int verbose);
 void scorer_close(Scorer *s);
+/* Opens the model for rows of up to T tokens (at most the window) before
+ * the first forward, when work of several kinds follows; else the first
+ * forward opens it for its own length. */
+void scorer_reserve(Scorer *s, int T);
 
 typedef struct {
     uint32_t *ids;             /* [n_ctx + n_cont] */
@@ -87,5 +100,24 @@ typedef struct {
 void score_document(Scorer *s, LossSums *sum, const uint32_t *ids, size_t n, uint64_t text_bytes, int stride);
 /* Scores the windows score_document has queued; call once at the end. */
 void score_flush(Scorer *s, LossSums *sum);
+
+typedef struct {
+    const uint32_t *ids;       /* [len] */
+    const uint8_t *learn;      /* [len] 1 where the token is scored */
+    size_t len;
+    double nll;                /* results: sum of -log p over the scored tokens, nats */
+    uint64_t tokens;           /* tokens scored */
+    int truncated;             /* cut to W + 1 tokens */
+} Marked;
+
+/* Scores m[n], as many to a forward as fit (the longest together). */
+void score_marked(Scorer *s, Marked *m, size_t n);
+
+/* Appends to out the greedy continuation of prompt[n], at most max_new
+ * tokens, ending before the first of stop[n_stop] (not appended). Returns
+ * 1 when it ended there, 0 at max_new; *cut: the model saw only the last W
+ * tokens at some step. */
+int score_greedy(Scorer *s, const uint32_t *prompt, size_t n, const uint32_t *stop, int n_stop, int max_new, TokIds *out,
+                 int *cut);
 
 #endif
