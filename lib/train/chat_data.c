@@ -81,17 +81,6 @@ void chatset_free(ChatSet *s)
     memset(s, 0, sizeof *s);
 }
 
-static void grow_rows(ChatRows *r, size_t *cap)
-{
-    if (r->n_rows < *cap) return;
-    *cap = 2 * *cap + 16;
-    size_t n = *cap * (size_t)r->T;
-    r->inputs = xrealloc(r->inputs, n * sizeof *r->inputs);
-    r->targets = xrealloc(r->targets, n * sizeof *r->targets);
-    r->mask = xrealloc(r->mask, n * sizeof *r->mask);
-    r->pos = xrealloc(r->pos, n * sizeof *r->pos);
-}
-
 /* The rest of row `row` from column `at`: padding, a document of its own. */
 static void pad_row(ChatRows *r, size_t row, int at, uint32_t pad)
 {
@@ -104,22 +93,80 @@ static void pad_row(ChatRows *r, size_t row, int at, uint32_t pad)
     }
 }
 
+/* A conversation's tokens in a row: at most T (the last one's successor is none). */
+static int row_len(const Conversation *c, int T) { return (int)(c->len < (size_t)T ? c->len : (size_t)T); }
+
+/* Best-fit decreasing, TRL's packer: the conversations from the longest,
+ * each into the row whose free room fits it most tightly, a new row when
+ * none does; equal lengths in the order given. Fuller rows than taking the
+ * conversations as they come, and the same rows every time. Writes each
+ * one's row and column (row[k], col[k] for order[k]) and returns the rows. */
+static size_t pack_best_fit(size_t *row, int *col, const ChatSet *s, const size_t *order, size_t n, int T)
+{
+    /* the order by length, longest first: a stable counting sort */
+    size_t *count = xcalloc((size_t)T + 2, sizeof *count), *by_len = xmalloc((n ? n : 1) * sizeof *by_len);
+    for (size_t k = 0; k < n; k++) count[T - row_len(&s->conv[order[k]], T)]++;
+    for (int c = 1; c <= T + 1; c++) count[c] += count[c - 1];
+    for (size_t k = n; k-- > 0;) by_len[--count[T - row_len(&s->conv[order[k]], T)]] = k;
+    /* rows by free room: a list for each room 0..T, and a bitmap of the rooms that have rows */
+    size_t none = (size_t)-1, n_rows = 0, cap = 64;
+    size_t *head = xmalloc(((size_t)T + 1) * sizeof *head), *next = xmalloc(cap * sizeof *next);
+    for (int c = 0; c <= T; c++) head[c] = none;
+    uint64_t *have = xcalloc((size_t)T / 64 + 1, sizeof *have);
+    for (size_t i = 0; i < n; i++) {
+        size_t k = by_len[i];
+        int len = row_len(&s->conv[order[k]], T), room = -1;
+        for (int w = len / 64; w <= T / 64 && room < 0; w++) {   /* the tightest room >= len */
+            uint64_t bits = have[w] & (w == len / 64 ? ~0ull << (len % 64) : ~0ull);
+            if (bits) room = w * 64 + __builtin_ctzll(bits);
+        }
+        size_t r;
+        if (room >= 0) {
+            r = head[room];
+            head[room] = next[r];
+            if (head[room] == none) have[room / 64] &= ~(1ull << (room % 64));
+        } else {
+            if (n_rows == cap) next = xrealloc(next, (cap *= 2) * sizeof *next);
+            r = n_rows++;
+            room = T;
+        }
+        row[k] = r;
+        col[k] = T - room;
+        int left = room - len;
+        next[r] = head[left];
+        head[left] = r;
+        have[left / 64] |= 1ull << (left % 64);
+    }
+    free(count);
+    free(by_len);
+    free(head);
+    free(next);
+    free(have);
+    return n_rows;
+}
+
 void chat_rows(ChatRows *r, const ChatSet *s, const size_t *order, size_t n, int T, int pack, uint32_t pad)
 {
     memset(r, 0, sizeof *r);
     r->T = T;
-    size_t cap = 0;
-    int at = T;   /* the column where the next conversation would begin in the current row */
+    size_t *row = xmalloc((n ? n : 1) * sizeof *row);
+    int *col = xmalloc((n ? n : 1) * sizeof *col);
+    if (pack) {
+        r->n_rows = pack_best_fit(row, col, s, order, n, T);
+    } else {
+        for (size_t k = 0; k < n; k++) { row[k] = k; col[k] = 0; }
+        r->n_rows = n;
+    }
+    size_t cap = r->n_rows, cells = cap * (size_t)T;
+    r->inputs = xmalloc((cells ? cells : 1) * sizeof *r->inputs);
+    r->targets = xmalloc((cells ? cells : 1) * sizeof *r->targets);
+    r->mask = xmalloc((cells ? cells : 1) * sizeof *r->mask);
+    r->pos = xmalloc((cells ? cells : 1) * sizeof *r->pos);
+    int *used = xcalloc(cap ? cap : 1, sizeof *used);
     for (size_t k = 0; k < n; k++) {
         const Conversation *c = &s->conv[order[k]];
-        int len = (int)(c->len < (size_t)T ? c->len : (size_t)T);   /* a row's tokens; the last one's successor is none */
-        if (!pack || at + len > T) {
-            if (r->n_rows) pad_row(r, r->n_rows - 1, at, pad);
-            grow_rows(r, &cap);
-            r->n_rows++;
-            at = 0;
-        }
-        size_t base = (r->n_rows - 1) * (size_t)T + (size_t)at;
+        int len = row_len(c, T);
+        size_t base = row[k] * (size_t)T + (size_t)col[k];
         for (int t = 0; t < len; t++) {
             int has_next = (size_t)t + 1 < c->len;   /* a conversation cut to T + 1 tokens fills a row and predicts its last */
             r->inputs[base + t] = c->ids[t];
@@ -129,9 +176,12 @@ void chat_rows(ChatRows *r, const ChatSet *s, const size_t *order, size_t n, int
             r->learned += (uint64_t)r->mask[base + t];
         }
         r->tokens += (uint64_t)len;
-        at += len;
+        if (col[k] + len > used[row[k]]) used[row[k]] = col[k] + len;
     }
-    if (r->n_rows) pad_row(r, r->n_rows - 1, at, pad);
+    for (size_t i = 0; i < r->n_rows; i++) pad_row(r, i, used[i], pad);
+    free(used);
+    free(row);
+    free(col);
 }
 
 /* Moves the conversations of s whose index is marked into out. */

@@ -45,8 +45,9 @@ void chatset_free(ChatSet *s);
  * conversation), mask (1 where the target is a token the model learns, 0
  * for the last token of a conversation and for padding), and pos (each
  * token's place in its conversation; padding is a document of its own).
- * The conversations are taken in `order` (n of them): packed, as many to a
- * row as fit in order, or one a row. */
+ * The conversations are taken in `order` (n of them): packed by best-fit
+ * decreasing (the longest first, each into the row it fills most tightly;
+ * equal lengths in that order), or one a row in that order. */
 typedef struct {
     uint32_t *inputs, *targets;   /* [n_rows * T] */
     float *mask;                  /* [n_rows * T] */
@@ -60,9 +61,9 @@ void chat_rows_free(ChatRows *r);
 
 /* sigma-sft's data: the conversations of path, a validation share held out
  * (the conversations of val_path, or a seeded val_fraction of path's), and
- * both laid into rows of T. The training rows are packed once, the
- * conversations taken in an order drawn from seed (so that neighbours in a
- * row are unrelated); the loader permutes the rows each epoch. Dies, naming
+ * both laid into rows of T. The training rows are packed once, equal
+ * lengths in an order drawn from seed (so that neighbours in a row are
+ * unrelated); the loader permutes the rows each epoch. Dies, naming
  * the file, when nothing is left to learn from. */
 typedef struct {
     ChatSet train, val;

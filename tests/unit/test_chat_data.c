@@ -56,6 +56,46 @@ static int dies_with(const char *path, Tokenizer *tok, const char *want)
     return WIFEXITED(st) && WEXITSTATUS(st) == 1 && strstr(buf, want);
 }
 
+/* Best-fit decreasing on 500 conversations of 3 to 60 tokens in rows of
+ * 64: each laid out once, whole (its positions 0, 1, ... and its tokens), in
+ * no more rows than taking them in order would fill. */
+static void best_fit_check(void)
+{
+    enum { N = 500, T = 64 };
+    ChatSet s = {.n = N, .conv = xcalloc(N, sizeof(Conversation))};
+    size_t order[N], next_fit = 0, tokens = 0;
+    uint64_t st = 3;
+    int at = T;
+    for (size_t k = 0; k < N; k++) {
+        size_t len = 3 + (size_t)(splitmix64(&st) % 58);
+        Conversation *c = &s.conv[k];
+        c->len = len;
+        c->ids = xmalloc(len * sizeof *c->ids);
+        c->learn = xcalloc(len, 1);
+        for (size_t t = 0; t < len; t++) c->ids[t] = (uint32_t)(k * 64 + t);   /* says whose token, and where */
+        order[k] = k;
+        tokens += len;
+        if (at + (int)len > T) { next_fit++; at = 0; }
+        at += (int)len;
+    }
+    ChatRows r;
+    chat_rows(&r, &s, order, N, T, 1, 99999);
+    int whole = 1;
+    size_t seen = 0;
+    for (size_t i = 0; i < r.n_rows * T; i++) {
+        if (r.inputs[i] == 99999) continue;
+        uint32_t t = r.inputs[i] % 64;   /* a token of conversation inputs / 64 at place t */
+        whole &= r.pos[i] == (int)t && (t == 0 || r.inputs[i - 1] == r.inputs[i] - 1);
+        seen++;
+    }
+    ok(whole && seen == tokens && r.tokens == tokens, "best-fit: every conversation once, whole, in place (%zu of %zu tokens)", seen,
+       tokens);
+    ok(r.n_rows <= next_fit, "in no more rows than in order: %zu against %zu (%.1f%% full against %.1f%%)", r.n_rows, next_fit,
+       100.0 * (double)tokens / ((double)r.n_rows * T), 100.0 * (double)tokens / ((double)next_fit * T));
+    chat_rows_free(&r);
+    chatset_free(&s);
+}
+
 int main(void)
 {
     sg_init("test_chat_data");
@@ -86,21 +126,27 @@ int main(void)
     size_t order[3] = {0, 1, 2};
     ChatRows r;
     chat_rows(&r, &s, order, 3, 64, 1, 256);
-    ok(r.n_rows == 2, "packed: the two short ones share a row, the long one fills the next (%zu rows)", r.n_rows);
+    /* best-fit decreasing: the long one first, in a row of its own; then the two short ones share the second */
+    ok(r.n_rows == 2, "packed: the long one fills a row, the two short ones share the other (%zu rows)", r.n_rows);
     int pos_ok = 1, tg_ok = 1;
     size_t a = c->len, b = s.conv[1].len;
-    for (size_t t = 0; t < a; t++) pos_ok &= r.pos[t] == (int)t;
-    for (size_t t = 0; t < b; t++) pos_ok &= r.pos[a + t] == (int)t;
-    for (size_t t = 0; t + 1 < a; t++) tg_ok &= r.targets[t] == c->ids[t + 1] && r.mask[t] == c->learn[t + 1];
+    const int *pos = r.pos + 64;
+    const uint32_t *tg = r.targets + 64;
+    const float *mask = r.mask + 64;
+    for (size_t t = 0; t < a; t++) pos_ok &= pos[t] == (int)t;
+    for (size_t t = 0; t < b; t++) pos_ok &= pos[a + t] == (int)t;
+    for (size_t t = 0; t + 1 < a; t++) tg_ok &= tg[t] == c->ids[t + 1] && mask[t] == c->learn[t + 1];
     ok(pos_ok, "positions restart at each conversation");
-    ok(tg_ok && r.mask[a - 1] == 0, "targets are the next token of the same conversation; its last token has none");
+    ok(tg_ok && mask[a - 1] == 0, "targets are the next token of the same conversation; its last token has none");
     float pad_mask = 0;
-    for (size_t t = a + b; t < 64; t++) pad_mask += r.mask[t];
-    ok(pad_mask == 0 && r.pos[a + b] == 0, "the rest of the row is padding: masked, a document of its own");
-    ok(r.mask[64 + 63] == 1 && r.targets[64 + 63] == s.conv[2].ids[64], "a cut conversation predicts its last token too");
+    for (size_t t = a + b; t < 64; t++) pad_mask += mask[t];
+    ok(pad_mask == 0 && pos[a + b] == 0, "the rest of the row is padding: masked, a document of its own");
+    ok(r.mask[63] == 1 && r.targets[63] == s.conv[2].ids[64], "a cut conversation predicts its last token too");
     chat_rows_free(&r);
     chat_rows(&r, &s, order, 3, 64, 0, 256);
     ok(r.n_rows == 3, "unpacked: a row each");
+    chat_rows_free(&r);
+    best_fit_check();
     chat_rows_free(&r);
     chatset_free(&s);
     chatset_read(&s, path, tok, 0, 0, 65, 0);
