@@ -103,6 +103,18 @@ void remove_tree(const char *path);
 void xmkdir(const char *path);
 void fsync_path(const char *path);   /* fsync a file or directory by path */
 
+/* ---- zstd files (zfile.c) --------------------------------------------- */
+/* Whether PATH names a zstd-compressed file: its name ends in ".zst". */
+int is_zst_path(const char *path);
+/* xfopen(path, "rb"), decompressed on the fly when is_zst_path(path): a
+ * corrupt or cut frame dies naming the file and the compressed offset.
+ * Close it with xfclose. */
+FILE *xfopen_read(const char *path);
+/* A stream that compresses what is written to it into `raw` as one zstd
+ * frame (with its checksum) at `level`; fclose of it ends the frame and
+ * flushes `raw`, which stays open (commit or close it after). */
+FILE *zstd_writer(FILE *raw, const char *name, int level);
+
 /* ---- atomic outputs --------------------------------------------------- */
 /* A file written under a temporary name beside `path`, then fflush, fsync,
  * rename and fsync of the directory. Until commit, die() (and SIGINT,

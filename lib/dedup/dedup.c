@@ -16,22 +16,24 @@ void dd_options_default(DdOptions *o)
                      .seed = 1, .verify = 0, .skip_bad = 0, .threads = 0};
 }
 
-/* Per-thread buffers for one document at a time. */
-typedef struct {
-    DdBuf json, norm, words, shingles;
-} Scratch;
+void dd_signer_init(DdSigner *s, const DdOptions *o)
+{
+    memset(s, 0, sizeof *s);
+    s->sig = xmalloc((size_t)(o->bands * o->rows) * sizeof *s->sig);
+}
 
-static void scratch_free(Scratch *s)
+void dd_signer_free(DdSigner *s)
 {
     ddbuf_free(&s->json);
     ddbuf_free(&s->norm);
     ddbuf_free(&s->words);
     ddbuf_free(&s->shingles);
+    free(s->sig);
 }
 
 /* The word text of a document (see dd_word_text); with datatrove's
  * normalization also the normalized text, for the exact hash. */
-static const char *word_text(Scratch *s, size_t *wn, const char *text, size_t len, DdNorm norm)
+static const char *word_text(DdSigner *s, size_t *wn, const char *text, size_t len, DdNorm norm)
 {
     if (norm == DD_NORM_DATATROVE) {
         dd_normalize_datatrove(&s->norm, text, len);
@@ -47,7 +49,7 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* Sorted distinct shingle hashes of a text into s->shingles; returns count. */
-static size_t shingle_set(Scratch *s, const char *text, size_t len, DdNorm norm, int ngram)
+static size_t shingle_set(DdSigner *s, const char *text, size_t len, DdNorm norm, int ngram)
 {
     size_t wn;
     const char *w = word_text(s, &wn, text, len, norm);
@@ -63,7 +65,7 @@ static size_t shingle_set(Scratch *s, const char *text, size_t len, DdNorm norm,
 
 double dd_jaccard(const char *a, size_t na, const char *b, size_t nb, DdNorm norm, int ngram)
 {
-    Scratch sa = {0}, sb = {0};
+    DdSigner sa = {0}, sb = {0};
     size_t ka = shingle_set(&sa, a, na, norm, ngram), kb = shingle_set(&sb, b, nb, norm, ngram);
     const uint64_t *x = (const uint64_t *)(void *)sa.shingles.p, *y = (const uint64_t *)(void *)sb.shingles.p;
     size_t i = 0, j = 0, inter = 0;
@@ -72,8 +74,8 @@ double dd_jaccard(const char *a, size_t na, const char *b, size_t nb, DdNorm nor
         else if (x[i] < y[j]) i++;
         else j++;
     }
-    scratch_free(&sa);
-    scratch_free(&sb);
+    dd_signer_free(&sa);
+    dd_signer_free(&sb);
     size_t uni = ka + kb - inter;
     return uni ? (double)inter / (double)uni : (ka == 0 && kb == 0 ? 1.0 : 0.0);
 }
@@ -181,6 +183,26 @@ static void band_pairs(PairList *out, const uint64_t *keys, const uint8_t *alive
     free(bk);
 }
 
+int dd_sign(DdSigner *s, const MinHashParams *mp, const DdOptions *o, const char *text, size_t len, uint64_t exact[2],
+            uint64_t *keys)
+{
+    size_t wn = 0;
+    const char *w = NULL;
+    if (o->near) w = word_text(s, &wn, text, len, o->norm);
+    else if (o->norm == DD_NORM_DATATROVE) dd_normalize_datatrove(&s->norm, text, len);
+    if (o->exact) {
+        XXH128_hash_t h = o->norm == DD_NORM_DATATROVE ? XXH3_128bits(s->norm.p, s->norm.len) : XXH3_128bits(text, len);
+        exact[0] = h.low64;
+        exact[1] = h.high64;
+    }
+    if (!o->near) return 0;
+    size_t k = dd_shingles(&s->shingles, w, wn, o->ngram);
+    if (k == 0) return 0;
+    minhash_signature(s->sig, mp, (const uint64_t *)(void *)s->shingles.p, k);
+    minhash_band_keys(keys, s->sig, o->bands, o->rows);
+    return 1;
+}
+
 /* Signatures (band keys) and exact hashes of every document, in parallel. */
 static void sign_all(DdResult *r, uint64_t *keys, ExactKey *ek, uint8_t *has_sig, const DdCorpus *c,
                      const DdOptions *o, const MinHashParams *mp)
@@ -191,8 +213,8 @@ static void sign_all(DdResult *r, uint64_t *keys, ExactKey *ek, uint8_t *has_sig
     progress_init(&pr, 10);
 #pragma omp parallel reduction(+ : unsigned_docs)
     {
-        Scratch s = {0};
-        uint64_t *sig = xmalloc((size_t)mp->num_hashes * sizeof *sig);
+        DdSigner s;
+        dd_signer_init(&s, o);
         int leader = 1;
 #ifdef _OPENMP
         leader = omp_get_thread_num() == 0;
@@ -211,29 +233,13 @@ static void sign_all(DdResult *r, uint64_t *keys, ExactKey *ek, uint8_t *has_sig
             r->status[i] = (uint8_t)st;
             ek[i].idx = i;
             if (st != DD_OK) continue;
-            size_t wn = 0;
-            const char *w = NULL;
-            if (o->near) w = word_text(&s, &wn, text, len, o->norm);
-            else if (o->norm == DD_NORM_DATATROVE) dd_normalize_datatrove(&s.norm, text, len);
-            if (o->exact) {
-                XXH128_hash_t h = o->norm == DD_NORM_DATATROVE ? XXH3_128bits(s.norm.p, s.norm.len)
-                                                               : XXH3_128bits(text, len);
-                ek[i].lo = h.low64;
-                ek[i].hi = h.high64;
-            }
-            if (o->near) {
-                size_t k = dd_shingles(&s.shingles, w, wn, o->ngram);
-                if (k == 0) {
-                    unsigned_docs++;
-                    continue;
-                }
-                minhash_signature(sig, mp, (const uint64_t *)(void *)s.shingles.p, k);
-                minhash_band_keys(keys + i * (size_t)o->bands, sig, o->bands, o->rows);
-                has_sig[i] = 1;
-            }
+            uint64_t h[2] = {0, 0};
+            has_sig[i] = (uint8_t)dd_sign(&s, mp, o, text, len, h, o->near ? keys + i * (size_t)o->bands : NULL);
+            ek[i].lo = h[0];
+            ek[i].hi = h[1];
+            if (o->near && !has_sig[i]) unsigned_docs++;
         }
-        free(sig);
-        scratch_free(&s);
+        dd_signer_free(&s);
     }
     if (pr.drawn) progress_done(&pr, "%zu documents hashed", n);
     r->unsigned_docs = unsigned_docs;
