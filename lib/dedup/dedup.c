@@ -93,14 +93,7 @@ static int cmp_exact(const void *a, const void *b)
     return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
-typedef struct {
-    uint64_t key;
-    uint64_t idx;
-} BandKey;
-
-/* Stable LSD radix sort by key, 8 passes of a byte: entries arrive in
- * index order, so equal keys stay in index order. tmp[n]. */
-static void sort_band(BandKey *a, BandKey *tmp, size_t n)
+void dd_sort_band(BandKey *a, BandKey *tmp, size_t n)
 {
     for (int shift = 0; shift < 64; shift += 8) {
         size_t count[257] = {0};
@@ -171,7 +164,7 @@ static void band_pairs(PairList *out, const uint64_t *keys, const uint8_t *alive
     m = 0;
     for (size_t i = 0; i < n; i++)
         if (alive[i]) bk[m++] = (BandKey){keys[i * (size_t)bands + (size_t)band], i};
-    if (m > 1) sort_band(bk, tmp, m);
+    if (m > 1) dd_sort_band(bk, tmp, m);
     free(tmp);
     for (size_t s = 0, e; s < m; s = e) {
         for (e = s + 1; e < m && bk[e].key == bk[s].key; e++) {

@@ -67,6 +67,15 @@ void dd_signer_free(DdSigner *s);
 int dd_sign(DdSigner *s, const MinHashParams *mp, const DdOptions *o, const char *text, size_t len, uint64_t exact[2],
             uint64_t *keys);
 
+/* A document's key in one band. */
+typedef struct {
+    uint64_t key;
+    uint64_t idx;
+} BandKey;
+/* Stable LSD radix sort by key, 8 passes of a byte: entries that arrive in
+ * index order keep it among equal keys. tmp[n]. */
+void dd_sort_band(BandKey *a, BandKey *tmp, size_t n);
+
 /* Runs the stages. Bad records are marked and counted; the caller decides
  * whether they are fatal (see first_bad) before writing anything. */
 void dd_run(DdResult *r, const DdCorpus *c, const DdOptions *o);

@@ -183,16 +183,20 @@ const char *dd_status_message(DdStatus st)
     return "?";
 }
 
+void dd_where(char *buf, size_t cap, DdFormat format, const char *name, uint64_t k)
+{
+    switch (format) {
+    case DD_JSONL:
+    case DD_LINES: snprintf(buf, cap, "%s, line %llu", name, (unsigned long long)k); break;
+    case DD_NUL: snprintf(buf, cap, "%s, record %llu", name, (unsigned long long)k); break;
+    case DD_FILES: snprintf(buf, cap, "%s", name); break;
+    }
+}
+
 void dd_record_where(char *buf, size_t cap, const DdCorpus *c, size_t i)
 {
     const DdSource *s = &c->src[c->rec[i].src];
-    size_t k = i - s->first + 1;
-    switch (c->format) {
-    case DD_JSONL:
-    case DD_LINES: snprintf(buf, cap, "%s, line %zu", s->name, k); break;
-    case DD_NUL: snprintf(buf, cap, "%s, record %zu", s->name, k); break;
-    case DD_FILES: snprintf(buf, cap, "%s", s->name); break;
-    }
+    dd_where(buf, cap, c->format, s->name, i - s->first + 1);
 }
 
 void dd_write_raw(FILE *f, DdFormat format, const char *raw, size_t n, int term, int *pending)

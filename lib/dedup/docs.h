@@ -64,6 +64,8 @@ const char *dd_status_message(DdStatus st);
 /* "file, line N" (or "record N", or the file name) for messages; static
  * buffer per call site is not thread safe: caller's buffer. */
 void dd_record_where(char *buf, size_t cap, const DdCorpus *c, size_t i);
+/* The same for record k (from 1) of the input `name`. */
+void dd_where(char *buf, size_t cap, DdFormat format, const char *name, uint64_t k);
 
 /* Writes record i as it was read, with its terminator; a record that had
  * none (the end of an input) gets one when more output follows, which the
