@@ -189,7 +189,7 @@ int main(int argc, char **argv)
         case OPT_PARTITIONS: sa.partitions = (int)parse_u64("--partitions", optarg, 1, 65536); break;
         case OPT_PARTITION: sa.partition = (int64_t)parse_u64("--partition", optarg, 0, 65535); break;
         case OPT_BAND: sa.band = (int64_t)parse_u64("--band", optarg, 0, 1023); break;
-        case OPT_MEMORY: sa.so.memory = parse_count("--memory", optarg, 1000000, UINT64_C(1) << 40); break;
+        case OPT_MEMORY: sa.so.memory = parse_count("--memory", optarg, 10000, UINT64_C(1) << 40); break;
         case OPT_REMOVAL: sa.removal = optarg; break;
         }
     }

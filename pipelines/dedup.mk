@@ -6,12 +6,14 @@
 #
 #   make -j N -f pipelines/dedup.mk IN=shards OUT=dedup [MODE=both] [BANDS=14]
 #        [ROWS=8] [PARTITIONS=16] [FLAGS='--field content --skip-bad'] [THREADS=1]
+#        [GLOB='*.jsonl *.jsonl.zst'] [REPORT=1]
 #
 #   IN/NAME --signatures--> OUT/sig/NAME.sig         one task per shard
 #   OUT/sig/* --exact--> OUT/exact/P.exact            one per hash partition
 #   OUT/sig/* --buckets--> OUT/buckets/B.pairs        one per band
 #   all of them --clusters--> OUT/removal.list, OUT/stats.json
 #   IN/NAME + OUT/removal.list --filter--> OUT/kept/NAME   one per shard
+#                      (REPORT=1: and OUT/removed/NAME, as sigma-dedup --removed)
 #
 # The shards are taken in the order of their names (byte order), the order
 # in which `sigma-dedup $(ls IN/*)` in one process would read them, and
@@ -25,13 +27,15 @@ ROWS       ?= 8
 PARTITIONS ?= 16
 THREADS    ?= 1
 FLAGS      ?=
+GLOB       ?= *.jsonl *.jsonl.zst
+REPORT     ?=
 SIGMA_BIN  ?= $(CURDIR)/bin
 DEDUP      ?= $(SIGMA_BIN)/sigma-dedup
 # each stage's time and peak memory, when TIME names a log (make dedup-demo)
 TIME_LOG   ?=
 TIMED      = $(if $(TIME_LOG),/usr/bin/time -a -o $(TIME_LOG) -f "$(1) %e s %M KB",)
 
-INPUTS   := $(sort $(wildcard $(IN)/*.jsonl $(IN)/*.jsonl.zst))
+INPUTS   := $(sort $(wildcard $(addprefix $(IN)/,$(GLOB))))
 NAMES    := $(notdir $(INPUTS))
 SIGS     := $(NAMES:%=$(OUT)/sig/%.sig)
 count     = $(shell seq 0 $$(($(1) - 1)))
@@ -42,10 +46,10 @@ PARAMS   := --mode $(MODE) --bands $(BANDS) --rows $(ROWS) --partitions $(PARTIT
 
 .PHONY: all
 all: $(KEPT)
-	@test -n "$(INPUTS)" || { echo "dedup.mk: no *.jsonl or *.jsonl.zst in $(IN)"; exit 1; }
+	@test -n "$(INPUTS)" || { echo "dedup.mk: no $(GLOB) in $(IN)"; exit 1; }
 	@jq -c '{shards, documents_in, documents_out, exact_removed, near_removed, bad_skipped}' $(OUT)/stats.json
 
-$(OUT)/sig $(OUT)/exact $(OUT)/buckets $(OUT)/kept:
+$(OUT)/sig $(OUT)/exact $(OUT)/buckets $(OUT)/kept $(OUT)/removed:
 	mkdir -p $@
 
 $(OUT)/sig/%.sig: $(IN)/% | $(OUT)/sig
@@ -58,10 +62,11 @@ $(OUT)/buckets/%.pairs: $(SIGS) | $(OUT)/buckets
 	$(call TIMED,buckets $*) $(DEDUP) buckets -q --band $* -o $@ $(SIGS)
 
 $(OUT)/removal.list: $(EXACTS) $(PAIRS)
-	$(call TIMED,clusters) $(DEDUP) clusters -q --stats $(OUT)/stats.json -o $@ $(SIGS) $(EXACTS) $(PAIRS)
+	$(call TIMED,clusters all) $(DEDUP) clusters -q --stats $(OUT)/stats.json -o $@ $(SIGS) $(EXACTS) $(PAIRS)
 
-$(OUT)/kept/%: $(IN)/% $(OUT)/removal.list | $(OUT)/kept
-	$(call TIMED,filter $*) $(DEDUP) filter -q --removal $(OUT)/removal.list -o $@ $<
+$(OUT)/kept/%: $(IN)/% $(OUT)/removal.list | $(OUT)/kept $(if $(REPORT),$(OUT)/removed)
+	$(call TIMED,filter $*) $(DEDUP) filter -q --removal $(OUT)/removal.list $(if $(REPORT),--removed $(OUT)/removed/$*) \
+	    -o $@ $<
 
 .DELETE_ON_ERROR:
 .SECONDARY:

@@ -40,6 +40,6 @@ $(OUT)/streams/%.tok: $(IN)/% $(TOKENIZER) | $(OUT)/streams
 	    $(if $(PATTERN),--pattern $(PATTERN)) --jsonl $(FLAGS) -o $@ $<
 
 $(OUT)/shards/manifest.json: $(STREAMS)
-	$(call TIMED,shard) $(SIGMA_BIN)/sigma-shard -q --force -o $(OUT)/shards $(SHARD_FLAGS) $(STREAMS)
+	$(call TIMED,shard all) $(SIGMA_BIN)/sigma-shard -q --force -o $(OUT)/shards $(SHARD_FLAGS) $(STREAMS)
 
 .SECONDARY:

@@ -458,15 +458,19 @@ void ddc_open(DdCursor *c, const DdFile *f, size_t section, size_t bufsize)
     XXH3_64bits_reset(c->hash);
 }
 
+/* Once the last of a section is read, before any of it is handed out. */
+static void check_section(DdCursor *c)
+{
+    if (XXH3_64bits_digest(c->hash) != c->s->xxh3)
+        die("%s: checksum mismatch in the %s section at byte %llu: the file is corrupt", c->f->path,
+            sec_names[c->s->type], (unsigned long long)c->s->offset);
+}
+
 const uint8_t *ddc_next(DdCursor *c)
 {
     if (c->pos == c->len) {
         if (c->left == 0) {
-            if (c->hash && XXH3_64bits_digest(c->hash) != c->s->xxh3)
-                die("%s: checksum mismatch in the %s section at byte %llu: the file is corrupt", c->f->path,
-                    sec_names[c->s->type], (unsigned long long)c->s->offset);
-            if (c->hash) XXH3_freeState(c->hash);
-            c->hash = NULL;
+            if (c->s->count == 0) check_section(c);
             return NULL;
         }
         uint64_t k = c->cap / c->esize < c->left ? c->cap / c->esize : c->left;
@@ -478,6 +482,7 @@ const uint8_t *ddc_next(DdCursor *c)
         c->left -= k;
         c->pos = 0;
         c->len = n;
+        if (c->left == 0) check_section(c);
     }
     const uint8_t *e = c->buf + c->pos;
     c->pos += c->esize;

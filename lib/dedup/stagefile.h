@@ -113,8 +113,10 @@ typedef struct {
 } DdCursor;
 
 void ddc_open(DdCursor *c, const DdFile *f, size_t section, size_t bufsize);
-/* The next entry, or NULL past the last, once the section's checksum is
- * found right (else it dies). */
+/* The next entry, or NULL past the last. The section's checksum is checked
+ * when its last bytes are read, before they are handed out (of a section
+ * larger than the buffer, the first entries go out unchecked: a consumer
+ * writes nothing final before the end). */
 const uint8_t *ddc_next(DdCursor *c);
 /* The file offset of the entry last handed out, for messages. */
 uint64_t ddc_offset(const DdCursor *c);

@@ -131,7 +131,7 @@ static void run_init(Run *r, const DdParams *p, uint64_t memory)
     r->p = p;
     uint64_t per_doc = (p->near ? 16 * (uint64_t)p->bands + 16 : 0) + (p->exact ? sizeof(HashKey) : 0) + 8;
     r->cap = (size_t)(memory / per_doc);
-    if (r->cap < 4096) r->cap = 4096;   /* a batch of documents at least */
+    if (r->cap < 16) r->cap = 16;
     if (p->near) {
         r->band = xmalloc((size_t)p->bands * r->cap * sizeof *r->band);
         r->tmp = xmalloc(r->cap * sizeof *r->tmp);
@@ -270,9 +270,10 @@ void dd_stage_signatures(const char *out, const char *input, const DdParams *p, 
     while ((n = dd_stream_next(&st, recs, BATCH, BATCH_BYTES)) > 0) {
         if (sh.docs + n > UINT32_MAX) die("%s: more than %u records: cut it into smaller shards", input, UINT32_MAX);
         sign_batch(&b, recs, n, p, &o, &mp, signers);
-        if (r.n + n > r.cap) run_write(&r, &w);
         for (size_t i = 0; i < n; i++) {
             uint32_t doc = (uint32_t)(sh.docs + i);
+            if (r.n == r.cap) run_write(&r, &w);
+            r.n++;
             if (b.status[i] != DD_OK) {
                 if (!p->skip_bad) {
                     char where[512];
@@ -292,7 +293,6 @@ void dd_stage_signatures(const char *out, const char *input, const DdParams *p, 
             for (uint32_t k = 0; p->near && b.has_sig[i] && k < p->bands; k++)
                 r.band[(size_t)k * r.cap + r.band_n[k]++] = (BandKey){b.keys[i * p->bands + k], doc};
         }
-        r.n += n;
         sh.docs += n;
         double dt = now_seconds() - t0;
         progress_update(&pr, "%s: %llu documents, %.1f MB, %.1f MB/s", st.name, (unsigned long long)sh.docs,
@@ -908,7 +908,11 @@ void dd_stage_filter(const char *out, const char *removal, const char *input, co
     AtomicFile af, rf;
     atomic_file_open(&af, out);
     FILE *o = is_zst_path(out) ? zstd_writer(af.f, out, 3) : af.f;
-    if (so->removed) atomic_file_open(&rf, so->removed);
+    FILE *ro = NULL;
+    if (so->removed) {
+        atomic_file_open(&rf, so->removed);
+        ro = is_zst_path(so->removed) ? zstd_writer(rf.f, so->removed, 3) : rf.f;
+    }
     DdRaw *recs = xmalloc(BATCH * sizeof *recs);
     uint64_t doc = 0, kept = 0;
     int pending = 0;
@@ -918,7 +922,7 @@ void dd_stage_filter(const char *out, const char *removal, const char *input, co
             if (rr.has && rr.doc == doc) {
                 if (so->removed) {
                     uint64_t dup = rr.verdict == DD_SKIPPED ? 0 : base[DD_SHARD_OF(rr.dup_of)] + DD_DOC_OF(rr.dup_of);
-                    dd_write_removed_line(rf.f, format, first + doc, rr.verdict, dup, rr.status, recs[i].p, recs[i].len, NULL);
+                    dd_write_removed_line(ro, format, first + doc, rr.verdict, dup, rr.status, recs[i].p, recs[i].len, NULL);
                 }
                 removal_next(&rr);
                 continue;
@@ -935,6 +939,7 @@ void dd_stage_filter(const char *out, const char *removal, const char *input, co
     if (rr.has) die("%s: an entry for document %u, beyond the input's records", removal, rr.doc);
     if (ddc_next(&rr.c)) BUG("entries after the end");
     if (o != af.f && fclose(o) != 0) die("%s: write error: %s", out, strerror(errno));
+    if (ro && ro != rf.f && fclose(ro) != 0) die("%s: write error: %s", so->removed, strerror(errno));
     atomic_file_commit(&af);
     if (so->removed) atomic_file_commit(&rf);
     info("%s: %llu of %llu documents kept -> %s", input, (unsigned long long)kept, (unsigned long long)doc, out);
