@@ -59,6 +59,7 @@ void verbose(const char *fmt, ...) SG_PRINTF(1, 2);   /* only with -v */
 #include <setjmp.h>
 extern jmp_buf *sg_fuzz_die;   /* the fuzz build only: where die() returns to (die.c) */
 void sg_fuzz_close_files(void); /* closes what xfopen opened and a die left open (io.c) */
+void sg_fuzz_track_file(FILE *f, int open);   /* a FILE opened (1) or closed (0) elsewhere */
 #endif
 
 /* Register a function run (last registered first) by die() before exit,
@@ -112,7 +113,8 @@ int is_zst_path(const char *path);
 FILE *xfopen_read(const char *path);
 /* A stream that compresses what is written to it into `raw` as one zstd
  * frame (with its checksum) at `level`; fclose of it ends the frame and
- * flushes `raw`, which stays open (commit or close it after). */
+ * flushes `raw`, which stays open (commit or close it after). Close it
+ * with xfclose. */
 FILE *zstd_writer(FILE *raw, const char *name, int level);
 
 /* ---- atomic outputs --------------------------------------------------- */

@@ -81,6 +81,9 @@ FILE *xfopen_read(const char *path)
     z->in.src = z->inbuf;
     FILE *f = fopencookie(z, "rb", (cookie_io_functions_t){.read = zr_read, .close = zr_close});
     if (!f) die("%s: cannot open a decompressing stream: %s", path, strerror(errno));
+#ifdef SIGMA_FUZZ
+    sg_fuzz_track_file(f, 1);
+#endif
     return f;
 }
 
@@ -137,5 +140,8 @@ FILE *zstd_writer(FILE *raw, const char *name, int level)
     z->outbuf = xmalloc(z->out_cap);
     FILE *f = fopencookie(z, "wb", (cookie_io_functions_t){.write = zw_write, .close = zw_close});
     if (!f) die("%s: cannot open a compressing stream: %s", name, strerror(errno));
+#ifdef SIGMA_FUZZ
+    sg_fuzz_track_file(f, 1);
+#endif
     return f;
 }

@@ -938,8 +938,8 @@ void dd_stage_filter(const char *out, const char *removal, const char *input, co
             (unsigned long long)f.shards[s].bytes, doc == f.shards[s].docs && bytes == f.shards[s].bytes ? " (the text differs)" : "");
     if (rr.has) die("%s: an entry for document %u, beyond the input's records", removal, rr.doc);
     if (ddc_next(&rr.c)) BUG("entries after the end");
-    if (o != af.f && fclose(o) != 0) die("%s: write error: %s", out, strerror(errno));
-    if (ro && ro != rf.f && fclose(ro) != 0) die("%s: write error: %s", so->removed, strerror(errno));
+    if (o != af.f) xfclose(o, out);   /* the zstd frame's end */
+    if (ro && ro != rf.f) xfclose(ro, so->removed);
     atomic_file_commit(&af);
     if (so->removed) atomic_file_commit(&rf);
     info("%s: %llu of %llu documents kept -> %s", input, (unsigned long long)kept, (unsigned long long)doc, out);
