@@ -93,7 +93,8 @@ static int cmp_exact(const void *a, const void *b)
     return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
-void dd_sort_band(BandKey *a, BandKey *tmp, size_t n)
+/* Stable LSD radix sort by key, a byte a pass. */
+static void sort_lsd(BandKey *a, BandKey *tmp, size_t n)
 {
     for (int shift = 0; shift < 64; shift += 8) {
         size_t count[257] = {0};
@@ -103,6 +104,39 @@ void dd_sort_band(BandKey *a, BandKey *tmp, size_t n)
         for (size_t i = 0; i < n; i++) tmp[count[(a[i].key >> shift) & 0xff]++] = a[i];
         memcpy(a, tmp, n * sizeof *a);
     }
+}
+
+/* Keys are hashes, spread evenly: one stable pass on their top bits leaves
+ * buckets of a few keys, each put in order by insertion (stable too); a
+ * bucket of many (equal keys: duplicates) by the byte passes. Three passes
+ * over the data instead of sixteen. */
+void dd_sort_band(BandKey *a, BandKey *tmp, size_t n)
+{
+    if (n < 2) return;
+    int bits = 8;
+    while (bits < 16 && ((size_t)1 << (bits + 1)) < n) bits++;
+    int shift = 64 - bits;
+    size_t nb = (size_t)1 << bits;
+    uint32_t *start = xcalloc(nb + 1, sizeof *start);
+    for (size_t i = 0; i < n; i++) start[(a[i].key >> shift) + 1]++;
+    for (size_t b = 0; b < nb; b++) start[b + 1] += start[b];
+    for (size_t i = 0; i < n; i++) tmp[start[a[i].key >> shift]++] = a[i];
+    /* start[b] is now the end of bucket b */
+    for (size_t b = 0, lo = 0; b < nb; lo = start[b++]) {
+        size_t hi = start[b];
+        if (hi - lo > 32) {
+            sort_lsd(tmp + lo, a + lo, hi - lo);
+            continue;
+        }
+        for (size_t i = lo + 1; i < hi; i++) {
+            BandKey x = tmp[i];
+            size_t j = i;
+            for (; j > lo && tmp[j - 1].key > x.key; j--) tmp[j] = tmp[j - 1];
+            tmp[j] = x;
+        }
+    }
+    memcpy(a, tmp, n * sizeof *a);
+    free(start);
 }
 
 typedef struct {

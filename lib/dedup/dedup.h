@@ -72,8 +72,8 @@ typedef struct {
     uint64_t key;
     uint64_t idx;
 } BandKey;
-/* Stable LSD radix sort by key, 8 passes of a byte: entries that arrive in
- * index order keep it among equal keys. tmp[n]. */
+/* Stable sort by key (equal keys keep their order: entries that arrive in
+ * index order stay so), for keys that are hashes. tmp[n]. */
 void dd_sort_band(BandKey *a, BandKey *tmp, size_t n);
 
 /* Runs the stages. Bad records are marked and counted; the caller decides

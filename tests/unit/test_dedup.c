@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 static uint64_t hex(const cJSON *s)
 {
@@ -122,6 +123,77 @@ static void check_signature_formula(void)
     }
 }
 
+static int cmp_key_idx(const void *a, const void *b)
+{
+    const BandKey *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* The band sort against qsort by (key, index), for sizes around its
+ * bucket sizes and with runs of equal keys (duplicates). */
+static void check_sort_band(void)
+{
+    size_t sizes[] = {1, 2, 33, 1000, 70000};
+    uint64_t x = 1;
+    int good = 1;
+    for (int s = 0; s < 5; s++) {
+        size_t n = sizes[s];
+        BandKey *a = xmalloc(n * sizeof *a), *b = xmalloc(n * sizeof *b), *tmp = xmalloc(n * sizeof *tmp);
+        for (size_t i = 0; i < n; i++) {
+            uint64_t k = splitmix64(&x);
+            if (i % 3 == 1) k = a[i - 1].key;              /* equal neighbours */
+            if (i % 7 == 2) k = 0xabcdef0000000000ull;      /* a bucket of many equal keys */
+            if (i % 11 == 3) k = 0xabcdef0000000000ull + i; /* many distinct keys in one bucket */
+            a[i] = (BandKey){k, i};
+        }
+        memcpy(b, a, n * sizeof *a);
+        dd_sort_band(a, tmp, n);
+        qsort(b, n, sizeof *b, cmp_key_idx);
+        good &= memcmp(a, b, n * sizeof *a) == 0;
+        free(a);
+        free(b);
+        free(tmp);
+    }
+    ok(good, "dd_sort_band: stable, the order of qsort by key then index");
+}
+
+/* dd_shingles against the definition, a word at a time with memchr: the
+ * pieces between spaces (empty ones too), but for an empty last one; on
+ * random texts of a, b and spaces, around the 64-byte blocks it scans. */
+static size_t shingles_ref(uint64_t *h, const char *w, size_t len, int n)
+{
+    size_t starts[64], count = 0, words = 0, pos = 0;
+    while (pos < len) {
+        const char *sp = memchr(w + pos, ' ', len - pos);
+        size_t end = sp ? (size_t)(sp - w) : len;
+        starts[words++ % (size_t)n] = pos;
+        if (words >= (size_t)n) {
+            size_t s0 = starts[(words - (size_t)n) % (size_t)n];
+            h[count++] = XXH64(w + s0, end - s0, 0);
+        }
+        pos = end + 1;
+    }
+    return count;
+}
+
+static void check_shingles(void)
+{
+    uint64_t x = 7, want[400];
+    char text[400];
+    int good = 1;
+    DdBuf out = {0};
+    for (int t = 0; t < 3000; t++) {
+        size_t len = splitmix64(&x) % 300;
+        for (size_t i = 0; i < len; i++) text[i] = "ab  c"[splitmix64(&x) % 5];
+        int n = 1 + (int)(splitmix64(&x) % 6);
+        size_t k = shingles_ref(want, text, len, n), got = dd_shingles(&out, text, len, n);
+        good &= got == k && memcmp(out.p, want, k * sizeof *want) == 0;
+    }
+    ddbuf_free(&out);
+    ok(good, "dd_shingles: the definition's shingles on 3000 random texts of words and spaces");
+}
+
 static void check_invalid_utf8(void)
 {
     const char bad[] = "Caf\xc3 \xff\xfe ok";
@@ -156,6 +228,8 @@ int main(void)
     }
     check_jaccard();
     check_invalid_utf8();
+    check_sort_band();
+    check_shingles();
     check_signature_formula();
     minhash_params_free(&mp);
     free(buf);
