@@ -143,21 +143,23 @@ DdStatus dd_text(DdFormat format, const char *field, const char *raw, size_t n, 
     }
     /* cJSON would cut a string at \u0000: refuse the record rather than
      * deduplicate a truncated text. */
-    if (memchr(raw, '\\', n) && json_has_nul_escape(raw, n)) return DD_NUL_ESCAPE;
+    if (json_has_nul_escape(raw, n)) return DD_NUL_ESCAPE;
     cJSON *v = json_parse(raw, n, NULL);
     if (!v) return DD_BAD_JSON;
     DdStatus st = DD_OK;
-    const cJSON *f = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, field) : NULL;
+    cJSON *f = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, field) : NULL;
     if (!cJSON_IsObject(v)) st = DD_NOT_OBJECT;
     else if (!f) st = DD_NO_FIELD;
     else if (!cJSON_IsString(f) || !f->valuestring) st = DD_NOT_STRING;
     else {
-        size_t l = strlen(f->valuestring);
-        ddbuf_reserve(scratch, l + 1);
-        memcpy(scratch->p, f->valuestring, l + 1);
-        scratch->len = l;
+        /* the string becomes the scratch buffer: no copy of the text */
+        free(scratch->p);
+        scratch->p = f->valuestring;
+        scratch->len = strlen(f->valuestring);
+        scratch->cap = scratch->len + 1;
+        f->valuestring = NULL;
         *text = scratch->p;
-        *len = l;
+        *len = scratch->len;
     }
     cJSON_Delete(v);
     return st;

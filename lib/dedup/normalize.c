@@ -371,7 +371,8 @@ static int words_differ(const char *t, size_t n)
     spaces_init(&sp, t, n);
     for (size_t start = 0; start < n;) {
         size_t end = spaces_next(&sp);
-        if (end == start ? end < n : split_lookup(t + start, end - start) != NULL) return 1;
+        size_t wl = end - start;
+        if (wl == 0 ? end < n : split_candidate(t + start, wl) && split_lookup(t + start, wl)) return 1;
         start = end + 1;
     }
     return 0;

@@ -36,6 +36,7 @@ enum { DDF_SIGNATURES = 1, DDF_EXACT = 2, DDF_PAIRS = 3, DDF_REMOVAL = 4 };
 /* Section types; the entry of each (packed, little-endian):
  *   BAND   12: u64 band key, u32 document (in its shard)  sorted by key, document
  *   HASH   20: u64 high, u64 low half of the exact hash, u32 document   sorted
+ *              (in the partition dd_partition gives)
  *   BAD     8: u32 document, u32 DdStatus                 by document
  *   DUPS   16: u64 document, u64 the first identical one  (global ids)
  *   PAIRS  16: u64 a, u64 b, a < b                        (global ids)
@@ -43,6 +44,12 @@ enum { DDF_SIGNATURES = 1, DDF_EXACT = 2, DDF_PAIRS = 3, DDF_REMOVAL = 4 };
  * A global id is shard << 32 | document: its order is the input order. */
 enum { SEC_BAND = 1, SEC_HASH, SEC_BAD, SEC_DUPS, SEC_PAIRS, SEC_REMOVE, SEC_TYPES };
 extern const uint32_t ddf_entry_size[SEC_TYPES];
+/* The exact-hash partition of a document: its hash's top bits, so that
+ * hashes sorted are also sorted by partition. */
+static inline uint32_t dd_partition(uint64_t hi, uint32_t partitions)
+{
+    return (uint32_t)(((hi >> 32) * partitions) >> 32);
+}
 #define DD_GLOBAL(shard, doc) ((uint64_t)(shard) << 32 | (uint64_t)(doc))
 #define DD_SHARD_OF(g) ((uint32_t)((g) >> 32))
 #define DD_DOC_OF(g) ((uint32_t)(g))

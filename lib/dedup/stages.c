@@ -101,17 +101,8 @@ static void sigs_close(SigSet *s)
 
 typedef struct {
     uint64_t hi, lo;
-    uint32_t doc, part;
+    uint32_t doc;
 } HashKey;
-
-static int cmp_hash(const void *a, const void *b)
-{
-    const HashKey *x = a, *y = b;
-    if (x->part != y->part) return x->part < y->part ? -1 : 1;
-    if (x->hi != y->hi) return x->hi < y->hi ? -1 : 1;
-    if (x->lo != y->lo) return x->lo < y->lo ? -1 : 1;
-    return (x->doc > y->doc) - (x->doc < y->doc);
-}
 
 /* The signatures of the documents read since the last run was written. */
 typedef struct {
@@ -120,6 +111,7 @@ typedef struct {
     BandKey *band, *tmp;    /* [bands][cap], [cap] */
     size_t *band_n;         /* [bands] */
     HashKey *hash;          /* [cap] */
+    BandKey *hash_order;    /* [cap] high half and place in hash[], to sort */
     size_t hash_n;
     uint32_t *bad;          /* [2 * cap] document, status */
     size_t bad_n;
@@ -129,15 +121,18 @@ static void run_init(Run *r, const DdParams *p, uint64_t memory)
 {
     memset(r, 0, sizeof *r);
     r->p = p;
-    uint64_t per_doc = (p->near ? 16 * (uint64_t)p->bands + 16 : 0) + (p->exact ? sizeof(HashKey) : 0) + 8;
+    uint64_t per_doc = 16 * ((p->near ? (uint64_t)p->bands : 0) + 1) + (p->exact ? sizeof(HashKey) + 16 : 0) + 8;
     r->cap = (size_t)(memory / per_doc);
     if (r->cap < 16) r->cap = 16;
+    r->tmp = xmalloc(r->cap * sizeof *r->tmp);
     if (p->near) {
         r->band = xmalloc((size_t)p->bands * r->cap * sizeof *r->band);
-        r->tmp = xmalloc(r->cap * sizeof *r->tmp);
         r->band_n = xcalloc(p->bands, sizeof *r->band_n);
     }
-    if (p->exact) r->hash = xmalloc(r->cap * sizeof *r->hash);
+    if (p->exact) {
+        r->hash = xmalloc(r->cap * sizeof *r->hash);
+        r->hash_order = xmalloc(r->cap * sizeof *r->hash_order);
+    }
     r->bad = xmalloc(2 * r->cap * sizeof *r->bad);
 }
 
@@ -147,6 +142,7 @@ static void run_free(Run *r)
     free(r->tmp);
     free(r->band_n);
     free(r->hash);
+    free(r->hash_order);
     free(r->bad);
 }
 
@@ -170,14 +166,24 @@ static void run_write(Run *r, DdWriter *w)
         ddw_end(w);
         r->band_n[b] = 0;
     }
-    qsort(r->hash, r->hash_n, sizeof *r->hash, cmp_hash);
+    /* By high half (stable: documents in order), then by low half among
+     * equal high halves, which are exact copies but for a 2^-64 chance. */
+    BandKey *o = r->hash_order;
+    dd_sort_band(o, r->tmp, r->hash_n);
+    for (size_t i = 1; i < r->hash_n; i++)
+        for (size_t j = i; j > 0 && o[j - 1].key == o[j].key && r->hash[o[j - 1].idx].lo > r->hash[o[j].idx].lo; j--) {
+            BandKey t = o[j];
+            o[j] = o[j - 1];
+            o[j - 1] = t;
+        }
     for (size_t i = 0; i < r->hash_n;) {
-        uint32_t part = r->hash[i].part;
+        uint32_t part = dd_partition(o[i].key, p->partitions);
         ddw_begin(w, SEC_HASH, part);
-        for (; i < r->hash_n && r->hash[i].part == part; i++) {
-            dd_wr64(e, r->hash[i].hi);
-            dd_wr64(e + 8, r->hash[i].lo);
-            dd_wr32(e + 16, r->hash[i].doc);
+        for (; i < r->hash_n && dd_partition(o[i].key, p->partitions) == part; i++) {
+            const HashKey *h = &r->hash[o[i].idx];
+            dd_wr64(e, h->hi);
+            dd_wr64(e + 8, h->lo);
+            dd_wr32(e + 16, h->doc);
             ddw_put(w, e);
         }
         ddw_end(w);
@@ -286,8 +292,8 @@ void dd_stage_signatures(const char *out, const char *input, const DdParams *p, 
                 continue;
             }
             if (p->exact) {
-                uint64_t hi = b.exact[2 * i + 1];
-                r.hash[r.hash_n++] = (HashKey){hi, b.exact[2 * i], doc, (uint32_t)(hi % p->partitions)};
+                r.hash_order[r.hash_n] = (BandKey){b.exact[2 * i + 1], r.hash_n};
+                r.hash[r.hash_n++] = (HashKey){b.exact[2 * i + 1], b.exact[2 * i], doc};
             }
             if (p->near && !b.has_sig[i]) sh.unsigned_docs++;
             for (uint32_t k = 0; p->near && b.has_sig[i] && k < p->bands; k++)

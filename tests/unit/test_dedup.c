@@ -94,8 +94,18 @@ static void check_jaccard(void)
     ok(dd_jaccard(a, strlen(a), c, strlen(c), DD_NORM_NONE, 5) < 1.0, "but not with normalization none");
 }
 
-/* The vector signature loop against the formula, one hash at a time, for
- * hash counts with and without a remainder after blocks of 16. */
+/* The signature loops (the one this machine runs and the portable one)
+ * against the formula, one hash at a time, for hash counts with and
+ * without a remainder after blocks of 16, and with shingles planted where
+ * (a h + b) mod 2^64 is 2^64 - 1, the value whose quick reduction lands
+ * past 2^61 - 1 (which the AVX-512 loop must then redo exactly). */
+static uint64_t inverse64(uint64_t a)   /* a odd: a * inverse64(a) == 1 mod 2^64 */
+{
+    uint64_t x = a;
+    for (int i = 0; i < 6; i++) x *= 2 - a * x;
+    return x;
+}
+
 static void check_signature_formula(void)
 {
     uint64_t sh[300], x = 88172645463325252ull;
@@ -105,20 +115,23 @@ static void check_signature_formula(void)
     }
     int counts[] = {112, 20, 7};
     for (int c = 0; c < 3; c++) {
-        int K = counts[c];
+        int K = counts[c], planted = 0;
         MinHashParams mp;
         minhash_params_init(&mp, K, 42);
-        uint64_t got[112], good = 1;
+        for (int k = 0; k < K && planted < 20; k++)
+            if (mp.a[k] & 1) sh[280 + planted++] = (UINT64_MAX - mp.b[k]) * inverse64(mp.a[k]);
+        uint64_t got[112], port[112], good = 1;
         minhash_signature(got, &mp, sh, 300);
+        minhash_signature_portable(port, &mp, sh, 300);
         for (int k = 0; k < K; k++) {
             uint64_t m = UINT64_MAX;
             for (int i = 0; i < 300; i++) {
                 uint64_t v = (sh[i] * mp.a[k] + mp.b[k]) % DD_MERSENNE61;
                 if (v < m) m = v;
             }
-            good &= got[k] == m;
+            good &= got[k] == m && port[k] == m;
         }
-        ok(good, "signature of %d hashes equals the formula, hash by hash", K);
+        ok(good, "signature of %d hashes (%d planted past the quick reduction) equals the formula, both loops", K, planted);
         minhash_params_free(&mp);
     }
 }
