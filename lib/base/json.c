@@ -267,9 +267,10 @@ void json_add_hex64(cJSON *obj, const char *key, uint64_t v)
 int json_has_nul_escape(const char *buf, size_t len)
 {
     /* "\u0000" (any case of hex digits is just 0s) preceded by an odd
-     * number of backslashes, i.e. a real escape and not "\\u0000";
-     * memmem finds the few candidates at the speed of memory. */
-    for (const char *p = buf; (p = memmem(p, len - (size_t)(p - buf), "\\u0000", 6)) != NULL; p++) {
+     * number of backslashes, i.e. a real escape and not "\\u0000"; memchr
+     * skips to each backslash at the speed of memory. */
+    for (const char *p = buf, *end = buf + len; (p = memchr(p, '\\', (size_t)(end - p))) != NULL; p++) {
+        if (end - p < 6 || memcmp(p + 1, "u0000", 5) != 0) continue;
         size_t bs = 0;
         while (p - bs > buf && p[-1 - (ptrdiff_t)bs] == '\\') bs++;
         if (bs % 2 == 0) return 1;

@@ -125,7 +125,9 @@ void dd_sort_band(BandKey *a, BandKey *tmp, size_t n)
     for (size_t b = 0, lo = 0; b < nb; lo = start[b++]) {
         size_t hi = start[b];
         if (hi - lo > 32) {
-            sort_lsd(tmp + lo, a + lo, hi - lo);
+            size_t k = lo + 1;
+            while (k < hi && tmp[k].key == tmp[lo].key) k++;
+            if (k < hi) sort_lsd(tmp + lo, a + lo, hi - lo);   /* else all equal: copies of one text */
             continue;
         }
         for (size_t i = lo + 1; i < hi; i++) {
