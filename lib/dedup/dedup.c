@@ -20,6 +20,7 @@ void dd_signer_init(DdSigner *s, const DdOptions *o)
 {
     memset(s, 0, sizeof *s);
     s->sig = xmalloc((size_t)(o->bands * o->rows) * sizeof *s->sig);
+    if (o->near) s->cache = xcalloc(DD_SIGN_CACHE * (3 + (size_t)o->bands), sizeof *s->cache);
 }
 
 void dd_signer_free(DdSigner *s)
@@ -29,6 +30,7 @@ void dd_signer_free(DdSigner *s)
     ddbuf_free(&s->words);
     ddbuf_free(&s->shingles);
     free(s->sig);
+    free(s->cache);
 }
 
 /* The word text of a document (see dd_word_text); with datatrove's
@@ -215,20 +217,33 @@ static void band_pairs(PairList *out, const uint64_t *keys, const uint8_t *alive
 int dd_sign(DdSigner *s, const MinHashParams *mp, const DdOptions *o, const char *text, size_t len, uint64_t exact[2],
             uint64_t *keys)
 {
-    size_t wn = 0;
-    const char *w = NULL;
-    if (o->near) w = word_text(s, &wn, text, len, o->norm);
-    else if (o->norm == DD_NORM_DATATROVE) dd_normalize_datatrove(&s->norm, text, len);
-    if (o->exact) {
-        XXH128_hash_t h = o->norm == DD_NORM_DATATROVE ? XXH3_128bits(s->norm.p, s->norm.len) : XXH3_128bits(text, len);
-        exact[0] = h.low64;
-        exact[1] = h.high64;
+    const char *t = text;   /* what the exact hash and the words come from */
+    size_t tn = len;
+    if (o->norm == DD_NORM_DATATROVE) {
+        dd_normalize_datatrove(&s->norm, text, len);
+        t = s->norm.p, tn = s->norm.len;
     }
+    XXH128_hash_t h = XXH3_128bits(t, tn);
+    exact[0] = h.low64;
+    exact[1] = h.high64;
     if (!o->near) return 0;
+    /* A text met lately (equal hashes: what the exact stage takes for
+     * equal texts too) has the same band keys: copies are common. */
+    size_t row = 3 + (size_t)o->bands;
+    uint64_t *c = s->cache + (h.low64 & (DD_SIGN_CACHE - 1)) * row;
+    if (c[2] && c[0] == h.low64 && c[1] == h.high64) {
+        s->hits++;
+        if (c[2] == 2) memcpy(keys, c + 3, (size_t)o->bands * sizeof *keys);
+        return c[2] == 2;
+    }
+    size_t wn;
+    const char *w = dd_word_text(&s->words, &wn, t, tn, o->norm);
     size_t k = dd_shingles(&s->shingles, w, wn, o->ngram);
+    c[0] = h.low64, c[1] = h.high64, c[2] = k ? 2 : 1;
     if (k == 0) return 0;
     minhash_signature(s->sig, mp, (const uint64_t *)(void *)s->shingles.p, k);
     minhash_band_keys(keys, s->sig, o->bands, o->rows);
+    memcpy(c + 3, keys, (size_t)o->bands * sizeof *keys);
     return 1;
 }
 

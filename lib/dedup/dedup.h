@@ -51,10 +51,16 @@ typedef struct {
     size_t first_bad;      /* index of the first bad record (when bad > 0) */
 } DdResult;
 
-/* One thread's working memory for dd_sign. */
+/* One thread's working memory for dd_sign, with the band keys of the last
+ * texts it signed, found by their hash (DD_SIGN_CACHE of them). */
+#ifndef DD_SIGN_CACHE
+#define DD_SIGN_CACHE 4096
+#endif
 typedef struct {
     DdBuf json, norm, words, shingles;
-    uint64_t *sig;   /* [bands * rows] */
+    uint64_t *sig;     /* [bands * rows] */
+    uint64_t *cache;   /* [DD_SIGN_CACHE][3 + bands]: hash, 0 empty, 1 too short, 2 keys; the keys */
+    uint64_t hits;
 } DdSigner;
 void dd_signer_init(DdSigner *s, const DdOptions *o);
 void dd_signer_free(DdSigner *s);

@@ -317,6 +317,10 @@ void dd_stage_signatures(const char *out, const char *input, const DdParams *p, 
     }
     info("%s: %llu documents, %.1f MB in %.2f s (%.1f MB/s, %d thread%s) -> %s", input, (unsigned long long)sh.docs,
          (double)sh.bytes / 1e6, dt, dt > 0 ? (double)sh.bytes / 1e6 / dt : 0.0, threads, threads == 1 ? "" : "s", out);
+    uint64_t hits = 0;
+    for (int t = 0; t < threads; t++) hits += signers[t].hits;
+    verbose("%llu of %llu documents were copies of a text signed lately (their keys reused)", (unsigned long long)hits,
+            (unsigned long long)sh.docs);
     run_free(&r);
     for (int t = 0; t < threads; t++) dd_signer_free(&signers[t]);
     free(signers);
