@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -304,6 +303,7 @@ void dd_stage_signatures(const char *out, const char *input, const DdParams *p, 
         progress_update(&pr, "%s: %llu documents, %.1f MB, %.1f MB/s", st.name, (unsigned long long)sh.docs,
                         (double)st.bytes / 1e6, dt > 0 ? (double)st.bytes / 1e6 / dt : 0.0);
     }
+    if (pr.drawn) progress_done(&pr, "%s: %llu documents signed", st.name, (unsigned long long)sh.docs);
     run_write(&r, &w);
     sh.bytes = st.bytes;
     sh.xxh3 = dd_stream_close(&st);
@@ -811,7 +811,8 @@ void dd_stage_clusters(const char *out, char **paths, size_t n, const DdStageOpt
     ClusterInputs in;
     cluster_inputs(&in, paths, n);
     const DdParams *p = &in.sigs.f[0].params;
-    if (complete(out, DDF_REMOVAL, 0, p, in.source, so->force)) {
+    /* complete, and its --stats there when asked for: nothing to do */
+    if ((!so->stats || path_exists(so->stats)) && complete(out, DDF_REMOVAL, 0, p, in.source, so->force)) {
         cluster_inputs_close(&in);
         return;
     }
@@ -927,7 +928,11 @@ void dd_stage_filter(const char *out, const char *removal, const char *input, co
     uint64_t doc = 0, kept = 0;
     int pending = 0;
     size_t n;
+    Progress pr;
+    progress_init(&pr, 10);
     while ((n = dd_stream_next(&st, recs, BATCH, BATCH_BYTES)) > 0) {
+        progress_update(&pr, "%s: %llu of %llu documents, %.1f MB", input, (unsigned long long)doc,
+                        (unsigned long long)f.shards[s].docs, (double)st.bytes / 1e6);
         for (size_t i = 0; i < n; i++, doc++) {
             if (rr.has && rr.doc == doc) {
                 if (so->removed) {
@@ -941,6 +946,7 @@ void dd_stage_filter(const char *out, const char *removal, const char *input, co
             kept++;
         }
     }
+    if (pr.drawn) progress_done(&pr, "%s: %llu documents read", input, (unsigned long long)doc);
     uint64_t bytes = st.bytes, h = dd_stream_close(&st);
     if (doc != f.shards[s].docs || bytes != f.shards[s].bytes || h != f.shards[s].xxh3)
         die("%s is not the input the removal list %s was made from: %llu records and %llu bytes of text, it says %llu and %llu%s",
