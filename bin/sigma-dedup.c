@@ -107,6 +107,8 @@ static int run_stage(size_t which, const StageArgs *a, const DdOptions *o, DdFor
 {
     const char *cmd = commands[which].what;
     if (!a->out) usage_error("%s needs -o FILE", cmd);
+    for (int i = 0; i < n_ops; i++)
+        if (!strcmp(ops[i], "-")) usage_error("%s reads files, not standard input (a file's name and time identify it)", cmd);
     if (!strcmp(cmd, "signatures")) {
         if (n_ops != 1) usage_error("signatures takes one input shard, not %d", n_ops);
         DdParams p;

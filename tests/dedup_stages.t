@@ -63,6 +63,10 @@ ok "the signature files hold many runs (--memory 20k)" \
     test "$(jq '.documents_in' "$T/one.json")" -gt 2000 -a "$(wc -c < "$T/pm/sig/shard-0.jsonl.sig")" -gt 100000
 sigma-dedup -q -j 2 $(shards "$T/p") | cmp -s - "$T/one.kept"
 is "one process with two threads: the same" "$?" 0
+sigma-dedup signatures -q -j 2 --memory 20k -o "$T/j2.sig" "$T/p/shard-0.jsonl"
+cmp -s "$T/j2.sig" "$T/pm/sig/shard-0.jsonl.sig"
+is "signatures with two threads: the same file, byte for byte" "$?" 0
+fails_with "a stage on standard input: usage error" 2 "reads files, not standard input" sigma-dedup signatures -o "$T/x" -
 
 # ---- a rerun does only what is missing -----------------------------------------------
 listing() { find "$T/pm" -type f -newer "$1" | sort; }
