@@ -1,8 +1,9 @@
 # make dedup-demo: about 2 GB of real text through sigma-dedup's stages and
 # per-shard tokenization with make -j2, beside the same work in one process,
 # with every task's time and peak memory. Not a test: it takes minutes and
-# gigabytes of disk. Its report is bench/out/dedup-demo/report.md;
-# bench/dedup.md keeps a run's.
+# gigabytes of disk (about 5 GB). Its report is
+# bench/out/dedup-demo/report.md; bench/dedup.md keeps a run's. The corpus
+# is made once; the rest again when the tools change.
 #
 #   make -f pipelines/dedup-demo.mk SIGMA_BIN=$PWD/bin [OUT=bench/out/dedup-demo]
 #        [MB=2000] [SHARDS=16] [JOBS=2] [BOUND_MB=512]
@@ -38,7 +39,7 @@ $(OUT)/in/.done:
 	touch $@
 
 # the stages, JOBS at a time
-$(OUT)/dedup.done: $(OUT)/in/.done
+$(OUT)/dedup.done: $(OUT)/in/.done $(SIGMA_BIN)/sigma-dedup
 	rm -rf $(OUT)/dedup $(OUT)/times.log $(OUT)/load.log
 	$(call LOAD,dedup-start)
 	$(call TIME,make-dedup all) $(MAKE) --no-print-directory -j$(JOBS) -f $(ROOT)/pipelines/dedup.mk \
@@ -60,7 +61,7 @@ $(OUT)/tok.txt: $(OUT)/dedup.done
 	zstdcat $(OUT)/dedup/kept/part-000.jsonl.zst | head -n 50000 > $(OUT)/sample.jsonl
 	sigma-tokenize train -q --jsonl --vocab-size 8192 --pattern o200k -o $@ $(OUT)/sample.jsonl
 
-$(OUT)/tok.done: $(OUT)/tok.txt $(OUT)/one.done
+$(OUT)/tok.done: $(OUT)/tok.txt $(OUT)/one.done $(SIGMA_BIN)/sigma-tokenize $(SIGMA_BIN)/sigma-shard
 	rm -rf $(OUT)/tok
 	$(call LOAD,tokenize-start)
 	$(call TIME,make-tokenize all) $(MAKE) --no-print-directory -j$(JOBS) -f $(ROOT)/pipelines/tokenize.mk \
