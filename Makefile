@@ -4,6 +4,9 @@
 #   make test       -Werror build, all tests, then again under ASan + UBSan
 #   make test-gpu   GPU tests (needs nvcc and a GPU)
 #   make demo       the demo pipeline (pipelines/demo.mk)
+#   make dedup-demo about 2 GB of real text through the dedup stages and
+#                   tokenization with make -j2, beside one process
+#                   (pipelines/dedup-demo.mk; minutes, gigabytes of disk)
 #   make balance-study  the report's load-balance study at toy scale
 #                   (pipelines/balance-study.mk; SCALE=, JOBS=)
 #   make sft        chat data from WordNet and the man pages, a model pretrained
@@ -59,7 +62,7 @@ HASH := \#
 have_header = $(shell printf '$(HASH)include <$(1)>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo yes)
 REQUIRED_HEADERS := zstd.h xxhash.h cjson/cJSON.h utf8proc.h
 missing_headers = $(foreach h,$(REQUIRED_HEADERS),$(if $(call have_header,$(h)),,$(h)))
-INSTALLING_GOALS := deps check-deps test demo balance-study sft clean have-header fuzz
+INSTALLING_GOALS := deps check-deps test demo dedup-demo balance-study sft clean have-header fuzz
 ifneq ($(MAKECMDGOALS),clean)
   ifeq ($(filter $(INSTALLING_GOALS),$(MAKECMDGOALS)),)
     ifneq ($(strip $(missing_headers)),)
@@ -138,7 +141,7 @@ TEST_HELP := $(sort $(wildcard tests/helpers/*.c))
 HELPERS   := $(TEST_HELP:tests/helpers/%.c=$(O)/tests/%)
 LIBSIGMA  := $(O)/libsigma.a
 
-.PHONY: fuzz fuzz-targets all test test-suite test-gpu gpu-progs test-interop demo balance-study sft bench install uninstall clean cuda-check check-deps deps have-header build-variants
+.PHONY: fuzz fuzz-targets all test test-suite test-gpu gpu-progs test-interop demo dedup-demo balance-study sft bench install uninstall clean cuda-check check-deps deps have-header build-variants
 .DEFAULT_GOAL := all
 
 all: $(TOOLS)
@@ -292,6 +295,10 @@ cuda-check:
 demo: check-deps
 	$(MAKE) --no-print-directory all
 	$(MAKE) -f pipelines/demo.mk SIGMA_BIN=$(abspath $(BINDIR))
+
+dedup-demo: check-deps
+	$(MAKE) --no-print-directory all
+	$(MAKE) -f pipelines/dedup-demo.mk SIGMA_BIN=$(abspath $(BINDIR))
 
 # the runs two at a time, a thread each (JOBS=1 THREADS=2 for one at a time)
 JOBS ?= 2

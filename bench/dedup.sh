@@ -1,16 +1,21 @@
 #!/bin/sh
 # sigma-dedup beside datatrove's MinHash pipeline (FineWeb's parameters) on
-# about 200 MB of real text (Debian's documentation, bench/dedup_corpus.py):
-# MB/s on one core and on all cores, and the agreement on what is removed.
-#   bench/dedup.sh [MEGABYTES]            (default 200)
+# real text (Debian's documentation, bench/dedup_corpus.py): MB/s of the
+# signatures stage, of the stages over shards and of one process, on one
+# core and on all, and the agreement on what is removed.
+#   bench/dedup.sh [MEGABYTES]            (default 50)
 # datatrove runs when DATATROVE_PYTHON names a python with it installed:
 #   python3 -m venv /tmp/dt && /tmp/dt/bin/pip install datatrove spacy 'xxhash<4' tokenizers regex orjson
 #   DATATROVE_PYTHON=/tmp/dt/bin/python bench/dedup.sh
+# OLD_DEDUP names another sigma-dedup with stages to time beside this one
+# (the speed before a change). Each sigma row is the best of 3 runs by CPU
+# time; the machine may be shared, so the load is printed with each row and
+# ratios between rows of one run say more than the absolute numbers.
 # Results are printed as markdown rows; bench/dedup.md keeps a run's table.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${SIGMA_BIN:-$here/../bin}
-mb=${1:-200}
+mb=${1:-50}
 work=${TMPDIR:-/tmp}/sigma-dedup-bench
 mkdir -p "$work"
 corpus=$work/corpus-$mb.jsonl
@@ -19,32 +24,50 @@ n=$(wc -l < "$corpus" | tr -d ' ')
 bytes=$(wc -c < "$corpus" | tr -d ' ')
 cores=$(nproc)
 echo "# corpus: $corpus, $n documents, $bytes bytes; $(uname -m), $cores cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+export LC_ALL=C
 
-row() {   # name threads mode: the best of 3 runs (the machine may be shared)
-    name=$1 j=$2 mode=$3
-    best=
+# row NAME THREADS COMMAND...: the best of 3 runs by CPU seconds (user + system)
+row() {
+    name=$1 j=$2; shift 2
+    best= bw= load=$(cut -d' ' -f1 /proc/loadavg)
     for k in 1 2 3; do
-        "$bin/sigma-dedup" -q -j "$j" --mode "$mode" --stats "$work/stats-$k.json" \
-            --removed "$work/removed-$mode-$j.jsonl" "$corpus" > /dev/null
-        s=$(jq .seconds "$work/stats-$k.json")
-        if [ -z "$best" ] || awk "BEGIN { exit !($s < $best) }"; then best=$s; cp "$work/stats-$k.json" "$work/stats.json"; fi
+        /usr/bin/time -f "%e %U %S" -o "$work/time" "$@" > /dev/null
+        read -r e u s < "$work/time"
+        c=$(echo "$u + $s" | bc)
+        if [ -z "$best" ] || [ "$(echo "$c < $best" | bc)" = 1 ]; then best=$c bw=$e; fi
     done
-    jq -r --arg name "$name" '"| \($name) | \(.threads) | \(.seconds * 100 | round / 100) | \(.mb_per_s * 10 | round / 10) | \(.exact_removed + .near_removed) |"' "$work/stats.json"
+    awk -v n="$name" -v j="$j" -v w="$bw" -v c="$best" -v b="$bytes" -v l="$load" \
+        'BEGIN { printf "| %s | %s | %.2f | %.2f | %.1f | %.1f | %s |\n", n, j, w, c, b / 1e6 / c, b / 1e6 / w, l }'
 }
-echo "| run | threads | seconds | MB/s | removed |"
-echo "| --- | --- | --- | --- | --- |"
-row "sigma-dedup --mode near" 1 near
-row "sigma-dedup --mode near" "$cores" near
-row "sigma-dedup (exact + near)" 1 both
-row "sigma-dedup (exact + near)" "$cores" both
-row "sigma-dedup --mode exact" 1 exact
+echo "| run | threads | wall s | CPU s | MB/s of CPU | MB/s of wall | load |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+dd=$bin/sigma-dedup
+[ -n "${OLD_DEDUP:-}" ] && row "sigma-dedup signatures, before ($OLD_DEDUP)" 1 "$OLD_DEDUP" signatures -q -f -j 1 -o "$work/old.sig" "$corpus"
+row "sigma-dedup signatures" 1 "$dd" signatures -q -f -j 1 -o "$work/one.sig" "$corpus"
+row "sigma-dedup signatures" "$cores" "$dd" signatures -q -f -o "$work/one.sig" "$corpus"
+row "sigma-dedup, one process, --mode near" 1 "$dd" -q -j 1 --mode near "$corpus"
+row "sigma-dedup, one process (exact, then near)" 1 "$dd" -q -j 1 "$corpus"
+row "sigma-dedup, one process (exact, then near)" "$cores" "$dd" -q "$corpus"
+
+# the stages over the corpus cut in 4 shards, through pipelines/dedup.mk
+rm -rf "$work/shards" && mkdir -p "$work/shards"
+split -n l/4 -d --additional-suffix=.jsonl "$corpus" "$work/shards/part"
+stages='rm -rf "$1" && exec make -s -j "$2" -f "$3" IN="$4" OUT="$1" SIGMA_BIN="$5"'
+row "sigma-dedup stages, 4 shards (make -j 1: every stage)" 1 \
+    sh -c "$stages" sh "$work/stages" 1 "$here/../pipelines/dedup.mk" "$work/shards" "$bin"
+row "sigma-dedup stages, 4 shards (make -j $cores)" "$cores" \
+    sh -c "$stages" sh "$work/stages" "$cores" "$here/../pipelines/dedup.mk" "$work/shards" "$bin"
+"$dd" -q $(ls "$work"/shards/*) | cmp -s - "$(cat "$work"/stages/kept/* > "$work/kept"; echo "$work/kept")" &&
+    echo "# the stages' kept documents are one process's, byte for byte" || echo "# the stages' kept documents DIFFER from one process's"
 
 if [ -n "${DATATROVE_PYTHON:-}" ]; then
+    load=$(cut -d' ' -f1 /proc/loadavg)
     "$DATATROVE_PYTHON" "$here/dedup_datatrove.py" "$corpus" "$work/datatrove" "$work/datatrove.removed" \
         > "$work/datatrove.log" 2>&1
-    secs=$(awk '$1 == "total" {print $2}' "$work/datatrove.log")
-    awk -v s="$secs" -v b="$bytes" -v n="$(wc -l < "$work/datatrove.removed")" \
-        'BEGIN { printf "| datatrove MinHash (signatures + buckets + clusters) | 1 | %.2f | %.2f | %d |\n", s, b / 1e6 / s, n }'
-    grep -E '^(signatures|buckets|clusters) ' "$work/datatrove.log" | sed 's/^/# datatrove stage seconds: /'
-    python3 "$here/dedup_agree.py" "$n" "$work/removed-near-1.jsonl" "$work/datatrove.removed" | sed 's/^/# /'
+    awk -v b="$bytes" -v l="$load" '$1 == "signatures" || $1 == "total" {
+        printf "| datatrove MinHash %s | 1 | %.2f | %.2f | %.2f | %.2f | %s |\n", $1 == "total" ? "(signatures + buckets + clusters)" : "signatures", $2, $3, b / 1e6 / $3, b / 1e6 / $2, l }' \
+        "$work/datatrove.log"
+    grep -E '^(signatures|buckets|clusters) ' "$work/datatrove.log" | sed 's/^/# datatrove stage seconds (wall, CPU): /'
+    "$dd" -q -j 1 --mode near --removed "$work/removed-near.jsonl" "$corpus" > /dev/null
+    python3 "$here/dedup_agree.py" "$n" "$work/removed-near.jsonl" "$work/datatrove.removed" | sed 's/^/# /'
 fi

@@ -10,6 +10,7 @@ buckets one after another). Prints the seconds of each stage and writes the
     python3 bench/dedup_datatrove.py INPUT.jsonl WORKDIR REMOVED
 """
 import os
+import resource
 import shutil
 import struct
 import sys
@@ -35,13 +36,18 @@ def main():
         ("clusters", [MinhashDedupCluster(input_folder=work + "/buckets", output_folder=work + "/remove", config=cfg,
                                               save_cluster_id=True)], 1),
     ]
-    total = 0.0
+    def cpu():
+        return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                     resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+    total = total_cpu = 0.0
     for name, pipeline, tasks in stages:
-        t = time.time()
+        t, c = time.time(), cpu()
         LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=1, logging_dir=work + "/logs_" + name).run()
-        dt = time.time() - t
+        dt, dc = time.time() - t, cpu() - c
         total += dt
-        print("%s %.2f" % (name, dt), flush=True)
+        total_cpu += dc
+        print("%s %.2f %.2f" % (name, dt, dc), flush=True)
     # The filter stage only drops the listed documents while copying them:
     # the .remove file is the decision.
     with open(work + "/remove/000000.remove", "rb") as f:
@@ -55,7 +61,7 @@ def main():
     pairs = struct.unpack("<%dI" % (len(data) // 4), data)
     with open(removed_path + ".clusters", "w") as f:
         f.write("".join("%d %d\n" % (pairs[k], pairs[k + 1]) for k in range(0, len(pairs), 2)))
-    print("total %.2f" % total)
+    print("total %.2f %.2f" % (total, total_cpu))
     print("removed %d" % len(ids))
 
 

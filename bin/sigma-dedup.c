@@ -1,11 +1,13 @@
 /* sigma-dedup: remove exact and near-duplicate documents (MinHash LSH),
- * writing the kept ones in their input format and order. The work is in
- * lib/dedup/. */
+ * writing the kept ones in their input format and order, in one process or
+ * as stages over many input shards (signatures, exact, buckets, clusters,
+ * filter). The work is in lib/dedup/. */
 #include "base/base.h"
 #include "base/json.h"
 #include "dedup/dedup.h"
 #include "dedup/docs.h"
 #include "dedup/output.h"
+#include "dedup/stages.h"
 
 #include <sys/stat.h>
 #include <stdlib.h>
@@ -18,9 +20,16 @@ static void help(FILE *out)
 {
     fprintf(out,
             "usage: sigma-dedup [OPTIONS] [FILE...] > KEPT\n"
-            "       sigma-dedup --files [OPTIONS] FILE... > KEPT_PATHS\n\n"
+            "       sigma-dedup --files [OPTIONS] FILE... > KEPT_PATHS\n"
+            "       sigma-dedup signatures [OPTIONS] -o SIG INPUT\n"
+            "       sigma-dedup exact --partition P -o EXACT SIG...\n"
+            "       sigma-dedup buckets --band B -o PAIRS SIG...\n"
+            "       sigma-dedup clusters -o REMOVAL [--stats FILE] SIG... EXACT... PAIRS...\n"
+            "       sigma-dedup filter --removal REMOVAL -o KEPT [--removed FILE] INPUT\n\n"
             "Remove exact and near-duplicate documents; write the kept ones to stdout in\n"
-            "their input format and order. FILEs are read in turn (none or - is stdin).\n\n"
+            "their input format and order. FILEs are read in turn (none or - is stdin);\n"
+            "a name ending in .zst is decompressed. The same work runs as stages over many\n"
+            "input shards, each a command whose output is a file (see sigma-dedup(1)).\n\n"
             "Input (one of)\n"
             "      --jsonl              JSON Lines, the text in --field (default)\n"
             "      --field NAME         the JSON field with the text (default: text)\n"
@@ -39,10 +48,30 @@ static void help(FILE *out)
             "Reports\n"
             "      --removed FILE       the dropped documents as JSON lines, with what they duplicate\n"
             "      --stats FILE         a JSON summary\n"
+            "Stages\n"
+            "  -o, --out FILE           the stage's output\n"
+            "  -f, --force              redo a stage whose output is already complete\n"
+            "      --partitions N       signatures: exact hash partitions (default: 16)\n"
+            "      --partition P        exact: the partition to deduplicate (0 to N-1)\n"
+            "      --band B             buckets: the band to bucket (0 to bands-1)\n"
+            "      --memory SIZE        signatures, exact, buckets: bytes of buffers (default: 64M)\n"
+            "      --removal FILE       filter: the removal list (from clusters)\n"
             "\n"
             "  -j, --threads N          threads (default: all cores)\n");
     cli_help_end(out);
 }
+
+/* The options of each form: the first is the one-process mode. */
+static const CliCommand commands[] = {
+    {"deduplicating in one process",
+     "jsonl field lines nul files skip-bad mode normalize ngram bands rows seed verify removed stats threads"},
+    {"signatures", "jsonl field lines nul skip-bad mode normalize ngram bands rows seed partitions memory out force threads"},
+    {"exact", "partition memory out force"},
+    {"buckets", "band memory out force"},
+    {"clusters", "out force stats"},
+    {"filter", "removal removed out force"},
+};
+#define N_COMMANDS (sizeof commands / sizeof *commands)
 
 /* A report goes to a temporary file renamed into place, except where the
  * path is a device, a pipe or a descriptor (/dev/stderr, /dev/fd/3, a FIFO),
@@ -63,7 +92,46 @@ static void report_memory(void)
 }
 
 enum { OPT_JSONL = 256, OPT_FIELD, OPT_LINES, OPT_FILES, OPT_SKIP_BAD, OPT_NORMALIZE, OPT_NGRAM, OPT_BANDS, OPT_ROWS,
-       OPT_SEED, OPT_VERIFY, OPT_REMOVED, OPT_STATS };
+       OPT_SEED, OPT_VERIFY, OPT_REMOVED, OPT_STATS, OPT_PARTITIONS, OPT_PARTITION, OPT_BAND, OPT_MEMORY, OPT_REMOVAL };
+
+typedef struct {
+    DdStageOptions so;
+    const char *out, *removal;
+    int partitions;
+    int64_t partition, band;   /* -1: not given */
+} StageArgs;
+
+/* A stage: the operands checked, then the work (lib/dedup/stages.c). */
+static int run_stage(size_t which, const StageArgs *a, const DdOptions *o, DdFormat format, const char *field,
+                     char **ops, int n_ops)
+{
+    const char *cmd = commands[which].what;
+    if (!a->out) usage_error("%s needs -o FILE", cmd);
+    for (int i = 0; i < n_ops; i++)
+        if (!strcmp(ops[i], "-")) usage_error("%s reads files, not standard input (a file's name and time identify it)", cmd);
+    if (!strcmp(cmd, "signatures")) {
+        if (n_ops != 1) usage_error("signatures takes one input shard, not %d", n_ops);
+        DdParams p;
+        dd_params_of(&p, o, format, field, a->partitions);
+        dd_stage_signatures(a->out, ops[0], &p, &a->so);
+    } else if (!strcmp(cmd, "filter")) {
+        if (!a->removal) usage_error("filter needs --removal FILE (the removal list that clusters wrote)");
+        if (n_ops != 1) usage_error("filter takes one input shard, not %d", n_ops);
+        dd_stage_filter(a->out, a->removal, ops[0], &a->so);
+    } else {
+        if (n_ops < 1) usage_error("%s needs the files of the stages before it", cmd);
+        if (!strcmp(cmd, "exact")) {
+            if (a->partition < 0) usage_error("exact needs --partition P");
+            dd_stage_exact(a->out, (uint32_t)a->partition, ops, (size_t)n_ops, &a->so);
+        } else if (!strcmp(cmd, "buckets")) {
+            if (a->band < 0) usage_error("buckets needs --band B");
+            dd_stage_buckets(a->out, (uint32_t)a->band, ops, (size_t)n_ops, &a->so);
+        } else {
+            dd_stage_clusters(a->out, ops, (size_t)n_ops, &a->so);
+        }
+    }
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -72,6 +140,7 @@ int main(int argc, char **argv)
     dd_options_default(&o);
     DdFormat format = DD_JSONL;
     const char *field = "text", *removed = NULL, *stats = NULL;
+    StageArgs sa = {.so = {.memory = DD_STAGE_MEMORY}, .partitions = 16, .partition = -1, .band = -1};
     static const struct option longopts[] = {
         {"jsonl", no_argument, 0, OPT_JSONL},       {"field", required_argument, 0, OPT_FIELD},
         {"lines", no_argument, 0, OPT_LINES},       {"nul", no_argument, 0, '0'},
@@ -81,9 +150,13 @@ int main(int argc, char **argv)
         {"rows", required_argument, 0, OPT_ROWS},   {"seed", required_argument, 0, OPT_SEED},
         {"verify", required_argument, 0, OPT_VERIFY}, {"removed", required_argument, 0, OPT_REMOVED},
         {"stats", required_argument, 0, OPT_STATS}, {"threads", required_argument, 0, 'j'},
+        {"out", required_argument, 0, 'o'},         {"force", no_argument, 0, 'f'},
+        {"partitions", required_argument, 0, OPT_PARTITIONS}, {"partition", required_argument, 0, OPT_PARTITION},
+        {"band", required_argument, 0, OPT_BAND},   {"memory", required_argument, 0, OPT_MEMORY},
+        {"removal", required_argument, 0, OPT_REMOVAL},
         CLI_COMMON_OPTIONS};
     int opt;
-    while ((opt = cli_getopt(argc, argv, "0m:j:", longopts, help)) != -1) {
+    while ((opt = cli_getopt(argc, argv, "0m:j:o:f", longopts, help)) != -1) {
         switch (opt) {
         case OPT_JSONL: format = DD_JSONL; break;
         case OPT_FIELD: field = optarg; break;
@@ -113,10 +186,27 @@ int main(int argc, char **argv)
         case OPT_REMOVED: removed = optarg; break;
         case OPT_STATS: stats = optarg; break;
         case 'j': o.threads = (int)parse_u64("--threads", optarg, 1, 4096); break;
+        case 'o': sa.out = optarg; break;
+        case 'f': sa.so.force = 1; break;
+        case OPT_PARTITIONS: sa.partitions = (int)parse_u64("--partitions", optarg, 1, 65536); break;
+        case OPT_PARTITION: sa.partition = (int64_t)parse_u64("--partition", optarg, 0, 65535); break;
+        case OPT_BAND: sa.band = (int64_t)parse_u64("--band", optarg, 0, 1023); break;
+        case OPT_MEMORY: sa.so.memory = parse_count("--memory", optarg, 10000, UINT64_C(1) << 40); break;
+        case OPT_REMOVAL: sa.removal = optarg; break;
         }
     }
+    size_t which = 0;
+    for (size_t i = 1; optind < argc && i < N_COMMANDS; i++)
+        if (!strcmp(argv[optind], commands[i].what)) which = i;
+    cli_check_command(&commands[which], commands, N_COMMANDS);
     if (o.bands * o.rows > 4096) usage_error("--bands times --rows must be at most 4096");
     if (format != DD_JSONL && strcmp(field, "text") != 0) usage_error("--field applies to --jsonl only");
+    if (which) {
+        sa.so.threads = o.threads;
+        sa.so.stats = stats;
+        sa.so.removed = removed;
+        return run_stage(which, &sa, &o, format, field, argv + optind + 1, argc - optind - 1);
+    }
 
     double t0 = now_seconds();
     DdCorpus c;

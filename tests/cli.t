@@ -80,6 +80,9 @@ done
 for s in verify info cat; do
     is "sigma-shard $s --help is sigma-shard --help" "$(sigma-shard $s --help)" "$(cat "$T/sigma-shard.help")"
 done
+for s in signatures exact buckets clusters filter; do
+    is "sigma-dedup $s --help is sigma-dedup --help" "$(sigma-dedup $s --help)" "$(cat "$T/sigma-dedup.help")"
+done
 
 # ---- a short option means one thing -----------------------------------------------------
 clash=$(awk '{ l[$2] = l[$2] ? l[$2] : $3; if (l[$2] != $3) print "-" $2 " is --" l[$2] " and --" $3 " (" $1 ")" }' "$T/all-pairs")
@@ -109,6 +112,10 @@ one_line_usage_error "sigma-tokenize info --ids: refused" "--ids.*info" sigma-to
 one_line_usage_error "sigma-shard verify --split: refused, naming cat" "--split.*cat.*verify" sigma-shard verify --split val "$T"
 one_line_usage_error "sigma-shard --split when writing: refused" "--split.*cat" sigma-shard -o "$T/x" --split val "$T/none"
 one_line_usage_error "sigma-shard info -o: refused" "--out.*info" sigma-shard info -o "$T/x" "$T"
+one_line_usage_error "sigma-dedup exact --band: refused, naming buckets" "--band is an option of buckets, not of exact" \
+    sigma-dedup exact --band 1 --partition 0 -o "$T/x" "$T/none.sig"
+one_line_usage_error "sigma-dedup -o without a stage: refused, naming the stages" "--out is an option of signatures, .*not of deduplicating in one process" \
+    sigma-dedup -o "$T/x" "$T/none.jsonl"
 
 # ---- environment variables are documented ------------------------------------------------------
 # The variables each tool's code reads (getenv in its rooms of lib/).

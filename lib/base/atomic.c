@@ -13,6 +13,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifdef SIGMA_FUZZ
+#define fuzz_track sg_fuzz_track_file
+#else
+#define fuzz_track(f, open) ((void)0)
+#endif
+
 static char *parent_dir(const char *path)
 {
     char *copy = xstrdup(path);
@@ -53,6 +59,7 @@ void atomic_file_open(AtomicFile *af, const char *path)
         af->path = xstrdup(path);
         af->f = fopen(path, "a");   /* "a": /dev/stdout may be a file the shell opened */
         if (!af->f) die("cannot open %s: %s", path, strerror(errno));
+        fuzz_track(af->f, 1);
         return;
     }
     /* a symbolic link: the file it names is replaced, the link stays */
@@ -65,6 +72,7 @@ void atomic_file_open(AtomicFile *af, const char *path)
     fchmod(fd, 0644);
     af->f = fdopen(fd, "wb");
     if (!af->f) die("cannot open %s: %s", af->tmp, strerror(errno));
+    fuzz_track(af->f, 1);
     sg_on_die(atomic_file_cleanup, af);
 }
 
@@ -73,6 +81,7 @@ void atomic_file_commit(AtomicFile *af)
     if (!af->tmp) {   /* written in place */
         FILE *f = af->f;
         af->f = NULL;
+        fuzz_track(f, 0);
         if (fclose(f) != 0) die("%s: write error: %s", af->path, strerror(errno));
         free(af->path);
         af->path = NULL;
@@ -80,6 +89,7 @@ void atomic_file_commit(AtomicFile *af)
     }
     if (fflush(af->f) != 0) die("%s: write error: %s", af->path, strerror(errno));
     if (fsync(fileno(af->f)) != 0) die("%s: cannot sync: %s", af->path, strerror(errno));
+    fuzz_track(af->f, 0);
     if (fclose(af->f) != 0) { af->f = NULL; die("%s: error closing: %s", af->path, strerror(errno)); }
     af->f = NULL;
     if (rename(af->tmp, af->path) != 0) die("cannot rename %s to %s: %s", af->tmp, af->path, strerror(errno));
@@ -94,7 +104,10 @@ void atomic_file_abort(AtomicFile *af)
 {
     sg_on_die_remove(atomic_file_cleanup, af);
     atomic_file_cleanup(af);
-    if (af->f) fclose(af->f);
+    if (af->f) {
+        fuzz_track(af->f, 0);
+        fclose(af->f);
+    }
     af->f = NULL;
     free(af->tmp);
     free(af->path);

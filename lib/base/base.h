@@ -59,6 +59,7 @@ void verbose(const char *fmt, ...) SG_PRINTF(1, 2);   /* only with -v */
 #include <setjmp.h>
 extern jmp_buf *sg_fuzz_die;   /* the fuzz build only: where die() returns to (die.c) */
 void sg_fuzz_close_files(void); /* closes what xfopen opened and a die left open (io.c) */
+void sg_fuzz_track_file(FILE *f, int open);   /* a FILE opened (1) or closed (0) elsewhere */
 #endif
 
 /* Register a function run (last registered first) by die() before exit,
@@ -102,6 +103,19 @@ int path_exists(const char *path);
 void remove_tree(const char *path);
 void xmkdir(const char *path);
 void fsync_path(const char *path);   /* fsync a file or directory by path */
+
+/* ---- zstd files (zfile.c) --------------------------------------------- */
+/* Whether PATH names a zstd-compressed file: its name ends in ".zst". */
+int is_zst_path(const char *path);
+/* xfopen(path, "rb"), decompressed on the fly when is_zst_path(path): a
+ * corrupt or cut frame dies naming the file and the compressed offset.
+ * Close it with xfclose. */
+FILE *xfopen_read(const char *path);
+/* A stream that compresses what is written to it into `raw` as one zstd
+ * frame (with its checksum) at `level`; fclose of it ends the frame and
+ * flushes `raw`, which stays open (commit or close it after). Close it
+ * with xfclose. */
+FILE *zstd_writer(FILE *raw, const char *name, int level);
 
 /* ---- atomic outputs --------------------------------------------------- */
 /* A file written under a temporary name beside `path`, then fflush, fsync,

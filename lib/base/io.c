@@ -10,20 +10,31 @@
 #include <unistd.h>
 
 #ifdef SIGMA_FUZZ
-/* The fuzz build: the files xfopen opened and xfclose has not closed, so
- * that a fuzz target closes those a refusal left open (sg_fuzz_close_files). */
+/* The fuzz build: the files opened (xfopen, atomic files, zstd streams) and
+ * not closed yet, so that a fuzz target closes those a refusal left open
+ * (sg_fuzz_close_files), the last opened first: a zstd stream closes or
+ * flushes the file under it. */
 enum { FUZZ_FILES = 64 };
 static FILE *open_files[FUZZ_FILES];
-static void track_file(FILE *f, int open)
+static int n_open;
+void sg_fuzz_track_file(FILE *f, int open)
 {
-    for (int i = 0; i < FUZZ_FILES; i++)
-        if (open_files[i] == (open ? NULL : f)) { open_files[i] = open ? f : NULL; return; }
+    if (open) {
+        if (n_open < FUZZ_FILES) open_files[n_open++] = f;
+        return;
+    }
+    for (int i = n_open - 1; i >= 0; i--)
+        if (open_files[i] == f) {
+            memmove(&open_files[i], &open_files[i + 1], (size_t)(n_open - i - 1) * sizeof *open_files);
+            n_open--;
+            return;
+        }
 }
 void sg_fuzz_close_files(void)
 {
-    for (int i = 0; i < FUZZ_FILES; i++)
-        if (open_files[i]) { fclose(open_files[i]); open_files[i] = NULL; }
+    while (n_open > 0) fclose(open_files[--n_open]);
 }
+#define track_file sg_fuzz_track_file
 #endif
 
 FILE *xfopen(const char *path, const char *mode)

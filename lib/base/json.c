@@ -3,6 +3,7 @@
 #include "base/base.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -266,11 +267,12 @@ void json_add_hex64(cJSON *obj, const char *key, uint64_t v)
 int json_has_nul_escape(const char *buf, size_t len)
 {
     /* "\u0000" (any case of hex digits is just 0s) preceded by an odd
-     * number of backslashes, i.e. a real escape and not "\\u0000". */
-    for (size_t i = 0; i + 6 <= len; i++) {
-        if (buf[i] != '\\' || memcmp(buf + i + 1, "u0000", 5) != 0) continue;
+     * number of backslashes, i.e. a real escape and not "\\u0000"; memchr
+     * skips to each backslash at the speed of memory. */
+    for (const char *p = buf, *end = buf + len; (p = memchr(p, '\\', (size_t)(end - p))) != NULL; p++) {
+        if (end - p < 6 || memcmp(p + 1, "u0000", 5) != 0) continue;
         size_t bs = 0;
-        while (bs < i && buf[i - 1 - bs] == '\\') bs++;
+        while (p - bs > buf && p[-1 - (ptrdiff_t)bs] == '\\') bs++;
         if (bs % 2 == 0) return 1;
     }
     return 0;

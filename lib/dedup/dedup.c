@@ -16,22 +16,26 @@ void dd_options_default(DdOptions *o)
                      .seed = 1, .verify = 0, .skip_bad = 0, .threads = 0};
 }
 
-/* Per-thread buffers for one document at a time. */
-typedef struct {
-    DdBuf json, norm, words, shingles;
-} Scratch;
+void dd_signer_init(DdSigner *s, const DdOptions *o)
+{
+    memset(s, 0, sizeof *s);
+    s->sig = xmalloc((size_t)(o->bands * o->rows) * sizeof *s->sig);
+    if (o->near) s->cache = xcalloc(DD_SIGN_CACHE * (3 + (size_t)o->bands), sizeof *s->cache);
+}
 
-static void scratch_free(Scratch *s)
+void dd_signer_free(DdSigner *s)
 {
     ddbuf_free(&s->json);
     ddbuf_free(&s->norm);
     ddbuf_free(&s->words);
     ddbuf_free(&s->shingles);
+    free(s->sig);
+    free(s->cache);
 }
 
 /* The word text of a document (see dd_word_text); with datatrove's
  * normalization also the normalized text, for the exact hash. */
-static const char *word_text(Scratch *s, size_t *wn, const char *text, size_t len, DdNorm norm)
+static const char *word_text(DdSigner *s, size_t *wn, const char *text, size_t len, DdNorm norm)
 {
     if (norm == DD_NORM_DATATROVE) {
         dd_normalize_datatrove(&s->norm, text, len);
@@ -47,7 +51,7 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* Sorted distinct shingle hashes of a text into s->shingles; returns count. */
-static size_t shingle_set(Scratch *s, const char *text, size_t len, DdNorm norm, int ngram)
+static size_t shingle_set(DdSigner *s, const char *text, size_t len, DdNorm norm, int ngram)
 {
     size_t wn;
     const char *w = word_text(s, &wn, text, len, norm);
@@ -63,7 +67,7 @@ static size_t shingle_set(Scratch *s, const char *text, size_t len, DdNorm norm,
 
 double dd_jaccard(const char *a, size_t na, const char *b, size_t nb, DdNorm norm, int ngram)
 {
-    Scratch sa = {0}, sb = {0};
+    DdSigner sa = {0}, sb = {0};
     size_t ka = shingle_set(&sa, a, na, norm, ngram), kb = shingle_set(&sb, b, nb, norm, ngram);
     const uint64_t *x = (const uint64_t *)(void *)sa.shingles.p, *y = (const uint64_t *)(void *)sb.shingles.p;
     size_t i = 0, j = 0, inter = 0;
@@ -72,8 +76,8 @@ double dd_jaccard(const char *a, size_t na, const char *b, size_t nb, DdNorm nor
         else if (x[i] < y[j]) i++;
         else j++;
     }
-    scratch_free(&sa);
-    scratch_free(&sb);
+    dd_signer_free(&sa);
+    dd_signer_free(&sb);
     size_t uni = ka + kb - inter;
     return uni ? (double)inter / (double)uni : (ka == 0 && kb == 0 ? 1.0 : 0.0);
 }
@@ -91,14 +95,8 @@ static int cmp_exact(const void *a, const void *b)
     return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
-typedef struct {
-    uint64_t key;
-    uint64_t idx;
-} BandKey;
-
-/* Stable LSD radix sort by key, 8 passes of a byte: entries arrive in
- * index order, so equal keys stay in index order. tmp[n]. */
-static void sort_band(BandKey *a, BandKey *tmp, size_t n)
+/* Stable LSD radix sort by key, a byte a pass. */
+static void sort_lsd(BandKey *a, BandKey *tmp, size_t n)
 {
     for (int shift = 0; shift < 64; shift += 8) {
         size_t count[257] = {0};
@@ -108,6 +106,41 @@ static void sort_band(BandKey *a, BandKey *tmp, size_t n)
         for (size_t i = 0; i < n; i++) tmp[count[(a[i].key >> shift) & 0xff]++] = a[i];
         memcpy(a, tmp, n * sizeof *a);
     }
+}
+
+/* Keys are hashes, spread evenly: one stable pass on their top bits leaves
+ * buckets of a few keys, each put in order by insertion (stable too); a
+ * bucket of many (equal keys: duplicates) by the byte passes. Three passes
+ * over the data instead of sixteen. */
+void dd_sort_band(BandKey *a, BandKey *tmp, size_t n)
+{
+    if (n < 2) return;
+    int bits = 8;
+    while (bits < 16 && ((size_t)1 << (bits + 1)) < n) bits++;
+    int shift = 64 - bits;
+    size_t nb = (size_t)1 << bits;
+    uint32_t *start = xcalloc(nb + 1, sizeof *start);
+    for (size_t i = 0; i < n; i++) start[(a[i].key >> shift) + 1]++;
+    for (size_t b = 0; b < nb; b++) start[b + 1] += start[b];
+    for (size_t i = 0; i < n; i++) tmp[start[a[i].key >> shift]++] = a[i];
+    /* start[b] is now the end of bucket b */
+    for (size_t b = 0, lo = 0; b < nb; lo = start[b++]) {
+        size_t hi = start[b];
+        if (hi - lo > 32) {
+            size_t k = lo + 1;
+            while (k < hi && tmp[k].key == tmp[lo].key) k++;
+            if (k < hi) sort_lsd(tmp + lo, a + lo, hi - lo);   /* else all equal: copies of one text */
+            continue;
+        }
+        for (size_t i = lo + 1; i < hi; i++) {
+            BandKey x = tmp[i];
+            size_t j = i;
+            for (; j > lo && tmp[j - 1].key > x.key; j--) tmp[j] = tmp[j - 1];
+            tmp[j] = x;
+        }
+    }
+    memcpy(a, tmp, n * sizeof *a);
+    free(start);
 }
 
 typedef struct {
@@ -169,7 +202,7 @@ static void band_pairs(PairList *out, const uint64_t *keys, const uint8_t *alive
     m = 0;
     for (size_t i = 0; i < n; i++)
         if (alive[i]) bk[m++] = (BandKey){keys[i * (size_t)bands + (size_t)band], i};
-    if (m > 1) sort_band(bk, tmp, m);
+    if (m > 1) dd_sort_band(bk, tmp, m);
     free(tmp);
     for (size_t s = 0, e; s < m; s = e) {
         for (e = s + 1; e < m && bk[e].key == bk[s].key; e++) {
@@ -179,6 +212,39 @@ static void band_pairs(PairList *out, const uint64_t *keys, const uint8_t *alive
         }
     }
     free(bk);
+}
+
+int dd_sign(DdSigner *s, const MinHashParams *mp, const DdOptions *o, const char *text, size_t len, uint64_t exact[2],
+            uint64_t *keys)
+{
+    const char *t = text;   /* what the exact hash and the words come from */
+    size_t tn = len;
+    if (o->norm == DD_NORM_DATATROVE) {
+        dd_normalize_datatrove(&s->norm, text, len);
+        t = s->norm.p, tn = s->norm.len;
+    }
+    XXH128_hash_t h = XXH3_128bits(t, tn);
+    exact[0] = h.low64;
+    exact[1] = h.high64;
+    if (!o->near) return 0;
+    /* A text met lately (equal hashes: what the exact stage takes for
+     * equal texts too) has the same band keys: copies are common. */
+    size_t row = 3 + (size_t)o->bands;
+    uint64_t *c = s->cache + (h.low64 & (DD_SIGN_CACHE - 1)) * row;
+    if (c[2] && c[0] == h.low64 && c[1] == h.high64) {
+        s->hits++;
+        if (c[2] == 2) memcpy(keys, c + 3, (size_t)o->bands * sizeof *keys);
+        return c[2] == 2;
+    }
+    size_t wn;
+    const char *w = dd_word_text(&s->words, &wn, t, tn, o->norm);
+    size_t k = dd_shingles(&s->shingles, w, wn, o->ngram);
+    c[0] = h.low64, c[1] = h.high64, c[2] = k ? 2 : 1;
+    if (k == 0) return 0;
+    minhash_signature(s->sig, mp, (const uint64_t *)(void *)s->shingles.p, k);
+    minhash_band_keys(keys, s->sig, o->bands, o->rows);
+    memcpy(c + 3, keys, (size_t)o->bands * sizeof *keys);
+    return 1;
 }
 
 /* Signatures (band keys) and exact hashes of every document, in parallel. */
@@ -191,8 +257,8 @@ static void sign_all(DdResult *r, uint64_t *keys, ExactKey *ek, uint8_t *has_sig
     progress_init(&pr, 10);
 #pragma omp parallel reduction(+ : unsigned_docs)
     {
-        Scratch s = {0};
-        uint64_t *sig = xmalloc((size_t)mp->num_hashes * sizeof *sig);
+        DdSigner s;
+        dd_signer_init(&s, o);
         int leader = 1;
 #ifdef _OPENMP
         leader = omp_get_thread_num() == 0;
@@ -211,29 +277,13 @@ static void sign_all(DdResult *r, uint64_t *keys, ExactKey *ek, uint8_t *has_sig
             r->status[i] = (uint8_t)st;
             ek[i].idx = i;
             if (st != DD_OK) continue;
-            size_t wn = 0;
-            const char *w = NULL;
-            if (o->near) w = word_text(&s, &wn, text, len, o->norm);
-            else if (o->norm == DD_NORM_DATATROVE) dd_normalize_datatrove(&s.norm, text, len);
-            if (o->exact) {
-                XXH128_hash_t h = o->norm == DD_NORM_DATATROVE ? XXH3_128bits(s.norm.p, s.norm.len)
-                                                               : XXH3_128bits(text, len);
-                ek[i].lo = h.low64;
-                ek[i].hi = h.high64;
-            }
-            if (o->near) {
-                size_t k = dd_shingles(&s.shingles, w, wn, o->ngram);
-                if (k == 0) {
-                    unsigned_docs++;
-                    continue;
-                }
-                minhash_signature(sig, mp, (const uint64_t *)(void *)s.shingles.p, k);
-                minhash_band_keys(keys + i * (size_t)o->bands, sig, o->bands, o->rows);
-                has_sig[i] = 1;
-            }
+            uint64_t h[2] = {0, 0};
+            has_sig[i] = (uint8_t)dd_sign(&s, mp, o, text, len, h, o->near ? keys + i * (size_t)o->bands : NULL);
+            ek[i].lo = h[0];
+            ek[i].hi = h[1];
+            if (o->near && !has_sig[i]) unsigned_docs++;
         }
-        free(sig);
-        scratch_free(&s);
+        dd_signer_free(&s);
     }
     if (pr.drawn) progress_done(&pr, "%zu documents hashed", n);
     r->unsigned_docs = unsigned_docs;

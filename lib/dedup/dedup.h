@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "dedup/docs.h"
+#include "dedup/minhash.h"
 #include "dedup/normalize.h"
 
 typedef struct {
@@ -49,6 +50,37 @@ typedef struct {
     uint64_t bytes_in, bytes_out;
     size_t first_bad;      /* index of the first bad record (when bad > 0) */
 } DdResult;
+
+/* One thread's working memory for dd_sign, with the band keys of the last
+ * texts it signed, found by their hash (DD_SIGN_CACHE of them). */
+#ifndef DD_SIGN_CACHE
+#define DD_SIGN_CACHE 4096
+#endif
+typedef struct {
+    DdBuf json, norm, words, shingles;
+    uint64_t *sig;     /* [bands * rows] */
+    uint64_t *cache;   /* [DD_SIGN_CACHE][3 + bands]: hash, 0 empty, 1 too short, 2 keys; the keys */
+    uint64_t hits;
+} DdSigner;
+void dd_signer_init(DdSigner *s, const DdOptions *o);
+void dd_signer_free(DdSigner *s);
+
+/* What one document contributes, the same in one process and in stages:
+ * with o->exact the XXH3-128 of its normalized text (exact[0] the low
+ * half), with o->near its band keys (keys[bands]). Returns 1 when it has a
+ * MinHash signature, 0 when it has fewer words than a shingle (or near is
+ * off). s->json is free for the caller's JSON text. */
+int dd_sign(DdSigner *s, const MinHashParams *mp, const DdOptions *o, const char *text, size_t len, uint64_t exact[2],
+            uint64_t *keys);
+
+/* A document's key in one band. */
+typedef struct {
+    uint64_t key;
+    uint64_t idx;
+} BandKey;
+/* Stable sort by key (equal keys keep their order: entries that arrive in
+ * index order stay so), for keys that are hashes. tmp[n]. */
+void dd_sort_band(BandKey *a, BandKey *tmp, size_t n);
 
 /* Runs the stages. Bad records are marked and counted; the caller decides
  * whether they are fatal (see first_bad) before writing anything. */

@@ -73,10 +73,20 @@ static inline uint64_t mod61(uint64_t x)
     return r >= DD_MERSENNE61 ? r - DD_MERSENNE61 : r;
 }
 
-/* Eight hashes at once in a vector; with AVX-512 (x86-64-v4: 64-bit
- * vector multiplies) a vector is one register, elsewhere the compiler
- * splits it. Blocks of 16 hashes keep their minima in registers while all
- * shingles stream past. */
+/* Hash k of the signature, one shingle at a time: the definition. */
+static uint64_t signature_one(const MinHashParams *p, int k, const uint64_t *shingles, size_t n)
+{
+    uint64_t m = UINT64_MAX;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = mod61(shingles[i] * p->a[k] + p->b[k]);
+        m = v < m ? v : m;
+    }
+    return m;
+}
+
+/* Eight hashes at once in a vector, for any x86-64 (and elsewhere): the
+ * compiler splits a vector into what the machine has. Blocks of 16 hashes
+ * keep their minima in registers while all shingles stream past. */
 typedef uint64_t V8 __attribute__((vector_size(64)));
 
 /* m = min(m, ((h * a + b) mod 2^64) mod P), lane by lane; a macro, as a
@@ -92,9 +102,9 @@ typedef uint64_t V8 __attribute__((vector_size(64)));
     } while (0)
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v4", "default")))
+__attribute__((target_clones("arch=x86-64-v3", "default")))
 #endif
-void minhash_signature(uint64_t *sig, const MinHashParams *p, const uint64_t *shingles, size_t n)
+void minhash_signature_portable(uint64_t *sig, const MinHashParams *p, const uint64_t *shingles, size_t n)
 {
     int K = p->num_hashes, k = 0;
     for (; k + 16 <= K; k += 16) {
@@ -112,14 +122,67 @@ void minhash_signature(uint64_t *sig, const MinHashParams *p, const uint64_t *sh
         memcpy(sig + k, &m0, sizeof m0);
         memcpy(sig + k + 8, &m1, sizeof m1);
     }
-    for (; k < K; k++) {   /* hash counts that are not a multiple of 16 */
-        uint64_t m = UINT64_MAX;
+    for (; k < K; k++) sig[k] = signature_one(p, k, shingles, n);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* With AVX-512 (64-bit products, unsigned minima in one instruction) the
+ * exact reduction leaves the loop: r = (v & P) + (v >> 61) is v mod P except
+ * when it lands in [P, P + 7], which is then v mod P + P. The loop keeps the
+ * minimum of r and also its maximum; a hash whose maximum reached P (about
+ * one in 2^58 values) is done again exactly. Nine instructions for eight
+ * hashes of a shingle where the exact form takes twelve. */
+__attribute__((target("avx512f,avx512dq")))
+static void signature_avx512(uint64_t *sig, const MinHashParams *p, const uint64_t *shingles, size_t n)
+{
+    int K = p->num_hashes, k = 0;
+    const __m512i P = _mm512_set1_epi64((long long)DD_MERSENNE61);
+    for (; k + 16 <= K; k += 16) {
+        __m512i a0 = _mm512_loadu_si512(p->a + k), a1 = _mm512_loadu_si512(p->a + k + 8);
+        __m512i b0 = _mm512_loadu_si512(p->b + k), b1 = _mm512_loadu_si512(p->b + k + 8);
+        __m512i m0 = _mm512_set1_epi64(-1), m1 = m0, x0 = _mm512_setzero_si512(), x1 = x0;
         for (size_t i = 0; i < n; i++) {
-            uint64_t v = mod61(shingles[i] * p->a[k] + p->b[k]);
-            m = v < m ? v : m;
+            __m512i h = _mm512_set1_epi64((long long)shingles[i]);
+            __m512i v0 = _mm512_add_epi64(_mm512_mullo_epi64(h, a0), b0);
+            __m512i v1 = _mm512_add_epi64(_mm512_mullo_epi64(h, a1), b1);
+            __m512i r0 = _mm512_add_epi64(_mm512_and_si512(v0, P), _mm512_srli_epi64(v0, 61));
+            __m512i r1 = _mm512_add_epi64(_mm512_and_si512(v1, P), _mm512_srli_epi64(v1, 61));
+            m0 = _mm512_min_epu64(m0, r0);
+            m1 = _mm512_min_epu64(m1, r1);
+            x0 = _mm512_max_epu64(x0, r0);
+            x1 = _mm512_max_epu64(x1, r1);
         }
-        sig[k] = m;
+        _mm512_storeu_si512(sig + k, m0);
+        _mm512_storeu_si512(sig + k + 8, m1);
+        uint32_t redo = (uint32_t)_mm512_cmpge_epu64_mask(x0, P) | (uint32_t)_mm512_cmpge_epu64_mask(x1, P) << 8;
+        for (int j = 0; j < 16; j++)
+            if (redo >> j & 1) sig[k + j] = signature_one(p, k + j, shingles, n);
     }
+    for (; k < K; k++) sig[k] = signature_one(p, k, shingles, n);
+}
+
+static int have_avx512(void)
+{
+    static int have = -1;   /* a race writes the same value */
+    if (have < 0) {
+        __builtin_cpu_init();
+        have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+    }
+    return have;
+}
+#endif
+
+void minhash_signature(uint64_t *sig, const MinHashParams *p, const uint64_t *shingles, size_t n)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (have_avx512()) {
+        signature_avx512(sig, p, shingles, n);
+        return;
+    }
+#endif
+    minhash_signature_portable(sig, p, shingles, n);
 }
 
 void minhash_band_keys(uint64_t *keys, const uint64_t *sig, int bands, int rows)

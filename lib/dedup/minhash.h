@@ -23,8 +23,11 @@ typedef struct {
 void minhash_params_init(MinHashParams *p, int num_hashes, uint32_t seed);
 void minhash_params_free(MinHashParams *p);
 
-/* sig[num_hashes]: the signature of shingles[n] (n > 0). */
+/* sig[num_hashes]: the signature of shingles[n] (n > 0). With AVX-512 (a
+ * check at run time) eight hashes a instruction; elsewhere the portable
+ * loop, which the compiler vectorizes for what the machine has. */
 void minhash_signature(uint64_t *sig, const MinHashParams *p, const uint64_t *shingles, size_t n);
+void minhash_signature_portable(uint64_t *sig, const MinHashParams *p, const uint64_t *shingles, size_t n);
 
 /* One 64-bit key per band (XXH3 of its `rows` values): two documents share
  * a bucket in band j when their keys j are equal. keys[bands]. */

@@ -6,7 +6,55 @@
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
+#define XXH_INLINE_ALL   /* the library's header-only form: no call a shingle */
 #include <xxhash.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+/* The spaces of a text, found 64 bytes at a time as a bit mask (SSE2, which
+ * every x86-64 has; elsewhere a byte at a time): words are cut at spaces,
+ * and a call or a branch a byte is most of the time of cutting them. */
+typedef struct {
+    const char *t;
+    size_t n, base;   /* the mask covers t[base .. base + 64) */
+    uint64_t mask;
+} Spaces;
+
+static inline uint64_t space_mask(const char *t, size_t base, size_t n)
+{
+    uint64_t m = 0;
+#ifdef __SSE2__
+    if (n - base >= 64) {
+        const __m128i sp = _mm_set1_epi8(' ');
+        for (int k = 0; k < 4; k++) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(t + base + 16 * k));
+            m |= (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, sp)) << (16 * k);
+        }
+        return m;
+    }
+#endif
+    for (size_t i = base; i < n && i < base + 64; i++) m |= (uint64_t)(t[i] == ' ') << (i - base);
+    return m;
+}
+
+static inline void spaces_init(Spaces *s, const char *t, size_t n)
+{
+    *s = (Spaces){t, n, 0, n ? space_mask(t, 0, n) : 0};
+}
+
+/* The position of the next space, or n when there is none. */
+static inline size_t spaces_next(Spaces *s)
+{
+    while (!s->mask) {
+        s->base += 64;
+        if (s->base >= s->n) return s->n;
+        s->mask = space_mask(s->t, s->base, s->n);
+    }
+    size_t p = s->base + (size_t)__builtin_ctzll(s->mask);
+    s->mask &= s->mask - 1;
+    return p;
+}
 
 void ddbuf_reserve(DdBuf *b, size_t cap)
 {
@@ -96,31 +144,41 @@ static size_t number_end(const uint8_t *s, size_t len, size_t i)
     return i;
 }
 
+/* ASCII's part of the normalization, by byte: a letter's lowercase form,
+ * DIGIT for a digit, 0 for the rest (punctuation and white space, which
+ * become a space). */
+enum { DIGIT = 1 };
+static const uint8_t ascii_map[128] = {
+    ['0'] = DIGIT, ['1'] = DIGIT, ['2'] = DIGIT, ['3'] = DIGIT, ['4'] = DIGIT,
+    ['5'] = DIGIT, ['6'] = DIGIT, ['7'] = DIGIT, ['8'] = DIGIT, ['9'] = DIGIT,
+#define L(c) [c] = c, [c - 32] = c
+    L('a'), L('b'), L('c'), L('d'), L('e'), L('f'), L('g'), L('h'), L('i'), L('j'), L('k'), L('l'), L('m'),
+    L('n'), L('o'), L('p'), L('q'), L('r'), L('s'), L('t'), L('u'), L('v'), L('w'), L('x'), L('y'), L('z'),
+#undef L
+};
+
 size_t dd_normalize_datatrove(DdBuf *out, const char *text, size_t len)
 {
     const uint8_t *s = (const uint8_t *)text;
+    /* Room for the rest of the input and 64 bytes more at every step: ASCII
+     * never writes more than it reads, so only the other characters check. */
     ddbuf_reserve(out, len + 64);
+    char *p = out->p;
     size_t o = 0, i = 0;
     int pend = 0;   /* a white-space run waits to become one space */
-#define FLUSH_SPACE() do { if (pend && o > 0) out->p[o++] = ' '; pend = 0; } while (0)
+#define FLUSH_SPACE() do { if (pend && o > 0) p[o++] = ' '; pend = 0; } while (0)
     while (i < len) {
-        if (out->cap - o < 64) {
-            out->len = o;
-            ddbuf_reserve(out, out->cap * 2);
-        }
         uint8_t c = s[i];
         if (c < 0x80) {
-            if ((uint8_t)(c - 'a') < 26) {
+            uint8_t m = ascii_map[c];
+            if (m > DIGIT) {
                 FLUSH_SPACE();
-                out->p[o++] = (char)c;
-                i++;
-            } else if ((uint8_t)(c - 'A') < 26) {
+                p[o++] = (char)m;
+                /* the rest of the word, which is most of the text */
+                while (++i < len && s[i] < 0x80 && ascii_map[s[i]] > DIGIT) p[o++] = (char)ascii_map[s[i]];
+            } else if (m == DIGIT) {
                 FLUSH_SPACE();
-                out->p[o++] = (char)(c | 0x20);
-                i++;
-            } else if ((uint8_t)(c - '0') < 10) {
-                FLUSH_SPACE();
-                out->p[o++] = '0';
+                p[o++] = '0';
                 i = number_end(s, len, i);
             } else {
                 pend = 1;
@@ -132,14 +190,14 @@ size_t dd_normalize_datatrove(DdBuf *out, const char *text, size_t len)
         int32_t cp = next_cp(s, len, i, &k);
         if (cp < 0) {   /* not UTF-8: the byte as it is */
             FLUSH_SPACE();
-            out->p[o++] = (char)c;
+            p[o++] = (char)c;
             i++;
             continue;
         }
         cp = utf8proc_tolower(cp);
         if (is_digit_cp(cp)) {
             FLUSH_SPACE();
-            out->p[o++] = '0';
+            p[o++] = '0';
             i = number_end(s, len, i);
             continue;
         }
@@ -160,11 +218,16 @@ size_t dd_normalize_datatrove(DdBuf *out, const char *text, size_t len)
         }
         for (utf8proc_ssize_t d = 0; d < nd; d++) {
             if (utf8proc_category(dec[d]) == UTF8PROC_CATEGORY_MN) continue;
-            o += (size_t)utf8proc_encode_char(dec[d], (utf8proc_uint8_t *)out->p + o);
+            o += (size_t)utf8proc_encode_char(dec[d], (utf8proc_uint8_t *)p + o);
+        }
+        if (out->cap - o < len - i + 64) {
+            out->len = o;
+            ddbuf_reserve(out, o + len - i + 64);
+            p = out->p;
         }
     }
 #undef FLUSH_SPACE
-    while (o > 0 && out->p[o - 1] == ' ') o--;
+    while (o > 0 && p[o - 1] == ' ') o--;
     out->len = o;
     return o;
 }
@@ -218,14 +281,23 @@ static const char *const spacy_splits[] = {
 };
 #define N_SPLITS (sizeof spacy_splits / sizeof spacy_splits[0])
 
-/* Open-addressing table from the joined word to its split form. */
+/* Open-addressing table from the joined word to its split form, behind a
+ * filter that most words fail at once: for the first and last byte of the
+ * word (each taken mod 32, which keeps letters apart), the lengths of the
+ * joined words that begin and end so. */
 enum { SPLIT_SLOTS = 512, SPLIT_MAXLEN = 16 };
 static struct {
     char word[SPLIT_MAXLEN];
     size_t len;
     const char *split;
 } split_table[SPLIT_SLOTS];
+static uint16_t split_filter[32][32];
 static pthread_once_t split_once = PTHREAD_ONCE_INIT;
+
+static int split_candidate(const char *w, size_t n)
+{
+    return n < 16 && (split_filter[(uint8_t)w[0] & 31][(uint8_t)w[n - 1] & 31] >> n & 1);
+}
 
 static size_t split_slot(const char *w, size_t n)
 {
@@ -244,12 +316,13 @@ static void split_table_build(void)
         memcpy(split_table[k].word, joined, n);
         split_table[k].len = n;
         split_table[k].split = spacy_splits[i];
+        split_filter[(uint8_t)joined[0] & 31][(uint8_t)joined[n - 1] & 31] |= (uint16_t)(1u << n);
     }
 }
 
 static const char *split_lookup(const char *w, size_t n)
 {
-    if (n < 2 || n > 10) return NULL;
+    if (n < 2 || n > 10 || !split_candidate(w, n)) return NULL;
     for (size_t k = split_slot(w, n); split_table[k].split; k = (k + 1) & (SPLIT_SLOTS - 1))
         if (split_table[k].len == n && memcmp(split_table[k].word, w, n) == 0) return split_table[k].split;
     return NULL;
@@ -288,10 +361,30 @@ static const char *apply_splits(DdBuf *out, size_t *on, const char *t, size_t n)
     return out->p;
 }
 
+/* Whether normalized text is not its own word text: a word is empty (two
+ * spaces: only a lone accent between them leaves that) or is split by
+ * spaCy. Most texts are their own: one pass, a byte at a time. */
+static int words_differ(const char *t, size_t n)
+{
+    pthread_once(&split_once, split_table_build);
+    Spaces sp;
+    spaces_init(&sp, t, n);
+    for (size_t start = 0; start < n;) {
+        size_t end = spaces_next(&sp);
+        size_t wl = end - start;
+        if (wl == 0 ? end < n : split_candidate(t + start, wl) && split_lookup(t + start, wl)) return 1;
+        start = end + 1;
+    }
+    return 0;
+}
+
 const char *dd_word_text(DdBuf *out, size_t *n, const char *text, size_t len, DdNorm norm)
 {
+    if (norm == DD_NORM_DATATROVE && !words_differ(text, len)) {
+        *n = len;
+        return text;
+    }
     if (norm == DD_NORM_DATATROVE) {
-        /* Only a lone accent between spaces leaves a double space. */
         if (len > 1 && memmem(text, len, "  ", 2)) {
             ddbuf_reserve(out, len + 1);
             out->len = collapse(out->p, text, len, 1);
@@ -328,23 +421,24 @@ const char *dd_word_text(DdBuf *out, size_t *n, const char *text, size_t len, Dd
 size_t dd_shingles(DdBuf *out, const char *w, size_t len, int n)
 {
     if (n < 1 || n > 64) BUG("shingle size %d out of range", n);
-    size_t starts[64];   /* ring of the last n word starts */
-    size_t count = 0, words = 0, pos = 0;
-    out->len = 0;
-    while (pos < len) {
-        size_t start = pos;
-        const char *sp = memchr(w + pos, ' ', len - pos);
-        size_t end = sp ? (size_t)(sp - w) : len;
-        starts[words % (size_t)n] = start;
-        words++;
-        if (words >= (size_t)n) {
-            size_t s0 = starts[(words - (size_t)n) % (size_t)n];
-            ddbuf_reserve(out, (count + 1) * sizeof(uint64_t));
-            uint64_t h = XXH64(w + s0, end - s0, 0);
-            memcpy(out->p + count * sizeof(uint64_t), &h, sizeof h);
-            count++;
+    /* The end of each word (a space, or the end of the text): the words are
+     * the pieces between spaces, but for an empty last one. A shingle of n
+     * words runs from the start of the first to the end of the last. */
+    size_t ends[65];   /* a ring of the last n ends and the end before them */
+    size_t ring = (size_t)n + 1, at = 0, count = 0, words = 0;
+    ddbuf_reserve(out, (len / 2 + 1) * sizeof(uint64_t));   /* a shingle a word at most, a word 2 bytes */
+    uint64_t *h = (uint64_t *)(void *)out->p;
+    Spaces sp;
+    spaces_init(&sp, w, len);
+    for (size_t start = 0; start < len;) {
+        size_t end = spaces_next(&sp), next = at + 1 == ring ? 0 : at + 1;
+        ends[at] = end;
+        if (++words >= (size_t)n) {   /* ends[next]: the end n words back */
+            size_t s0 = words > (size_t)n ? ends[next] + 1 : 0;
+            h[count++] = XXH64(w + s0, end - s0, 0);
         }
-        pos = end + 1;
+        at = next;
+        start = end + 1;
     }
     out->len = count * sizeof(uint64_t);
     return count;

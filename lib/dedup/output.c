@@ -36,35 +36,40 @@ static void put_json_string(FILE *f, const char *s, size_t n)
     fputc('"', f);
 }
 
+void dd_write_removed_line(FILE *f, DdFormat format, uint64_t index, int verdict, uint64_t dup_of, int status,
+                           const char *raw, size_t n, const char *file)
+{
+    fprintf(f, "{\"index\": %llu, ", (unsigned long long)index);
+    if (verdict == DD_SKIPPED) {
+        fputs("\"reason\": \"bad\", \"error\": ", f);
+        const char *m = dd_status_message((DdStatus)status);
+        put_json_string(f, m, strlen(m));
+    } else
+        fprintf(f, "\"duplicate_of\": %llu, \"reason\": \"%s\"", (unsigned long long)dup_of,
+                verdict == DD_EXACT ? "exact" : "near");
+    if (format == DD_FILES) {
+        fputs(", \"file\": ", f);
+        put_json_string(f, file, strlen(file));
+    } else if (format == DD_JSONL && verdict != DD_SKIPPED) {
+        fputs(", \"record\": ", f);
+        /* Valid JSON already; a trailing CR would end up inside. */
+        while (n > 0 && (raw[n - 1] == '\r' || raw[n - 1] == ' ' || raw[n - 1] == '\t')) n--;
+        fwrite(raw, 1, n, f);
+    } else {
+        fputs(", \"text\": ", f);
+        put_json_string(f, raw, n);
+    }
+    fputs("}\n", f);
+}
+
 void dd_write_removed(FILE *f, const char *name, const DdCorpus *c, const DdResult *r)
 {
     for (size_t i = 0; i < c->n; i++) {
-        int v = r->verdict[i];
-        if (v == DD_KEEP) continue;
-        fprintf(f, "{\"index\": %zu, ", i);
-        if (v == DD_SKIPPED) {
-            fputs("\"reason\": \"bad\", \"error\": ", f);
-            const char *m = dd_status_message((DdStatus)r->status[i]);
-            put_json_string(f, m, strlen(m));
-        } else
-            fprintf(f, "\"duplicate_of\": %llu, \"reason\": \"%s\"", (unsigned long long)r->dup_of[i],
-                    v == DD_EXACT ? "exact" : "near");
+        if (r->verdict[i] == DD_KEEP) continue;
         size_t n;
         const char *raw = dd_record_raw(c, i, &n);
-        if (c->format == DD_FILES) {
-            fputs(", \"file\": ", f);
-            const char *p = c->src[c->rec[i].src].name;
-            put_json_string(f, p, strlen(p));
-        } else if (c->format == DD_JSONL && v != DD_SKIPPED) {
-            fputs(", \"record\": ", f);
-            /* Valid JSON already; a trailing CR would end up inside. */
-            while (n > 0 && (raw[n - 1] == '\r' || raw[n - 1] == ' ' || raw[n - 1] == '\t')) n--;
-            fwrite(raw, 1, n, f);
-        } else {
-            fputs(", \"text\": ", f);
-            put_json_string(f, raw, n);
-        }
-        fputs("}\n", f);
+        dd_write_removed_line(f, c->format, i, r->verdict[i], r->dup_of[i], r->status[i], raw, n,
+                              c->src[c->rec[i].src].name);
     }
     xfflush(f, name);
 }

@@ -19,6 +19,11 @@ void dd_write_kept(FILE *f, const char *name, const DdCorpus *c, const DdResult 
  * as they are) or "file": its path. I and J are 0-based record numbers
  * over all inputs (with JSON Lines and lines, the line number minus one). */
 void dd_write_removed(FILE *f, const char *name, const DdCorpus *c, const DdResult *r);
+/* One such line: a document's number, verdict (DdVerdict), what it
+ * duplicates, its status (DdStatus, for a bad one), its raw bytes and, for
+ * --files, its path. */
+void dd_write_removed_line(FILE *f, DdFormat format, uint64_t index, int verdict, uint64_t dup_of, int status,
+                           const char *raw, size_t n, const char *file);
 
 /* The summary for --stats (owned by the caller). */
 cJSON *dd_stats_json(const DdCorpus *c, const DdResult *r, const DdOptions *o, double seconds, int threads);

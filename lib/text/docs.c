@@ -25,7 +25,7 @@ static int open_next(Docs *d)
     if (d->f) { xfclose(d->f, d->name); d->f = NULL; }
     if (d->next_path == d->n_paths) return 0;
     d->name = d->paths[d->next_path++];
-    d->f = xfopen(d->name, "r");
+    d->f = xfopen_read(d->name);   /* a .zst input is decompressed */
     if (!strcmp(d->name, "-")) d->name = "stdin";
     d->line_no = 0;
     return 1;

@@ -1,7 +1,8 @@
 /* Documents from text inputs, for sigma-tokenize (encode and train) and any
  * tool that reads text the same ways: a whole file per document, a line per
  * document (--lines), or a field of each JSON Lines record (--jsonl
- * --field F). Paths are read in order; "-" (or no path) is stdin. */
+ * --field F). Paths are read in order; "-" (or no path) is stdin; a path
+ * ending in .zst is decompressed. */
 #ifndef SIGMA_DOCS_H
 #define SIGMA_DOCS_H
 

@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 static uint64_t hex(const cJSON *s)
 {
@@ -93,8 +94,18 @@ static void check_jaccard(void)
     ok(dd_jaccard(a, strlen(a), c, strlen(c), DD_NORM_NONE, 5) < 1.0, "but not with normalization none");
 }
 
-/* The vector signature loop against the formula, one hash at a time, for
- * hash counts with and without a remainder after blocks of 16. */
+/* The signature loops (the one this machine runs and the portable one)
+ * against the formula, one hash at a time, for hash counts with and
+ * without a remainder after blocks of 16, and with shingles planted where
+ * (a h + b) mod 2^64 is 2^64 - 1, the value whose quick reduction lands
+ * past 2^61 - 1 (which the AVX-512 loop must then redo exactly). */
+static uint64_t inverse64(uint64_t a)   /* a odd: a * inverse64(a) == 1 mod 2^64 */
+{
+    uint64_t x = a;
+    for (int i = 0; i < 6; i++) x *= 2 - a * x;
+    return x;
+}
+
 static void check_signature_formula(void)
 {
     uint64_t sh[300], x = 88172645463325252ull;
@@ -104,22 +115,96 @@ static void check_signature_formula(void)
     }
     int counts[] = {112, 20, 7};
     for (int c = 0; c < 3; c++) {
-        int K = counts[c];
+        int K = counts[c], planted = 0;
         MinHashParams mp;
         minhash_params_init(&mp, K, 42);
-        uint64_t got[112], good = 1;
+        for (int k = 0; k < K && planted < 20; k++)
+            if (mp.a[k] & 1) sh[280 + planted++] = (UINT64_MAX - mp.b[k]) * inverse64(mp.a[k]);
+        uint64_t got[112], port[112], good = 1;
         minhash_signature(got, &mp, sh, 300);
+        minhash_signature_portable(port, &mp, sh, 300);
         for (int k = 0; k < K; k++) {
             uint64_t m = UINT64_MAX;
             for (int i = 0; i < 300; i++) {
                 uint64_t v = (sh[i] * mp.a[k] + mp.b[k]) % DD_MERSENNE61;
                 if (v < m) m = v;
             }
-            good &= got[k] == m;
+            good &= got[k] == m && port[k] == m;
         }
-        ok(good, "signature of %d hashes equals the formula, hash by hash", K);
+        ok(good, "signature of %d hashes (%d planted past the quick reduction) equals the formula, both loops", K, planted);
         minhash_params_free(&mp);
     }
+}
+
+static int cmp_key_idx(const void *a, const void *b)
+{
+    const BandKey *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* The band sort against qsort by (key, index), for sizes around its
+ * bucket sizes and with runs of equal keys (duplicates). */
+static void check_sort_band(void)
+{
+    size_t sizes[] = {1, 2, 33, 1000, 70000};
+    uint64_t x = 1;
+    int good = 1;
+    for (int s = 0; s < 5; s++) {
+        size_t n = sizes[s];
+        BandKey *a = xmalloc(n * sizeof *a), *b = xmalloc(n * sizeof *b), *tmp = xmalloc(n * sizeof *tmp);
+        for (size_t i = 0; i < n; i++) {
+            uint64_t k = splitmix64(&x);
+            if (i % 3 == 1) k = a[i - 1].key;              /* equal neighbours */
+            if (i % 7 == 2) k = 0xabcdef0000000000ull;      /* a bucket of many equal keys */
+            if (i % 11 == 3) k = 0xabcdef0000000000ull + i; /* many distinct keys in one bucket */
+            a[i] = (BandKey){k, i};
+        }
+        memcpy(b, a, n * sizeof *a);
+        dd_sort_band(a, tmp, n);
+        qsort(b, n, sizeof *b, cmp_key_idx);
+        good &= memcmp(a, b, n * sizeof *a) == 0;
+        free(a);
+        free(b);
+        free(tmp);
+    }
+    ok(good, "dd_sort_band: stable, the order of qsort by key then index");
+}
+
+/* dd_shingles against the definition, a word at a time with memchr: the
+ * pieces between spaces (empty ones too), but for an empty last one; on
+ * random texts of a, b and spaces, around the 64-byte blocks it scans. */
+static size_t shingles_ref(uint64_t *h, const char *w, size_t len, int n)
+{
+    size_t starts[64], count = 0, words = 0, pos = 0;
+    while (pos < len) {
+        const char *sp = memchr(w + pos, ' ', len - pos);
+        size_t end = sp ? (size_t)(sp - w) : len;
+        starts[words++ % (size_t)n] = pos;
+        if (words >= (size_t)n) {
+            size_t s0 = starts[(words - (size_t)n) % (size_t)n];
+            h[count++] = XXH64(w + s0, end - s0, 0);
+        }
+        pos = end + 1;
+    }
+    return count;
+}
+
+static void check_shingles(void)
+{
+    uint64_t x = 7, want[400];
+    char text[400];
+    int good = 1;
+    DdBuf out = {0};
+    for (int t = 0; t < 3000; t++) {
+        size_t len = splitmix64(&x) % 300;
+        for (size_t i = 0; i < len; i++) text[i] = "ab  c"[splitmix64(&x) % 5];
+        int n = 1 + (int)(splitmix64(&x) % 6);
+        size_t k = shingles_ref(want, text, len, n), got = dd_shingles(&out, text, len, n);
+        good &= got == k && memcmp(out.p, want, k * sizeof *want) == 0;
+    }
+    ddbuf_free(&out);
+    ok(good, "dd_shingles: the definition's shingles on 3000 random texts of words and spaces");
 }
 
 static void check_invalid_utf8(void)
@@ -156,6 +241,8 @@ int main(void)
     }
     check_jaccard();
     check_invalid_utf8();
+    check_sort_band();
+    check_shingles();
     check_signature_formula();
     minhash_params_free(&mp);
     free(buf);
