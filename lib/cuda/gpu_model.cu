@@ -206,6 +206,16 @@ static void layer_offsets(GpuModel *g, const Config *c)
     if (pl.total != g->n_params) BUG("GPU parameter layout has %zu floats, the host's %zu", pl.total, g->n_params);
 }
 
+// Carving: AT(ptr, type, n) places n values of type at the next 256-byte
+// boundary from `off` in `base` (none when base is NULL: a dry run that only
+// counts), for both carves (the model's and the key-value cache's).
+#define AT(ptr, type, n)                                   \
+    do {                                                   \
+        off = (off + 255) & ~(size_t)255;                  \
+        if (base) ptr = (type *)(void *)(base + off);      \
+        off += (n) * sizeof(type);                         \
+    } while (0)
+
 // Carves every activation and scratch buffer out of one allocation (or
 // only measures it when base is NULL), printing each kind's size.
 static size_t carve(GpuModel *g, char *base, int print)
@@ -215,12 +225,6 @@ static size_t carve(GpuModel *g, char *base, int print)
     size_t qd = H * hd, kvd = (size_t)c->n_kv_heads * hd, qkv = qd + 2 * kvd, E = c->n_experts, de = c->d_expert;
     size_t V = c->vocab_size, L = c->n_layers, amax = 0, off = 0, mark = 0;
     for (size_t l = 0; l < L; l++) amax = N * c->top_k[l] > amax ? N * c->top_k[l] : amax;
-#define AT(ptr, type, n)                                   \
-    do {                                                   \
-        off = (off + 255) & ~(size_t)255;                  \
-        if (base) ptr = (type *)(void *)(base + off);      \
-        off += (n) * sizeof(type);                         \
-    } while (0)
 #define REPORT(what) do { if (print) info("gpu memory: %-40s %9.3f GiB", what, (off - mark) / 1073741824.0); mark = off; } while (0)
     for (size_t l = 0; l < L; l++) {
         LayerActs *a = &g->L[l];
@@ -267,7 +271,6 @@ static size_t carve(GpuModel *g, char *base, int print)
     AT(g->dact, float, amax * de); AT(g->dxe, float, amax * d); AT(g->dlogits, bf16, N * V);
     AT(g->norm_blocks, double, NORM_BLOCKS); AT(g->ptrs, void *, L * PKINDS * B * H);
     REPORT("gradient scratch");
-#undef AT
 #undef REPORT
     return off;
 }
@@ -953,12 +956,6 @@ static size_t kv_carve(GpuKv *s, const Config *c, const KvCache *kv, char *base)
     size_t qd = H * hd, kvd = KV * hd, E = c->n_experts, de = c->d_expert, L = c->n_layers, kmax = 0, off = 0;
     for (size_t l = 0; l < L; l++) kmax = (size_t)c->top_k[l] > kmax ? (size_t)c->top_k[l] : kmax;
     size_t A = S * kmax, cache = L * R * kvd * kv->max_len;
-#define AT(ptr, type, n)                                   \
-    do {                                                   \
-        off = (off + 255) & ~(size_t)255;                  \
-        if (base) ptr = (type *)(void *)(base + off);      \
-        off += (n) * sizeof(type);                         \
-    } while (0)
     AT(s->k, bf16, cache); AT(s->v, bf16, cache);
     AT(s->cosv, float, kv->max_len * hd / 2); AT(s->sinv, float, kv->max_len * hd / 2);
     AT(s->in, int, 3 * S + R);

@@ -164,20 +164,27 @@ SIMD_CLONES static void swiglu_backward(float *dgu, const float *dact, const flo
  * OpenMP's fought over two cores and lost a third of the time to
  * yielding). */
 
-/* out[N, OC] (= or +=) inp[N, C] . w[OC, C]^T */
-static void gemm_nt(float *out, const float *inp, const float *w, int N, int C, int OC, int accumulate)
+/* out[N, OC] (= or +=) inp[N, C] . w[OC, C]^T, out's rows ldo apart: a
+ * block of w's rows gives the matching columns of out */
+static void gemm_nt_ld(float *out, int ldo, const float *inp, const float *w, int N, int C, int OC, int accumulate)
 {
 #ifdef SIGMA_BLAS
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, accumulate ? 1.0f : 0.0f, out, OC);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, accumulate ? 1.0f : 0.0f, out, ldo);
 #else
     for (int n = 0; n < N; n++)
         for (int o = 0; o < OC; o++) {
             const float *x = inp + (size_t)n * C, *wr = w + (size_t)o * C;
             float s = 0;
             for (int i = 0; i < C; i++) s += x[i] * wr[i];
-            out[(size_t)n * OC + o] = accumulate ? out[(size_t)n * OC + o] + s : s;
+            out[(size_t)n * ldo + o] = accumulate ? out[(size_t)n * ldo + o] + s : s;
         }
 #endif
+}
+
+/* out[N, OC] (= or +=) inp[N, C] . w[OC, C]^T */
+static void gemm_nt(float *out, const float *inp, const float *w, int N, int C, int OC, int accumulate)
+{
+    gemm_nt_ld(out, OC, inp, w, N, C, OC, accumulate);
 }
 
 /* dinp[N, C] (= or +=) dout[N, OC] . w[OC, C] */
@@ -1206,23 +1213,6 @@ const int *model_selection(const Model *m, int layer, int *k)
 /* Inference (kvcache.h): a step runs the forward's layer functions over its
  * new tokens only; their keys and values go into the cache, and attention
  * reads the cache. Nothing is kept for a backward. */
-
-/* out[N, OC] (= or +=) inp[N, C] . w[OC, C]^T, out's rows ldo apart: a
- * block of w's rows gives the matching columns of out */
-static void gemm_nt_ld(float *out, int ldo, const float *inp, const float *w, int N, int C, int OC, int accumulate)
-{
-#ifdef SIGMA_BLAS
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, accumulate ? 1.0f : 0.0f, out, ldo);
-#else
-    for (int n = 0; n < N; n++)
-        for (int o = 0; o < OC; o++) {
-            const float *x = inp + (size_t)n * C, *wr = w + (size_t)o * C;
-            float s = 0;
-            for (int i = 0; i < C; i++) s += x[i] * wr[i];
-            out[(size_t)n * ldo + o] = accumulate ? out[(size_t)n * ldo + o] + s : s;
-        }
-#endif
-}
 
 /* Columns per task of a decode step's products: fixed, as MM_ROWS. */
 enum { MM_COLS = 256 };
