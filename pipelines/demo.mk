@@ -8,7 +8,7 @@
 #   shards/ --sigma-pretrain (micro preset, CPU, about 2.5 minutes on two cores)--> run/
 #            --sigma-eval--> held-out loss and expert load  --sigma-generate (sampled)--> text
 #   the attributed fortunes --jq--> chat.jsonl ("What did Mark Twain say?" -> a quotation)
-#   run/ + chat.jsonl --sigma-sft (--add-chat-tokens; two epochs, about a minute)--> sft/  --sigma-generate --chat--> replies
+#   run/ + chat.jsonl --sigma-sft (--add-chat-tokens; its default 3 epochs, about 30 s)--> sft/  --sigma-generate --chat--> replies
 
 SIGMA_BIN ?= $(CURDIR)/bin
 OUT       ?= pipelines/out
@@ -62,7 +62,7 @@ $(OUT)/chat.jsonl: $(OUT)/dedup.jsonl $(HERE)fortune-chat.jq
 $(OUT)/sft/latest: $(OUT)/run/latest $(OUT)/chat.jsonl
 	rm -rf $(OUT)/sft
 	sigma sft --init $(OUT)/run -t $(OUT)/tok.txt --add-chat-tokens --data $(OUT)/chat.jsonl --out $(OUT)/sft \
-	    --epochs 2 --seq-len 128 --micro-batch 16 --batch-tokens 8192 --lr 1e-3 --eval-every 10 --eval-batches 16 \
+	    --seq-len 128 --micro-batch 16 --batch-tokens 8192 --lr 1e-3 --eval-every 20 --eval-batches 16 \
 	    --metrics $(OUT)/sft-metrics.jsonl
 
 include $(HERE)fortunes.mk
