@@ -221,6 +221,10 @@ double parse_double(const char *opt, const char *arg, double min, double max);
 /* "64M", "1e8", "100k" token or byte counts: k/M/G suffixes are powers of 1000 */
 uint64_t parse_count(const char *opt, const char *arg, uint64_t min, uint64_t max);
 
+/* ---- statistics: benchmarks' scores ---------------------------------------- */
+/* The mean of x[n] and the standard error of that mean (NaN for n < 2). */
+void mean_stderr(const double *x, size_t n, double *mean, double *se);
+
 /* ---- randomness ----------------------------------------------------------- */
 /* splitmix64: the generator behind every seeded choice (data order, weight
  * initialization, sampling); the state is one u64, saved as it is. */

@@ -165,3 +165,13 @@ uint64_t mul_or_die(uint64_t a, uint64_t b, const char *what)
     if (!mul_u64(a, b, &r)) die("%s: %llu x %llu is too large", what, (unsigned long long)a, (unsigned long long)b);
     return r;
 }
+
+void mean_stderr(const double *x, size_t n, double *mean, double *se)
+{
+    double m = 0, v = 0;
+    for (size_t i = 0; i < n; i++) m += x[i];
+    m /= (double)n;
+    for (size_t i = 0; i < n; i++) v += (x[i] - m) * (x[i] - m);
+    *mean = m;
+    *se = n > 1 ? sqrt(v / (double)(n - 1) / (double)n) : NAN;
+}

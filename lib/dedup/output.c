@@ -74,13 +74,28 @@ void dd_write_removed(FILE *f, const char *name, const DdCorpus *c, const DdResu
     xfflush(f, name);
 }
 
-cJSON *dd_stats_json(const DdCorpus *c, const DdResult *r, const DdOptions *o, double seconds, int threads)
+void dd_stats_head(cJSON *s, int format, int norm, int exact, int near)
 {
     static const char *formats[] = {"jsonl", "lines", "nul", "files"};
+    json_add_str(s, "format", formats[format]);
+    json_add_str(s, "normalize", norm == DD_NORM_DATATROVE ? "datatrove" : "none");
+    json_add_str(s, "mode", exact && near ? "both" : exact ? "exact" : "near");
+}
+
+cJSON *dd_stats_minhash(uint64_t ngram, uint64_t bands, uint64_t rows, uint64_t seed)
+{
+    cJSON *p = json_obj();
+    json_add_u64(p, "ngram", ngram);
+    json_add_u64(p, "bands", bands);
+    json_add_u64(p, "rows", rows);
+    json_add_u64(p, "seed", seed);
+    return p;
+}
+
+cJSON *dd_stats_json(const DdCorpus *c, const DdResult *r, const DdOptions *o, double seconds, int threads)
+{
     cJSON *s = json_obj();
-    json_add_str(s, "format", formats[c->format]);
-    json_add_str(s, "normalize", o->norm == DD_NORM_DATATROVE ? "datatrove" : "none");
-    json_add_str(s, "mode", o->exact && o->near ? "both" : o->exact ? "exact" : "near");
+    dd_stats_head(s, c->format, o->norm, o->exact, o->near);
     json_add_u64(s, "documents_in", r->n);
     json_add_u64(s, "documents_out", r->kept);
     json_add_u64(s, "exact_removed", r->exact_removed);
@@ -94,11 +109,7 @@ cJSON *dd_stats_json(const DdCorpus *c, const DdResult *r, const DdOptions *o, d
     json_add_num(s, "seconds", seconds);
     json_add_num(s, "mb_per_s", seconds > 0 ? (double)r->bytes_in / 1e6 / seconds : 0);
     json_add_u64(s, "threads", (uint64_t)threads);
-    cJSON *p = json_obj();
-    json_add_u64(p, "ngram", (uint64_t)o->ngram);
-    json_add_u64(p, "bands", (uint64_t)o->bands);
-    json_add_u64(p, "rows", (uint64_t)o->rows);
-    json_add_u64(p, "seed", o->seed);
+    cJSON *p = dd_stats_minhash((uint64_t)o->ngram, (uint64_t)o->bands, (uint64_t)o->rows, o->seed);
     json_add_num(p, "verify", o->verify);
     json_add(s, "minhash", p);
     return s;

@@ -27,5 +27,10 @@ void dd_write_removed_line(FILE *f, DdFormat format, uint64_t index, int verdict
 
 /* The summary for --stats (owned by the caller). */
 cJSON *dd_stats_json(const DdCorpus *c, const DdResult *r, const DdOptions *o, double seconds, int threads);
+/* What one process's summary and the clusters stage's share, named once:
+ * format, normalize and mode into s; and the "minhash" object of the
+ * parameters (each adds its own fields after). */
+void dd_stats_head(cJSON *s, int format, int norm, int exact, int near);
+cJSON *dd_stats_minhash(uint64_t ngram, uint64_t bands, uint64_t rows, uint64_t seed);
 
 #endif

@@ -773,7 +773,6 @@ static void write_cluster_stats(const char *path, const ClusterInputs *in, const
                                 double secs)
 {
     const DdParams *p = &in->sigs.f[0].params;
-    static const char *formats[] = {"jsonl", "lines", "nul"};
     uint64_t docs = 0, too_short = 0, bytes = 0;
     for (size_t i = 0; i < in->sigs.n; i++) {
         docs += in->sigs.shards[i].docs;
@@ -781,9 +780,7 @@ static void write_cluster_stats(const char *path, const ClusterInputs *in, const
         bytes += in->sigs.shards[i].bytes;
     }
     cJSON *s = json_obj();
-    json_add_str(s, "format", formats[p->format]);
-    json_add_str(s, "normalize", p->norm == DD_NORM_DATATROVE ? "datatrove" : "none");
-    json_add_str(s, "mode", p->exact && p->near ? "both" : p->exact ? "exact" : "near");
+    dd_stats_head(s, (int)p->format, (int)p->norm, p->exact, p->near);
     json_add_u64(s, "shards", in->sigs.n);
     json_add_u64(s, "documents_in", docs);
     json_add_u64(s, "documents_out", docs - count[DD_EXACT] - count[DD_NEAR] - count[DD_SKIPPED]);
@@ -794,11 +791,7 @@ static void write_cluster_stats(const char *path, const ClusterInputs *in, const
     json_add_u64(s, "candidate_pairs", pairs);
     json_add_u64(s, "bytes_in", bytes);
     json_add_num(s, "seconds", secs);
-    cJSON *m = json_obj();
-    json_add_u64(m, "ngram", p->ngram);
-    json_add_u64(m, "bands", p->bands);
-    json_add_u64(m, "rows", p->rows);
-    json_add_u64(m, "seed", p->seed);
+    cJSON *m = dd_stats_minhash(p->ngram, p->bands, p->rows, p->seed);
     json_add_u64(m, "partitions", p->partitions);
     json_add(s, "minhash", m);
     json_write_file_atomic(path, s);

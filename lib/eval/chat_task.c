@@ -197,16 +197,6 @@ void chat_task_reply(ChatTask *t, size_t i, const Tokenizer *tok, const TokIds *
 
 /* ---- results -------------------------------------------------------------------- */
 
-static void mean_stderr(const double *x, size_t n, double *mean, double *se)
-{
-    double m = 0, v = 0;
-    for (size_t i = 0; i < n; i++) m += x[i];
-    m /= (double)n;
-    for (size_t i = 0; i < n; i++) v += (x[i] - m) * (x[i] - m);
-    *mean = m;
-    *se = n > 1 ? sqrt(v / (double)(n - 1) / (double)n) : NAN;
-}
-
 ChatResult chat_task_result(const ChatTask *t)
 {
     ChatResult r = {.n = t->set.n};

@@ -438,17 +438,6 @@ int item_pred(const Task *t, size_t i, int norm)
     return best;
 }
 
-/* mean and the standard error of the mean of x[n] */
-static void mean_stderr(const double *x, size_t n, double *mean, double *se)
-{
-    double m = 0, v = 0;
-    for (size_t i = 0; i < n; i++) m += x[i];
-    m /= (double)n;
-    for (size_t i = 0; i < n; i++) v += (x[i] - m) * (x[i] - m);
-    *mean = m;
-    *se = n > 1 ? sqrt(v / (double)(n - 1) / (double)n) : NAN;
-}
-
 TaskResult task_result(const Task *t)
 {
     TaskResult r = {.n = t->n_items, .acc_norm = NAN, .acc_norm_stderr = NAN, .perplexity = NAN};

@@ -14,6 +14,7 @@
  * the CPU emulation (tests/emu/cuda_emu.h), it runs in make test: the whole
  * CUDA model's logic against the CPU's, on a machine without a GPU. */
 #include "../tap.h"
+#include "../compare.h"
 #include "base/base.h"
 #include "cuda/gpu_model.h"
 #include "model/model.h"
@@ -51,17 +52,6 @@ static void load_text(void)
         free(path);
     }
     if (text_len < 50000) BUG("too little text for the GPU test (%zu bytes)", text_len);
-}
-
-static double rel_err(const float *a, const float *ref, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
 static int close_to(double a, double b, double tol) { return fabs(a - b) <= tol * fmax(fabs(b), 1e-3); }
@@ -107,7 +97,7 @@ static void check_documents_alone(GpuModel *g, const Case *cs, const Config *c, 
             gpu_model_forward(g, c, in + n0, NULL, NULL, NULL, 1, len, bo, bias, NULL);
             const float *alone = gpu_model_logits(g);
             for (size_t i = 0; i < (size_t)len * V; i++) finite &= isfinite(alone[i]);
-            double e = rel_err(alone, glogits + n0 * V, (size_t)len * V);
+            double e = rel_l2_err(alone, glogits + n0 * V, (size_t)len * V);
             worst = e > worst ? e : worst;
             docs++;
             t0 += len;
@@ -208,7 +198,7 @@ static void run_case(const Case *cs, size_t offset)
     model_zero_grads(&m);
     Losses lc = model_forward(&m, in, tg, mk, pos, B, T, &bo);
     model_backward(&m, 1.0f, 1.0f);
-    double lerr = rel_err(glogits, model_logits(&m), (size_t)N * c.vocab_size);
+    double lerr = rel_l2_err(glogits, model_logits(&m), (size_t)N * c.vocab_size);
     for (int l = 0; l < L; l++) m.forced_sel[l] = NULL;
 
     diag("%s: ce cpu %.6f gpu %.6f, balance %.6f / %.6f, z %.6f / %.6f; logits error %.2e; %d token-layers routed differently",
@@ -224,7 +214,7 @@ static void run_case(const Case *cs, size_t offset)
     for (size_t i = 0; i < m.n_params; i++) finite &= isfinite(gg[i]);
     for (int i = 0; i < m.n_tensors; i++) {
         const ParamTensor *t = &m.tensors[i];
-        double e = rel_err(gg + t->offset, m.grads + t->offset, t->numel);
+        double e = rel_l2_err(gg + t->offset, m.grads + t->offset, t->numel);
         int l, x;
         char kind[32];
         /* an expert that no token reached: exactly zero on the GPU */

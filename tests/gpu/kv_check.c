@@ -11,6 +11,7 @@
  * built for the CPU emulation (tests/emu/cuda_emu.h), it runs in make test.
  * TAP on stdout. */
 #include "../tap.h"
+#include "../compare.h"
 #include "base/base.h"
 #include "cuda/gpu_model.h"
 #include "model/kvcache.h"
@@ -23,17 +24,6 @@
 #define TOL 1e-2   /* relative L2 error of a step's logits: bf16 weights, activations and cache */
 
 enum { ROWS = 3, MAX_LEN = 40, STEPS = 25 };   /* row 2: 17 + 12 + 1 + 10 decode steps = 40 */
-
-static double rel_err(const float *a, const float *ref, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 
 typedef struct {
     const char *name;
@@ -94,7 +84,7 @@ static void run(const Case *cs)
         const float *b = gpu_model_step(g, &gpu[1], &c, tokens, rows, n, &bo, m.expert_bias);
         same_bits &= !memcmp(first, b, (size_t)groups * V * sizeof(float));
         for (size_t j = 0; j < (size_t)groups * V; j++) finite &= isfinite(first[j]);
-        double e = rel_err(first, ref, (size_t)groups * V);
+        double e = rel_l2_err(first, ref, (size_t)groups * V);
         if (e > worst) worst = e;
         free(first);
     }

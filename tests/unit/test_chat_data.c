@@ -3,6 +3,7 @@
  * positions restarting, each target its conversation's next token, the
  * loss only on the assistants' tokens, padding masked; bad lines named. */
 #include "../tap.h"
+#include "byte_tokenizer.h"
 #include "base/base.h"
 #include "text/pretok.h"
 #include "text/tokenizer.h"
@@ -13,17 +14,6 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static Tokenizer *byte_tokenizer(void)
-{
-    uint8_t bytes[256];
-    uint64_t off[257];
-    for (int i = 0; i < 256; i++) { bytes[i] = (uint8_t)i; off[i] = (uint64_t)i; }
-    off[256] = 256;
-    const char *names[3] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
-    const uint32_t ids[3] = {256, 257, 258};
-    return tokenizer_build("bytes", PRETOK_GPT2, bytes, off, 256, names, ids, 3);
-}
 
 static char *write_tmp(const char *dir, const char *name, const char *text)
 {

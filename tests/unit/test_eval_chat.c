@@ -3,6 +3,7 @@
  * and reference as chat_encode makes them: the messages before the last
  * assistant reply with the generation prompt, and that reply's content. */
 #include "../tap.h"
+#include "byte_tokenizer.h"
 #include "base/base.h"
 #include "eval/chat_task.h"
 #include "text/chat.h"
@@ -14,17 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static Tokenizer *byte_tokenizer(void)
-{
-    uint8_t bytes[256];
-    uint64_t off[257];
-    for (int i = 0; i < 256; i++) { bytes[i] = (uint8_t)i; off[i] = (uint64_t)i; }
-    off[256] = 256;
-    const char *names[3] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
-    const uint32_t ids[3] = {256, 257, 258};
-    return tokenizer_build("bytes", PRETOK_GPT2, bytes, off, 256, names, ids, 3);
-}
 
 static void metrics(void)
 {

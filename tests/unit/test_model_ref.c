@@ -3,6 +3,7 @@
  * losses and every gradient within 1e-4 relative. The fixtures and the
  * script that made them: tests/fixtures/model/, tests/make_model_fixtures.py. */
 #include "../tap.h"
+#include "../compare.h"
 #include "base/base.h"
 #include "base/json.h"
 #include "model/model.h"
@@ -17,17 +18,6 @@ static const char *fixtures(void)
     static char path[4096];
     snprintf(path, sizeof path, "%s/tests/fixtures/model", root ? root : ".");
     return path;
-}
-
-/* max |a - b| / max |b| over n values */
-static double rel_err(const float *a, const float *b, size_t n)
-{
-    double d = 0, m = 0;
-    for (size_t i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
-        m = fmax(m, fabs((double)b[i]));
-    }
-    return m > 0 ? d / m : d;
 }
 
 static void load_named(const char *path, const char *name, float *out, int rows, int cols)
@@ -75,8 +65,8 @@ static void check_case(int i)
     memcpy(loss, both + (size_t)N * V, sizeof loss);
     free(both);
     const char *name = json_req_str(j, "balance", json);
-    ok(rel_err(model_logits(&m), ref, (size_t)N * V) < 1e-4, "case %d (%s, top_k %d,%d): logits match PyTorch (%.2g)", i, name,
-       c.top_k[0], c.top_k[1], rel_err(model_logits(&m), ref, (size_t)N * V));
+    ok(rel_max_err(model_logits(&m), ref, (size_t)N * V) < 1e-4, "case %d (%s, top_k %d,%d): logits match PyTorch (%.2g)", i, name,
+       c.top_k[0], c.top_k[1], rel_max_err(model_logits(&m), ref, (size_t)N * V));
     float mine[4] = {l.ce, l.balance, l.z, l.loss};
     int losses_ok = 1;
     for (int k = 0; k < 4; k++) losses_ok &= fabs(mine[k] - loss[k]) <= 1e-4 * fabs(loss[k]) + 1e-7;
@@ -90,7 +80,7 @@ static void check_case(int i)
     const char *worst_name = "";
     for (int t = 0; t < m.n_tensors; t++) {
         const ParamTensor *pt = &m.tensors[t];
-        double e = rel_err(m.grads + pt->offset, g + pt->offset, pt->numel);
+        double e = rel_max_err(m.grads + pt->offset, g + pt->offset, pt->numel);
         if (e > worst) { worst = e; worst_name = pt->name; }
     }
     ok(worst < 1e-4, "case %d: all %d gradients match PyTorch (worst %.2g, %s)", i, m.n_tensors, worst, worst_name);
@@ -99,8 +89,8 @@ static void check_case(int i)
     path = xasprintf("%s/case-%d.hf.safetensors", fixtures(), i);
     if (path_exists(path)) {
         load_named(path, "ref.hf_logits", ref, N, V);
-        ok(rel_err(model_logits(&m), ref, (size_t)N * V) < 1e-4,
-           "case %d: logits match Hugging Face Qwen3MoeForCausalLM with our weights (%.2g)", i, rel_err(model_logits(&m), ref, (size_t)N * V));
+        ok(rel_max_err(model_logits(&m), ref, (size_t)N * V) < 1e-4,
+           "case %d: logits match Hugging Face Qwen3MoeForCausalLM with our weights (%.2g)", i, rel_max_err(model_logits(&m), ref, (size_t)N * V));
     }
     free(path);
     free(g); free(ref); free(in); free(tg); free(mask); free(json);

@@ -10,6 +10,7 @@
  * 2.4e-6 (own loops, one thread), both in a gradient. The fixture and the
  * script that made it: tests/fixtures/sft/, tests/make_sft_fixtures.py. */
 #include "../tap.h"
+#include "../compare.h"
 #include "base/base.h"
 #include "base/json.h"
 #include "model/model.h"
@@ -24,17 +25,6 @@ static char *fixture(const char *name)
 {
     const char *root = getenv("SIGMA_ROOT");
     return xasprintf("%s/tests/fixtures/sft/%s", root ? root : ".", name);
-}
-
-/* max |a - b| / max |b| over n values */
-static double rel_err(const float *a, const float *b, size_t n)
-{
-    double d = 0, m = 0;
-    for (size_t i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
-        m = fmax(m, fabs((double)b[i]));
-    }
-    return m > 0 ? d / m : d;
 }
 
 /* The n numbers of the array KEY, one by one, through set(i, value). */
@@ -92,7 +82,7 @@ int main(void)
     safetensors_load(path, rt, 2, ref, "");
     free(path);
     float ce = ref[(size_t)N * V];
-    double e = rel_err(model_logits(&m), ref, (size_t)N * V);
+    double e = rel_max_err(model_logits(&m), ref, (size_t)N * V);
     ok(e < REL, "%d rows of %d, %d documents (padding among them), %d of %d targets learned: logits match PyTorch (%.2g)", B, T,
        docs, learned, N, e);
     ok(fabs(l.ce - ce) <= REL * fabs(ce), "masked mean cross-entropy %.7f matches PyTorch's %.7f (%.2g)", l.ce, ce,
@@ -107,7 +97,7 @@ int main(void)
     int zero = 0;
     for (int t = 0; t < m.n_tensors; t++) {
         const ParamTensor *pt = &m.tensors[t];
-        double te = rel_err(m.grads + pt->offset, g + pt->offset, pt->numel);
+        double te = rel_max_err(m.grads + pt->offset, g + pt->offset, pt->numel);
         if (te > worst) { worst = te; worst_name = pt->name; }
         int any = 0;
         for (size_t i = 0; i < pt->numel && !any; i++) any = g[pt->offset + i] != 0;
