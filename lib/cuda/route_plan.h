@@ -12,7 +12,13 @@
  * The tiles: a grouped product over rows cuts each expert's rows into tiles
  * of bm; tiles[e] (the first tile of expert e) lets each thread block find
  * its expert with a binary search, and the launch needs no host count: an
- * upper bound on the tiles is known from A and E alone. */
+ * upper bound on the tiles is known from A and E alone.
+ *
+ * The problems: a library's grouped GEMM (CUTLASS's, cutlass_experts.cu)
+ * takes each group's sizes, operands and leading dimensions from device
+ * memory; route_gemm says what they are for expert e of each product, from
+ * the offsets the sort left, so that a kernel of one thread per expert
+ * writes them and no size goes through the host. */
 #ifndef SIGMA_ROUTE_PLAN_H
 #define SIGMA_ROUTE_PLAN_H
 
@@ -74,6 +80,45 @@ ROUTE_HD static inline int route_group_of_tile(const int *tiles, int E, int t)
         else hi = mid - 1;
     }
     return lo;
+}
+
+/* The three products of an expert's rows offs[e] .. offs[e+1] (rows =
+ * their count), with its weights w_e = w + e * w_stride ([n, k] row-major):
+ *   ROUTE_FORWARD:         out[rows, n]  = inp[rows, k] . w_e^T
+ *   ROUTE_BACKWARD_INPUT:  dinp[rows, k] = dout[rows, n] . w_e
+ *   ROUTE_BACKWARD_WEIGHT: dw_e[n, k]   += dout[rows, n]^T . inp[rows, k]
+ * as C[m, nn] = sum over kk < K of A(i, kk) B(kk, j): sizes M x N x K, the
+ * element offsets of A, B and C (C is written row-major, ldc apart) from
+ * the bases the product names (A: inp, dout, dout; B: w, w, inp; C: out,
+ * dinp, dw), and where the operands sit: A(i, kk) at A[i * lda + kk]
+ * (a_col 0) or A[kk * lda + i] (a_col 1); B(kk, j) at B[j * ldb + kk]
+ * (b_kn 0) or B[kk * ldb + j] (b_kn 1). An expert without rows is a
+ * product of no size (0 x 0 x 0): no tile, and its weights' gradient left
+ * as it was. */
+enum { ROUTE_FORWARD, ROUTE_BACKWARD_INPUT, ROUTE_BACKWARD_WEIGHT };
+typedef struct {
+    int M, N, K;
+    long a, b, c;              /* element offsets */
+    int lda, ldb, ldc, a_col, b_kn;
+} RouteGemm;
+
+ROUTE_HD static inline RouteGemm route_gemm(int product, const int *offs, int e, int k, int n, long w_stride)
+{
+    long r0 = offs[e];
+    int rows = offs[e + 1] - offs[e];
+    RouteGemm g = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    if (product == ROUTE_FORWARD) {
+        RouteGemm f = {rows, n, k, r0 * k, e * w_stride, r0 * n, k, k, n, 0, 0};
+        g = f;
+    } else if (product == ROUTE_BACKWARD_INPUT) {
+        RouteGemm f = {rows, k, n, r0 * n, e * w_stride, r0 * k, n, k, k, 0, 1};
+        g = f;
+    } else {
+        RouteGemm f = {n, k, rows, r0 * n, r0 * k, e * w_stride, n, k, k, 1, 1};
+        g = f;
+    }
+    if (rows == 0) g.M = g.N = g.K = 0;
+    return g;
 }
 
 #endif
