@@ -22,7 +22,9 @@
 # Variables: O (object dir, default build), BINDIR (default bin), SAN=1 for
 # AddressSanitizer + UBSan, WERROR=1, NO_OPENMP=1, NO_BLAS=1, NO_MPI=1, CC, NVCC,
 # PREFIX, DESTDIR; FUZZ=1 (what `make fuzz` sets: clang, libFuzzer, ASan and
-# UBSan, die() returning to the fuzz target), FUZZ_S.
+# UBSan, die() returning to the fuzz target), FUZZ_S; LIBKERNELS=0 (the CUDA
+# core without cuDNN's attention and CUTLASS's expert products, whose
+# headers scripts/gpu-libs fetches from the Python package registry).
 
 O       ?= build
 BINDIR  ?= bin
@@ -51,6 +53,10 @@ NO_BLAS   := 1
 NO_MPI    := 1
 NVCC      :=
 endif
+
+CUDA_HOME  ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+LIBKERNELS ?= 1
+LIBK_EXT   ?= build/ext
 
 # ---- dependency detection (printed once, like llm.c) -----------------------
 # Plain `make` never installs anything: it names what is missing and how to
@@ -103,6 +109,13 @@ ifneq ($(MAKECMDGOALS),clean)
   endif
   ifneq ($(NVCC),)
     $(info ✓ nvcc found at $(NVCC): CUDA sources compiled for sm_90 + PTX)
+    ifeq ($(LIBKERNELS),0)
+      $(info ✗ library kernels off (LIBKERNELS=0): no cuDNN attention, no CUTLASS experts)
+    else ifeq ($(wildcard $(CUDA_HOME)/include/cudnn.h),)
+      $(info ✓ CUTLASS experts (sm_90a; headers by scripts/gpu-libs into $(LIBK_EXT)); ✗ no cuDNN attention: no cudnn.h in $(CUDA_HOME)/include)
+    else
+      $(info ✓ cuDNN attention and CUTLASS experts (headers by scripts/gpu-libs into $(LIBK_EXT); libcudnn.so.9 loaded at run time))
+    endif
   else
     $(info ✗ nvcc not found: CPU-only build)
   endif
@@ -127,7 +140,6 @@ ifneq ($(NVCC),)
 ifneq ($(CUDA_SRC),)
 ifneq ($(SAN),1)
 LIB_OBJ   += $(CUDA_SRC:%.cu=$(O)/%.o)
-CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CFLAGS    += -DSIGMA_CUDA
 CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lnccl -lcudart_static -ldl -lrt -lstdc++
 endif
@@ -153,6 +165,34 @@ $(O)/%.o: %.c
 $(O)/%.o: %.cu
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+# The library kernels (lib/cuda/cudnn_attention.cu, cutlass_experts.cu)
+# compile against headers that scripts/gpu-libs fetches, pinned, from the
+# Python package registry into LIBK_EXT (build/ext, never the repository);
+# with LIBKERNELS=0 or without the headers they compile as stubs that say
+# so, and the model takes the other paths. CUTLASS's kernels use sm_90a's
+# TMA and warpgroup MMA: compiled for sm_90a alone (no PTX: 90a code runs
+# on sm_90 only), with NDEBUG (a device assert's call would serialise the
+# warpgroup MMA). cuDNN's side has no device code: the host compiler takes
+# it, at -O1 (it builds graphs, a few times a run), about half nvcc's time.
+ifeq ($(LIBKERNELS),1)
+ifneq ($(NVCC),)
+$(LIBK_EXT)/stamp: scripts/gpu-libs
+	scripts/gpu-libs $(LIBK_EXT)
+CUTLASS_NVCCFLAGS = $(filter-out -gencode arch=%,$(NVCCFLAGS)) -gencode arch=compute_90a,code=sm_90a -DNDEBUG -DSIGMA_CUTLASS \
+                    -isystem $(LIBK_EXT)/cutlass/include
+$(O)/lib/cuda/cutlass_experts.o: lib/cuda/cutlass_experts.cu lib/cuda/cutlass_experts.h lib/cuda/route_plan.h $(LIBK_EXT)/stamp
+	@mkdir -p $(@D)
+	$(NVCC) $(CUTLASS_NVCCFLAGS) -c $< -o $@
+ifneq ($(wildcard $(CUDA_HOME)/include/cudnn.h),)
+CUDNN_CXXFLAGS = -std=c++17 -O1 -DNDEBUG -Wall -Wextra -Wno-unused-parameter $(if $(filter 1,$(WERROR)),-Werror) -Ilib \
+                 -I$(CUDA_HOME)/include -isystem $(LIBK_EXT)/cudnn-frontend/include -DSIGMA_CUDNN
+$(O)/lib/cuda/cudnn_attention.o: lib/cuda/cudnn_attention.cu lib/cuda/cudnn_attention.h lib/cuda/sdpa_plan.h $(LIBK_EXT)/stamp
+	@mkdir -p $(@D)
+	$(CXX) $(CUDNN_CXXFLAGS) -x c++ -c $< -o $@
+endif
+endif
+endif
 
 $(LIBSIGMA): $(LIB_OBJ)
 	@rm -f $@

@@ -5,12 +5,17 @@
 //     scores recomputed in backward.
 //   ATTENTION_FLASH: the fused kernels of flash.cu, for the head sizes of
 //     flash_supported (16, 32, 64, 96, 128).
-// Either way only each row's log-sum-exp is kept between forward and
+//   ATTENTION_CUDNN: cuDNN's fused attention (cudnn_attention.cu), through
+//     a CudnnAttention the model made; packed rows (pos) go to flash.cu's
+//     kernels, which cuDNN's causal mask cannot stand in for, so the model
+//     takes this path only where flash_supported holds too.
+// Each way only each row's log-sum-exp is kept between forward and
 // backward. N = B*T tokens, qd = H*hd, kvd = KV*hd.
 #ifndef SIGMA_CUDA_ATTENTION_CUH
 #define SIGMA_CUDA_ATTENTION_CUH
 
 #include "cuda/common.cuh"
+#include "cuda/cudnn_attention.h"
 #include "cuda/flash.h"
 #include "cuda/matmul.cuh"
 
@@ -131,12 +136,18 @@ static void attention_scores(void *const *ptrs, int B, int T, int H, int KV, int
 // its group; pos[N] (device, or NULL) the tokens' positions in their
 // documents in packed rows: each query sees only its own document's keys. The cuBLAS path's scratch: S[B*H, T, T], P[B*H, T, T] and the
 // layer's uploaded pointer arrays ptrs[PKINDS * B*H] (attention_pointers,
-// made for these tensors); the fused path uses none of them.
+// made for these tensors); the fused paths use none of them. cudnn: the
+// model's CudnnAttention (ATTENTION_CUDNN), or NULL.
 static void attention_forward(bf16 *out, float *lse, float *S, bf16 *P, const bf16 *q, const bf16 *k, const bf16 *v, int ldv,
-                              const int *pos, void *const *ptrs, int B, int T, int H, int KV, int hd, AttentionPath path, GpuCtx ctx)
+                              const int *pos, void *const *ptrs, int B, int T, int H, int KV, int hd, AttentionPath path,
+                              CudnnAttention *cudnn, GpuCtx ctx)
 {
     int qd = H * hd, BH = B * H;
-    if (path == ATTENTION_FLASH) {
+    if (path == ATTENTION_CUDNN && !pos) {
+        cudnn_attention_forward(cudnn, out, lse, q, k, v, ldv, B, T, H, KV, hd, ctx.stream);
+        return;
+    }
+    if (path != ATTENTION_CUBLAS) {   // flash, and cuDNN's packed rows
         flash_attention_forward(out, lse, q, k, v, ldv, pos, B, T, H, KV, hd, ctx.stream);
         return;
     }
@@ -148,16 +159,21 @@ static void attention_forward(bf16 *out, float *lse, float *S, bf16 *P, const bf
 
 // dq[N, qd], dk[N, kvd] and dv (bf16, [N, kvd] at row stride ldv) from
 // dout[N, qd], with out, lse, q, k, v, pos as in the forward. Scratch: S
-// ([B*H, T, T] scores, then dP; with the fused path D[N*H]), and for the
+// ([B*H, T, T] scores, then dP; with the fused paths D[N*H]), and for the
 // cuBLAS path P ([B*H, T, T] probabilities, then dS), dkh, dvh
 // [B*H, T, hd] (per query head) and ptrs as in the forward.
 static void attention_backward(bf16 *dq, bf16 *dk, bf16 *dv, float *S, bf16 *P, float *dkh, float *dvh, const bf16 *dout,
                                const bf16 *out, const float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int ldv,
-                               const int *pos, void *const *ptrs, int B, int T, int H, int KV, int hd, AttentionPath path, GpuCtx ctx)
+                               const int *pos, void *const *ptrs, int B, int T, int H, int KV, int hd, AttentionPath path,
+                               CudnnAttention *cudnn, GpuCtx ctx)
 {
     int qd = H * hd, kvd = KV * hd, BH = B * H;
     float scale = 1.0f / sqrtf((float)hd);
-    if (path == ATTENTION_FLASH) {   // sums each group's dK and dV itself
+    if (path == ATTENTION_CUDNN && !pos) {   // as the forward went; sums each group's dK and dV itself
+        cudnn_attention_backward(cudnn, dq, dk, dv, dout, out, q, k, v, ldv, lse, B, T, H, KV, hd, ctx.stream);
+        return;
+    }
+    if (path != ATTENTION_CUBLAS) {   // flash, and cuDNN's packed rows: sums each group's dK and dV itself
         flash_attention_backward(dq, dk, dv, S, dout, out, q, k, v, ldv, lse, pos, B, T, H, KV, hd, ctx.stream);
         return;
     }

@@ -7,6 +7,8 @@
 //     the host, from route_sort), spread over a few side streams.
 //   EXPERTS_GROUPED: one grouped kernel per product over all experts
 //     (grouped.cu), the offsets and tiles on the device (grouped_route).
+//   EXPERTS_CUTLASS: the same sort, then CUTLASS's sm90 grouped GEMM
+//     (cutlass_experts.cu) through a CutlassExperts the model made.
 // A = N*k (token, slot) assignments; an expert's weights are gate | up as
 // one [2de, d], then down [d, de], 3*de*d elements from one expert's to the
 // next.
@@ -14,6 +16,7 @@
 #define SIGMA_CUDA_EXPERTS_CUH
 
 #include "cuda/common.cuh"
+#include "cuda/cutlass_experts.h"
 #include "cuda/grouped.cuh"
 #include "cuda/matmul.cuh"
 
@@ -145,12 +148,17 @@ static void expert_streams_join(const ExpertStreams *s, GpuCtx ctx)
 // e * w_stride (gate|up, or down), [n, k]:
 //   forward:  out[rows, n] (bf16) = inp[rows, k] . w_e^T
 //   backward: dinp[rows, k] (fp32) = dout[rows, n] . w_e;  dw_e += dout^T inp
-// Grouped: offs, tiles [E+1] on the device (tiles of bm rows). cuBLAS:
-// h_offs[E+1] on the host, a product per expert, expert e on side stream e % n.
+// Grouped: offs, tiles [E+1] on the device (tiles of bm rows). CUTLASS:
+// offs and the model's CutlassExperts. cuBLAS: h_offs[E+1] on the host, a
+// product per expert, expert e on side stream e % n.
 static void experts_linear_forward(bf16 *out, const bf16 *inp, const bf16 *w, long w_stride, const int *offs, const int *tiles,
                                    int bm, const int *h_offs, int A, int E, int k, int n, ExpertsPath path,
-                                   const ExpertStreams *streams, GpuCtx ctx)
+                                   const ExpertStreams *streams, CutlassExperts *cutlass, GpuCtx ctx)
 {
+    if (path == EXPERTS_CUTLASS) {
+        cutlass_linear_forward(cutlass, out, inp, w, w_stride, offs, E, k, n, ctx.stream);
+        return;
+    }
     if (path == EXPERTS_GROUPED) {
         grouped_linear_forward(out, inp, w, w_stride, offs, tiles, bm, A, E, k, n, ctx.stream);
         return;
@@ -166,8 +174,13 @@ static void experts_linear_forward(bf16 *out, const bf16 *inp, const bf16 *w, lo
 }
 static void experts_linear_backward(float *dinp, float *dw, const bf16 *dout, const bf16 *inp, const bf16 *w, long w_stride,
                                     const int *offs, const int *tiles, int bm, const int *h_offs, int A, int E, int k, int n,
-                                    ExpertsPath path, const ExpertStreams *streams, GpuCtx ctx)
+                                    ExpertsPath path, const ExpertStreams *streams, CutlassExperts *cutlass, GpuCtx ctx)
 {
+    if (path == EXPERTS_CUTLASS) {
+        cutlass_linear_backward_input(cutlass, dinp, dout, w, w_stride, offs, E, k, n, ctx.stream);
+        cutlass_linear_backward_weight(cutlass, dw, w_stride, dout, inp, offs, E, k, n, ctx.stream);
+        return;
+    }
     if (path == EXPERTS_GROUPED) {
         grouped_linear_backward_input(dinp, dout, w, w_stride, offs, tiles, bm, A, E, k, n, ctx.stream);
         grouped_linear_backward_weight(dw, w_stride, dout, inp, offs, E, k, n, ctx.stream);
@@ -186,9 +199,10 @@ static void experts_linear_backward(float *dinp, float *dw, const bf16 *dout, co
 
 // gu[A, 2de] = xe . Wgu_e^T and act[A, de] = swiglu(gu) over each expert's rows.
 static void experts_up(bf16 *gu, bf16 *act, const bf16 *xe, const bf16 *w, const int *offs, const int *tiles, int bm,
-                       const int *h_offs, int A, int d, int de, int E, ExpertsPath path, const ExpertStreams *streams, GpuCtx ctx)
+                       const int *h_offs, int A, int d, int de, int E, ExpertsPath path, const ExpertStreams *streams,
+                       CutlassExperts *cutlass, GpuCtx ctx)
 {
-    experts_linear_forward(gu, xe, w, 3L * de * d, offs, tiles, bm, h_offs, A, E, d, 2 * de, path, streams, ctx);
+    experts_linear_forward(gu, xe, w, 3L * de * d, offs, tiles, bm, h_offs, A, E, d, 2 * de, path, streams, cutlass, ctx);
     if (A) LAUNCH(swiglu_forward_kernel, cdiv((long)A * de, 256), 256, 0, ctx.stream, act, gu, A, de);
     LAUNCHED();
 }
@@ -213,14 +227,15 @@ static void gather_backward(float *du, const float *dxe, const int *row, int N, 
 // ye[A, d] (bf16) from xe[A, d] (sorted by expert): for each expert e over
 // its rows, gu[A, 2de] = xe . Wgu_e^T, act[A, de] = silu(gate) * up, ye =
 // act . Wd_e^T. w: expert 0's weights (bf16). The rows of each expert:
-// offs, tiles [E+1] on the device with tiles of bm rows (grouped), or
-// h_offs[E+1] on the host (cuBLAS).
+// offs, tiles [E+1] on the device with tiles of bm rows (grouped; CUTLASS
+// reads offs only), or h_offs[E+1] on the host (cuBLAS). cutlass: the
+// model's CutlassExperts (EXPERTS_CUTLASS), or NULL.
 static void experts_forward(bf16 *ye, bf16 *gu, bf16 *act, const bf16 *xe, const bf16 *w, const int *offs, const int *tiles, int bm,
                             const int *h_offs, int A, int d, int de, int E, ExpertsPath path, const ExpertStreams *streams,
-                            GpuCtx ctx)
+                            CutlassExperts *cutlass, GpuCtx ctx)
 {
-    experts_up(gu, act, xe, w, offs, tiles, bm, h_offs, A, d, de, E, path, streams, ctx);
-    experts_linear_forward(ye, act, w + (size_t)2 * de * d, 3L * de * d, offs, tiles, bm, h_offs, A, E, de, d, path, streams,
+    experts_up(gu, act, xe, w, offs, tiles, bm, h_offs, A, d, de, E, path, streams, cutlass, ctx);
+    experts_linear_forward(ye, act, w + (size_t)2 * de * d, 3L * de * d, offs, tiles, bm, h_offs, A, E, de, d, path, streams, cutlass,
                            ctx);   // down
 }
 
@@ -231,16 +246,18 @@ static void experts_forward(bf16 *ye, bf16 *gu, bf16 *act, const bf16 *xe, const
 // forward.
 static void experts_backward(float *dxe, float *dw, bf16 *dgu, float *dact, bf16 *gu, bf16 *act, const bf16 *dye, const bf16 *xe,
                              const bf16 *w, const int *offs, const int *tiles, int bm, const int *h_offs, int A, int d, int de,
-                             int E, int recompute, ExpertsPath path, const ExpertStreams *streams, GpuCtx ctx)
+                             int E, int recompute, ExpertsPath path, const ExpertStreams *streams, CutlassExperts *cutlass,
+                             GpuCtx ctx)
 {
     long stride = 3L * de * d;
     size_t down = (size_t)2 * de * d;
-    if (recompute) experts_up(gu, act, xe, w, offs, tiles, bm, h_offs, A, d, de, E, path, streams, ctx);
-    experts_linear_backward(dact, dw + down, dye, act, w + down, stride, offs, tiles, bm, h_offs, A, E, de, d, path, streams,
+    if (recompute) experts_up(gu, act, xe, w, offs, tiles, bm, h_offs, A, d, de, E, path, streams, cutlass, ctx);
+    experts_linear_backward(dact, dw + down, dye, act, w + down, stride, offs, tiles, bm, h_offs, A, E, de, d, path, streams, cutlass,
                             ctx);   // down
     if (A) LAUNCH(swiglu_backward_kernel, cdiv((long)A * de, 256), 256, 0, ctx.stream, dgu, dact, gu, A, de);
     LAUNCHED();
-    experts_linear_backward(dxe, dw, dgu, xe, w, stride, offs, tiles, bm, h_offs, A, E, d, 2 * de, path, streams, ctx);   // gate|up
+    experts_linear_backward(dxe, dw, dgu, xe, w, stride, offs, tiles, bm, h_offs, A, E, d, 2 * de, path, streams, cutlass,
+                            ctx);   // gate|up
 }
 
 // out[N, d] (fp32) = h[N, d] + the sum over each token's k choices of

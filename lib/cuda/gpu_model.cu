@@ -24,12 +24,18 @@
 // per-expert cuBLAS products over each expert's rows, and a
 // probability-weighted combine written as a gather (no atomics). With
 // EXPERTS_GROUPED, the sort runs on the device and each product is one
-// grouped kernel over all experts (grouped.cu): no host round trip.
+// grouped kernel over all experts (grouped.cu): no host round trip; with
+// EXPERTS_CUTLASS, the same sort and CUTLASS's grouped GEMM
+// (cutlass_experts.cu).
 // Attention: cuBLAS batched products per (sequence, head) around a causal
 // softmax kernel, the scores recomputed in backward; or, with
 // ATTENTION_FLASH, fused flash-style kernels (flash.cu) for head sizes 16,
-// 32, 64, 96 and 128 (flash_supported). Either way only each row's
-// log-sum-exp is kept between forward and backward. Packed rows (pos, as
+// 32, 64, 96 and 128 (flash_supported); or, with ATTENTION_CUDNN, cuDNN's
+// fused attention (cudnn_attention.cu). Each way only each row's
+// log-sum-exp is kept between forward and backward. The libraries' paths
+// load and build what they need in gpu_model_create (open_libraries);
+// where they cannot, the model takes cuBLAS's, as for a shape it cannot
+// take. Packed rows (pos, as
 // model_forward's): the positions are uploaded with the inputs (g->pos) and
 // kept for the backward; RoPE rotates by them and attention keeps each
 // query to its document's keys. The paths (GpuPaths,
@@ -100,6 +106,8 @@ struct GpuModel {
     GpuPaths paths;            // the kernel paths taken
     GpuCtx ctx;                // the main stream and its cuBLAS handle
     ExpertStreams streams;     // the cuBLAS experts' side streams
+    CudnnAttention *cudnn;     // cuDNN's plans and workspace (ATTENTION_CUDNN)
+    CutlassExperts *cutlass;   // CUTLASS's kernels and their arguments (EXPERTS_CUTLASS)
     size_t n_params;
     int n_tensors;
     ParamTensor *tensors;      // host copy of the table
@@ -258,7 +266,7 @@ static size_t carve(GpuModel *g, char *base, int print)
     AT(g->emb_pos, int, N); AT(g->emb_seg, int, N + 1);
     AT(g->counts, float, L * E); AT(g->route_scratch, int, grouped_route_scratch((int)amax, (int)E));
     REPORT("head, logits and inputs");
-    int flash = g->paths.attention == ATTENTION_FLASH;
+    int flash = g->paths.attention != ATTENTION_CUBLAS;   // cuDNN's packed rows take the fused kernels
     if (flash) { AT(g->S, float, N * H); }
     else { AT(g->S, float, B * H * T * T); AT(g->P, bf16, B * H * T * T); }
     if (!flash) { AT(g->dkh, float, B * H * T * hd); AT(g->dvh, float, B * H * T * hd); }
@@ -315,16 +323,49 @@ static void take_paths(GpuPaths *p, const Config *c)
     // but has not run on a GPU, so cuBLAS stays the default until it is
     // measured.
     if (p->attention == ATTENTION_FLASH && !flash_supported(c->head_dim)) p->attention = ATTENTION_CUBLAS;
+    // ATTENTION_CUDNN: cuDNN's fused attention, with the fused kernels for
+    // packed rows (attention.cuh), so where both take the head size.
+    if (p->attention == ATTENTION_CUDNN && !(cudnn_attention_supported(c->head_dim) && flash_supported(c->head_dim)))
+        p->attention = ATTENTION_CUBLAS;
     // EXPERTS_GROUPED: the device-side sort and grouped products
     // (grouped.cu), where the expert widths allow. Not yet the default: they
     // have not run on a GPU (see bench/gpu.md).
     if (p->experts == EXPERTS_GROUPED &&
         !(grouped_supported(c->d_model, 2 * c->d_expert) && grouped_supported(c->d_expert, c->d_model)))
         p->experts = EXPERTS_CUBLAS;
+    // EXPERTS_CUTLASS: the device-side sort and CUTLASS's grouped GEMM, the same widths.
+    if (p->experts == EXPERTS_CUTLASS &&
+        !(cutlass_experts_supported(c->d_model, 2 * c->d_expert) && cutlass_experts_supported(c->d_expert, c->d_model)))
+        p->experts = EXPERTS_CUBLAS;
     // the cuBLAS experts over 1 .. GPU_MAX_EXPERT_STREAMS side streams (1: one after another, for comparison)
     if (p->expert_streams < 1) p->expert_streams = 1;
     if (p->expert_streams > GPU_MAX_EXPERT_STREAMS) p->expert_streams = GPU_MAX_EXPERT_STREAMS;
     p->recompute = p->recompute != 0;
+}
+
+// The libraries' paths: cuDNN loaded and the largest shape's plans built,
+// CUTLASS's kernels initialised. Where one cannot (no library in this
+// build or on this machine, another GPU, no plan), it says why and the
+// model takes cuBLAS's path instead: *p is what it took.
+static void open_libraries(GpuModel *g, GpuPaths *p, int verbose)
+{
+    const Config *c = &g->alloc;
+    char why[512];
+    if (p->attention == ATTENTION_CUDNN) {
+        int qkv = (c->n_heads + 2 * c->n_kv_heads) * c->head_dim;   // v's row stride: it stays inside the qkv buffer
+        g->cudnn = cudnn_attention_create(g->Bmax, g->Tmax, c->n_heads, c->n_kv_heads, c->head_dim, qkv, verbose, why, sizeof why);
+        if (!g->cudnn) {
+            warn("cuDNN attention: %s; taking cuBLAS attention", why);
+            p->attention = ATTENTION_CUBLAS;
+        }
+    }
+    if (p->experts == EXPERTS_CUTLASS) {
+        g->cutlass = cutlass_experts_create(c->n_experts, why, sizeof why);
+        if (!g->cutlass) {
+            warn("CUTLASS experts: %s; taking cuBLAS experts", why);
+            p->experts = EXPERTS_CUBLAS;
+        }
+    }
 }
 
 extern "C" GpuModel *gpu_model_create(const Model *host, const Config *alloc, int B, int T, GpuPaths *paths, int verbose)
@@ -354,6 +395,8 @@ extern "C" GpuModel *gpu_model_create(const Model *host, const Config *alloc, in
     CUBLAS_CHECK(cublasCreate(&g->ctx.blas));
     CUBLAS_CHECK(cublasSetStream(g->ctx.blas, g->ctx.stream));
     expert_streams_create(&g->streams, g->paths.expert_streams);
+    open_libraries(g, paths, verbose);
+    g->paths = *paths;
     size_t P = g->n_params;
     if (verbose) {
         cudaDeviceProp prop;
@@ -430,6 +473,8 @@ extern "C" void gpu_model_free(GpuModel *g)
     CUDA_CHECK(cudaEventDestroy(g->ev[0]));
     CUDA_CHECK(cudaEventDestroy(g->ev[1]));
     expert_streams_destroy(&g->streams);
+    cudnn_attention_free(g->cudnn);
+    cutlass_experts_free(g->cutlass);
     CUBLAS_CHECK(cublasDestroy(g->ctx.blas));
     CUDA_CHECK(cudaStreamDestroy(g->ctx.stream));
     free(g);
@@ -559,7 +604,7 @@ static void moe_forward(GpuModel *g, int l, int N, int k, const BalanceOptions *
                    g->params_bf + o->router, balance_uses_bias(bo) ? g->bias + (size_t)l * E : NULL, N, d, E, k, bo->tau > 0 ? bo->tau : 1.0f,
                    ctx);
     phase(g, PH_SORT);
-    if (g->paths.experts == EXPERTS_GROUPED) {
+    if (g->paths.experts != EXPERTS_CUBLAS) {   // grouped and CUTLASS: the sort on the device
         grouped_route(a->order, a->row, a->offs, g->counts + (size_t)l * E, a->tiles, g->route_scratch, a->sel, A, E, g->tile_rows,
                       ctx.stream);
     } else {
@@ -573,7 +618,7 @@ static void moe_forward(GpuModel *g, int l, int N, int k, const BalanceOptions *
     gather_forward(a->xe, a->ln2, a->order, A, d, k, ctx);
     phase(g, PH_EXPERTS);
     experts_forward(a->ye, a->gu, a->act, a->xe, g->params_bf + o->expert, a->offs, a->tiles, g->tile_rows, g->h_offs[l], A, d, de,
-                    E, g->paths.experts, &g->streams, ctx);
+                    E, g->paths.experts, &g->streams, g->cutlass, ctx);
     phase(g, PH_COMBINE);
     float *out = l + 1 < c->n_layers ? g->L[l + 1].x : g->x_final;
     combine_forward(out, a->h, a->ye, a->p, a->sel, a->row, N, d, E, k, ctx);
@@ -641,7 +686,8 @@ static void moe_backward(GpuModel *g, int l, const float *dout, float scale)
     combine_backward(g->dye, g->dpsel, dout, a->ye, a->p, a->sel, a->row, N, d, E, k, ctx);
     phase(g, PH_EXPERTS);
     experts_backward(g->dxe, g->grads + o->expert, g->dgu, g->dact, a->gu, a->act, g->dye, a->xe, g->params_bf + o->expert, a->offs,
-                     a->tiles, g->tile_rows, g->h_offs[l], A, d, de, E, g->paths.recompute, g->paths.experts, &g->streams, ctx);
+                     a->tiles, g->tile_rows, g->h_offs[l], A, d, de, E, g->paths.recompute, g->paths.experts, &g->streams, g->cutlass,
+                     ctx);
     phase(g, PH_COMBINE);
     gather_backward(g->du, g->dxe, a->row, N, d, k, ctx);
     phase(g, PH_ROUTER);
@@ -719,7 +765,7 @@ extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32
                             ctx);
         phase(g, PH_ATTN);
         attention_forward(a->ao, a->att_lse, g->S, g->P, a->qr, a->kr, a->qkv + qd + kvd, qkv, dpos, attention_ptrs_of(g, l), B, T, H,
-                          KV, hd, g->paths.attention, ctx);
+                          KV, hd, g->paths.attention, g->cudnn, ctx);
         phase(g, PH_OPROJ);
         CUDA_CHECK(cudaMemcpyAsync(a->h, a->x, (size_t)N * d * sizeof(float), cudaMemcpyDeviceToDevice, ctx.stream));
         linear_forward(a->h, CUDA_R_32F, a->ao, g->params_bf + o->wo, N, qd, d, 1.0f, ctx);
@@ -745,8 +791,8 @@ extern "C" Losses gpu_model_forward(GpuModel *g, const Config *cfg, const uint32
         if (mask) memcpy(g->h_mask, mask, (size_t)N * sizeof(float));
     }
     g->have_forward = targets ? 2 : 1;
-    g->sel_on_host = g->paths.experts != EXPERTS_GROUPED;
-    if (g->paths.experts == EXPERTS_GROUPED) copy_to_host(g->h_counts, g->counts, (size_t)L * E * sizeof(float), ctx);
+    g->sel_on_host = g->paths.experts == EXPERTS_CUBLAS;
+    if (g->paths.experts != EXPERTS_CUBLAS) copy_to_host(g->h_counts, g->counts, (size_t)L * E * sizeof(float), ctx);
     copy_to_host(g->h_stats, g->stats, (size_t)L * (2 * E + 3) * sizeof(double), ctx);
     for (int l = 0; l < L; l++) balance_losses(g, &out, l, N, g->kused[l], bo);
     if (counts) memcpy(counts, g->h_counts, (size_t)L * E * sizeof(float));
@@ -766,7 +812,7 @@ extern "C" const float *gpu_model_logits(GpuModel *g)
 extern "C" const int *gpu_model_selection(GpuModel *g, int layer, int *k)
 {
     *k = g->kused[layer];
-    if (!g->sel_on_host) {   // the grouped experts sorted on the device: copied once, when asked
+    if (!g->sel_on_host) {   // sorted on the device (grouped, CUTLASS): copied once, when asked
         for (int l = 0; l < g->alloc.n_layers; l++)
             copy_to_host(g->h_sel[l], g->L[l].sel, (size_t)g->B * g->T * g->kused[l] * sizeof(int), g->ctx);
         g->sel_on_host = 1;
@@ -810,7 +856,7 @@ extern "C" void gpu_model_backward(GpuModel *g, float ce_scale, float aux_scale)
         gemm(1, 0, d, qd, N, 1.0f, g->dh_bf, d, a->ao, qd, 1.0f, g->grads + o->wo, CUDA_R_32F, qd, ctx);
         phase(g, PH_ATTN);
         attention_backward(g->dqr, g->dkr, g->dqkv + qd + kvd, g->S, g->P, g->dkh, g->dvh, g->dao, a->ao, a->att_lse, a->qr, a->kr,
-                           a->qkv + qd + kvd, qkv, dpos, attention_ptrs_of(g, l), B, T, H, KV, hd, g->paths.attention, ctx);
+                           a->qkv + qd + kvd, qkv, dpos, attention_ptrs_of(g, l), B, T, H, KV, hd, g->paths.attention, g->cudnn, ctx);
         phase(g, PH_QKV);
         qknorm_rope_backward(g->dqkv, qkv, g->grads + o->qnorm, g->dn, g->norm_partial, g->dqr, a->qkv, a->qrs, g->params + o->qnorm,
                              g->cosv, g->sinv, dpos, N, T, H, hd, ctx);

@@ -5,22 +5,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const attention_names[] = {"cublas", "flash"};
-static const char *const experts_names[] = {"cublas", "grouped"};
+static const char *const attention_names[ATTENTION_PATHS] = {"cublas", "flash", "cudnn"};
+static const char *const experts_names[EXPERTS_PATHS] = {"cublas", "grouped", "cutlass"};
 
 const char *attention_path_name(AttentionPath a) { return attention_names[a]; }
 const char *experts_path_name(ExpertsPath e) { return experts_names[e]; }
 
 int attention_path_parse(const char *name, AttentionPath *a)
 {
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < ATTENTION_PATHS; i++)
         if (!strcmp(name, attention_names[i])) { *a = (AttentionPath)i; return 0; }
     return -1;
 }
 
 int experts_path_parse(const char *name, ExpertsPath *e)
 {
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < EXPERTS_PATHS; i++)
         if (!strcmp(name, experts_names[i])) { *e = (ExpertsPath)i; return 0; }
     return -1;
 }
@@ -32,9 +32,9 @@ void gpu_paths_default(GpuPaths *p)
     *p = (GpuPaths){.attention = ATTENTION_CUBLAS, .experts = EXPERTS_CUBLAS, .expert_streams = GPU_MAX_EXPERT_STREAMS};
     const char *v = getenv("SIGMA_ATTENTION");
     if (v && *v && attention_path_parse(v, &p->attention))
-        warn("SIGMA_ATTENTION=%s: not cublas or flash; ignored", v);
+        warn("SIGMA_ATTENTION=%s: not cublas, flash or cudnn; ignored", v);
     v = getenv("SIGMA_EXPERTS");
-    if (v && *v && experts_path_parse(v, &p->experts)) warn("SIGMA_EXPERTS=%s: not cublas or grouped; ignored", v);
+    if (v && *v && experts_path_parse(v, &p->experts)) warn("SIGMA_EXPERTS=%s: not cublas, grouped or cutlass; ignored", v);
     v = getenv("SIGMA_EXPERT_STREAMS");
     if (v && *v) {
         char *end;

@@ -24,13 +24,13 @@
 
 /* ---- the GPU's kernel paths: chosen once, before the model is built --------------- */
 
-typedef enum { ATTENTION_CUBLAS, ATTENTION_FLASH } AttentionPath;   /* "cublas", "flash" */
-typedef enum { EXPERTS_CUBLAS, EXPERTS_GROUPED } ExpertsPath;       /* "cublas", "grouped" */
+typedef enum { ATTENTION_CUBLAS, ATTENTION_FLASH, ATTENTION_CUDNN, ATTENTION_PATHS } AttentionPath;   /* "cublas", "flash", "cudnn" */
+typedef enum { EXPERTS_CUBLAS, EXPERTS_GROUPED, EXPERTS_CUTLASS, EXPERTS_PATHS } ExpertsPath;        /* "cublas", "grouped", "cutlass" */
 #define GPU_MAX_EXPERT_STREAMS 4
 
 typedef struct {
-    AttentionPath attention;   /* cuBLAS products around a softmax kernel, or the fused kernels (flash.cu) */
-    ExpertsPath experts;       /* per-expert cuBLAS products after a host sort, or grouped kernels (grouped.cu) */
+    AttentionPath attention;   /* cuBLAS products around a softmax kernel, the fused kernels (flash.cu), or cuDNN's (cudnn_attention.cu) */
+    ExpertsPath experts;       /* per-expert cuBLAS products after a host sort, or grouped kernels: grouped.cu's or CUTLASS's */
     int expert_streams;        /* streams the per-expert products spread over, 1 .. GPU_MAX_EXPERT_STREAMS */
     int recompute;             /* recompute the experts' gate/up products in backward (less memory) */
 } GpuPaths;

@@ -6,7 +6,10 @@
  * buffer poisoned with NaN first. Then determinism (two runs, the same
  * bits), experts without tokens (zero gradient), the gradient norm and
  * AdamW on the same gradients. The cases run again with the fused
- * attention and with the grouped expert products. Packed rows (pos, as
+ * attention and with the grouped expert products, and on a GPU with
+ * cuDNN's attention and CUTLASS's expert products (the emulation cannot
+ * run those; there, asking for them must give the cuBLAS paths back).
+ * Every case checks that the model took the paths it was asked for. Packed rows (pos, as
  * model_forward's: documents of uneven lengths one after another in a row)
  * are checked the same way against the CPU, and each document's logits
  * against the same document run alone on the GPU. Needs a GPU; TAP on
@@ -160,7 +163,10 @@ static void run_case(const Case *cs, size_t offset)
     GpuPaths paths;   /* the environment's (run_cases sets it), and the case's recompute */
     gpu_paths_default(&paths);
     paths.recompute = cs->recompute;
+    GpuPaths asked = paths;
     GpuModel *g = gpu_model_create(&m, &c, B, T, &paths, 0);
+    ok(paths.attention == asked.attention && paths.experts == asked.experts, "%s: %s attention and %s experts taken as asked",
+       cs->name, attention_path_name(paths.attention), experts_path_name(paths.experts));
     gpu_model_set_params(g, m.params);
     gpu_model_poison(g);
     gpu_model_zero_grads(g);
@@ -301,6 +307,35 @@ static void check_optimizer(void)
     free(mg);
 }
 
+#ifdef SIGMA_EMU
+/* A path this build cannot take (the libraries' on the emulation) is
+ * reported and replaced by cuBLAS's, and the model trains on. */
+static void check_fallback(void)
+{
+    Config c;
+    config_preset(&c, "micro", 512);   /* head size 32: both fused paths take it */
+    Model m;
+    model_init(&m, &c, 1, 8);
+    model_init_params(&m, 7, 0.02f);
+    GpuPaths p;
+    gpu_paths_default(&p);
+    p.attention = ATTENTION_CUDNN;
+    p.experts = EXPERTS_CUTLASS;
+    GpuModel *g = gpu_model_create(&m, &c, 1, 8, &p, 0);
+    ok(p.attention == ATTENTION_CUBLAS && p.experts == EXPERTS_CUBLAS,
+       "asked for cuDNN attention and CUTLASS experts on the emulation: %s and %s taken", attention_path_name(p.attention),
+       experts_path_name(p.experts));
+    uint32_t in[8], tg[8];
+    for (int i = 0; i < 8; i++) in[i] = text[i], tg[i] = text[i + 1];
+    gpu_model_set_params(g, m.params);
+    Losses l = gpu_model_forward(g, &c, in, tg, NULL, NULL, 1, 8, NULL, m.expert_bias, NULL);
+    gpu_model_backward(g, 1.0f, 1.0f);
+    ok(isfinite(l.loss) && l.loss > 0, "  and trains on (loss %.4f)", l.loss);
+    gpu_model_free(g);
+    model_free(&m);
+}
+#endif
+
 /* The cases whose indices are in `which`, with env=value set and the name
  * prefixed; each from its own stretch of text. */
 static void run_cases(const Case *cases, size_t n, const char *which, const char *prefix, const char *env, const char *value,
@@ -369,6 +404,18 @@ int main(void)
     run_cases(cases, n, plain, "", NULL, NULL, 0);
     run_cases(cases, n, fused, "fused attention, ", "SIGMA_ATTENTION", "flash", n);
     run_cases(cases, n, grouped, "grouped experts, ", "SIGMA_EXPERTS", "grouped", 2 * n);
+#ifdef SIGMA_EMU
+    check_fallback();
+#else
+    /* the libraries' paths: cuDNN's on the fused attention's cases (the
+     * head sizes both take; packed rows go to the fused kernels), CUTLASS's
+     * on every case, then both together on a few */
+    run_cases(cases, n, fused, "cuDNN attention, ", "SIGMA_ATTENTION", "cudnn", 3 * n);
+    run_cases(cases, n, grouped, "CUTLASS experts, ", "SIGMA_EXPERTS", "cutlass", 4 * n);
+    setenv("SIGMA_EXPERTS", "cutlass", 1);
+    run_cases(cases, n, "358", "cuDNN attention and CUTLASS experts, ", "SIGMA_ATTENTION", "cudnn", 5 * n);
+    unsetenv("SIGMA_EXPERTS");
+#endif
     check_optimizer();
     return tap_done();
 }
