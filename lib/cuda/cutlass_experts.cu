@@ -167,7 +167,8 @@ template <class P> struct Runner {
         return off;
     }
 
-    void init(int E, float beta, int sm_count)
+    // the kernel's arguments checked and set; CUTLASS's complaint, if any
+    cutlass::Status init(int E, float beta, int sm_count)
     {
         cutlass::KernelHardwareInfo hw;
         CUDA_CHECK(cudaGetDevice(&hw.device_id));
@@ -191,10 +192,11 @@ template <class P> struct Runner {
         if constexpr (P::reads_c) c = arr.c;
         args = typename P::Gemm::Arguments{
             cutlass::gemm::GemmUniversalMode::kGrouped, {E, arr.shape, nullptr}, {arr.a, arr.sa, arr.b, arr.sb}, {fusion, c, arr.sc, arr.d, arr.sd}, hw};
-        CUTLASS_CHECK(gemm.can_implement(args));
+        cutlass::Status st = gemm.can_implement(args);
+        if (st != cutlass::Status::kSuccess) return st;
         size_t bytes = P::Gemm::get_workspace_size(args);
         if (bytes) CUDA_CHECK(cudaMalloc(&workspace, bytes));
-        CUTLASS_CHECK(gemm.initialize(args, workspace));
+        return gemm.initialize(args, workspace);
     }
 
     void run(int product, const int *offs, int E, int k, int n, long w_stride, const bf16 *A, const bf16 *B, typename P::C *C,
@@ -237,9 +239,15 @@ extern "C" CutlassExperts *cutlass_experts_create(int E, char *why, size_t n)
     c->forward.carve(c->arrays, E);
     c->backward_input.carve(c->arrays + b0, E);
     c->backward_weight.carve(c->arrays + b0 + b1, E);
-    c->forward.init(E, 0.0f, sms);
-    c->backward_input.init(E, 0.0f, sms);
-    c->backward_weight.init(E, 1.0f, sms);   // added to the gradient already there
+    cutlass::Status st[3] = {c->forward.init(E, 0.0f, sms), c->backward_input.init(E, 0.0f, sms),
+                             c->backward_weight.init(E, 1.0f, sms)};   // the last added to the gradient already there
+    for (int i = 0; i < 3; i++)
+        if (st[i] != cutlass::Status::kSuccess) {
+            snprintf(why, n, "CUTLASS cannot set up its %s product: %s", i == 0 ? "forward" : i == 1 ? "input gradient's" : "weight gradient's",
+                     cutlassGetStatusString(st[i]));
+            cutlass_experts_free(c);
+            return NULL;
+        }
     return c;
 }
 
