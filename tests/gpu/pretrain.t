@@ -1,8 +1,9 @@
 #!/bin/sh
 # sigma-pretrain --device cuda: the micro preset's loss curve beside the
 # CPU's over 200 steps, the same bits twice, exact resume from a checkpoint,
-# the same with the grouped expert products, the memory report, and
-# compute-sanitizer's memcheck on short runs.
+# the same with the hand-written kernels (grouped experts, fused attention)
+# and with the libraries' (cuDNN attention, CUTLASS experts), the memory
+# report, and compute-sanitizer's memcheck on short runs.
 . "$(dirname "$0")/../lib.sh"
 if ! nvidia-smi >/dev/null 2>&1; then echo "1..0 # SKIP no GPU visible"; exit 0; fi
 
@@ -59,6 +60,23 @@ done
 ok "fused kernels: 30 steps" run cuda "$T/ga" --steps 30 --schedule constant --warmup 0 --eval-every 0 --save-every 10
 ok "fused kernels: 30 steps again" run cuda "$T/gb" --steps 30 --schedule constant --warmup 0 --eval-every 0 --save-every 10
 is "fused kernels: the same losses bit for bit" "$(losses "$T/gb.jsonl" | md5sum)" "$(losses "$T/ga.jsonl" | md5sum)"
+unset SIGMA_EXPERTS SIGMA_ATTENTION
+
+# ---- the libraries' kernels (cuDNN attention, CUTLASS experts): taken, the same curve, the same bits twice --
+taken() { jq -r '.. | .gpu_paths? // empty | "\(.attention) \(.experts)"' "$1"; }
+export SIGMA_EXPERTS=cutlass SIGMA_ATTENTION=cudnn
+ok "200 steps on the GPU with cuDNN attention and CUTLASS experts" run cuda "$T/lib" --steps 200 --warmup 20 --eval-every 50 \
+    --eval-batches 4 --save-every 200
+is "the run took cuDNN's attention and CUTLASS's experts (not a fallback)" "$(taken "$T/lib/step-00000200/config.json")" "cudnn cutlass"
+for w in "0 50" "50 100" "100 150" "150 200"; do
+    set -- $w
+    c=$(mean "$T/cpu.jsonl" $1 $2 ce); g=$(mean "$T/lib.jsonl" $1 $2 ce)
+    ok "libraries' kernels, steps $1-$2: mean loss $g follows the CPU's $c (within 3%)" jq -en "($g - $c | fabs) < 0.03 * $c"
+done
+ok "libraries' kernels: 30 steps" run cuda "$T/la" --steps 30 --schedule constant --warmup 0 --eval-every 0 --save-every 10
+ok "libraries' kernels: 30 steps again" run cuda "$T/lb" --steps 30 --schedule constant --warmup 0 --eval-every 0 --save-every 10
+is "libraries' kernels: the same losses bit for bit (cuDNN's deterministic backward)" "$(losses "$T/lb.jsonl" | md5sum)" \
+    "$(losses "$T/la.jsonl" | md5sum)"
 unset SIGMA_EXPERTS SIGMA_ATTENTION
 
 # ---- what a user sees -------------------------------------------------------------------------------
