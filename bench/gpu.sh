@@ -34,6 +34,7 @@ commit=$( (git rev-parse --short HEAD 2>/dev/null || echo unknown) | head -n 1)
 t_start=$(date +%s)
 elapsed() { echo "$(( $(date +%s) - t_start )) s"; }
 left() { echo $(( DEADLINE - ($(date +%s) - t_start) )); }
+limit() { l=$(left); [ "$l" -lt "$1" ] && echo "$l" || echo "$1"; }   # seconds for a piece: N, or what is left if less
 
 # Each shape: preset B T | sigma's extra arguments | PyTorch's model arguments
 shape() {
@@ -54,7 +55,7 @@ EOS
     preset=$1 B=$2 T=$3
     f="$out/$name.sigma.json"
     : >"$f"
-    timeout "$TLIMIT" "$bin/gpu_bench" "$preset" "$B" "$T" "$STEPS" $extra --profile --variants "$(echo $VARIANTS | tr ' ' ,)" \
+    timeout "$(limit "$TLIMIT")" "$bin/gpu_bench" "$preset" "$B" "$T" "$STEPS" $extra --profile --variants "$(echo $VARIANTS | tr ' ' ,)" \
         >>"$f" 2>"$out/$name.sigma.err" || echo "# gpu_bench, all variants: exit $?" >>"$out/$name.sigma.err"
     for v in $VARIANTS; do
         a=${v%%:*} e=${v#*:}
@@ -64,7 +65,7 @@ EOS
             continue
         fi
         echo "# $v again, alone" >>"$out/$name.sigma.err"
-        timeout 90 "$bin/gpu_bench" "$preset" "$B" "$T" "$STEPS" $extra --profile --variants "$v" >>"$f" 2>>"$out/$name.sigma.err" ||
+        timeout "$(limit 90)" "$bin/gpu_bench" "$preset" "$B" "$T" "$STEPS" $extra --profile --variants "$v" >>"$f" 2>>"$out/$name.sigma.err" ||
             echo "{\"impl\": \"sigma-cuda\", \"attention\": \"$a\", \"experts\": \"$e\", \"error\": \"gpu_bench exit $? (see $name.sigma.err)\"}" >>"$f"
     done
     echo "sigma, $name: $(grep -c tokens_per_s "$f") of $(echo $VARIANTS | wc -w) variants timed ($(elapsed))"
@@ -82,7 +83,7 @@ EOS
         echo "PyTorch $mode, $name: not run, out of time"
         return
     fi
-    timeout "$TLIMIT" python3 bench/cuda_torch.py --mode "$mode" $targs --batch "$2" --seq "$3" --steps "$STEPS" --warmup 2 \
+    timeout "$(limit "$TLIMIT")" python3 bench/cuda_torch.py --mode "$mode" $targs --batch "$2" --seq "$3" --steps "$STEPS" --warmup 2 \
         >"$f" 2>"$out/$name.$mode.err" ||   # its own error line where it wrote one (a timeout leaves none)
         { rc=$?; grep -q '"impl"' "$f" || echo "{\"impl\": \"pytorch-$mode\", \"error\": \"exit $rc (see $name.$mode.err)\"}" >>"$f"; }
     echo "PyTorch $mode, $name: $(tail -n 1 "$f" | jq -r 'if .tokens_per_s then "\(.tokens_per_s) tokens/s" else .error end') ($(elapsed))"

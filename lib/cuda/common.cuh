@@ -28,11 +28,16 @@
 //   matmul.cuh      cuBLAS products: gemm, gemm_batched, linear layers
 //   flash.cu        fused attention kernels (flash.h)
 //   grouped.cu      grouped expert products, device-side sort (grouped.cuh)
+//   cudnn_attention.cu  cuDNN's fused attention (cudnn_attention.h), over
+//                   sdpa_plan.h's tensors; libcudnn loaded at run time
+//   cutlass_experts.cu  CUTLASS's sm90 grouped GEMM for the experts
+//                   (cutlass_experts.h), over route_plan.h's problems
 //   ptx.cuh         the tensor-core and cp.async instructions
 //   common.cuh      this file
 //
 // The arrows run one way: gpu_model.cu -> layer rooms (-> matmul.cuh,
-// rmsnorm.cuh, flash.h, grouped.cuh) -> common.cuh. The layer rooms take
+// rmsnorm.cuh, flash.h, grouped.cuh, cudnn_attention.h, cutlass_experts.h)
+// -> common.cuh. The layer rooms take
 // tensors, sizes and a GpuCtx, never the GpuModel, and hold no state.
 #ifndef SIGMA_CUDA_COMMON_CUH
 #define SIGMA_CUDA_COMMON_CUH
