@@ -194,7 +194,7 @@ static void output(const std::shared_ptr<fe::graph::Tensor_attributes> &o, const
         fe::error_object r_ = (call);                   \
         if (!r_.is_good()) return r_;                   \
     } while (0)
-static fe::error_object finalize_steps(fe::graph::Graph &g, cudnnHandle_t h)
+static fe::error_object finalize(fe::graph::Graph &g, cudnnHandle_t h)
 {
     STEP(g.validate());
     STEP(g.build_operation_graph(h));
@@ -204,18 +204,11 @@ static fe::error_object finalize_steps(fe::graph::Graph &g, cudnnHandle_t h)
     return fe::error_object();
 }
 #undef STEP
-static fe::error_object finalize(fe::graph::Graph &g, cudnnHandle_t h)
-{
-    try {
-        return finalize_steps(g, h);
-    } catch (const std::exception &x) {   // some of the frontend's checks throw
-        return fe::error_object(fe::error_code_t::INVALID_VALUE, x.what());
-    }
-}
 
 // The forward or backward graph of shape s with its plan built; NULL, with
-// cuDNN's reason in *err, where cuDNN has none.
-static std::shared_ptr<fe::graph::Graph> build(CudnnAttention *a, int backward, const SdpaShape &s, std::string *err)
+// cuDNN's reason in *err, where cuDNN has none. (Some of the frontend's
+// checks throw: build() turns those into a reason too.)
+static std::shared_ptr<fe::graph::Graph> build_graph(CudnnAttention *a, int backward, const SdpaShape &s, std::string *err)
 {
     SdpaTensor t[SDPA_TENSORS];
     sdpa_tensors(t, &s);
@@ -257,6 +250,15 @@ static std::shared_ptr<fe::graph::Graph> build(CudnnAttention *a, int backward, 
     }
     return g;
 }
+static std::shared_ptr<fe::graph::Graph> build(CudnnAttention *a, int backward, const SdpaShape &s, std::string *err)
+{
+    try {
+        return build_graph(a, backward, s, err);
+    } catch (const std::exception &x) {
+        *err = x.what();
+        return nullptr;
+    }
+}
 
 // The cached plan of s, built on first use; a shape cuDNN cannot take,
 // after the largest could, is an error.
@@ -278,7 +280,12 @@ static void execute(CudnnAttention *a, fe::graph::Graph &g, std::unordered_map<i
 {
     cudnnStatus_t st = cudnnSetStream(a->handle, stream);
     if (st != CUDNN_STATUS_SUCCESS) BUG("cuDNN: cudnnSetStream: %s", cudnnGetErrorString(st));
-    fe::error_object e = g.execute(a->handle, pack, a->workspace);
+    fe::error_object e;
+    try {
+        e = g.execute(a->handle, pack, a->workspace);
+    } catch (const std::exception &x) {
+        BUG("cuDNN: execute: %s", x.what());
+    }
     if (!e.is_good()) BUG("cuDNN: execute: %s", e.get_message().c_str());
 }
 

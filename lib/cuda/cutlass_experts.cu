@@ -184,8 +184,6 @@ template <class P> struct Runner {
         fusion.dAlpha = {_0{}, _0{}, 0};   // one alpha and one beta for every group
         fusion.dBeta = {_0{}, _0{}, 0};
         // no host copy of the problem sizes: the grid is one block per SM,
-        // and the blocks read the sizes on the device
-        // no host copy of the problem sizes: the grid is one block per SM,
         // and the blocks read the sizes on the device; C only where it is read
         using PtrC = decltype(args.epilogue.ptr_C);
         PtrC c = nullptr;
@@ -234,7 +232,8 @@ extern "C" CutlassExperts *cutlass_experts_create(int E, char *why, size_t n)
     }
     CutlassExperts *c = new CutlassExperts();
     c->E = E;
-    size_t b0 = c->forward.carve(NULL, E), b1 = c->backward_input.carve(NULL, E), b2 = c->backward_weight.carve(NULL, E);
+    size_t b0 = (c->forward.carve(NULL, E) + 255) & ~(size_t)255, b1 = (c->backward_input.carve(NULL, E) + 255) & ~(size_t)255,
+           b2 = c->backward_weight.carve(NULL, E);   // each runner's arrays from a 256-byte boundary
     CUDA_CHECK(cudaMalloc(&c->arrays, b0 + b1 + b2));
     c->forward.carve(c->arrays, E);
     c->backward_input.carve(c->arrays + b0, E);
@@ -248,6 +247,9 @@ extern "C" CutlassExperts *cutlass_experts_create(int E, char *why, size_t n)
             cutlass_experts_free(c);
             return NULL;
         }
+    // initialize() prepared the workspaces on the legacy default stream,
+    // which the model's non-blocking streams do not wait for
+    CUDA_CHECK(cudaDeviceSynchronize());
     return c;
 }
 
