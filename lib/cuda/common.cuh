@@ -33,6 +33,7 @@
 //   cutlass_experts.cu  CUTLASS's sm90 grouped GEMM for the experts
 //                   (cutlass_experts.h), over route_plan.h's problems
 //   ptx.cuh         the tensor-core and cp.async instructions
+//   cuda_check.h    CUDA_CHECK, for this file and the host-only units
 //   common.cuh      this file
 //
 // The arrows run one way: gpu_model.cu -> layer rooms (-> matmul.cuh,
@@ -46,17 +47,14 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "cuda/cuda_check.h"
+
 extern "C" {
 #include "base/base.h"
 }
 
 typedef __nv_bfloat16 bf16;
 
-static inline void cuda_check(cudaError_t e, const char *what, const char *file, int line)
-{
-    if (e != cudaSuccess) die_at(file, line, "CUDA: %s: %s", what, cudaGetErrorString(e));
-}
-#define CUDA_CHECK(call) cuda_check((call), #call, __FILE__, __LINE__)
 #define LAUNCHED() CUDA_CHECK(cudaGetLastError())
 
 static inline void cublas_check(cublasStatus_t s, const char *what, const char *file, int line)

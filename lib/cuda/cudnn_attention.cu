@@ -23,14 +23,11 @@
 // takes another path.
 #include "cuda/cudnn_attention.h"
 
+#include "cuda/cuda_check.h"
 #include "cuda/sdpa_plan.h"
 
 #include <math.h>
 #include <stdio.h>
-
-extern "C" {
-#include "base/base.h"
-}
 
 int cudnn_attention_supported(int hd) { return hd > 0 && hd <= 128 && hd % 8 == 0; }
 
@@ -47,11 +44,11 @@ int cudnn_attention_supported(int hd) { return hd > 0 && hd <= 128 && hd % 8 == 
 
 namespace fe = cudnn_frontend;
 
-static inline void cuda_check(cudaError_t e, const char *what, const char *file, int line)
+static inline void cudnn_check(cudnnStatus_t s, const char *what, const char *file, int line)
 {
-    if (e != cudaSuccess) die_at(file, line, "CUDA: %s: %s", what, cudaGetErrorString(e));
+    if (s != CUDNN_STATUS_SUCCESS) die_at(file, line, "cuDNN: %s: %s", what, cudnnGetErrorString(s));
 }
-#define CUDA_CHECK(call) cuda_check((call), #call, __FILE__, __LINE__)
+#define CUDNN_CHECK(call) cudnn_check((call), #call, __FILE__, __LINE__)
 
 // ---------------------------------------------------------------- libcudnn, loaded at run time
 
@@ -278,8 +275,7 @@ static fe::graph::Graph &plan(CudnnAttention *a, int backward, const SdpaShape &
 
 static void execute(CudnnAttention *a, fe::graph::Graph &g, std::unordered_map<int64_t, void *> &pack, cudaStream_t stream)
 {
-    cudnnStatus_t st = cudnnSetStream(a->handle, stream);
-    if (st != CUDNN_STATUS_SUCCESS) BUG("cuDNN: cudnnSetStream: %s", cudnnGetErrorString(st));
+    CUDNN_CHECK(cudnnSetStream(a->handle, stream));
     fe::error_object e;
     try {
         e = g.execute(a->handle, pack, a->workspace);
@@ -324,7 +320,7 @@ extern "C" void cudnn_attention_free(CudnnAttention *a)
     if (!a) return;
     a->plans.clear();
     if (a->workspace) CUDA_CHECK(cudaFree(a->workspace));
-    cudnnDestroy(a->handle);
+    CUDNN_CHECK(cudnnDestroy(a->handle));
     delete a;
 }
 

@@ -20,13 +20,10 @@
 // cutlass_experts_create says why not, and the model takes another path.
 #include "cuda/cutlass_experts.h"
 
+#include "cuda/cuda_check.h"
 #include "cuda/route_plan.h"
 
 #include <stdio.h>
-
-extern "C" {
-#include "base/base.h"
-}
 
 #if defined(SIGMA_CUTLASS) && !defined(SIGMA_EMU)
 
@@ -39,11 +36,6 @@ extern "C" {
 #include "cutlass/gemm/group_array_problem_shape.hpp"
 #include "cutlass/gemm/kernel/gemm_universal.hpp"
 
-static inline void cuda_check(cudaError_t e, const char *what, const char *file, int line)
-{
-    if (e != cudaSuccess) die_at(file, line, "CUDA: %s: %s", what, cudaGetErrorString(e));
-}
-#define CUDA_CHECK(call) cuda_check((call), #call, __FILE__, __LINE__)
 static inline void cutlass_check(cutlass::Status s, const char *what, const char *file, int line)
 {
     if (s != cutlass::Status::kSuccess) die_at(file, line, "CUTLASS: %s: %s", what, cutlassGetStatusString(s));
