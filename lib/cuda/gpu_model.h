@@ -6,8 +6,8 @@
  * moments and gradients (so micro-batches accumulate without rounding);
  * router logits, softmax, top-k, norm statistics, the residual stream,
  * losses and balance terms in fp32. Matrix products through cuBLAS, or the
- * fused attention and grouped expert kernels where GpuPaths asks for them,
- * with fp32 accumulation.
+ * fused attention and grouped expert kernels (hand-written, or cuDNN's and
+ * CUTLASS's) where GpuPaths asks for them, with fp32 accumulation.
  *
  * The host Model (model.h) stays the owner of the configuration, the tensor
  * table, the expert bias and the checkpoint files; a GpuModel mirrors its
@@ -37,9 +37,10 @@ int gpu_count(void);
  * gpu_paths_default()) is what is asked for: the attention and expert
  * kernels, the experts' streams, and recompute (keep only the expert
  * inputs and recompute gate/up and SwiGLU in backward); where the shapes do
- * not allow a path (flash_supported, grouped_supported) the model takes the
- * cuBLAS one, and *paths gets what it took. Prints the memory of each
- * buffer when verbose. */
+ * not allow a path (flash_supported, grouped_supported), or a library's
+ * path cannot start (no cuDNN, no CUTLASS kernels in the build, another
+ * GPU: a warning says why), the model takes the cuBLAS one, and *paths gets
+ * what it took. Prints the memory of each buffer when verbose. */
 GpuModel *gpu_model_create(const Model *host, const Config *alloc, int B, int T, GpuPaths *paths, int verbose);
 void gpu_model_free(GpuModel *g);
 size_t gpu_model_bytes(const GpuModel *g);

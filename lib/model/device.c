@@ -25,8 +25,8 @@ int experts_path_parse(const char *name, ExpertsPath *e)
     return -1;
 }
 
-/* The cuBLAS paths stay the default until the fused and grouped kernels are
- * measured on a GPU (bench/gpu.md). */
+/* The cuBLAS paths stay the default until the fused and grouped kernels,
+ * hand-written or the libraries', are measured on a GPU (bench/gpu.md). */
 void gpu_paths_default(GpuPaths *p)
 {
     *p = (GpuPaths){.attention = ATTENTION_CUBLAS, .experts = EXPERTS_CUBLAS, .expert_streams = GPU_MAX_EXPERT_STREAMS};
