@@ -207,7 +207,7 @@ typedef struct {
     double acts;               /* CPU: activations of one micro-batch, fp32 */
     double gpu_state;          /* GPU: bf16 weights, fp32 master weights and gradients, its share of the moments */
     double gpu_acts[2];        /* GPU: activations of one micro-batch, the experts' gate/up kept / recomputed */
-    double alltoall;           /* sent to other ranks by the all-to-alls of one micro-batch (bf16 rows, even routing) */
+    double alltoall;           /* sent to other ranks by the all-to-alls of one micro-batch (the GPU's, even routing) */
 } Plan;
 
 static Plan plan_rank(const Config *c, const TrainOptions *o, int nproc, int ep)
@@ -237,9 +237,11 @@ static Plan plan_rank(const Config *c, const TrainOptions *o, int nproc, int ep)
     p.gpu_state = p.held * (2 + 4 + 4) + moments;
     p.gpu_acts[0] = N * (L * (gpu_layer + gate_up) + head + scratch);
     p.gpu_acts[1] = N * (L * gpu_layer + gate_up + head + scratch);
-    /* each layer sends its rows for other ranks' experts and takes the results back, forward and
-     * backward: four exchanges of N k rows of d bf16, of which (ep - 1) / ep leave the rank */
-    p.alltoall = 4 * L * N * k * d * 2 * (ep - 1) / ep;
+    /* each layer sends its rows for other ranks' experts and takes the results back, (ep - 1) / ep
+     * of its N k rows of d: bf16 both ways forward; backward the outputs' gradients in bf16 and
+     * the inputs' in fp32; the global LBL's counting forward once more */
+    double row_bytes = 2 + 2 + 2 + 4 + (o->balance == BALANCE_LBL_GLOBAL ? 4 : 0);
+    p.alltoall = L * N * k * d * row_bytes * (ep - 1) / ep;
     return p;
 }
 
@@ -294,7 +296,7 @@ static void print_plan(const Config *c, const TrainOptions *o, uint32_t accum, i
     if (nproc > 1) {
         char groups[64] = "";
         if (ep > 1) snprintf(groups, sizeof groups, ", experts shared by groups of %d (--ep)", ep);
-        printf("per rank of %d%s: holds %.3fB parameters (%.2f GiB fp32 weights and gradients) + %.2f GiB of the AdamW "
+        printf("per rank of %d%s: holds %.4gB parameters (%.2f GiB fp32 weights and gradients) + %.2f GiB of the AdamW "
                "moments (ZeRO-1) + about %.2f GiB activations = %.2f GiB on the CPU\n", nproc,
                groups, p.held / 1e9, p.held * 8 / GIB,
                (p.state - p.held * 8) / GIB, p.acts / GIB, (p.state + p.acts) / GIB);
