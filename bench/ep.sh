@@ -10,12 +10,10 @@
 set -eu
 cd "$(dirname "$0")/.."
 steps=${1:-8}
-export PATH="$PWD/bin:$PATH" OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+. bench/lib.sh
 d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
-cat README.md man/*.1 man/*.5 >"$d/text"
-sigma-tokenize train -q --vocab-size 4096 --pattern o200k -o "$d/tok" "$d/text"
-sigma-tokenize encode -q -t "$d/tok" --lines "$d/text" | sigma-shard -q -o "$d/shards" --val-fraction 0
+micro_shards "$d"
 TRAIN="sigma-pretrain -q --preset micro --data $d/shards --seq-len 256 --micro-batch 8 --batch-tokens 16384 --steps $steps \
     --warmup 4 --eval-every 0 --save-every 0 -j1"
 echo "| ranks | --ep | parameters held by a rank | comm bytes / step / rank | of which all-to-all | busiest rank's rows over the mean, layer 0..3 | loss at the end |"

@@ -39,11 +39,14 @@ within() { jq -en "(\"$1\" | tonumber? // 1) <= $2" >/dev/null; }
 ok "one process, 50 steps" $TRAIN --out "$T/p1" --metrics "$T/p1.jsonl"
 ok "2 ranks (mpirun -np 2)" mpi 2 $TRAIN --out "$T/p2" --metrics "$T/p2.jsonl"
 ok "4 ranks" mpi 4 $TRAIN --out "$T/p4" --metrics "$T/p4.jsonl"
-d2=$(reldiff "$T/p2.jsonl" "$T/p1.jsonl"); d4=$(reldiff "$T/p4.jsonl" "$T/p1.jsonl")
-ok "2 ranks follow one process within 1e-5 relative every step (largest: $d2)" within "$d2" 1e-5
-ok "4 ranks too (largest: $d4)" within "$d4" 1e-5
-is "so do the validation losses" "$(jq -c 'select(.type == "val") | .val_loss * 1e4 | round' "$T/p4.jsonl" | tr '\n' ' ')" \
-    "$(jq -c 'select(.type == "val") | .val_loss * 1e4 | round' "$T/p1.jsonl" | tr '\n' ' ')"
+vals() { jq -c 'select(.type == "val") | .val_loss * 1e4 | round' "$1" | tr '\n' ' '; }
+agree() {   # WHAT RUN2 RUN4: the runs of 2 and 4 ranks against one process, step by step and in validation
+    d2=$(reldiff "$T/$2.jsonl" "$T/p1.jsonl"); d4=$(reldiff "$T/$3.jsonl" "$T/p1.jsonl")
+    ok "$1 on 2 ranks follows one process within 1e-5 relative every step (largest: $d2)" within "$d2" 1e-5
+    ok "  on 4 ranks too (largest: $d4)" within "$d4" 1e-5
+    is "  so do the validation losses" "$(vals "$T/$3.jsonl")" "$(vals "$T/p1.jsonl")"
+}
+agree "data parallelism" p2 p4
 ok "a step reports what its collectives moved and took" \
     jq -e -s '[.[] | select(.type == "train")] | all(.comm_bytes > 0 and .comm_s >= 0)' "$T/p2.jsonl"
 ok "rank 0 alone writes the metrics" test "$(jq -s '[.[] | select(.type == "train")] | length' "$T/p4.jsonl")" = 50
@@ -55,14 +58,17 @@ is "  to the weights" "$(md5sum <"$T/p2b/step-00000050/model.safetensors")" "$(m
 half() {   # the first half of run $1 as run $2, as if killed after step 25
     rm -rf "$2" && cp -r "$1" "$2" && rm -r "$2/step-00000050" && echo step-00000025 >"$2/latest" && cp "$1.jsonl" "$2.jsonl"
 }
-half "$T/p2" "$T/r4"
-ok "2 ranks' checkpoint resumed on 4 ranks" mpi 4 sigma-pretrain -q --data "$T/shards" --out "$T/r4" --metrics "$T/r4.jsonl" --resume -j1
-d=$(reldiff "$T/r4.jsonl" "$T/p1.jsonl")
-ok "  follows the one-process run (largest: $d)" within "$d" 1e-5
-half "$T/p4" "$T/r1"
-ok "4 ranks' checkpoint resumed by one process" sigma-pretrain -q --data "$T/shards" --out "$T/r1" --metrics "$T/r1.jsonl" --resume -j1
-d=$(reldiff "$T/r1.jsonl" "$T/p1.jsonl")
-ok "  follows it too (largest: $d)" within "$d" 1e-5
+# DESC RUN NEW LAUNCH [OPTION...]: RUN's first half resumed as NEW by LAUNCH ("mpi N", or "" for one
+# process) with the options, and its curve against one process's
+resumes() {
+    what=$1; from=$2; to=$3; launch=$4; shift 4
+    half "$from" "$to"
+    ok "$what" $launch sigma-pretrain -q --data "$T/shards" --out "$to" --metrics "$to.jsonl" --resume -j1 "$@"
+    d=$(reldiff "$to.jsonl" "$T/p1.jsonl")
+    ok "  follows the one-process run (largest: $d)" within "$d" 1e-5
+}
+resumes "2 ranks' checkpoint resumed on 4 ranks" "$T/p2" "$T/r4" "mpi 4"
+resumes "4 ranks' checkpoint resumed by one process" "$T/p4" "$T/r1" ""
 
 # ---- expert parallelism ------------------------------------------------------------------------------
 ok "the model's expert-parallel forward and backward are one process's: 2 ranks" mpi 2 "$SIGMA_TESTBIN/ep_check"
@@ -70,11 +76,7 @@ ok "  4 ranks" mpi 4 "$SIGMA_TESTBIN/ep_check"
 ok "  4 ranks in 2 groups" mpi 4 "$SIGMA_TESTBIN/ep_check" 2
 ok "--ep 2: 2 ranks, each with half of every layer's experts" mpi 2 $TRAIN --ep 2 --out "$T/x2" --metrics "$T/x2.jsonl"
 ok "--ep 2 on 4 ranks: 2 groups" mpi 4 $TRAIN --ep 2 --out "$T/x4" --metrics "$T/x4.jsonl"
-d2=$(reldiff "$T/x2.jsonl" "$T/p1.jsonl"); d4=$(reldiff "$T/x4.jsonl" "$T/p1.jsonl")
-ok "  --ep 2 follows one process within 1e-5 relative every step (largest: $d2)" within "$d2" 1e-5
-ok "  so do 2 groups (largest: $d4)" within "$d4" 1e-5
-is "  and the validation losses" "$(jq -c 'select(.type == "val") | .val_loss * 1e4 | round' "$T/x4.jsonl" | tr '\n' ' ')" \
-    "$(jq -c 'select(.type == "val") | .val_loss * 1e4 | round' "$T/p1.jsonl" | tr '\n' ' ')"
+agree "--ep 2" x2 x4
 ok "a step reports its all-to-alls and each layer's busiest rank" \
     jq -e -s '[.[] | select(.type == "train")] | all(.alltoall_bytes > 0 and .alltoall_s >= 0 and (.rank_load_max | length) == 2)' "$T/x4.jsonl"
 ok "a rerun of --ep 2 on 4 ranks" mpi 4 $TRAIN --ep 2 --out "$T/x4b" --metrics "$T/x4b.jsonl"
@@ -83,18 +85,9 @@ is "  to the weights" "$(md5sum <"$T/x4b/step-00000050/model.safetensors")" "$(m
 names() { python3 -c 'import json, struct, sys; f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]; print(" ".join(sorted(json.loads(f.read(n)))))' "$1"; }
 is "its checkpoints hold every expert, as one process's do" "$(names "$T/x4/step-00000050/optimizer.safetensors" | md5sum)" \
     "$(names "$T/p1/step-00000050/optimizer.safetensors" | md5sum)"
-half "$T/x4" "$T/xr2"
-ok "--ep 2's checkpoint resumed with --ep 1 on 2 ranks" mpi 2 sigma-pretrain -q --data "$T/shards" --out "$T/xr2" --metrics "$T/xr2.jsonl" --resume -j1
-d=$(reldiff "$T/xr2.jsonl" "$T/p1.jsonl")
-ok "  follows the one-process run (largest: $d)" within "$d" 1e-5
-half "$T/x2" "$T/xr1"
-ok "  and by one process" sigma-pretrain -q --data "$T/shards" --out "$T/xr1" --metrics "$T/xr1.jsonl" --resume -j1
-d=$(reldiff "$T/xr1.jsonl" "$T/p1.jsonl")
-ok "  which follows it too (largest: $d)" within "$d" 1e-5
-half "$T/p2" "$T/xr4"
-ok "and a 2-rank checkpoint with --ep 2 on 4 ranks" mpi 4 sigma-pretrain -q --data "$T/shards" --out "$T/xr4" --metrics "$T/xr4.jsonl" --resume --ep 2 -j1
-d=$(reldiff "$T/xr4.jsonl" "$T/p1.jsonl")
-ok "  following it (largest: $d)" within "$d" 1e-5
+resumes "--ep 2's checkpoint (4 ranks) resumed with --ep 1 on 2 ranks" "$T/x4" "$T/xr2" "mpi 2"
+resumes "--ep 2's checkpoint (2 ranks) resumed by one process" "$T/x2" "$T/xr1" ""
+resumes "a 2-rank checkpoint resumed with --ep 2 on 4 ranks" "$T/p2" "$T/xr4" "mpi 4" --ep 2
 fails_with "--ep in one process: a usage error" 2 "must be groups of 2" $TRAIN --ep 2 --out "$T/xe1"
 fails_with "--ep that does not divide the experts: a usage error" 2 "must divide the 8 experts" \
     mpi 3 $TRAIN --ep 3 --batch-tokens 768 --out "$T/xe3"
