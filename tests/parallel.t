@@ -88,6 +88,10 @@ is "its checkpoints hold every expert, as one process's do" "$(names "$T/x4/step
 resumes "--ep 2's checkpoint (4 ranks) resumed with --ep 1 on 2 ranks" "$T/x4" "$T/xr2" "mpi 2"
 resumes "--ep 2's checkpoint (2 ranks) resumed by one process" "$T/x2" "$T/xr1" ""
 resumes "a 2-rank checkpoint resumed with --ep 2 on 4 ranks" "$T/p2" "$T/xr4" "mpi 4" --ep 2
+SHORT="sigma-pretrain -q --preset test --data $T/shards --seq-len 64 --micro-batch 4 --batch-tokens 1024 --steps 4 --eval-every 2 --eval-batches 3 -j1"
+$SHORT --out "$T/v1" --metrics "$T/v1.jsonl"
+ok "3 validation batches on 4 ranks with --ep 4: the rank without one computes in step" mpi 4 $SHORT --ep 4 --out "$T/v4" --metrics "$T/v4.jsonl"
+is "  and the validation losses are one process's" "$(vals "$T/v4.jsonl")" "$(vals "$T/v1.jsonl")"
 fails_with "--ep in one process: a usage error" 2 "must be groups of 2" $TRAIN --ep 2 --out "$T/xe1"
 fails_with "--ep that does not divide the experts: a usage error" 2 "must divide the 8 experts" \
     mpi 3 $TRAIN --ep 3 --batch-tokens 768 --out "$T/xe3"
