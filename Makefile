@@ -221,6 +221,9 @@ $(O)/tests/test_model_fd: $(O)/tests/unit/test_model_fd.o $(O)/tests/unit/fd_dou
 
 $(O)/tests/%: $(O)/tests/helpers/%.o $(LIBSIGMA)
 	$(CC) $(LDFLAGS) $< $(LIBSIGMA) $(LDLIBS) -o $@
+# ep_check opens the processes' collectives (comm.h), which bring NCCL in a CUDA build
+$(O)/tests/ep_check: $(O)/tests/helpers/ep_check.o $(LIBSIGMA)
+	$(CC) $(LDFLAGS) $< $(LIBSIGMA) $(LDLIBS) $(CUDA_LDLIBS) -o $@
 
 # GPU programs (tests/gpu/*.c, *.cu): the GPU-against-CPU tests and the benchmark.
 GPU_SRC   := $(sort $(wildcard tests/gpu/*.c tests/gpu/*.cu))
@@ -234,7 +237,8 @@ $(O)/tests/%: $(O)/tests/gpu/%.o $(LIBSIGMA)
 # against their references, and the whole CUDA model against the CPU's.
 ifneq ($(CUDA_LDLIBS),)
 EMU_TESTS := $(O)/tests/grouped_emu $(O)/tests/attention_emu $(O)/tests/gpu_check_emu $(O)/tests/kv_check_emu
-EMU_PROGS := $(O)/tests/sigma-pretrain-emu $(O)/tests/sigma-sft-emu $(O)/tests/sigma-eval-emu $(O)/tests/sigma-generate-emu   # for tests/pretrain_emu.t, sft.t, eval.t, generate_emu.t
+EMU_PROGS := $(O)/tests/sigma-pretrain-emu $(O)/tests/sigma-sft-emu $(O)/tests/sigma-eval-emu $(O)/tests/sigma-generate-emu \
+             $(O)/tests/ep_check_emu   # for tests/pretrain_emu.t, sft.t, eval.t, generate_emu.t, parallel.t
 EMU_OBJ   := $(CUDA_SRC:%.cu=$(O)/emu/%.o)
 EMU_FLAGS := -std=c++17 -O2 -g -U_FORTIFY_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas \
              $(if $(filter 1,$(WERROR)),-Werror) -include tests/emu/cuda_emu.h -include tests/emu/nccl_emu.h -Ilib \
@@ -250,7 +254,11 @@ $(O)/tests/attention_emu: tests/gpu/attention_check.cu tests/gpu/bank_check.h $(
 $(O)/emu/tests/kv_check.o: tests/gpu/kv_check.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -DSIGMA_EMU -c $< -o $@
+$(O)/emu/tests/ep_check.o: tests/helpers/ep_check.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -DSIGMA_EMU -c $< -o $@
 $(O)/tests/gpu_check_emu: $(O)/emu/tests/gpu_check.o $(EMU_OBJ)
+$(O)/tests/ep_check_emu: $(O)/emu/tests/ep_check.o $(EMU_OBJ)
 $(O)/tests/kv_check_emu: $(O)/emu/tests/kv_check.o $(EMU_OBJ)
 $(O)/tests/sigma-pretrain-emu: $(O)/bin/sigma-pretrain.o $(EMU_OBJ)
 $(O)/tests/sigma-sft-emu: $(O)/bin/sigma-sft.o $(EMU_OBJ)

@@ -8,12 +8,10 @@
 set -eu
 cd "$(dirname "$0")/.."
 steps=${1:-12}
-export PATH="$PWD/bin:$PATH" OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+. bench/lib.sh
 d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
-cat README.md man/*.1 man/*.5 >"$d/text"
-sigma-tokenize train -q --vocab-size 4096 --pattern o200k -o "$d/tok" "$d/text"
-sigma-tokenize encode -q -t "$d/tok" --lines "$d/text" | sigma-shard -q -o "$d/shards" --val-fraction 0
+micro_shards "$d"
 echo "| ranks | ms / step | tokens / s | comm bytes / step / rank | comm ms / step | comm share | loss at the end |"
 echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for np in 1 2 4; do

@@ -486,7 +486,7 @@ static Device *load_model(const Opts *o, const char *ckpt, const Tokenizer *tok,
     const DeviceOps *ops = device_select(o->device, &why);
     verbose("device: %s (%s)", ops->name, why);
     Device *d = device_open(ops, m, &c, 1, 1, NULL, sg_verbose);   /* no forward: the cache's steps only */
-    ckpt_read_tensors(dir, "model.safetensors", m->tensors, m->n_tensors, m->params, ckpt_model_hash(dir));
+    ckpt_read_tensors(dir, "model.safetensors", m->tensors, m->n_tensors, m->params, ckpt_model_hash(dir), 0);
     *routing = (BalanceOptions){.kind = ckpt_read_routing_bias(dir, m->expert_bias, (size_t)c.n_layers * c.n_experts)
                                             ? BALANCE_BIAS : BALANCE_NONE};
     device_set_state(d, m->params, NULL);

@@ -11,6 +11,14 @@ active=$(sed -n 's/^parameters: \([0-9]*\) total, \([0-9]*\) active.*/\2/p' "$T/
 ok "sigma-moe-tiny: about 20B total ($total)" test "${total:-0}" -gt 18000000000 -a "${total:-0}" -lt 22000000000
 ok "sigma-moe-tiny: about 0.5B active ($active)" test "${active:-0}" -gt 400000000 -a "${active:-0}" -lt 650000000
 ok "the dry run prints the memory a run needs" grep -q "^memory: .* GiB" "$T/tiny"
+sigma-pretrain --preset sigma-moe-tiny --dry-run --nproc 8 --micro-batch 1 --seq-len 4096 --batch-tokens 32768 >"$T/dp8" 2>&1
+sigma-pretrain --preset sigma-moe-tiny --dry-run --nproc 8 --ep 8 --micro-batch 1 --seq-len 4096 --batch-tokens 32768 >"$T/ep8" 2>&1
+ok "sigma-moe-tiny on 8 GPUs by data parallelism alone does not fit 80 GB" grep -q "does not fit an 80 GB device" "$T/dp8"
+ok "  with --ep 8 it does" grep -q "^a GPU per rank: .*: fits an 80 GB device" "$T/ep8"
+ok "  each rank holding 3.3B of the 20B parameters" grep -q "holds 3.332B parameters" "$T/ep8"
+ok "  and the plan gives the all-to-all's volume and time" grep -q "^all-to-all: .* GB sent per rank .* ms over NVLink" "$T/ep8"
+fails_with "--ep that does not divide --nproc: a usage error" 2 "must be groups of 3" \
+    sigma-pretrain --preset sigma-moe-tiny --dry-run --nproc 8 --ep 3
 for p in nano micro test; do ok "dry run of $p" sigma-pretrain --preset $p --dry-run; done
 fails_with "an unknown preset" 2 "unknown preset" sigma-pretrain --preset huge --dry-run
 

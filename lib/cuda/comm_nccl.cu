@@ -83,6 +83,37 @@ static void nccl_allgather(void *impl, float *buf, size_t count)
     nccl_wait(n, "all-gather");
 }
 
+// Grouped sends and receives, one per peer with rows to move (the rows to
+// itself included: NCCL copies those).
+static void nccl_alltoallv(void *impl, const void *send, const size_t *send_n, void *recv, const size_t *recv_n)
+{
+    Nccl *n = (Nccl *)impl;
+    CUDA_CHECK(cudaDeviceSynchronize());
+    NCCL_CHECK(ncclGroupStart());
+    size_t so = 0, ro = 0;
+    for (int r = 0; r < n->size; r++) {
+        if (send_n[r]) NCCL_CHECK(ncclSend((const char *)send + so, send_n[r], ncclUint8, r, n->comm, n->stream));
+        if (recv_n[r]) NCCL_CHECK(ncclRecv((char *)recv + ro, recv_n[r], ncclUint8, r, n->comm, n->stream));
+        so += send_n[r];
+        ro += recv_n[r];
+    }
+    NCCL_CHECK(ncclGroupEnd());
+    nccl_wait(n, "all-to-all");
+}
+
+static Nccl *nccl_new(Comm *c)
+{
+    Nccl *n = (Nccl *)xcalloc(1, sizeof *n);
+    n->rank = comm_rank(c);
+    n->size = comm_size(c);
+    const char *t = getenv("SIGMA_COMM_TIMEOUT");
+    n->timeout = t && atof(t) > 0 ? atof(t) : 300;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking));
+    return n;
+}
+
+static CommBackend nccl_split(void *impl, Comm *child, int color, int key);
+
 static void nccl_close(void *impl)
 {
     Nccl *n = (Nccl *)impl;
@@ -91,19 +122,22 @@ static void nccl_close(void *impl)
     free(n);
 }
 
-static const CommOps nccl_ops = {"nccl", nccl_allreduce, nccl_reduce_scatter, nccl_allgather, nccl_close};
+static const CommOps nccl_ops = {"nccl", nccl_allreduce, nccl_reduce_scatter, nccl_allgather, nccl_alltoallv, nccl_split, nccl_close};
+
+// A group's communicator from its parent's (collective over the parent).
+static CommBackend nccl_split(void *impl, Comm *child, int color, int key)
+{
+    Nccl *n = nccl_new(child);
+    NCCL_CHECK(ncclCommSplit(((Nccl *)impl)->comm, color, key, &n->comm, NULL));
+    return CommBackend{&nccl_ops, n};
+}
 
 extern "C" CommBackend nccl_backend_open(Comm *c)
 {
-    Nccl *n = (Nccl *)xcalloc(1, sizeof *n);
-    n->rank = comm_rank(c);
-    n->size = comm_size(c);
-    const char *t = getenv("SIGMA_COMM_TIMEOUT");
-    n->timeout = t && atof(t) > 0 ? atof(t) : 300;
+    Nccl *n = nccl_new(c);
     ncclUniqueId id;
     if (n->rank == 0) NCCL_CHECK(ncclGetUniqueId(&id));
     comm_broadcast(c, &id, sizeof id);
     NCCL_CHECK(ncclCommInitRank(&n->comm, n->size, id, n->rank));
-    CUDA_CHECK(cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking));
     return CommBackend{&nccl_ops, n};
 }

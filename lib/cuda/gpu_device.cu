@@ -14,9 +14,9 @@ extern "C" const DeviceOps cuda_device_ops;
 
 static GpuModel *gpu(Device *d) { return (GpuModel *)d->impl; }
 
-static Device *cuda_open(Model *host, const Config *alloc, int B, int T, GpuPaths *paths, int verbose)
+static Device *cuda_open(Model *host, const Config *alloc, int B, int T, GpuPaths *paths, const ExpertExchange *ep, int verbose)
 {
-    model_init(host, alloc, 1, 1);   // no activations on the host for a batch it never runs
+    model_init_ep(host, alloc, 1, 1, ep);   // no activations on the host for a batch it never runs
     GpuPaths asked;
     if (!paths) { gpu_paths_default(&asked); paths = &asked; }
     Device *d = (Device *)xcalloc(1, sizeof *d);
@@ -62,7 +62,7 @@ static void cuda_use_local_rank(int local_rank) { gpu_use_device(local_rank); }
 static float *cuda_grads(Device *d) { return gpu_model_grads(gpu(d)); }
 static float *cuda_params(Device *d) { return gpu_model_params(gpu(d)); }
 static void cuda_params_changed(Device *d) { gpu_model_params_changed(gpu(d)); }
-static void cuda_own(Device *d, size_t lo, size_t hi) { gpu_model_own(gpu(d), lo, hi); }
+static void cuda_own(Device *d, const Span *spans, int n) { gpu_model_own(gpu(d), spans, n); }
 
 static KvCache *cuda_kv_open(Device *d, int rows, int max_len, int max_step, int verbose)
 {

@@ -94,9 +94,14 @@ typedef struct {
     int *sel, *order, *row;    // [A]
     int *offs, *tiles;         // [E+1] each: sorted rows and grouped tiles of each expert (grouped experts)
     bf16 *xe;                  // [A, d] expert inputs, sorted by expert
-    bf16 *gu;                  // [A, 2 de] gate | up (shared scratch when recomputed)
-    bf16 *act;                 // [A, de]
     bf16 *ye;                  // [A, d]
+    // the rows the held experts compute, R of them: xe itself (R = A), or
+    // under expert parallelism what the group's ranks sent (route.h's order)
+    bf16 *xr;                  // [R, d]
+    int *perm, *inv;           // [R] each: the received rows' computing order as a gather, and back (expert parallelism)
+    int *roffs, *rtiles;       // [Eh+1] each: offs and tiles of the received rows (grouped experts; expert parallelism)
+    bf16 *gu;                  // [R, 2 de] gate | up (shared scratch when recomputed)
+    bf16 *act;                 // [R, de]
     double *stats;             // [2E + 3]: sum p, sum q per expert; sum of scal's columns (this layer's row of GpuModel.stats)
 } LayerActs;
 
@@ -111,13 +116,27 @@ struct GpuModel {
     size_t n_params;
     int n_tensors;
     ParamTensor *tensors;      // host copy of the table
+    // expert parallelism (model.h): this rank holds Eh of every layer's E
+    // experts and exchanges rows with its group's ranks; else Eh = E
+    const ExpertExchange *ep;  // NULL: every expert here
+    ExpertRange experts;       // the held experts
+    int Eh;
+    size_t rmax;               // rows the held experts' buffers take: the group's ranks times Amax (ep), else Amax
+    bf16 *yr, *dyr;            // [Rmax, d] the held experts' outputs and their gradients, by expert (ep)
+    float *dxr;                // [Rmax, d] (ep)
+    void *xfer;                // [Rmax, d] fp32: rows as they travel (ep)
+    int *h_rcnt[MODEL_MAX_LAYERS], *h_roffs[MODEL_MAX_LAYERS];   // [S*Eh], [Eh+1] each layer's received counts, offsets
+    ExchangePlan plan;         // the host's plan arrays (route.h), for one layer at a time
+    int *h_scnt, *h_perm, *h_tiles;   // [S*Eh], [2 Rmax], [Eh+1]
     size_t embed, norm, head;
     LayerOffsets lo[MODEL_MAX_LAYERS];
     float *params;             // [n_params] fp32 master
     bf16 *params_bf;           // [n_params]
     float *grads;              // [n_params]
-    float *moments;            // [2 * (own_hi - own_lo)]: m, then v, of the weights it owns
-    size_t own_lo, own_hi;     // the weights whose optimizer state it holds (gpu_model_own)
+    float *moments;            // [2 * owned]: m, then v, of the weights it owns, span after span
+    Span own[DEVICE_MAX_SPANS];// the weights whose optimizer state it holds (gpu_model_own)
+    int n_own;
+    size_t owned;
     char *acts_base;           // one allocation for everything below
     size_t acts_bytes;
     LayerActs L[MODEL_MAX_LAYERS];
@@ -147,8 +166,8 @@ struct GpuModel {
     float *norm_partial;       // [R / NORM_ROWS, C] of the largest norm: the model's (R = N, C = d) or QK's (N*H, hd)
     bf16 *dz;                  // [N, E]
     float *dpsel;              // [Amax]
-    bf16 *dye, *dgu;           // [Amax, d], [Amax, 2 de]
-    float *dact, *dxe;         // [Amax, de], [Amax, d]
+    bf16 *dye, *dgu;           // [Amax, d], [Rmax, 2 de]
+    float *dact, *dxe;         // [Rmax, de], [Amax, d]
     bf16 *dlogits;             // [N, V]
     double *norm_blocks;       // [NORM_BLOCKS]
     void **ptrs;               // [L, PKINDS * Bmax*H] the cuBLAS attention's pointer arrays, see upload_attention_pointers
@@ -199,7 +218,7 @@ static void phase(GpuModel *g, int ph)
 static void layer_offsets(GpuModel *g, const Config *c)
 {
     ParamLayout pl;
-    param_layout(&pl, c);
+    param_layout_slice(&pl, c, g->experts);
     size_t d = c->d_model, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     g->embed = pl.embed;
     g->norm = pl.norm;
@@ -242,20 +261,28 @@ static size_t carve(GpuModel *g, char *base, int print)
         AT(a->ao, bf16, N * qd); AT(a->h, float, N * d); AT(a->ln2, bf16, N * d); AT(a->r2, float, N);
     }
     REPORT("attention activations (all layers)");
+    size_t S = g->ep ? (size_t)g->ep->size : 1, Eh = g->Eh, rmax = amax * S;
     for (size_t l = 0; l < L; l++) {
         LayerActs *a = &g->L[l];
-        size_t A = N * c->top_k[l];
+        size_t A = N * c->top_k[l], R = A * S;
         AT(a->z, float, N * E); AT(a->p, float, N * E); AT(a->q, float, N * E); AT(a->lse, float, N); AT(a->scal, float, N * 3);
         AT(a->sel, int, A); AT(a->order, int, A); AT(a->row, int, A);
         AT(a->offs, int, E + 1); AT(a->tiles, int, E + 1);
         AT(a->xe, bf16, A * d); AT(a->ye, bf16, A * d);
-        if (!g->paths.recompute) { AT(a->gu, bf16, A * 2 * de); AT(a->act, bf16, A * de); }
+        if (g->ep) {
+            AT(a->xr, bf16, R * d); AT(a->perm, int, R); AT(a->inv, int, R); AT(a->roffs, int, Eh + 1); AT(a->rtiles, int, Eh + 1);
+        } else if (base) {
+            a->xr = a->xe;
+            a->roffs = a->offs;
+            a->rtiles = a->tiles;
+        }
+        if (!g->paths.recompute) { AT(a->gu, bf16, R * 2 * de); AT(a->act, bf16, R * de); }
     }
     AT(g->stats, double, L * (2 * E + 3));   // one buffer, so one copy brings every layer's to the host
     for (size_t l = 0; l < L && base; l++) g->L[l].stats = g->stats + l * (2 * E + 3);
     if (g->paths.recompute) {   // one pair for every layer: backward recomputes them
         bf16 *gu = NULL, *act = NULL;
-        AT(gu, bf16, amax * 2 * de); AT(act, bf16, amax * de);
+        AT(gu, bf16, rmax * 2 * de); AT(act, bf16, rmax * de);
         for (size_t l = 0; l < L; l++) { g->L[l].gu = gu; g->L[l].act = act; }
     }
     REPORT(g->paths.recompute ? "router and expert activations (recomputed)" : "router and expert activations");
@@ -275,8 +302,13 @@ static size_t carve(GpuModel *g, char *base, int print)
     AT(g->dao, bf16, N * qd); AT(g->dqr, bf16, N * qd); AT(g->dkr, bf16, N * kvd); AT(g->dqkv, bf16, N * qkv);
     size_t ln_partial = cdiv(N, NORM_ROWS) * d, qk_partial = cdiv(N * H, NORM_ROWS) * hd;
     AT(g->dn, float, N * H * hd); AT(g->norm_partial, float, ln_partial > qk_partial ? ln_partial : qk_partial);
-    AT(g->dz, bf16, N * E); AT(g->dpsel, float, amax); AT(g->dye, bf16, amax * d); AT(g->dgu, bf16, amax * 2 * de);
-    AT(g->dact, float, amax * de); AT(g->dxe, float, amax * d); AT(g->dlogits, bf16, N * V);
+    AT(g->dz, bf16, N * E); AT(g->dpsel, float, amax); AT(g->dye, bf16, amax * d); AT(g->dgu, bf16, rmax * 2 * de);
+    AT(g->dact, float, rmax * de); AT(g->dxe, float, amax * d); AT(g->dlogits, bf16, N * V);
+    if (g->ep) {
+        AT(g->yr, bf16, rmax * d); AT(g->dyr, bf16, rmax * d); AT(g->dxr, float, rmax * d);
+        AT(g->xfer, float, rmax * d);
+    }
+    if (base) g->rmax = rmax;
     AT(g->norm_blocks, double, NORM_BLOCKS); AT(g->ptrs, void *, L * PKINDS * B * H);
     REPORT("gradient scratch");
 #undef REPORT
@@ -360,7 +392,7 @@ static void open_libraries(GpuModel *g, GpuPaths *p, int verbose)
         }
     }
     if (p->experts == EXPERTS_CUTLASS) {
-        g->cutlass = cutlass_experts_create(c->n_experts, why, sizeof why);
+        g->cutlass = cutlass_experts_create(g->Eh, why, sizeof why);   // this rank's experts (all of them without --ep)
         if (!g->cutlass) {
             warn("CUTLASS experts: %s; taking cuBLAS experts", why);
             p->experts = EXPERTS_CUBLAS;
@@ -386,6 +418,9 @@ extern "C" GpuModel *gpu_model_create(const Model *host, const Config *alloc, in
     g->verbose = verbose;
     g->cur_phase = -1;
     g->tile_rows = grouped_tile_rows(B * T / alloc->n_experts);   // rows per expert at top-1
+    g->ep = host->ep;
+    g->experts = host->experts;
+    g->Eh = host->experts.count;
     g->n_params = host->n_params;
     g->n_tensors = host->n_tensors;
     g->tensors = (ParamTensor *)xmalloc((size_t)host->n_tensors * sizeof(ParamTensor));
@@ -412,8 +447,9 @@ extern "C" GpuModel *gpu_model_create(const Model *host, const Config *alloc, in
     CUDA_CHECK(cudaMalloc(&g->params, P * sizeof(float)));
     CUDA_CHECK(cudaMalloc(&g->params_bf, P * sizeof(bf16)));
     CUDA_CHECK(cudaMalloc(&g->grads, P * sizeof(float)));
-    g->own_lo = 0;
-    g->own_hi = P;
+    g->own[0] = Span{0, P};
+    g->n_own = 1;
+    g->owned = P;
     CUDA_CHECK(cudaMalloc(&g->moments, 2 * P * sizeof(float)));
     CUDA_CHECK(cudaMemsetAsync(g->grads, 0, P * sizeof(float), g->ctx.stream));
     CUDA_CHECK(cudaMemsetAsync(g->moments, 0, 2 * P * sizeof(float), g->ctx.stream));
@@ -428,6 +464,20 @@ extern "C" GpuModel *gpu_model_create(const Model *host, const Config *alloc, in
     for (int l = 0; l < c->n_layers; l++) {
         g->h_sel[l] = (int *)xmalloc(N * c->top_k[l] * sizeof(int));
         g->h_offs[l] = (int *)xmalloc((E + 1) * sizeof(int));
+    }
+    if (g->ep) {
+        int S = g->ep->size, Eh = g->Eh;
+        for (int l = 0; l < c->n_layers; l++) {
+            g->h_rcnt[l] = (int *)xcalloc((size_t)S * Eh, sizeof(int));
+            g->h_roffs[l] = (int *)xcalloc((size_t)Eh + 1, sizeof(int));
+        }
+        g->plan = ExchangePlan{S, Eh, (int *)xmalloc(2 * (size_t)S * sizeof(int)), NULL, NULL,
+                               (int *)xmalloc(2 * (size_t)S * Eh * sizeof(int)), NULL};
+        g->plan.rrows = g->plan.srows + S;
+        g->plan.at_expert = g->plan.at_rank + (size_t)S * Eh;
+        g->h_scnt = (int *)xmalloc((size_t)S * Eh * sizeof(int));
+        g->h_perm = (int *)xmalloc(2 * g->rmax * sizeof(int) + 1);
+        g->h_tiles = (int *)xmalloc(((size_t)Eh + 1) * sizeof(int));
     }
     g->h_counts = (float *)xcalloc((size_t)c->n_layers * E, sizeof(float));
     g->h_stats = (double *)xcalloc((size_t)c->n_layers * (2 * E + 3), sizeof(double));
@@ -457,7 +507,12 @@ extern "C" void gpu_model_free(GpuModel *g)
     CUDA_CHECK(cudaFree(g->grads));
     CUDA_CHECK(cudaFree(g->moments));
     CUDA_CHECK(cudaFree(g->acts_base));
-    for (int l = 0; l < g->alloc.n_layers; l++) { free(g->h_sel[l]); free(g->h_offs[l]); }
+    for (int l = 0; l < g->alloc.n_layers; l++) { free(g->h_sel[l]); free(g->h_offs[l]); free(g->h_rcnt[l]); free(g->h_roffs[l]); }
+    free(g->plan.srows);
+    free(g->plan.at_rank);
+    free(g->h_scnt);
+    free(g->h_perm);
+    free(g->h_tiles);
     free(g->h_counts);
     free(g->h_stats);
     free(g->h_rowloss);
@@ -495,27 +550,37 @@ extern "C" void gpu_model_get_params(GpuModel *g, float *params)
 // The moments of the owned weights, to and from the full layout's parts.
 extern "C" void gpu_model_set_moments(GpuModel *g, const float *moments)
 {
-    size_t n = g->own_hi - g->own_lo;
-    copy_to_device(g->moments, moments + g->own_lo, n * sizeof(float), g->ctx);
-    copy_to_device(g->moments + n, moments + g->n_params + g->own_lo, n * sizeof(float), g->ctx);
+    size_t n = g->owned, at = 0;
+    for (int i = 0; i < g->n_own; at += g->own[i].hi - g->own[i].lo, i++) {
+        size_t lo = g->own[i].lo, len = g->own[i].hi - lo;
+        copy_to_device(g->moments + at, moments + lo, len * sizeof(float), g->ctx);
+        copy_to_device(g->moments + n + at, moments + g->n_params + lo, len * sizeof(float), g->ctx);
+    }
     CUDA_CHECK(cudaStreamSynchronize(g->ctx.stream));
 }
 extern "C" void gpu_model_get_moments(GpuModel *g, float *moments)
 {
-    size_t n = g->own_hi - g->own_lo;
-    copy_to_host(moments + g->own_lo, g->moments, n * sizeof(float), g->ctx);
-    copy_to_host(moments + g->n_params + g->own_lo, g->moments + n, n * sizeof(float), g->ctx);
+    size_t n = g->owned, at = 0;
+    for (int i = 0; i < g->n_own; at += g->own[i].hi - g->own[i].lo, i++) {
+        size_t lo = g->own[i].lo, len = g->own[i].hi - lo;
+        copy_to_host(moments + lo, g->moments + at, len * sizeof(float), g->ctx);
+        copy_to_host(moments + g->n_params + lo, g->moments + n + at, len * sizeof(float), g->ctx);
+    }
 }
 
-// ZeRO-1: the moments of the weights [lo, hi) only, zero until set.
-extern "C" void gpu_model_own(GpuModel *g, size_t lo, size_t hi)
+// ZeRO-1: the moments of the weights in spans[n] only, zero until set.
+extern "C" void gpu_model_own(GpuModel *g, const Span *spans, int n)
 {
-    if (lo > hi || hi > g->n_params) BUG("gpu_model_own [%zu, %zu) of %zu", lo, hi, g->n_params);
+    if (n < 1 || n > DEVICE_MAX_SPANS) BUG("gpu_model_own of %d spans", n);
+    for (int i = 0; i < n; i++)
+        if (spans[i].lo > spans[i].hi || spans[i].hi > g->n_params || (i && spans[i].lo < spans[i - 1].hi))
+            BUG("gpu_model_own: span [%zu, %zu) of %zu", spans[i].lo, spans[i].hi, g->n_params);
     CUDA_CHECK(cudaFree(g->moments));
-    g->own_lo = lo;
-    g->own_hi = hi;
-    CUDA_CHECK(cudaMalloc(&g->moments, (2 * (hi - lo) + 1) * sizeof(float)));
-    CUDA_CHECK(cudaMemsetAsync(g->moments, 0, (2 * (hi - lo) + 1) * sizeof(float), g->ctx.stream));
+    memcpy(g->own, spans, (size_t)n * sizeof *spans);
+    g->n_own = n;
+    g->owned = spans_total(spans, n);
+    CUDA_CHECK(cudaMalloc(&g->moments, (2 * g->owned + 1) * sizeof(float)));
+    CUDA_CHECK(cudaMemsetAsync(g->moments, 0, (2 * g->owned + 1) * sizeof(float), g->ctx.stream));
     CUDA_CHECK(cudaStreamSynchronize(g->ctx.stream));
 }
 
@@ -590,6 +655,48 @@ static void *const *attention_ptrs_of(const GpuModel *g, int l) { return g->ptrs
 
 // ---------------------------------------------------------------- MoE
 
+// ---- expert parallelism: the rows to the ranks of their experts and back
+// (model.h's ExpertExchange; route.h's plan, the CPU model's too). The
+// rows travel from the main stream's buffers once it has finished with
+// them; the received ones are put in computing order by a gather.
+
+// Layer l's plan from its counts (h_offs, the sort's); the forward first
+// exchanges the counts and uploads the received rows' order, offsets and
+// tiles, which the backward reuses.
+static void ep_plan(GpuModel *g, int l, int forward)
+{
+    const ExpertExchange *ep = g->ep;
+    int S = ep->size, Eh = g->Eh;
+    const int *offs = g->h_offs[l];
+    LayerActs *a = &g->L[l];
+    g->plan.roffs = g->h_roffs[l];
+    if (forward) {
+        for (int b = 0; b < S * Eh; b++) g->h_scnt[b] = offs[b + 1] - offs[b];
+        ep->counts(ep->ctx, g->h_scnt, g->h_rcnt[l], Eh);
+    }
+    route_exchange_plan(&g->plan, offs, g->h_rcnt[l]);
+    int R = g->h_roffs[l][Eh];
+    if ((size_t)R > g->rmax) BUG("layer %d: %d rows for this rank's experts, the buffers hold %zu", l, R, g->rmax);
+    if (!forward) return;
+    route_exchange_perm(g->h_perm, g->h_perm + R, &g->plan, g->h_rcnt[l]);
+    g->h_tiles[0] = 0;
+    for (int i = 0; i < Eh; i++) g->h_tiles[i + 1] = g->h_tiles[i] + cdiv(g->h_roffs[l][i + 1] - g->h_roffs[l][i], g->tile_rows);
+    copy_to_device(a->perm, g->h_perm, (size_t)R * sizeof(int), g->ctx);
+    copy_to_device(a->inv, g->h_perm + R, (size_t)R * sizeof(int), g->ctx);
+    copy_to_device(a->roffs, g->h_roffs[l], ((size_t)Eh + 1) * sizeof(int), g->ctx);
+    copy_to_device(a->rtiles, g->h_tiles, ((size_t)Eh + 1) * sizeof(int), g->ctx);
+    CUDA_CHECK(cudaStreamSynchronize(g->ctx.stream));   // h_perm and h_tiles are the next layer's
+}
+
+// Rows of row_bytes from send (this rank's sorted rows) to their experts'
+// ranks, into recv in the order they arrive; `back` the other way.
+static void ep_exchange(GpuModel *g, const void *send, void *recv, size_t row_bytes, int back)
+{
+    CUDA_CHECK(cudaStreamSynchronize(g->ctx.stream));   // send is written
+    const int *to = back ? g->plan.rrows : g->plan.srows, *from = back ? g->plan.srows : g->plan.rrows;
+    g->ep->rows(g->ep->ctx, send, to, recv, from, row_bytes);
+}
+
 // From the normed input ln2[N, d] of layer l into the next layer's input
 // (h + the experts' combined outputs): router, sort, gather, experts, combine.
 static void moe_forward(GpuModel *g, int l, int N, int k, const BalanceOptions *bo)
@@ -617,8 +724,23 @@ static void moe_forward(GpuModel *g, int l, int N, int k, const BalanceOptions *
     phase(g, PH_COMBINE);
     gather_forward(a->xe, a->ln2, a->order, A, d, k, ctx);
     phase(g, PH_EXPERTS);
-    experts_forward(a->ye, a->gu, a->act, a->xe, g->params_bf + o->expert, a->offs, a->tiles, g->tile_rows, g->h_offs[l], A, d, de,
-                    E, g->paths.experts, &g->streams, g->cutlass, ctx);
+    const bf16 *w = g->params_bf + o->expert;
+    if (!g->ep) {
+        experts_forward(a->ye, a->gu, a->act, a->xe, w, a->offs, a->tiles, g->tile_rows, g->h_offs[l], A, d, de, E, g->paths.experts,
+                        &g->streams, g->cutlass, ctx);
+    } else {
+        if (g->paths.experts != EXPERTS_CUBLAS) copy_to_host(g->h_offs[l], a->offs, ((size_t)E + 1) * sizeof(int), ctx);
+        ep_plan(g, l, 1);
+        int R = g->h_roffs[l][g->Eh];
+        ep_exchange(g, a->xe, g->xfer, (size_t)d * sizeof(bf16), 0);
+        if (R) {
+            gather_forward(a->xr, (const bf16 *)g->xfer, a->perm, R, d, 1, ctx);
+            experts_forward(g->yr, a->gu, a->act, a->xr, w, a->roffs, a->rtiles, g->tile_rows, g->h_roffs[l], R, d, de, g->Eh,
+                            g->paths.experts, &g->streams, g->cutlass, ctx);
+            gather_forward((bf16 *)g->xfer, g->yr, a->inv, R, d, 1, ctx);
+        }
+        ep_exchange(g, g->xfer, a->ye, (size_t)d * sizeof(bf16), 1);
+    }
     phase(g, PH_COMBINE);
     float *out = l + 1 < c->n_layers ? g->L[l + 1].x : g->x_final;
     combine_forward(out, a->h, a->ye, a->p, a->sel, a->row, N, d, E, k, ctx);
@@ -685,9 +807,23 @@ static void moe_backward(GpuModel *g, int l, const float *dout, float scale)
     phase(g, PH_COMBINE);
     combine_backward(g->dye, g->dpsel, dout, a->ye, a->p, a->sel, a->row, N, d, E, k, ctx);
     phase(g, PH_EXPERTS);
-    experts_backward(g->dxe, g->grads + o->expert, g->dgu, g->dact, a->gu, a->act, g->dye, a->xe, g->params_bf + o->expert, a->offs,
-                     a->tiles, g->tile_rows, g->h_offs[l], A, d, de, E, g->paths.recompute, g->paths.experts, &g->streams, g->cutlass,
-                     ctx);
+    const bf16 *w = g->params_bf + o->expert;
+    if (!g->ep) {
+        experts_backward(g->dxe, g->grads + o->expert, g->dgu, g->dact, a->gu, a->act, g->dye, a->xe, w, a->offs, a->tiles,
+                         g->tile_rows, g->h_offs[l], A, d, de, E, g->paths.recompute, g->paths.experts, &g->streams, g->cutlass, ctx);
+    } else {
+        ep_plan(g, l, 0);
+        int R = g->h_roffs[l][g->Eh];
+        ep_exchange(g, g->dye, g->xfer, (size_t)d * sizeof(bf16), 0);
+        if (R) {   // an expert without rows gets no gradient
+            gather_forward(g->dyr, (const bf16 *)g->xfer, a->perm, R, d, 1, ctx);
+            experts_backward(g->dxr, g->grads + o->expert, g->dgu, g->dact, a->gu, a->act, g->dyr, a->xr, w, a->roffs, a->rtiles,
+                             g->tile_rows, g->h_roffs[l], R, d, de, g->Eh, g->paths.recompute, g->paths.experts, &g->streams, g->cutlass,
+                             ctx);
+            gather_backward((float *)g->xfer, g->dxr, a->inv, R, d, 1, ctx);
+        }
+        ep_exchange(g, g->xfer, g->dxe, (size_t)d * sizeof(float), 1);
+    }
     phase(g, PH_COMBINE);
     gather_backward(g->du, g->dxe, a->row, N, d, k, ctx);
     phase(g, PH_ROUTER);
@@ -878,17 +1014,22 @@ extern "C" void gpu_model_backward(GpuModel *g, float ce_scale, float aux_scale)
 extern "C" double gpu_model_grad_norm(GpuModel *g)
 {
     phase(g, PH_OPT);
-    double norm = gradient_norm(g->norm_blocks, g->grads + g->own_lo, (long)(g->own_hi - g->own_lo), g->ctx);
+    double sq = 0;
+    for (int i = 0; i < g->n_own; i++) {
+        double norm = gradient_norm(g->norm_blocks, g->grads + g->own[i].lo, (long)(g->own[i].hi - g->own[i].lo), g->ctx);
+        sq += norm * norm;
+    }
     phase(g, -1);
-    return norm;
+    return sqrt(sq);
 }
 
 extern "C" void gpu_model_adamw(GpuModel *g, const AdamWStep *s)
 {
     phase(g, PH_OPT);
-    size_t n = g->own_hi - g->own_lo;
-    adamw_update(g->params, g->params_bf, g->moments, g->moments + n, g->grads, g->tensors, g->n_tensors, g->own_lo, g->own_hi, s,
-                 g->ctx);
+    size_t n = g->owned, at = 0;
+    for (int i = 0; i < g->n_own; at += g->own[i].hi - g->own[i].lo, i++)
+        adamw_update(g->params, g->params_bf, g->moments + at, g->moments + n + at, g->grads, g->tensors, g->n_tensors, g->own[i].lo,
+                     g->own[i].hi, s, g->ctx);
     phase(g, -1);
 }
 
@@ -1018,6 +1159,7 @@ static size_t kv_carve(GpuKv *s, const Config *c, const KvCache *kv, char *base)
 extern "C" void gpu_model_kv_open(GpuModel *g, KvCache *kv, int verbose)
 {
     const Config *c = &g->alloc;
+    if (g->ep) die("inference with a key-value cache runs in one process holding every expert");
     GpuKv *s = (GpuKv *)xcalloc(1, sizeof *s);
     size_t bytes = kv_carve(s, c, kv, NULL);
     CUDA_CHECK(cudaMalloc(&s->base, bytes));

@@ -72,7 +72,7 @@ float *gpu_model_grads(GpuModel *g);
 float *gpu_model_params(GpuModel *g);          /* the fp32 weights [n_params] in device memory */
 void gpu_model_params_changed(GpuModel *g);    /* they were written there: refresh the bf16 copy */
 /* ZeRO-1 (device.h's own): AdamW, the moments and the gradient norm of the weights [lo, hi) only. */
-void gpu_model_own(GpuModel *g, size_t lo, size_t hi);
+void gpu_model_own(GpuModel *g, const Span *spans, int n);
 /* The GPU of the local rank-th process of a machine (local_rank modulo the GPUs visible). */
 void gpu_use_device(int local_rank);
 double gpu_model_grad_norm(GpuModel *g);

@@ -47,7 +47,7 @@ static void scorer_device(Scorer *s, int T)
     }
     s->rows = T;
     s->dev = device_open(s->ops, &s->model, &s->cfg, s->batch, T, NULL, s->verbose);
-    ckpt_read_tensors(s->dir, "model.safetensors", s->model.tensors, s->model.n_tensors, s->model.params, ckpt_model_hash(s->dir));
+    ckpt_read_tensors(s->dir, "model.safetensors", s->model.tensors, s->model.n_tensors, s->model.params, ckpt_model_hash(s->dir), 0);
     s->routing.kind = ckpt_read_routing_bias(s->dir, s->model.expert_bias, (size_t)s->cfg.n_layers * s->cfg.n_experts)
                           ? BALANCE_BIAS : BALANCE_NONE;   /* an aux-loss-free run routes with its bias, as in training */
     device_set_state(s->dev, s->model.params, NULL);

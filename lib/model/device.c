@@ -2,6 +2,7 @@
 #include "model/device.h"
 #include "base/base.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,19 +48,30 @@ void gpu_paths_default(GpuPaths *p)
 
 /* ---- the CPU: model.c computes in the host model's own buffers ----------------------- */
 
+size_t spans_total(const Span *spans, int n)
+{
+    size_t t = 0;
+    for (int i = 0; i < n; i++) t += spans[i].hi - spans[i].lo;
+    return t;
+}
+
 typedef struct {
-    float *moments;            /* [2 * (hi - lo)]: AdamW m, then v, of the weights it owns */
-    size_t lo, hi;             /* the weights whose optimizer state it holds (own) */
+    float *moments;            /* [2 * owned]: AdamW m, then v, of the weights it owns, span after span */
+    Span own[DEVICE_MAX_SPANS];/* the weights whose optimizer state it holds (own) */
+    int n_own;
+    size_t owned;              /* weights in them */
 } CpuDevice;
 
-static Device *cpu_open(Model *host, const Config *alloc, int B, int T, GpuPaths *paths, int verbose)
+static Device *cpu_open(Model *host, const Config *alloc, int B, int T, GpuPaths *paths, const ExpertExchange *ep, int verbose)
 {
     (void)paths;
     (void)verbose;
-    model_init(host, alloc, B, T);
+    model_init_ep(host, alloc, B, T, ep);
     Device *d = xcalloc(1, sizeof *d);
     CpuDevice *c = xcalloc(1, sizeof *c);   /* the moments come with the first state or step: inference needs none */
-    c->hi = host->n_params;
+    c->own[0] = (Span){0, host->n_params};
+    c->n_own = 1;
+    c->owned = host->n_params;
     *d = (Device){.ops = &cpu_device_ops, .host = host, .impl = c};
     return d;
 }
@@ -79,10 +91,14 @@ static void cpu_set_state(Device *d, const float *params, const float *moments)
     CpuDevice *c = d->impl;
     if (params != m->params) memcpy(m->params, params, m->n_params * sizeof(float));
     if (!moments) return;
-    size_t n = c->hi - c->lo;
+    size_t n = c->owned;
     if (!c->moments) c->moments = xmalloc((2 * n + 1) * sizeof(float));
-    memcpy(c->moments, moments + c->lo, n * sizeof(float));
-    memcpy(c->moments + n, moments + m->n_params + c->lo, n * sizeof(float));
+    size_t at = 0;
+    for (int i = 0; i < c->n_own; at += c->own[i].hi - c->own[i].lo, i++) {
+        size_t lo = c->own[i].lo, len = c->own[i].hi - lo;
+        memcpy(c->moments + at, moments + lo, len * sizeof(float));
+        memcpy(c->moments + n + at, moments + m->n_params + lo, len * sizeof(float));
+    }
 }
 
 static void cpu_get_state(Device *d, float *params, float *moments)
@@ -90,13 +106,16 @@ static void cpu_get_state(Device *d, float *params, float *moments)
     Model *m = d->host;
     CpuDevice *c = d->impl;
     if (params != m->params) memcpy(params, m->params, m->n_params * sizeof(float));
-    size_t n = c->hi - c->lo;
-    if (c->moments) {
-        memcpy(moments + c->lo, c->moments, n * sizeof(float));
-        memcpy(moments + m->n_params + c->lo, c->moments + n, n * sizeof(float));
-    } else {
-        memset(moments + c->lo, 0, n * sizeof(float));
-        memset(moments + m->n_params + c->lo, 0, n * sizeof(float));
+    size_t n = c->owned, at = 0;
+    for (int i = 0; i < c->n_own; at += c->own[i].hi - c->own[i].lo, i++) {
+        size_t lo = c->own[i].lo, len = c->own[i].hi - lo;
+        if (c->moments) {
+            memcpy(moments + lo, c->moments + at, len * sizeof(float));
+            memcpy(moments + m->n_params + lo, c->moments + n + at, len * sizeof(float));
+        } else {
+            memset(moments + lo, 0, len * sizeof(float));
+            memset(moments + m->n_params + lo, 0, len * sizeof(float));
+        }
     }
 }
 
@@ -112,30 +131,44 @@ static void cpu_zero_grads(Device *d) { model_zero_grads(d->host); }
 static double cpu_grad_norm(Device *d)
 {
     CpuDevice *c = d->impl;
-    return l2_norm(d->host->grads + c->lo, c->hi - c->lo);
+    double sq = 0;
+    for (int i = 0; i < c->n_own; i++) {
+        double n = l2_norm(d->host->grads + c->own[i].lo, c->own[i].hi - c->own[i].lo);
+        sq += n * n;
+    }
+    return sqrt(sq);
 }
 
-/* Each tensor's part within the owned weights, its moments at its offset less lo. */
+/* Each tensor's part within each owned span, its moments at its place
+ * among the owned weights. */
 static void cpu_adamw(Device *d, const AdamWStep *s)
 {
     Model *m = d->host;
     CpuDevice *c = d->impl;
-    size_t n = c->hi - c->lo;
+    size_t n = c->owned;
     if (!c->moments) c->moments = xcalloc(2 * n + 1, sizeof(float));
-    for (int i = 0; i < m->n_tensors; i++) {
-        const ParamTensor *p = &m->tensors[i];
-        size_t a = p->offset > c->lo ? p->offset : c->lo, b = p->offset + p->numel < c->hi ? p->offset + p->numel : c->hi;
-        if (a >= b) continue;
-        adamw_update(m->params + a, c->moments + (a - c->lo), c->moments + n + (a - c->lo), m->grads + a, b - a, s, p->ndim == 2);
+    size_t at = 0;
+    for (int k = 0; k < c->n_own; at += c->own[k].hi - c->own[k].lo, k++) {
+        size_t lo = c->own[k].lo, hi = c->own[k].hi;
+        for (int i = 0; i < m->n_tensors; i++) {
+            const ParamTensor *p = &m->tensors[i];
+            size_t a = p->offset > lo ? p->offset : lo, b = p->offset + p->numel < hi ? p->offset + p->numel : hi;
+            if (a >= b) continue;
+            adamw_update(m->params + a, c->moments + at + (a - lo), c->moments + n + at + (a - lo), m->grads + a, b - a, s, p->ndim == 2);
+        }
     }
 }
 
-static void cpu_own(Device *d, size_t lo, size_t hi)
+static void cpu_own(Device *d, const Span *spans, int n)
 {
     CpuDevice *c = d->impl;
-    if (lo > hi || hi > d->host->n_params || c->moments) BUG("cpu_own [%zu, %zu) of %zu, after the moments", lo, hi, d->host->n_params);
-    c->lo = lo;
-    c->hi = hi;
+    if (n < 1 || n > DEVICE_MAX_SPANS || c->moments) BUG("cpu_own of %d spans, or after the moments", n);
+    for (int i = 0; i < n; i++)
+        if (spans[i].lo > spans[i].hi || spans[i].hi > d->host->n_params || (i && spans[i].lo < spans[i - 1].hi))
+            BUG("cpu_own: span [%zu, %zu) of %zu", spans[i].lo, spans[i].hi, d->host->n_params);
+    memcpy(c->own, spans, (size_t)n * sizeof *spans);
+    c->n_own = n;
+    c->owned = spans_total(spans, n);
 }
 
 static RouteSums cpu_route_sums(Device *d, int layer) { return model_route_sums(d->host, layer); }

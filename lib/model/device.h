@@ -47,13 +47,21 @@ int experts_path_parse(const char *name, ExpertsPath *e);
 
 typedef struct Device Device;
 
+/* Weights [lo, hi) of the model's layout. ZeRO-1 gives a rank at most two:
+ * its share of the replicated weights and its share of its experts. */
+typedef struct {
+    size_t lo, hi;
+} Span;
+#define DEVICE_MAX_SPANS 2
+
 typedef struct {
     const char *name;          /* "cpu", "cuda" */
     /* Buffers for micro-batches up to B x T and each layer's k up to
      * alloc->top_k. paths (GPU only; NULL for the defaults) is what is asked
      * for; where a shape does not allow a path the device takes another and
-     * writes what it took back. Prints the memory it takes when verbose. */
-    Device *(*open)(Model *host, const Config *alloc, int B, int T, GpuPaths *paths, int verbose);
+     * writes what it took back. ep: expert parallelism (model_init_ep), or
+     * NULL for every expert here. Prints the memory it takes when verbose. */
+    Device *(*open)(Model *host, const Config *alloc, int B, int T, GpuPaths *paths, const ExpertExchange *ep, int verbose);
     void (*close)(Device *d);
     void (*set_state)(Device *d, const float *params, const float *moments);
     void (*get_state)(Device *d, float *params, float *moments);
@@ -77,12 +85,13 @@ typedef struct {
     float *(*grads)(Device *d);
     float *(*params)(Device *d);
     void (*params_changed)(Device *d);
-    /* ZeRO-1: this rank's share of the optimizer, the weights [lo, hi).
-     * From then on AdamW updates those weights only, the device keeps
-     * their moments only (set_state takes and get_state fills that part of
-     * the full layout), and grad_norm is the norm of their gradients. The
-     * whole buffer until called: one process is the share [0, n_params). */
-    void (*own)(Device *d, size_t lo, size_t hi);
+    /* ZeRO-1: this rank's share of the optimizer, the weights of n spans
+     * (in order, apart). From then on AdamW updates those weights only, the
+     * device keeps their moments only (set_state takes and get_state fills
+     * those parts of the full layout), and grad_norm is the norm of their
+     * gradients. The whole buffer until called: one process owns the span
+     * [0, n_params). */
+    void (*own)(Device *d, const Span *spans, int n);
     /* Inference with a key-value cache (model/kvcache.h): a cache of `rows`
      * sequences of up to max_len tokens, steps of up to max_step tokens;
      * a step's logits [groups, V] on the host, valid until the next step.
@@ -107,7 +116,12 @@ const DeviceOps *device_select(const char *name, const char **why);
 static inline Device *device_open(const DeviceOps *ops, Model *host, const Config *alloc, int B, int T, GpuPaths *paths,
                                   int verbose)
 {
-    return ops->open(host, alloc, B, T, paths, verbose);
+    return ops->open(host, alloc, B, T, paths, NULL, verbose);
+}
+static inline Device *device_open_ep(const DeviceOps *ops, Model *host, const Config *alloc, int B, int T, GpuPaths *paths,
+                                     const ExpertExchange *ep, int verbose)
+{
+    return ops->open(host, alloc, B, T, paths, ep, verbose);
 }
 
 static inline Losses device_forward(Device *d, const uint32_t *inputs, const uint32_t *targets, const float *mask,
@@ -123,7 +137,10 @@ static inline void device_adamw(Device *d, const AdamWStep *s) { d->ops->adamw(d
 static inline float *device_grads(Device *d) { return d->ops->grads(d); }
 static inline float *device_params(Device *d) { return d->ops->params(d); }
 static inline void device_params_changed(Device *d) { d->ops->params_changed(d); }
-static inline void device_own(Device *d, size_t lo, size_t hi) { d->ops->own(d, lo, hi); }
+static inline void device_own(Device *d, const Span *spans, int n) { d->ops->own(d, spans, n); }
+/* The weights in spans[n], and the place of weight i among them (moments
+ * are stored in that order). */
+size_t spans_total(const Span *spans, int n);
 static inline void device_set_state(Device *d, const float *params, const float *moments) { d->ops->set_state(d, params, moments); }
 static inline void device_get_state(Device *d, float *params, float *moments) { d->ops->get_state(d, params, moments); }
 static inline void device_close(Device *d) { if (d) d->ops->close(d); }

@@ -57,9 +57,15 @@ static size_t emit(Walk *w, size_t *off, const char *name, int rows, int cols)
     return at;
 }
 
-/* Every tensor in buffer order; returns the number of floats. Names are
- * formatted only when a table is filled. */
-static size_t walk(Walk *w, const Config *c)
+/* Every tensor in buffer order; returns the number of floats. The layers'
+ * dense tensors (attention, norms, router) come first, with the embedding,
+ * the final norm and the head; then every layer's experts, of which a
+ * process holds the slice r (all of them when r is everything): the
+ * replicated weights and the expert-parallel ones are two contiguous
+ * ranges, each reduced over its own group of ranks. Names are formatted
+ * only when a table is filled; an expert keeps its index in the whole
+ * layer. */
+static size_t walk(Walk *w, const Config *c, ExpertRange r)
 {
     size_t off = 0, at;
     char name[96] = "";
@@ -67,40 +73,45 @@ static size_t walk(Walk *w, const Config *c)
     size_t embed = emit(w, &off, "model.embed_tokens.weight", c->vocab_size, c->d_model);
     if (w->p) w->p->embed = embed;
     for (int l = 0; l < c->n_layers; l++)
-        for (int k = 0; k < PT_LAYER_KINDS; k++) {
-            if (k != PT_EXPERTS) {
-                layer_shape(c, k, 0, &rows, &cols);
-                if (w->t) snprintf(name, sizeof name, "model.layers.%d.%s", l, layer_names[k]);
-                at = emit(w, &off, name, rows, cols);
-                if (w->p) w->p->layer[l][k] = at;
-                continue;
-            }
-            if (w->p) w->p->layer[l][k] = off;
-            for (int e = 0; e < c->n_experts; e++)
-                for (int part = 0; part < 3; part++) {
-                    layer_shape(c, k, part, &rows, &cols);
-                    if (w->t) snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%d.%s", l, e, expert_names[part]);
-                    emit(w, &off, name, rows, cols);
-                }
+        for (int k = 0; k < PT_EXPERTS; k++) {
+            layer_shape(c, k, 0, &rows, &cols);
+            if (w->t) snprintf(name, sizeof name, "model.layers.%d.%s", l, layer_names[k]);
+            at = emit(w, &off, name, rows, cols);
+            if (w->p) w->p->layer[l][k] = at;
         }
     layer_shape(c, PT_LN1, 0, &rows, &cols);
     at = emit(w, &off, "model.norm.weight", rows, cols);
     if (w->p) w->p->norm = at;
     at = c->tie_embeddings ? embed : emit(w, &off, "lm_head.weight", c->vocab_size, c->d_model);
     if (w->p) w->p->head = at;
+    if (w->p) w->p->experts_begin = off;
+    for (int l = 0; l < c->n_layers; l++) {
+        if (w->p) w->p->layer[l][PT_EXPERTS] = off;
+        for (int e = r.first; e < r.first + r.count; e++)
+            for (int part = 0; part < 3; part++) {
+                layer_shape(c, PT_EXPERTS, part, &rows, &cols);
+                if (w->t) snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%d.%s", l, e, expert_names[part]);
+                emit(w, &off, name, rows, cols);
+            }
+    }
     return off;
 }
 
-void param_layout(ParamLayout *p, const Config *c)
+static ExpertRange whole(const Config *c) { return (ExpertRange){0, c->n_experts}; }
+
+void param_layout(ParamLayout *p, const Config *c) { param_layout_slice(p, c, whole(c)); }
+int param_tensors(ParamTensor *t, const Config *c) { return param_tensors_slice(t, c, whole(c)); }
+
+void param_layout_slice(ParamLayout *p, const Config *c, ExpertRange r)
 {
     Walk w = {.p = p};
-    p->total = walk(&w, c);
+    p->total = walk(&w, c, r);
     p->expert = 3 * (size_t)c->d_expert * c->d_model;
 }
 
-int param_tensors(ParamTensor *t, const Config *c)
+int param_tensors_slice(ParamTensor *t, const Config *c, ExpertRange r)
 {
     Walk w = {.t = t};
-    walk(&w, c);
+    walk(&w, c, r);
     return w.n;
 }

@@ -26,7 +26,7 @@ typedef struct {
     float *qnorm, *knorm;      /* [hd], [hd] */
     float *ln2;                /* [d] */
     float *router;             /* [E, d] */
-    float *expert;             /* E blocks of {gate [de, d], up [de, d], down [d, de]} */
+    float *expert;             /* the held experts' blocks of {gate [de, d], up [de, d], down [d, de]} */
 } LayerParams;
 
 typedef struct {
@@ -37,10 +37,11 @@ typedef struct {
 } Params;
 
 /* The layout's offsets (layout.c) as pointers into base. */
-static Params param_pointers(const Config *c, float *base)
+static Params param_pointers(const Model *m, float *base)
 {
+    const Config *c = &m->cfg;
     ParamLayout pl;
-    param_layout(&pl, c);
+    param_layout_slice(&pl, c, m->experts);
     Params p = {.embed = base + pl.embed, .norm = base + pl.norm, .head = base + pl.head};
     for (int l = 0; l < c->n_layers; l++) {
         const size_t *o = pl.layer[l];
@@ -588,8 +589,15 @@ struct Activations {
     int *row[MODEL_MAX_LAYERS];                            /* [A] inverse: the sorted row of an assignment */
     int *offs[MODEL_MAX_LAYERS];                           /* [E+1] first row of each expert */
     float *xe[MODEL_MAX_LAYERS], *ye[MODEL_MAX_LAYERS];    /* [A, d] expert inputs, outputs (sorted rows) */
-    float *gu[MODEL_MAX_LAYERS];                           /* [A, 2de] gate and up projections, side by side */
-    float *act[MODEL_MAX_LAYERS];                          /* [A, de] silu(g) * u */
+    /* the rows this process's experts compute, R of them, by expert (Eh
+     * held experts); without expert parallelism the sorted rows themselves
+     * (xr = xe, roffs = offs, R = A); with it, the rows the group's ranks
+     * sent, by expert, then by rank, then in the sender's order */
+    float *xr[MODEL_MAX_LAYERS];                           /* [R, d] */
+    int *roffs[MODEL_MAX_LAYERS];                          /* [Eh+1] first row of each held expert */
+    int *rcnt[MODEL_MAX_LAYERS];                           /* [S*Eh] rows from rank j for held expert i at j*Eh+i */
+    float *gu[MODEL_MAX_LAYERS];                           /* [R, 2de] gate and up projections, side by side */
+    float *act[MODEL_MAX_LAYERS];                          /* [R, de] silu(g) * u */
     float *lnf, *rf;                                       /* [N, d], [N] */
     float *logits;                                         /* [N, V] */
     float *lsef, *rsum;                                    /* [N] log-sum-exp, 1 / sum of the exponentials */
@@ -600,8 +608,17 @@ struct Activations {
     float *dp, *dz;                                        /* [N, E] */
     float *dprow;                                          /* [B, T, T] attention scratch */
     float *dye, *dxe;                                      /* [Amax, d] */
-    float *dact;                                           /* [Amax, de] */
-    float *dgu;                                            /* [Amax, 2de] */
+    float *dyr, *dxr;                                      /* [Rmax, d] (dye, dxe without expert parallelism) */
+    float *dact;                                           /* [Rmax, de] */
+    float *dgu;                                            /* [Rmax, 2de] */
+    /* expert parallelism's scratch: rows in the exchange's order, the
+     * experts' outputs by expert, block offsets and counts */
+    float *xfer, *yr;                                      /* [Rmax, d] (yr: ye without it) */
+    int *scnt;                                             /* [S*Eh] rows to rank j for its expert i */
+    int *srows, *rrows;                                    /* [S] rows to, from each rank */
+    int *at_rank, *at_expert;                              /* [S*Eh] block (j, i) in either order */
+    int S, Eh;                                             /* ranks of the group (1 without), experts held */
+    size_t rmax;                                           /* rows the experts' buffers hold */
     float *dlogits;                                        /* [N, V] the exponentials from the forward, then dlogits */
     /* the last forward */
     const uint32_t *inputs, *targets;
@@ -613,17 +630,20 @@ struct Activations {
     int have_forward;
 };
 
-static size_t activation_floats(const Config *c, const int *kcap, int B, int T, int carve_it, Activations *a, float *base)
+/* ints take a float's room: both are 4 bytes. With expert parallelism
+ * (S > 1) a process may compute the rows of every rank of its group: Rmax =
+ * S x Amax rows, the bound when all of them choose its experts. */
+static size_t activation_floats(const Config *c, const int *kcap, int B, int T, int S, int Eh, int carve_it, Activations *a, float *base)
 {
     size_t N = (size_t)B * T, d = (size_t)c->d_model, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     size_t E = (size_t)c->n_experts, de = (size_t)c->d_expert, V = (size_t)c->vocab_size, half = (size_t)c->head_dim / 2;
-    size_t off = 0, amax = 0;   /* ints take a float's room: both are 4 bytes */
+    size_t off = 0, amax = 0, blocks = (size_t)S * Eh;
 #define CARVE(field, n) do { if (carve_it) field = base + off; off += (n); } while (0)
 #define CARVEI(field, n) do { if (carve_it) field = (int *)(void *)(base + off); off += (n); } while (0)
     CARVE(a->cosv, (size_t)T * half);
     CARVE(a->sinv, (size_t)T * half);
     for (int l = 0; l < c->n_layers; l++) {
-        size_t A = N * (size_t)kcap[l];
+        size_t A = N * (size_t)kcap[l], R = A * (size_t)S;
         amax = A > amax ? A : amax;
         CARVE(a->x[l], N * d);
         CARVE(a->ln1[l], N * d); CARVE(a->r1[l], N);
@@ -638,8 +658,15 @@ static size_t activation_floats(const Config *c, const int *kcap, int B, int T, 
         CARVE(a->z[l], N * E); CARVE(a->p[l], N * E); CARVE(a->lse[l], N);
         CARVEI(a->sel[l], A); CARVEI(a->order[l], A); CARVEI(a->row[l], A); CARVEI(a->offs[l], E + 1);
         CARVE(a->xe[l], A * d); CARVE(a->ye[l], A * d);
-        CARVE(a->gu[l], A * 2 * de); CARVE(a->act[l], A * de);
+        if (S > 1) {
+            CARVE(a->xr[l], R * d); CARVEI(a->roffs[l], (size_t)Eh + 1); CARVEI(a->rcnt[l], blocks);
+        } else if (carve_it) {
+            a->xr[l] = a->xe[l];
+            a->roffs[l] = a->offs[l];
+        }
+        CARVE(a->gu[l], R * 2 * de); CARVE(a->act[l], R * de);
     }
+    size_t rmax = amax * (size_t)S;
     CARVE(a->x[c->n_layers], N * d);
     CARVE(a->lnf, N * d); CARVE(a->rf, N);
     CARVE(a->logits, N * V); CARVE(a->lsef, N); CARVE(a->rsum, N);
@@ -648,8 +675,22 @@ static size_t activation_floats(const Config *c, const int *kcap, int B, int T, 
     CARVE(a->dk, N * kvd); CARVE(a->dkr, N * kvd); CARVE(a->dv, N * kvd);
     CARVE(a->dp, N * E); CARVE(a->dz, N * E); CARVE(a->dprow, N * (size_t)T);
     CARVE(a->dye, amax * d); CARVE(a->dxe, amax * d);
-    CARVE(a->dact, amax * de); CARVE(a->dgu, amax * 2 * de);
+    if (S > 1) {
+        CARVE(a->dyr, rmax * d); CARVE(a->dxr, rmax * d);
+        CARVE(a->xfer, rmax * d); CARVE(a->yr, rmax * d);
+        CARVEI(a->scnt, blocks); CARVEI(a->srows, (size_t)S); CARVEI(a->rrows, (size_t)S);
+        CARVEI(a->at_rank, blocks); CARVEI(a->at_expert, blocks);
+    } else if (carve_it) {
+        a->dyr = a->dye;
+        a->dxr = a->dxe;
+    }
+    CARVE(a->dact, rmax * de); CARVE(a->dgu, rmax * 2 * de);
     CARVE(a->dlogits, N * V);
+    if (carve_it) {
+        a->S = S;
+        a->Eh = Eh;
+        a->rmax = rmax;
+    }
 #undef CARVE
 #undef CARVEI
     return off;
@@ -668,22 +709,29 @@ void rope_tables(float *cosv, float *sinv, const Config *c, int T)
         }
 }
 
-void model_init(Model *m, const Config *c, int B, int T)
+void model_init(Model *m, const Config *c, int B, int T) { model_init_ep(m, c, B, T, NULL); }
+
+void model_init_ep(Model *m, const Config *c, int B, int T, const ExpertExchange *ep)
 {
 #ifdef SIGMA_BLAS
     openblas_set_num_threads(1);   /* OpenMP spreads the products, see matmul_forward */
 #endif
     memset(m, 0, sizeof *m);
     config_validate(c, "model");
+    int S = ep ? ep->size : 1;
+    if (S < 1 || c->n_experts % S || (ep && (ep->rank < 0 || ep->rank >= S)))
+        die("expert parallelism over %d processes: it must divide the %d experts of a layer", S, c->n_experts);
     m->cfg = *c;
     m->B = B;
     m->T = T;
+    m->ep = S > 1 ? ep : NULL;
+    m->experts = (ExpertRange){.first = ep ? ep->rank * (c->n_experts / S) : 0, .count = c->n_experts / S};
     ParamLayout pl;
-    param_layout(&pl, c);
+    param_layout_slice(&pl, c, m->experts);
     m->n_params = pl.total;
-    m->n_tensors = param_tensors(NULL, c);
+    m->n_tensors = param_tensors_slice(NULL, c, m->experts);
     m->tensors = xcalloc((size_t)m->n_tensors, sizeof(ParamTensor));
-    param_tensors(m->tensors, c);
+    param_tensors_slice(m->tensors, c, m->experts);
     m->params = xcalloc(m->n_params, sizeof(float));
     m->grads = xcalloc(m->n_params, sizeof(float));
     size_t le = (size_t)c->n_layers * c->n_experts;
@@ -691,9 +739,9 @@ void model_init(Model *m, const Config *c, int B, int T)
     m->counts = xcalloc(le, sizeof(float));
     Activations *a = xcalloc(1, sizeof *a);
     for (int l = 0; l < c->n_layers; l++) a->kcap[l] = c->top_k[l];
-    size_t n = activation_floats(c, a->kcap, B, T, 0, a, NULL);
+    size_t n = activation_floats(c, a->kcap, B, T, S, m->experts.count, 0, a, NULL);
     float *buf = xcalloc(n, sizeof(float));
-    activation_floats(c, a->kcap, B, T, 1, a, buf);
+    activation_floats(c, a->kcap, B, T, S, m->experts.count, 1, a, buf);
     rope_tables(a->cosv, a->sinv, c, T);
     m->acts = a;
 }
@@ -716,12 +764,15 @@ static double normal(uint64_t *s)
     return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
 }
 
+/* Each tensor from its own stream, seeded by the seed and its name: the
+ * same weights whatever the buffer's order and whichever experts a process
+ * holds. */
 void model_init_params(Model *m, uint64_t seed, float std)
 {
-    uint64_t s = seed ^ 0x5167d5a3c1e2b4f7ull;
     float out_std = std / sqrtf(2.0f * m->cfg.n_layers);
     for (int i = 0; i < m->n_tensors; i++) {
         const ParamTensor *t = &m->tensors[i];
+        uint64_t s = hash64(t->name, strlen(t->name), seed ^ 0x5167d5a3c1e2b4f7ull);
         float *w = m->params + t->offset;
         if (t->ndim == 1) {   /* norm scales */
             for (size_t j = 0; j < t->numel; j++) w[j] = 1.0f;
@@ -784,33 +835,131 @@ static void route_forward(Activations *a, int l, float *counts, const float *u, 
  * balance depend on the number of threads. */
 enum { EXPERT_ROWS = 64 };
 
-/* Experts over their groups of rows: for each expert e, rows offs[e] ..
- * offs[e+1] of xe (the inputs of its assignments, gathered) give
- * ye = down(silu(gate . x) * up . x). gate [de, d] and up [de, d] lie one
+/* Experts over their groups of rows: for each of the n experts of w,
+ * rows offs[e] .. offs[e+1] of x give y = down(silu(gate . x) * up . x),
+ * keeping gu and act for backward. gate [de, d] and up [de, d] lie one
  * after the other, so they are one product of [2de, d]. The tasks are
  * blocks of an expert's rows, dealt out dynamically (experts' loads
  * differ), each with serial kernels: one parallel region in all. */
-static void experts_forward(Activations *a, int l, const float *u, const float *w, int k, int d, int de, int E)
+static void experts_ffn_forward(float *y, float *gu, float *act, const float *x, const float *w, const int *offs, int n_experts,
+                                int d, int de)
 {
-    const int *order = a->order[l], *offs = a->offs[l];
-    float *xe = a->xe[l], *ye = a->ye[l], *gu = a->gu[l], *act = a->act[l];
-    int A = offs[E];
+#pragma omp parallel
+    for (int e = 0; e < n_experts; e++) {
+        const float *wgu = w + (size_t)e * 3 * de * d, *wd = wgu + (size_t)2 * de * d;
+#pragma omp for schedule(dynamic) nowait
+        for (int r0 = offs[e]; r0 < offs[e + 1]; r0 += EXPERT_ROWS) {
+            int n = offs[e + 1] - r0 < EXPERT_ROWS ? offs[e + 1] - r0 : EXPERT_ROWS;
+            float *gr = gu + (size_t)r0 * 2 * de, *ar = act + (size_t)r0 * de;
+            gemm_nt(gr, x + (size_t)r0 * d, wgu, n, d, 2 * de, 0);
+            swiglu_forward(ar, gr, n, de);
+            gemm_nt(y + (size_t)r0 * d, ar, wd, n, de, d, 0);
+        }
+    }
+}
+
+/* From dy over the same rows: dx (written) and the n experts' weight
+ * gradients dw (+=); dact, dgu scratch. First by blocks of rows, dact, dgu
+ * and dx; then, after the barrier, the weight gradients, two tasks an
+ * expert, each over all the expert's rows in order (blocks of the
+ * gradients' rows measured no faster). An expert that received no row gets
+ * no gradient. */
+static void experts_ffn_backward(float *dx, float *dw, float *dact, float *dgu, const float *dy, const float *x, const float *gu,
+                                 const float *act, const float *w, const int *offs, int n_experts, int d, int de)
+{
 #pragma omp parallel
     {
-#pragma omp for schedule(static)
-        for (int r = 0; r < A; r++) memcpy(xe + (size_t)r * d, u + (size_t)(order[r] / k) * d, (size_t)d * sizeof(float));
-        for (int e = 0; e < E; e++) {
+        for (int e = 0; e < n_experts; e++) {
             const float *wgu = w + (size_t)e * 3 * de * d, *wd = wgu + (size_t)2 * de * d;
 #pragma omp for schedule(dynamic) nowait
             for (int r0 = offs[e]; r0 < offs[e + 1]; r0 += EXPERT_ROWS) {
                 int n = offs[e + 1] - r0 < EXPERT_ROWS ? offs[e + 1] - r0 : EXPERT_ROWS;
-                float *gr = gu + (size_t)r0 * 2 * de, *ar = act + (size_t)r0 * de;
-                gemm_nt(gr, xe + (size_t)r0 * d, wgu, n, d, 2 * de, 0);
-                swiglu_forward(ar, gr, n, de);
-                gemm_nt(ye + (size_t)r0 * d, ar, wd, n, de, d, 0);
+                float *da = dact + (size_t)r0 * de, *dg = dgu + (size_t)r0 * 2 * de;
+                gemm_nn(da, dy + (size_t)r0 * d, wd, n, de, d, 0);
+                swiglu_backward(dg, da, gu + (size_t)r0 * 2 * de, n, de);
+                gemm_nn(dx + (size_t)r0 * d, dg, wgu, n, d, 2 * de, 0);
             }
         }
+#pragma omp barrier
+#pragma omp for schedule(dynamic)
+        for (int t = 0; t < 2 * n_experts; t++) {   /* an expert's dwgu [2de, d], then its dwd [d, de] */
+            int e = t / 2, r0 = offs[e], n = offs[e + 1] - offs[e];
+            float *dwgu = dw + (size_t)e * 3 * de * d, *dwd = dwgu + (size_t)2 * de * d;
+            if (n > 0 && t % 2 == 0)
+                gemm_tn(dwgu, dgu + (size_t)r0 * 2 * de, 2 * de, x + (size_t)r0 * d, n, d, 2 * de);
+            else if (n > 0)
+                gemm_tn(dwd, dy + (size_t)r0 * d, d, act + (size_t)r0 * de, n, de, d);
+        }
     }
+}
+
+/* ---- expert parallelism: the rows to the experts' ranks and back ----------
+ * The sorted rows are in expert order, and rank j holds experts j*Eh ..
+ * (j+1)*Eh - 1, so the rows to rank j are one block and the counts to send
+ * are the experts' counts. A rank receives from each rank in rank order
+ * (the exchange's order) and computes by expert: the rows of held expert i
+ * from rank 0, then from rank 1, ..., each in its sender's order, so the
+ * result depends on neither timing nor the number of threads. */
+
+/* Layer l's exchange (route.h), from its counts. */
+static void ep_plan(Activations *a, int l)
+{
+    ExchangePlan p = {.S = a->S, .Eh = a->Eh, .srows = a->srows, .rrows = a->rrows, .roffs = a->roffs[l], .at_rank = a->at_rank,
+                      .at_expert = a->at_expert};
+    route_exchange_plan(&p, a->offs[l], a->rcnt[l]);
+}
+
+/* Layer l's received rows of width d between rank order and expert order. */
+static void regroup_rows(float *dst, const float *src, const Activations *a, int l, int to_experts, int d)
+{
+    const int *from = to_experts ? a->at_rank : a->at_expert, *to = to_experts ? a->at_expert : a->at_rank, *cnt = a->rcnt[l];
+#pragma omp parallel for schedule(dynamic)
+    for (int b = 0; b < a->S * a->Eh; b++)
+        memcpy(dst + (size_t)to[b] * d, src + (size_t)from[b] * d, (size_t)cnt[b] * d * sizeof(float));
+}
+
+/* Rows to the ranks that hold their experts: layer l's sorted rows x (the
+ * experts' inputs forward, the gradients of their outputs backward) into
+ * xr by held expert. Forward first exchanges the counts. */
+static void ep_dispatch(const ExpertExchange *ep, Activations *a, int l, const float *x, float *xr, int d, int forward)
+{
+    if (forward) {
+        for (int b = 0; b < a->S * a->Eh; b++) a->scnt[b] = a->offs[l][b + 1] - a->offs[l][b];
+        ep->counts(ep->ctx, a->scnt, a->rcnt[l], a->Eh);
+    }
+    ep_plan(a, l);
+    if ((size_t)a->roffs[l][a->Eh] > a->rmax)
+        BUG("layer %d: %d rows for this rank's experts, the buffers hold %zu", l, a->roffs[l][a->Eh], a->rmax);
+    ep->rows(ep->ctx, x, a->srows, a->xfer, a->rrows, (size_t)d * sizeof(float));
+    regroup_rows(xr, a->xfer, a, l, 1, d);
+}
+
+/* And back: results by held expert y into the senders' sorted rows out
+ * (the experts' outputs forward, the gradients of their inputs backward). */
+static void ep_return(const ExpertExchange *ep, Activations *a, int l, float *out, const float *y, int d)
+{
+    ep_plan(a, l);
+    regroup_rows(a->xfer, y, a, l, 0, d);
+    ep->rows(ep->ctx, a->xfer, a->rrows, out, a->srows, (size_t)d * sizeof(float));
+}
+
+/* The experts of layer l over its N*k assignments: gathered into the
+ * sorted rows xe, to their ranks and back under expert parallelism, the
+ * outputs in ye (sorted rows). */
+static void experts_forward(Activations *a, int l, const ExpertExchange *ep, const float *u, const float *w, int k, int d, int de)
+{
+    const int *order = a->order[l];
+    float *xe = a->xe[l];
+    int A = a->offs[l][a->S * a->Eh];
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < A; r++) memcpy(xe + (size_t)r * d, u + (size_t)(order[r] / k) * d, (size_t)d * sizeof(float));
+    if (!ep) {
+        experts_ffn_forward(a->ye[l], a->gu[l], a->act[l], xe, w, a->offs[l], a->Eh, d, de);
+        return;
+    }
+    ep_dispatch(ep, a, l, xe, a->xr[l], d, 1);
+    experts_ffn_forward(a->yr, a->gu[l], a->act[l], a->xr[l], w, a->roffs[l], a->Eh, d, de);
+    ep_return(ep, a, l, a->ye[l], a->yr, d);
 }
 
 /* out[N, d] = h + sum over a token's k choices of p * ye */
@@ -964,7 +1113,7 @@ Losses model_forward(Model *m, const uint32_t *inputs, const uint32_t *targets, 
     const int N = B * T, d = c->d_model, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim;
     const int qd = H * hd, kvd = KV * hd, E = c->n_experts, de = c->d_expert, V = c->vocab_size;
     if (N > m->B * m->T || T > m->T) BUG("forward of %d x %d tokens, the buffers hold %d x %d", B, T, m->B, m->T);
-    Params P = param_pointers(c, m->params);
+    Params P = param_pointers(m, m->params);
     static const BalanceOptions none = {.kind = BALANCE_NONE};
     if (!bo) bo = &none;
     if (pos) model_check_positions(pos, B, T);
@@ -1001,7 +1150,7 @@ Losses model_forward(Model *m, const uint32_t *inputs, const uint32_t *targets, 
         float *counts = m->counts + (size_t)l * E;
         route_forward(a, l, counts, a->ln2[l], L->router, balance_uses_bias(bo) ? m->expert_bias + (size_t)l * E : NULL, m->forced_sel[l],
                       N, d, E, k);
-        experts_forward(a, l, a->ln2[l], L->expert, k, d, de, E);
+        experts_forward(a, l, m->ep, a->ln2[l], L->expert, k, d, de);
         combine_forward(a->x[l + 1], a->h[l], a, l, N, d, E, k);
         balance_forward(&out, a, l, counts, bo, N, E, k);
     }
@@ -1058,7 +1207,7 @@ static void moe_backward(Model *m, int l, const LayerParams *L, const LayerParam
     const Config *c = &m->cfg;
     Activations *a = m->acts;
     const int N = a->B * a->T, d = c->d_model, E = c->n_experts, de = c->d_expert, k = a->kused[l];
-    const int *sel = a->sel[l], *row = a->row[l], *offs = a->offs[l];
+    const int *sel = a->sel[l], *row = a->row[l];
     const float *p = a->p[l];
     float *dp = a->dp, *dz = a->dz, *du = a->du;
     memset(dp, 0, (size_t)N * E * sizeof(float));
@@ -1075,36 +1224,11 @@ static void moe_backward(Model *m, int l, const LayerParams *L, const LayerParam
             dp[(size_t)n * E + e] += dot;
         }
     }
-    /* experts, as in experts_forward: first by blocks of rows, dact, dgu and
-     * dxe; then, after the barrier, the weight gradients, two tasks an
-     * expert, each over all the expert's rows in order (blocks of the
-     * gradients' rows measured no faster). An expert that received no token
-     * gets no gradient. */
-#pragma omp parallel
-    {
-        for (int e = 0; e < E; e++) {
-            const float *wgu = L->expert + (size_t)e * 3 * de * d, *wd = wgu + (size_t)2 * de * d;
-#pragma omp for schedule(dynamic) nowait
-            for (int r0 = offs[e]; r0 < offs[e + 1]; r0 += EXPERT_ROWS) {
-                int n = offs[e + 1] - r0 < EXPERT_ROWS ? offs[e + 1] - r0 : EXPERT_ROWS;
-                float *dact = a->dact + (size_t)r0 * de, *dgu = a->dgu + (size_t)r0 * 2 * de;
-                const float *gu = a->gu[l] + (size_t)r0 * 2 * de;
-                gemm_nn(dact, a->dye + (size_t)r0 * d, wd, n, de, d, 0);
-                swiglu_backward(dgu, dact, gu, n, de);
-                gemm_nn(a->dxe + (size_t)r0 * d, dgu, wgu, n, d, 2 * de, 0);
-            }
-        }
-#pragma omp barrier
-#pragma omp for schedule(dynamic)
-        for (int t = 0; t < 2 * E; t++) {   /* an expert's dwgu [2de, d], then its dwd [d, de] */
-            int e = t / 2, r0 = offs[e], n = offs[e + 1] - offs[e];
-            float *dwgu = G->expert + (size_t)e * 3 * de * d, *dwd = dwgu + (size_t)2 * de * d;
-            if (n > 0 && t % 2 == 0)
-                gemm_tn(dwgu, a->dgu + (size_t)r0 * 2 * de, 2 * de, a->xe[l] + (size_t)r0 * d, n, d, 2 * de);
-            else if (n > 0)
-                gemm_tn(dwd, a->dye + (size_t)r0 * d, d, a->act[l] + (size_t)r0 * de, n, de, d);
-        }
-    }
+    /* the experts, where they are held */
+    if (m->ep) ep_dispatch(m->ep, a, l, a->dye, a->dyr, d, 0);
+    experts_ffn_backward(a->dxr, G->expert, a->dact, a->dgu, a->dyr, a->xr[l], a->gu[l], a->act[l], L->expert, a->roffs[l], a->Eh,
+                         d, de);
+    if (m->ep) ep_return(m->ep, a, l, a->dxe, a->dxr, d);
     /* scatter back into du (written), each token its k rows in slot
      * order: deterministic */
 #pragma omp parallel for schedule(static)
@@ -1135,7 +1259,7 @@ void model_backward(Model *m, float ce_scale, float aux_scale)
     if (!a->have_forward || !a->targets) BUG("model_backward without a forward with targets");
     const int B = a->B, T = a->T, N = B * T, d = c->d_model, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim;
     const int qd = H * hd, kvd = KV * hd, V = c->vocab_size;
-    Params P = param_pointers(c, m->params), G = param_pointers(c, m->grads);
+    Params P = param_pointers(m, m->params), G = param_pointers(m, m->grads);
 
     head_backward(a->dln, G.head, a->dlogits, a->rsum, a->lnf, P.head, a->targets, a->mask, ce_scale, N, d, V);
     memset(a->dx, 0, (size_t)N * d * sizeof(float));
@@ -1324,6 +1448,12 @@ static size_t cpu_kv_carve(CpuKv *s, const Config *c, const KvCache *kv, float *
     CARVE(a->z[0], S * E); CARVE(a->p[0], S * E); CARVE(a->lse[0], S);
     CARVEI(a->sel[0], A); CARVEI(a->order[0], A); CARVEI(a->row[0], A); CARVEI(a->offs[0], E + 1);
     CARVE(a->xe[0], A * d); CARVE(a->ye[0], A * d); CARVE(a->gu[0], A * 2 * de); CARVE(a->act[0], A * de);
+    if (base) {   /* one process computes every expert */
+        a->xr[0] = a->xe[0];
+        a->roffs[0] = a->offs[0];
+        a->S = 1;
+        a->Eh = (int)E;
+    }
 #undef CARVE
 #undef CARVEI
     return off;
@@ -1332,6 +1462,7 @@ static size_t cpu_kv_carve(CpuKv *s, const Config *c, const KvCache *kv, float *
 KvCache *model_kv_open(const Model *m, int rows, int max_len, int max_step)
 {
     const Config *c = &m->cfg;
+    if (m->ep) die("inference with a key-value cache runs in one process holding every expert");
     KvCache *kv = xmalloc(sizeof *kv);
     kv_cache_init(kv, c, rows, max_len, max_step);
     CpuKv *s = xcalloc(1, sizeof *s);
@@ -1363,7 +1494,7 @@ const float *model_step(Model *m, KvCache *kv, const uint32_t *tokens, const int
     static const BalanceOptions none = {.kind = BALANCE_NONE};
     if (!bo) bo = &none;
     int groups = kv_plan(kv, rows, n, s->pos, s->last);
-    Params P = param_pointers(c, m->params);
+    Params P = param_pointers(m, m->params);
     for (int t = 0; t < n; t++) {
         if (tokens[t] >= (uint32_t)V) die("token %u is outside the model's vocabulary of %d", tokens[t], V);
         memcpy(s->x + (size_t)t * d, P.embed + (size_t)tokens[t] * d, (size_t)d * sizeof(float));
@@ -1389,7 +1520,7 @@ const float *model_step(Model *m, KvCache *kv, const uint32_t *tokens, const int
         rmsnorm_forward(s->ln, s->rs, s->h, L->ln2, n, d, c->norm_eps);
         route_forward(&s->a, 0, m->counts + (size_t)l * E, s->ln, L->router, balance_uses_bias(bo) ? m->expert_bias + (size_t)l * E : NULL,
                       NULL, n, d, E, k);
-        experts_forward(&s->a, 0, s->ln, L->expert, k, d, de, E);
+        experts_forward(&s->a, 0, NULL, s->ln, L->expert, k, d, de);
         combine_forward(s->x, s->h, &s->a, 0, n, d, E, k);
     }
     /* the head, over each row's last token only */

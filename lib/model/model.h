@@ -30,8 +30,10 @@
  *   model.layers.N.mlp.experts.M.down_proj.weight  [d, de]
  *   model.norm.weight                              [d]
  *   lm_head.weight                                 [V, d]   (absent when tied)
- * all in one contiguous buffer, in this order; gradients in a second buffer
- * of the same layout. */
+ * all in one contiguous buffer, the experts of every layer after the rest
+ * (layout.c); gradients in a second buffer of the same layout. Expert
+ * parallelism: a process may hold a slice of each layer's experts (the
+ * others' rows travel to it and back, see ExpertExchange). */
 #ifndef SIGMA_MODEL_H
 #define SIGMA_MODEL_H
 
@@ -97,13 +99,21 @@ typedef struct {
 typedef enum { PT_LN1, PT_Q, PT_K, PT_V, PT_O, PT_QNORM, PT_KNORM, PT_LN2, PT_ROUTER, PT_EXPERTS, PT_LAYER_KINDS } LayerTensor;
 typedef struct {
     size_t embed, norm, head;                           /* head == embed when tied */
-    size_t layer[MODEL_MAX_LAYERS][PT_LAYER_KINDS];     /* PT_EXPERTS: E blocks of gate [de, d], up [de, d], down [d, de] */
+    size_t layer[MODEL_MAX_LAYERS][PT_LAYER_KINDS];     /* PT_EXPERTS: the held experts' blocks of gate [de, d], up [de, d], down [d, de] */
     size_t expert;                                      /* floats per expert block: 3 de d */
+    size_t experts_begin;                               /* the experts' range [experts_begin, total); the rest before it */
     size_t total;                                       /* n_params */
 } ParamLayout;
+/* The experts [first, first + count) of every layer. */
+typedef struct {
+    int first, count;
+} ExpertRange;
 void param_layout(ParamLayout *p, const Config *c);
 /* The named tensors in buffer order into t[] (NULL: count only); returns their number. */
 int param_tensors(ParamTensor *t, const Config *c);
+/* The same for a process that holds the experts r of each layer. */
+void param_layout_slice(ParamLayout *p, const Config *c, ExpertRange r);
+int param_tensors_slice(ParamTensor *t, const Config *c, ExpertRange r);
 
 typedef struct {
     float loss;                    /* ce + balance + z */
@@ -113,6 +123,25 @@ typedef struct {
 } Losses;
 
 typedef struct Activations Activations;   /* private to model.c */
+
+/* Expert parallelism: `size` processes (the group) each hold `count` =
+ * E / size experts of every layer, rank r the slice [r * count, (r + 1) *
+ * count). After the router a process sends each row (a token's input to one
+ * of its chosen experts) to the rank that holds the expert, and the results
+ * come back the same way. The rows to rank j are a contiguous block of the
+ * expert-sorted rows, so one exchange moves them all. Implemented by the
+ * caller (the trainer, over comm/comm.h); each call is a collective of the
+ * whole group, which the ranks enter in the same order.
+ *   counts: send[size * per] -> recv[size * per], the block j to rank j
+ *   rows:   send rows of row_bytes, send_rows[j] of them to rank j in rank
+ *           order, into recv, recv_rows[j] from rank j in rank order (in
+ *           the memory of the device that computes) */
+typedef struct {
+    int size, rank;
+    void (*counts)(void *ctx, const int *send, int *recv, int per);
+    void (*rows)(void *ctx, const void *send, const int *send_rows, void *recv, const int *recv_rows, size_t row_bytes);
+    void *ctx;
+} ExpertExchange;
 
 typedef struct {
     Config cfg;
@@ -128,6 +157,8 @@ typedef struct {
      * forced_sel[l][n*k + s] instead of its top-k, so that another device's
      * routing (its near ties tipped by other rounding) can be replayed. */
     const int *forced_sel[MODEL_MAX_LAYERS];
+    ExpertRange experts;           /* the experts this process holds, of every layer: all of them but under --ep */
+    const ExpertExchange *ep;      /* NULL: this process holds every expert */
     Activations *acts;
 } Model;
 
@@ -135,6 +166,10 @@ typedef struct {
  * to the top_k that c gives it (cfg.top_k may be lowered later, not raised);
  * no allocation after. */
 void model_init(Model *m, const Config *c, int B, int T);
+/* The same, holding only the slice ep->rank of each layer's experts and
+ * exchanging rows with the group's other processes in every forward and
+ * backward (which they must run in step, with the same B and T). */
+void model_init_ep(Model *m, const Config *c, int B, int T, const ExpertExchange *ep);
 void model_free(Model *m);
 /* Normal(0, std) matrices with output projections (o_proj, down_proj)
  * scaled by 1/sqrt(2 * n_layers), norms at 1; deterministic in seed. */
@@ -182,9 +217,15 @@ void model_update_bias(Model *m, float rate);
 
 /* safetensors, fp32, strictly to the specification; reading checks every
  * name, dtype, shape and offset and dies naming the tensor. `prefix` is
- * prepended to every name ("" for the model, "m." / "v." for AdamW). */
+ * prepended to every name ("" for the model, "m." / "v." for AdamW).
+ * Loading wants exactly the tensors t[n] in the file, or with `some` at
+ * least them (a process's slice of the experts). */
 void safetensors_save(const char *path, const ParamTensor *t, int n, const float *base, const char *prefix);
-void safetensors_load(const char *path, const ParamTensor *t, int n, float *base, const char *prefix);
+void safetensors_load(const char *path, const ParamTensor *t, int n, float *base, const char *prefix, int some);
+/* The data of tensor i (its numel floats) when the writer reaches it, in
+ * order: the tensors need not be in one buffer (or one process). */
+typedef const float *(*TensorSource)(void *ctx, int i, const ParamTensor *t);
+void safetensors_save_from(const char *path, const ParamTensor *t, int n, TensorSource get, void *ctx, const char *prefix);
 
 /* The one safetensors reader (sigma's checkpoints and Hugging Face files):
  * st_open reads the header and checks all of it against the file's size

@@ -25,6 +25,40 @@ void route_sort(int *order, int *row, int *offs, float *counts, const int *sel, 
     offs[0] = 0;
 }
 
+void route_exchange_plan(ExchangePlan *p, const int *offs, const int *rcnt)
+{
+    const int S = p->S, Eh = p->Eh;
+    int run = 0;
+    for (int j = 0; j < S; j++) {
+        p->srows[j] = offs[(j + 1) * Eh] - offs[j * Eh];
+        p->rrows[j] = 0;
+        for (int i = 0; i < Eh; i++) {
+            if (rcnt[j * Eh + i] < 0) BUG("rank %d sends %d rows for expert %d", j, rcnt[j * Eh + i], i);
+            p->at_rank[j * Eh + i] = run;
+            run += rcnt[j * Eh + i];
+            p->rrows[j] += rcnt[j * Eh + i];
+        }
+    }
+    run = 0;
+    for (int i = 0; i < Eh; i++) {
+        p->roffs[i] = run;
+        for (int j = 0; j < S; j++) {
+            p->at_expert[j * Eh + i] = run;
+            run += rcnt[j * Eh + i];
+        }
+    }
+    p->roffs[Eh] = run;
+}
+
+void route_exchange_perm(int *perm, int *inv, const ExchangePlan *p, const int *rcnt)
+{
+    for (int b = 0; b < p->S * p->Eh; b++)
+        for (int r = 0; r < rcnt[b]; r++) {
+            perm[p->at_expert[b] + r] = p->at_rank[b] + r;
+            inv[p->at_rank[b] + r] = p->at_expert[b] + r;
+        }
+}
+
 typedef struct {
     uint32_t tok;
     int pos;

@@ -41,16 +41,19 @@ char *ckpt_resolve(const char *path);
 /* config.json into the checkpoint being written; `sections` (may be NULL)
  * are added to it and freed. */
 void ckpt_write_config(const AtomicDir *ad, const Config *c, const TokHeader *tok, cJSON *sections);
-/* NAME (a safetensors file) from base[] laid out by t[n]; returns its XXH3-64. */
+/* NAME (a safetensors file) from base[] laid out by t[n], or from get;
+ * returns its XXH3-64. */
 uint64_t ckpt_write_tensors(const AtomicDir *ad, const char *name, const ParamTensor *t, int n, const float *base);
+uint64_t ckpt_write_tensors_from(const AtomicDir *ad, const char *name, const ParamTensor *t, int n, TensorSource get, void *ctx);
 /* DIR/config.json: the model's config (validated) and its tokenizer into
  * *c and *tok; returns the whole object for the caller's own sections
  * (caller cJSON_Deletes it). */
 cJSON *ckpt_read_config(const char *dir, Config *c, TokHeader *tok);
-/* DIR/NAME into base[] laid out by t[n]; when want_hash is non-zero the
+/* DIR/NAME into base[] laid out by t[n] (with `some`, the file may hold
+ * more: a process's slice of the experts); when want_hash is non-zero the
  * file's XXH3-64 is checked first ("checksum mismatch: the checkpoint is
  * corrupt"). */
-void ckpt_read_tensors(const char *dir, const char *name, const ParamTensor *t, int n, float *base, uint64_t want_hash);
+void ckpt_read_tensors(const char *dir, const char *name, const ParamTensor *t, int n, float *base, uint64_t want_hash, int some);
 /* trainer.json: what exact resumption needs (sigma-formats(5)). Version 2
  * seals the file with its own checksum (json_write_file_sealed); version 1
  * (no "version" field, no checksum) is still read. */

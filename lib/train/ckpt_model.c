@@ -39,6 +39,15 @@ uint64_t ckpt_write_tensors(const AtomicDir *ad, const char *name, const ParamTe
     return h;
 }
 
+uint64_t ckpt_write_tensors_from(const AtomicDir *ad, const char *name, const ParamTensor *t, int n, TensorSource get, void *ctx)
+{
+    char *path = atomic_dir_file(ad, name);
+    safetensors_save_from(path, t, n, get, ctx, "");
+    uint64_t h = file_hash64(path);
+    free(path);
+    return h;
+}
+
 cJSON *ckpt_read_config(const char *dir, Config *c, TokHeader *tok)
 {
     char *path = dir_member(dir, "config.json", dir);
@@ -55,11 +64,11 @@ cJSON *ckpt_read_config(const char *dir, Config *c, TokHeader *tok)
     return cfg;
 }
 
-void ckpt_read_tensors(const char *dir, const char *name, const ParamTensor *t, int n, float *base, uint64_t want_hash)
+void ckpt_read_tensors(const char *dir, const char *name, const ParamTensor *t, int n, float *base, uint64_t want_hash, int some)
 {
     char *path = dir_member(dir, name, dir);
     if (want_hash && file_hash64(path) != want_hash) die("%s: checksum mismatch: the checkpoint is corrupt", path);
-    safetensors_load(path, t, n, base, "");
+    safetensors_load(path, t, n, base, "", some);
     free(path);
 }
 
@@ -218,7 +227,7 @@ int ckpt_load_model(Model *m, const char *path, int B, int T, TokHeader *tok)
             (unsigned long long)st.st_size, (unsigned long long)total, dir);
     free(weights);
     model_init(m, &c, B, T > 0 ? T : c.max_seq_len);
-    ckpt_read_tensors(dir, "model.safetensors", m->tensors, m->n_tensors, m->params, ckpt_model_hash(dir));
+    ckpt_read_tensors(dir, "model.safetensors", m->tensors, m->n_tensors, m->params, ckpt_model_hash(dir), 0);
     int uses_bias = ckpt_read_routing_bias(dir, m->expert_bias, (size_t)c.n_layers * c.n_experts);
     free(dir);
     return uses_bias;

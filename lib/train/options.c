@@ -24,7 +24,8 @@ static const struct option shared[] = {
     {"keep", required_argument, 0, TRAIN_OPT_KEEP}, {"max-skips", required_argument, 0, TRAIN_OPT_MAX_SKIPS},
     {"spike-z", required_argument, 0, TRAIN_OPT_SPIKE_Z}, {"threads", required_argument, 0, 'j'},
     {"device", required_argument, 0, TRAIN_OPT_DEVICE}, {"recompute-experts", no_argument, 0, TRAIN_OPT_RECOMPUTE},
-    {"dry-run", no_argument, 0, TRAIN_OPT_DRY_RUN}, {"nproc", required_argument, 0, TRAIN_OPT_NPROC}, CLI_COMMON_OPTIONS};
+    {"dry-run", no_argument, 0, TRAIN_OPT_DRY_RUN}, {"nproc", required_argument, 0, TRAIN_OPT_NPROC},
+    {"ep", required_argument, 0, TRAIN_OPT_EP}, CLI_COMMON_OPTIONS};
 
 struct option *train_longopts(const struct option *own)
 {
@@ -93,6 +94,7 @@ int train_parse_option(TrainOptions *o, int c, const char *arg, const struct opt
     case TRAIN_OPT_RECOMPUTE: o->recompute = 1; break;
     case TRAIN_OPT_DRY_RUN: o->dry_run = 1; break;
     case TRAIN_OPT_NPROC: o->nproc = (int)parse_u64("--nproc", arg, 1, 1u << 20); break;
+    case TRAIN_OPT_EP: o->ep = (int)parse_u64("--ep", arg, 1, 1u << 20); break;
     default: return 0;
     }
     return 1;
@@ -107,6 +109,7 @@ void train_options_help(FILE *out, const TrainOptions *d)
             "      --metrics FILE       JSON Lines of every step ('-' for stdout)\n"
             "      --dry-run            print parameter counts and memory, then exit\n"
             "      --nproc N            --dry-run: each rank's memory with N processes\n"
+            "      --ep N               expert parallelism: each group of N ranks shares every layer's experts\n"
             "Batch\n"
             "      --steps N            optimizer steps (default %s)\n"
             "      --batch-tokens N     tokens per step; accumulation fills it (default %llu)\n"

@@ -81,6 +81,7 @@ void train_options_default(TrainOptions *o)
     o->max_skips = 20;
     o->spike_z = 6;
     o->device = "auto";
+    o->ep = 1;
     o->tool = "sigma-pretrain";
     o->val_fraction = 0.05;
     o->epochs = 3;
@@ -105,6 +106,15 @@ typedef struct {
     const TrainOptions *o;     /* &opt */
     Comm *comm;                /* the run's processes; size 1 without a launcher */
     int rank, nproc;
+    /* expert parallelism (--ep): the world's ranks in groups of ep
+     * consecutive ranks, each holding a slice of every layer's experts
+     * (ep_comm, whose all-to-alls carry the rows); the ranks that hold the
+     * same slice, one a group, sum its gradients (edp_comm). With --ep 1
+     * every rank holds all experts and edp_comm is the world. */
+    int ep;
+    Comm *ep_comm, *edp_comm;
+    ExpertExchange exchange;   /* ep_comm's, for the model */
+    size_t dense;              /* the weights every rank holds, [0, dense); its experts after */
     uint32_t a0, a1;           /* this rank's micro-batches of a step: [a0, a1) */
     int stop_agreed;           /* many ranks: a stop signal reached one of them by the last step's end */
     CommStats comm_logged;     /* the collectives' totals at the last step logged */
@@ -129,6 +139,10 @@ typedef struct {
     uint32_t accum;            /* micro-batches per step */
     float *moments;            /* [2 * n_params]: AdamW m, then v */
     ParamTensor *moment_tensors;   /* [2 * n_tensors] "m.NAME", "v.NAME" over moments */
+    /* rank 0: the whole model's tables (this rank's with --ep 1), which its checkpoints hold */
+    ParamTensor *full_tensors, *full_moment_tensors;
+    int n_full;
+    size_t full_params;
     /* the step's data and routing counts */
     uint32_t *inputs, *targets;    /* [accum * B * T] */
     float *mask;                   /* [accum * B * T] sft: each target's loss weight; NULL in pretraining */
@@ -175,22 +189,60 @@ static void fresh_config(Trainer *t, int vocab)
     config_validate(&t->cfg, o->preset ? o->preset : o->config);
 }
 
-/* Memory a run needs, estimated from the shapes (the dry run allocates
- * nothing): *state for the parameters, gradients and AdamW moments (fp32),
- * *acts for the activations of one micro-batch. */
-static void plan_bytes(const Config *c, const TrainOptions *o, double *state, double *acts)
+/* What one rank of a run holds, estimated from the shapes (the dry run
+ * allocates nothing), in bytes: the CPU's fp32 buffers, and what the CUDA
+ * core would hold (bf16 copies of the weights and activations, fp32 master
+ * weights, gradients and moments). Expert parallelism shares each layer's
+ * experts among the ep ranks of a group; ZeRO-1 shares the moments of every
+ * weight among the ranks that hold it, so each rank keeps 1/nproc of them.
+ * Both devices allocate the held experts' rows for the bound (every row of
+ * the group to one rank: ep times a rank's own); the all-to-all's volume is
+ * at even routing. */
+#define GIB 1073741824.0
+
+typedef struct {
+    double params, experts;    /* the model's; of them in experts */
+    double held;               /* parameters this rank holds */
+    double state;              /* CPU: fp32 weights and gradients of those, and its share of the moments */
+    double acts;               /* CPU: activations of one micro-batch, fp32 */
+    double gpu_state;          /* GPU: bf16 weights, fp32 master weights and gradients, its share of the moments */
+    double gpu_acts[2];        /* GPU: activations of one micro-batch, the experts' gate/up kept / recomputed */
+    double alltoall;           /* sent to other ranks by the all-to-alls of one micro-batch (the GPU's, even routing) */
+} Plan;
+
+static Plan plan_rank(const Config *c, const TrainOptions *o, int nproc, int ep)
 {
     uint64_t total, active;
     config_count_params(c, &total, &active);
-    double d = c->d_model, de = c->d_expert, E = c->n_experts, L = c->n_layers, T = o->seq_len, B = o->micro_batch;
-    double qkv = (c->n_heads + 2.0 * c->n_kv_heads) * c->head_dim;
-    int kmax = 1;
-    for (int l = 0; l < c->n_layers; l++) kmax = c->top_k[l] > kmax ? c->top_k[l] : kmax;
-    /* floats kept per token and layer: norms, q/k/v (before and after rope), attention output,
+    double d = c->d_model, de = c->d_expert, E = c->n_experts, L = c->n_layers, T = o->seq_len, N = (double)o->micro_batch * T;
+    double V = c->vocab_size, H = c->n_heads, qd = H * c->head_dim, kvd = (double)c->n_kv_heads * c->head_dim;
+    double qkv = qd + 2 * kvd, k = 1;
+    for (int l = 0; l < c->n_layers; l++) k = c->top_k[l] > k ? c->top_k[l] : k;
+    Plan p = {.params = (double)total, .experts = L * E * 3 * de * d};
+    p.held = p.params - p.experts + p.experts / ep;
+    double moments = p.params * 8 / (nproc > 0 ? nproc : 1);
+    /* CPU floats kept per token and layer: norms, q/k/v (before and after rope), attention output,
      * the residual, router logits and probabilities, and per chosen expert its input, gate, up, act */
-    double per_token_layer = 6 * d + 2 * qkv + 2 * E + kmax * (d + 3 * de) + c->n_heads * T;
-    *acts = B * T * (L * per_token_layer + 3.0 * c->vocab_size + 4 * d) * 4;
-    *state = (double)total * 4 * 4;   /* params, grads, AdamW m and v */
+    double cpu_layer = 6 * d + 2 * qkv + 2 * E + k * ep * (d + 3 * de) + H * T;
+    p.state = p.held * 8 + moments;
+    p.acts = N * (L * cpu_layer + 3 * V + 4 * d) * 4;
+    /* the GPU's carve (gpu_model.cu) per token: each layer's residuals and norms, q/k/v and their
+     * rotations, router logits, probabilities and tempered softmax, expert inputs and outputs, the
+     * received rows (ep), and gate/up/act unless recomputed (then one layer's); the logits and their
+     * gradient; scratch. The held experts' buffers hold the bound, ep times a rank's rows. */
+    double R = k * ep, xr = ep > 1 ? 2 * d : 0;
+    double gpu_layer = 4 * d + 2 * d + 2 * qkv + 2 * (qd + kvd) + 2 * qd + 4 * d + 2 * d + 12 * E + 4 * k * d + R * xr;
+    double gate_up = R * 6 * de, head = 6 * V;
+    double scratch = 20 * d + 8 * qkv + 4 * H * c->head_dim + k * 6 * d + R * 8 * de + (ep > 1 ? R * 12 * d : 0);
+    p.gpu_state = p.held * (2 + 4 + 4) + moments;
+    p.gpu_acts[0] = N * (L * (gpu_layer + gate_up) + head + scratch);
+    p.gpu_acts[1] = N * (L * gpu_layer + gate_up + head + scratch);
+    /* each layer sends its rows for other ranks' experts and takes the results back, (ep - 1) / ep
+     * of its N k rows of d: bf16 both ways forward; backward the outputs' gradients in bf16 and
+     * the inputs' in fp32; the global LBL's counting forward once more */
+    double row_bytes = 2 + 2 + 2 + 4 + (o->balance == BALANCE_LBL_GLOBAL ? 4 : 0);
+    p.alltoall = L * N * k * d * row_bytes * (ep - 1) / ep;
+    return p;
 }
 
 /* Memory this machine can give now (MemAvailable), in bytes; 0 when unknown. */
@@ -212,34 +264,55 @@ static double available_memory(void)
 static void check_memory(const Trainer *t)
 {
     if (t->device != &cpu_device_ops) return;   /* the GPU's own setup prints each buffer and checks every allocation */
-    double state, acts, have = available_memory();
-    plan_bytes(&t->cfg, t->o, &state, &acts);
-    if (have > 0 && state + acts > have)
+    double have = available_memory();
+    Plan p = plan_rank(&t->cfg, t->o, t->nproc, t->ep);
+    if (have > 0 && p.state + p.acts > have)
         die("this run needs about %.1f GiB on the CPU (%.1f GiB of parameters, gradients and AdamW moments, %.1f GiB of "
             "activations; --dry-run shows them) and %.1f GiB of memory is available: use a smaller model, --micro-batch "
-            "or --seq-len%s", (state + acts) / (1 << 30), state / (1 << 30), acts / (1 << 30), have / (1 << 30),
+            "or --seq-len%s", (p.state + p.acts) / GIB, p.state / GIB, p.acts / GIB, have / GIB,
             strcmp(t->o->device, "cpu") ? ", or a machine with a GPU (--device cuda)" : "");
 }
 
-static void print_plan(const Config *c, const TrainOptions *o, uint32_t accum)
+/* An 80 GB H100 or A100 shows 79.1 GiB; CUDA's context, cuBLAS's and NCCL's
+ * buffers take about a GiB of it. */
+#define GPU_80GB_USABLE (78.0 * GIB)
+
+static void print_plan(const Config *c, const TrainOptions *o, uint32_t accum, int ep)
 {
     uint64_t total, active;
     config_count_params(c, &total, &active);
-    double state, acts;
-    plan_bytes(c, o, &state, &acts);
+    int nproc = o->nproc > 1 ? o->nproc : 1;
+    Plan one = plan_rank(c, o, 1, 1), p = plan_rank(c, o, nproc, ep);
     double B = o->micro_batch, T = o->seq_len;
-    printf("parameters: %llu total, %llu active per token (%.2fB / %.3fB)\n", (unsigned long long)total,
-           (unsigned long long)active, total / 1e9, active / 1e9);
+    printf("parameters: %llu total, %llu active per token (%.2fB / %.3fB), %.1f%% in experts\n", (unsigned long long)total,
+           (unsigned long long)active, total / 1e9, active / 1e9, 100 * one.experts / one.params);
     printf("batch: %u x %u tokens per micro-batch, %u micro-batches, %llu tokens per step\n", o->micro_batch, o->seq_len,
            accum, (unsigned long long)accum * o->micro_batch * o->seq_len);
     printf("memory: %.2f GiB parameters, gradients and AdamW moments (fp32) + about %.2f GiB activations = %.2f GiB\n",
-           state / (1 << 30), acts / (1 << 30), (state + acts) / (1 << 30));
-    if (o->nproc > 1) {   /* ZeRO-1: the moments (half the state) sharded, weights and gradients whole on every rank */
-        double rank_state = state / 2 + state / 2 / o->nproc;
-        printf("memory per rank of %d: %.2f GiB weights and gradients + %.2f GiB of the AdamW moments (ZeRO-1) + %.2f GiB "
-               "activations = %.2f GiB (a GPU adds %.2f GiB of bf16 weights)\n", o->nproc, state / 4 / (1 << 30) * 2,
-               state / 2 / o->nproc / (1 << 30), acts / (1 << 30), (rank_state + acts) / (1 << 30), state / 8 / (1 << 30));
+           one.state / GIB, one.acts / GIB, (one.state + one.acts) / GIB);
+    if (accum % (uint32_t)nproc)
+        printf("note: %u micro-batches a step cannot be shared by %d processes: make --batch-tokens a multiple of %llu\n", accum,
+               nproc, (unsigned long long)nproc * o->micro_batch * o->seq_len);
+    if (nproc > 1) {
+        char groups[64] = "";
+        if (ep > 1) snprintf(groups, sizeof groups, ", experts shared by groups of %d (--ep)", ep);
+        printf("per rank of %d%s: holds %.4gB parameters (%.2f GiB fp32 weights and gradients) + %.2f GiB of the AdamW "
+               "moments (ZeRO-1) + about %.2f GiB activations = %.2f GiB on the CPU\n", nproc,
+               groups, p.held / 1e9, p.held * 8 / GIB,
+               (p.state - p.held * 8) / GIB, p.acts / GIB, (p.state + p.acts) / GIB);
     }
+    printf("a GPU%s: %.2f GiB bf16 weights + %.2f GiB fp32 master weights + %.2f GiB fp32 gradients + %.2f GiB AdamW moments "
+           "= %.2f GiB; activations about %.2f GiB, %.2f GiB with --recompute-experts; %.1f / %.1f GiB in all: %s\n",
+           nproc > 1 ? " per rank" : "", p.held * 2 / GIB, p.held * 4 / GIB, p.held * 4 / GIB, (p.gpu_state - p.held * 10) / GIB,
+           p.gpu_state / GIB, p.gpu_acts[0] / GIB, p.gpu_acts[1] / GIB, (p.gpu_state + p.gpu_acts[0]) / GIB,
+           (p.gpu_state + p.gpu_acts[1]) / GIB,
+           p.gpu_state + p.gpu_acts[0] <= GPU_80GB_USABLE ? "fits an 80 GB device"
+           : p.gpu_state + p.gpu_acts[1] <= GPU_80GB_USABLE ? "fits an 80 GB device with --recompute-experts"
+                                                              : "does not fit an 80 GB device");
+    if (ep > 1)
+        printf("all-to-all: %.2f GB sent per rank per micro-batch at even routing (%.2f GB a step): %.1f ms over NVLink at "
+               "450 GB/s each way (H100 SXM), %.0f ms over 400 Gb/s InfiniBand\n", p.alltoall / 1e9,
+               p.alltoall * accum / nproc / 1e9, p.alltoall / 450e9 * 1e3, p.alltoall / 50e9 * 1e3);
     double flops = config_train_flops(c, (int)T);
     printf("flops: about %.3g per token (6 x (active + head) + attention), %.3g per step\n", flops, flops * accum * B * T);
 }
@@ -556,19 +629,19 @@ static void load_init_weights(Trainer *t, const char *dir)
     Config c0;
     TokHeader th;
     cJSON_Delete(ckpt_read_config(dir, &c0, &th));
-    int n0 = param_tensors(NULL, &c0);
+    int n0 = param_tensors_slice(NULL, &c0, m->experts);   /* this rank's experts */
     ParamTensor *t0 = xcalloc((size_t)n0, sizeof *t0);
-    param_tensors(t0, &c0);
+    param_tensors_slice(t0, &c0, m->experts);
     ParamLayout lay0;
-    param_layout(&lay0, &c0);
+    param_layout_slice(&lay0, &c0, m->experts);
     float *p0 = xmalloc(lay0.total * sizeof(float));
-    ckpt_read_tensors(dir, "model.safetensors", t0, n0, p0, ckpt_model_hash(dir));
+    ckpt_read_tensors(dir, "model.safetensors", t0, n0, p0, ckpt_model_hash(dir), t->ep > 1);
     if (n0 != m->n_tensors) BUG("%s: %d tensors, the model %d", dir, n0, m->n_tensors);
     for (int i = 0; i < n0; i++)   /* the same walk: only the vocabulary's rows may differ */
         memcpy(m->params + m->tensors[i].offset, p0 + t0[i].offset, t0[i].numel * sizeof(float));
     if (t->base_vocab) {
         ParamLayout lay;
-        param_layout(&lay, &t->cfg);
+        param_layout_slice(&lay, &t->cfg, m->experts);
         mean_rows(m->params + lay.embed, t->base_vocab, t->tok.vocab_size, (size_t)t->cfg.d_model);
         if (lay.head != lay.embed) mean_rows(m->params + lay.head, t->base_vocab, t->tok.vocab_size, (size_t)t->cfg.d_model);
     }
@@ -603,6 +676,63 @@ static void read_chat(Trainer *t)
 
 /* ---- checkpoints ---------------------------------------------------------- */
 
+/* A checkpoint holds the whole model whatever --ep was, so that any number
+ * of processes resumes it: rank 0 writes it, and the experts it does not
+ * hold come from the other ranks of its group, one layer's slice at a
+ * time, in the order the writer reaches them (weights, then m, then v;
+ * layer by layer; rank by rank). */
+typedef struct {
+    const Trainer *t;
+    const float *local;        /* this rank's buffer: the weights, or the moments (m, then v) */
+    size_t full_n, local_n;    /* floats of one kind (weights, m or v) in the whole model and here */
+    float *slice;              /* [Eh * 3 de d] the slice received last */
+    size_t have;               /* which: (kind * L + layer) * ep + rank + 1, 0 for none */
+} SaveSource;
+
+static const float *save_source(void *ctx, int i, const ParamTensor *pt)
+{
+    (void)i;
+    SaveSource *s = ctx;
+    const Trainer *t = s->t;
+    const Config *c = &t->cfg;
+    size_t kind = pt->offset / s->full_n, off = pt->offset % s->full_n, D = t->dense;
+    const float *base = s->local + kind * s->local_n;
+    if (off < D) return base + off;   /* the replicated weights lie alike in both layouts */
+    size_t per = 3 * (size_t)c->d_expert * c->d_model, layer = (off - D) / ((size_t)c->n_experts * per);
+    size_t e = (off - D) / per % (size_t)c->n_experts, within = (off - D) % per, eh = (size_t)t->model.experts.count;
+    size_t j = e / eh, local = D + (layer * eh + e % eh) * per + within;
+    if (j == 0) return base + local;
+    size_t key = (kind * (size_t)c->n_layers + layer) * (size_t)t->ep + j + 1;
+    if (s->have != key) {   /* the next slice from rank j (ranks are numbered in their group from 0) */
+        comm_pass(t->comm, s->slice, eh * per * sizeof(float), (int)j, 0);
+        s->have = key;
+    }
+    return s->slice + (e % eh) * per + within;
+}
+
+/* The other ranks of the first group: their slices to rank 0 in that order. */
+static void serve_checkpoint(const Trainer *t)
+{
+    const Config *c = &t->cfg;
+    if (t->rank == 0 || t->rank >= t->ep) return;
+    size_t per = 3 * (size_t)c->d_expert * c->d_model, eh = (size_t)t->model.experts.count, n = t->model.n_params;
+    const float *kinds[3] = {t->model.params, t->moments, t->moments + n};
+    for (int k = 0; k < 3; k++)
+        for (int l = 0; l < c->n_layers; l++)
+            comm_pass(t->comm, (void *)(kinds[k] + t->dense + (size_t)l * eh * per), eh * per * sizeof(float), t->rank, 0);
+}
+
+static uint64_t save_tensors(const Trainer *t, const AtomicDir *ad, const char *name, const ParamTensor *full, int n,
+                             const float *local)
+{
+    const Config *c = &t->cfg;
+    SaveSource s = {.t = t, .local = local, .full_n = t->full_params, .local_n = t->model.n_params};
+    if (t->ep > 1) s.slice = xmalloc((size_t)t->model.experts.count * 3 * c->d_expert * c->d_model * sizeof(float));
+    uint64_t h = ckpt_write_tensors_from(ad, name, full, n, save_source, &s);
+    free(s.slice);
+    return h;
+}
+
 static void save_checkpoint(Trainer *t)
 {
     AtomicDir ad;
@@ -615,8 +745,8 @@ static void save_checkpoint(Trainer *t)
     free(by);
     if (t->o->sft) json_add(sections, "sft", sft_json(t));
     ckpt_write_config(&ad, &t->cfg, &t->tok, sections);
-    uint64_t model_hash = ckpt_write_tensors(&ad, "model.safetensors", m->tensors, m->n_tensors, m->params);
-    uint64_t opt_hash = ckpt_write_tensors(&ad, "optimizer.safetensors", t->moment_tensors, 2 * m->n_tensors, t->moments);
+    uint64_t model_hash = save_tensors(t, &ad, "model.safetensors", t->full_tensors, t->n_full, m->params);
+    uint64_t opt_hash = save_tensors(t, &ad, "optimizer.safetensors", t->full_moment_tensors, 2 * t->n_full, t->moments);
 
     TrainerState st = {.model_xxh3 = model_hash, .optimizer_xxh3 = opt_hash, .step = t->step, .tokens_seen = t->tokens_seen,
                        .skipped = t->skipped, .epoch = t->train.pos.epoch, .group = t->train.pos.group,
@@ -670,8 +800,9 @@ static void load_state(Trainer *t, const char *dir)
     check_same(json_req(cfg, "training", cfg_path), "accum", t->accum, cfg_path);
     free(cfg_path);
     cJSON_Delete(cfg);
-    ckpt_read_tensors(dir, "model.safetensors", m->tensors, m->n_tensors, m->params, st.model_xxh3);
-    ckpt_read_tensors(dir, "optimizer.safetensors", t->moment_tensors, 2 * m->n_tensors, t->moments, st.optimizer_xxh3);
+    int slice = t->ep > 1;   /* this rank's experts of the file's */
+    ckpt_read_tensors(dir, "model.safetensors", m->tensors, m->n_tensors, m->params, st.model_xxh3, slice);
+    ckpt_read_tensors(dir, "optimizer.safetensors", t->moment_tensors, 2 * m->n_tensors, t->moments, st.optimizer_xxh3, slice);
     t->step = st.step;
     t->tokens_seen = st.tokens_seen;
     t->skipped = st.skipped;
@@ -699,9 +830,69 @@ static void state_to_device(Trainer *t) { device_set_state(t->dev, t->model.para
 static void state_to_host(Trainer *t)
 {
     device_get_state(t->dev, t->model.params, t->moments);
-    size_t n = t->model.n_params;   /* ZeRO-1: each rank holds its share of the moments; rank 0 saves them all */
-    comm_gather_shards(t->comm, t->moments, n);
-    comm_gather_shards(t->comm, t->moments + n, n);
+    /* ZeRO-1: each rank holds its share of the moments; the first group's
+     * ranks gather their experts', rank 0 the rest, and saves them all */
+    size_t n = t->model.n_params, D = t->dense;
+    for (int h = 0; h < 2; h++) {
+        comm_gather_shards(t->comm, t->moments + h * n, D);
+        comm_gather_shards(t->edp_comm, t->moments + h * n + D, n - D);
+    }
+}
+
+/* ---- the two groups of a step's sums ------------------------------------------------------
+ * The replicated weights' gradients are summed over every rank, the
+ * experts' over the ranks that hold the same ones; ZeRO-1 gives each rank
+ * its share of each, so the optimizer state of every weight lives once. */
+
+static void exchange_counts(void *ctx, const int *send, int *recv, int per) { comm_alltoall_ints(ctx, send, recv, per); }
+static void exchange_rows(void *ctx, const void *send, const int *send_rows, void *recv, const int *recv_rows, size_t row_bytes)
+{
+    comm_alltoallv(ctx, send, send_rows, recv, recv_rows, row_bytes);
+}
+
+/* This rank's shares: of the replicated weights over the world, of its
+ * experts over the ranks that hold them. */
+static int zero_spans(const Trainer *t, Span *s)
+{
+    size_t D = t->dense, P = t->model.n_params;
+    int es = comm_size(t->edp_comm), er = comm_rank(t->edp_comm);
+    s[0] = (Span){comm_shard_begin(D, t->rank, t->nproc), comm_shard_begin(D, t->rank + 1, t->nproc)};
+    s[1] = (Span){D + comm_shard_begin(P - D, er, es), D + comm_shard_begin(P - D, er + 1, es)};
+    return 2;
+}
+
+static void reduce_scatter_grads(Trainer *t)
+{
+    float *g = device_grads(t->dev);
+    comm_reduce_scatter(t->comm, g, t->dense);
+    comm_reduce_scatter(t->edp_comm, g + t->dense, t->model.n_params - t->dense);
+}
+
+static void allgather_params(Trainer *t)
+{
+    float *w = device_params(t->dev);
+    comm_allgather(t->comm, w, t->dense);
+    comm_allgather(t->edp_comm, w + t->dense, t->model.n_params - t->dense);
+    device_params_changed(t->dev);
+}
+
+/* The moments' table over [2 * n_params]: "m.NAME" over the first half,
+ * "v.NAME" over the second. */
+static ParamTensor *moment_table(const ParamTensor *t, int n, size_t n_params)
+{
+    ParamTensor *mt = xcalloc(2 * (size_t)n, sizeof *mt);
+    for (int i = 0; i < n; i++)
+        for (int h = 0; h < 2; h++) {
+            ParamTensor *p = &mt[h * n + i];
+            *p = t[i];
+            size_t len = strlen(t[i].name);
+            if (len + 3 > sizeof p->name) BUG("tensor name %s too long for its moment's", t[i].name);
+            p->name[0] = h ? 'v' : 'm';
+            p->name[1] = '.';
+            memcpy(p->name + 2, t[i].name, len + 1);
+            p->offset += h ? n_params : 0;
+        }
+    return mt;
 }
 
 /* The step's mask and positions from token `at`: NULL in pretraining. */
@@ -768,7 +959,7 @@ static Losses train_step(Trainer *t, double *grad_norm, int *skipped_now)
         sum = (Losses){.loss = (float)v[0], .ce = (float)v[1], .balance = (float)v[2], .z = (float)v[3]};
         t->stop_agreed = v[4] > 0;
         if (!global) comm_sum_floats(t->comm, t->step_counts, (size_t)L * E);
-        comm_reduce_scatter(t->comm, device_grads(t->dev), m->n_params);   /* ZeRO-1: each rank its share of the sum */
+        reduce_scatter_grads(t);   /* ZeRO-1: each rank its share of the sum */
     }
     *grad_norm = device_grad_norm(t->dev);
     if (t->nproc > 1) {   /* of the shares' norms */
@@ -783,10 +974,7 @@ static Losses train_step(Trainer *t, double *grad_norm, int *skipped_now)
                    .eps = (float)o->eps, .weight_decay = (float)o->weight_decay,
                    .grad_scale = clip_scale(*grad_norm, o->clip), .t = t->step + 1 - t->skipped};
     device_adamw(t->dev, &s);
-    if (t->nproc > 1) {   /* every rank's updated share to every rank */
-        comm_allgather(t->comm, device_params(t->dev), m->n_params);
-        device_params_changed(t->dev);
-    }
+    if (t->nproc > 1) allgather_params(t);   /* every rank's updated share to every rank that holds it */
     if (o->balance == BALANCE_BIAS) {   /* the bias follows the whole step's counts */
         memcpy(m->counts, t->step_counts, (size_t)L * E * sizeof(float));
         model_update_bias(m, (float)o->bias_rate);
@@ -804,9 +992,16 @@ static double evaluate(Trainer *t, uint64_t *tokens)
     double sum = 0, weight = 0, count = 0;
     uint64_t n = t->o->eval_batches;
     if (n > (t->val.n_sequences + B - 1) / B) n = (t->val.n_sequences + B - 1) / B;   /* no sequence twice */
-    for (uint64_t i = 0; i < n; i++) {
-        loader_next(&t->val, t->inputs, t->targets, t->mask, t->pos, (size_t)B);
+    uint64_t rounds = (n + (uint64_t)t->nproc - 1) / (uint64_t)t->nproc;
+    for (uint64_t i = 0; i < rounds * (uint64_t)t->nproc; i++) {
+        if (i < n) loader_next(&t->val, t->inputs, t->targets, t->mask, t->pos, (size_t)B);
         if ((int)(i % (uint64_t)t->nproc) != t->rank) continue;   /* the ranks take turns */
+        if (i >= n) {   /* no batch left for this rank: an expert-parallel group's ranks compute in step all the same */
+            if (t->ep == 1) continue;
+            memset(t->inputs, 0, (size_t)B * T * sizeof(uint32_t));
+            device_forward(t->dev, t->inputs, t->inputs, NULL, NULL, B, T, &none);
+            continue;
+        }
         uint64_t first = i * (uint64_t)B, rows = t->val.n_sequences - first < (uint64_t)B ? t->val.n_sequences - first : (uint64_t)B;
         if (t->mask)   /* the last batch's rows beyond the split came round again: no loss on them */
             memset(t->mask + rows * T, 0, ((size_t)B - rows) * T * sizeof(float));
@@ -854,6 +1049,22 @@ static void watch_loss(Trainer *t, double loss)
     t->n_hist++;
 }
 
+/* What this rank's collectives moved, over its three groups. */
+static CommStats comm_totals(const Trainer *t)
+{
+    CommStats s = comm_stats(t->comm);
+    const Comm *groups[2] = {t->ep_comm, t->edp_comm};
+    for (int i = 0; i < 2; i++) {
+        CommStats g = comm_stats(groups[i]);
+        s.bytes += g.bytes;
+        s.seconds += g.seconds;
+        s.calls += g.calls;
+        s.alltoall_bytes += g.alltoall_bytes;
+        s.alltoall_seconds += g.alltoall_seconds;
+    }
+    return s;
+}
+
 static void log_step(Trainer *t, Losses l, double grad_norm, double lr, double tok_s, int skipped)
 {
     cJSON *j = json_obj(), *k = json_arr(), *hi = json_arr(), *lo = json_arr();
@@ -868,9 +1079,13 @@ static void log_step(Trainer *t, Losses l, double grad_norm, double lr, double t
     json_add_u64(j, "tokens", t->tokens_seen);
     if (t->mask) json_add_u64(j, "learned", t->step_learned);   /* the step's targets with loss */
     if (t->nproc > 1) {   /* what the step's collectives of buffers moved, and the time they took */
-        CommStats c = comm_stats(t->comm);
+        CommStats c = comm_totals(t);
         json_add_u64(j, "comm_bytes", c.bytes - t->comm_logged.bytes);
         json_add_num(j, "comm_s", round((c.seconds - t->comm_logged.seconds) * 1e6) / 1e6);
+        if (t->ep > 1) {
+            json_add_u64(j, "alltoall_bytes", c.alltoall_bytes - t->comm_logged.alltoall_bytes);
+            json_add_num(j, "alltoall_s", round((c.alltoall_seconds - t->comm_logged.alltoall_seconds) * 1e6) / 1e6);
+        }
         t->comm_logged = c;
     }
     json_add_num(j, "tokens_per_s", round(tok_s));
@@ -885,6 +1100,23 @@ static void log_step(Trainer *t, Losses l, double grad_norm, double lr, double t
     json_add(j, "topk", k);
     json_add(j, "load_max", hi);
     json_add(j, "load_min", lo);
+    if (t->ep > 1) {   /* the busiest rank's rows: it sets the pace of the group */
+        cJSON *r = json_arr();
+        int eh = t->cfg.n_experts / t->ep;
+        float *per_rank = xmalloc((size_t)t->ep * sizeof(float));
+        for (int layer = 0; layer < t->cfg.n_layers; layer++) {
+            const float *cnt = t->step_counts + (size_t)layer * t->cfg.n_experts;
+            for (int g = 0; g < t->ep; g++) {
+                per_rank[g] = 0;
+                for (int e = g * eh; e < (g + 1) * eh; e++) per_rank[g] += cnt[e];
+            }
+            double a, b;
+            load_deviation(per_rank, t->ep, &a, &b);
+            json_push(r, cJSON_CreateNumber(round(a * 1e4) / 1e4));
+        }
+        free(per_rank);
+        json_add(j, "rank_load_max", r);
+    }
     metrics_write(&t->metrics, j);
 }
 
@@ -931,6 +1163,11 @@ static void sft_steps(Trainer *t)
          (double)o->steps * (double)rows_per_step / (double)t->chat.train_rows.n_rows);
 }
 
+static void check_ep(const Trainer *t)
+{
+    if (t->cfg.n_experts % t->ep) usage_error("--ep %d must divide the %d experts of a layer", t->ep, t->cfg.n_experts);
+}
+
 static void setup(Trainer *t)
 {
     const TrainOptions *o = t->o;
@@ -945,6 +1182,7 @@ static void setup(Trainer *t)
     t->a0 = t->accum / (uint32_t)t->nproc * (uint32_t)t->rank;
     t->a1 = t->a0 + t->accum / (uint32_t)t->nproc;
     if (o->sft) sft_steps(t);
+    check_ep(t);
     if ((uint64_t)o->seq_len > (uint64_t)t->cfg.max_seq_len)
         usage_error("--seq-len %u is above the model's max_seq_len %d", o->seq_len, t->cfg.max_seq_len);
     check_memory(t);
@@ -971,25 +1209,27 @@ static void setup(Trainer *t)
     gpu_paths_default(&t->paths);
     t->paths.recompute = o->recompute;
     t->device->use_local_rank(comm_local_rank(t->comm));
-    t->dev = device_open(t->device, m, &alloc, (int)o->micro_batch, (int)o->seq_len, &t->paths, !sg_quiet);
+    t->exchange = (ExpertExchange){.size = t->ep, .rank = t->rank % t->ep, .counts = exchange_counts, .rows = exchange_rows};
+    t->dev = device_open_ep(t->device, m, &alloc, (int)o->micro_batch, (int)o->seq_len, &t->paths, &t->exchange, !sg_quiet);
     comm_bind_device(t->comm, t->device->name);
-    /* ZeRO-1: each rank keeps the AdamW moments of its share of the weights */
-    device_own(t->dev, comm_shard_begin(m->n_params, t->rank, t->nproc), comm_shard_begin(m->n_params, t->rank + 1, t->nproc));
+    t->ep_comm = comm_split(t->comm, t->rank / t->ep, t->rank);
+    t->edp_comm = comm_split(t->comm, t->rank % t->ep, t->rank);
+    t->exchange.ctx = t->ep_comm;   /* before the first forward */
+    ParamLayout pl;
+    param_layout_slice(&pl, &t->cfg, m->experts);
+    t->dense = pl.experts_begin;
+    /* ZeRO-1: each rank keeps the AdamW moments of its shares of the weights */
+    Span spans[DEVICE_MAX_SPANS];
+    device_own(t->dev, spans, zero_spans(t, spans));
     m->cfg = t->cfg;
     t->moments = xcalloc(2 * m->n_params, sizeof(float));
-    t->moment_tensors = xcalloc(2 * (size_t)m->n_tensors, sizeof(ParamTensor));
-    for (int i = 0; i < m->n_tensors; i++) {
-        for (int h = 0; h < 2; h++) {
-            ParamTensor *p = &t->moment_tensors[h * m->n_tensors + i];
-            *p = m->tensors[i];
-            size_t n = strlen(m->tensors[i].name);
-            if (n + 3 > sizeof p->name) BUG("tensor name %s too long for its moment's", m->tensors[i].name);
-            p->name[0] = h ? 'v' : 'm';
-            p->name[1] = '.';
-            memcpy(p->name + 2, m->tensors[i].name, n + 1);
-            p->offset += h ? m->n_params : 0;
-        }
-    }
+    t->moment_tensors = moment_table(m->tensors, m->n_tensors, m->n_params);
+    t->n_full = param_tensors(NULL, &t->cfg);
+    t->full_tensors = xcalloc((size_t)t->n_full, sizeof(ParamTensor));
+    param_tensors(t->full_tensors, &t->cfg);
+    param_layout(&pl, &t->cfg);
+    t->full_params = pl.total;
+    t->full_moment_tensors = moment_table(t->full_tensors, t->n_full, t->full_params);
     size_t step_tokens = (size_t)t->accum * tokens_per_micro;
     t->inputs = xmalloc(step_tokens * sizeof(uint32_t));
     t->targets = xmalloc(step_tokens * sizeof(uint32_t));
@@ -1029,11 +1269,15 @@ static void teardown(Trainer *t)
     free(t->pos);
     free(t->moments);
     free(t->moment_tensors);
+    free(t->full_tensors);
+    free(t->full_moment_tensors);
     free(t->inputs);
     free(t->targets);
     free(t->step_counts);
     free(t->step_tokens);
     for (int i = 0; i < t->n_owned; i++) free(t->owned[i]);
+    comm_close(t->ep_comm);
+    comm_close(t->edp_comm);
     comm_close(t->comm);
 }
 
@@ -1050,6 +1294,11 @@ int run_training(const TrainOptions *command)
     t.comm = comm_open();
     t.rank = comm_rank(t.comm);
     t.nproc = comm_size(t.comm);
+    t.ep = o->ep;
+    int ranks = o->dry_run && o->nproc > 0 && t.nproc == 1 ? o->nproc : t.nproc;
+    if (ranks % t.ep)
+        usage_error("--ep %d: the %d process%s must be groups of %d (mpirun -n a multiple of %d)", t.ep, ranks, ranks > 1 ? "es" : "",
+                    t.ep, t.ep);
     if (t.nproc > 1) {   /* one voice, rank 0's; every rank names itself in its errors */
         static char name[128];
         snprintf(name, sizeof name, "%s[%d]", sg_prog, t.rank);
@@ -1072,9 +1321,10 @@ int run_training(const TrainOptions *command)
         }
         if (!o->sft) fresh_config(&t, vocab);
         if (t.nproc > 1) t.opt.nproc = t.nproc;   /* under a launcher: its ranks */
+        check_ep(&t);
         size_t tpm = (size_t)o->micro_batch * o->seq_len;
         uint32_t accum = (uint32_t)((o->batch_tokens + tpm / 2) / tpm);
-        print_plan(&t.cfg, o, accum ? accum : 1);
+        print_plan(&t.cfg, o, accum ? accum : 1, t.ep);
         printf("device: %s (%s)\n", t.device->name, t.device_why);
         if (t.device != &cpu_device_ops) {
             GpuPaths p;
@@ -1205,6 +1455,7 @@ int run_training(const TrainOptions *command)
         if ((o->save_every && t.step % o->save_every == 0) || t.step == o->steps || stopping(&t)) {
             state_to_host(&t);
             if (t.rank == 0) save_checkpoint(&t);
+            else serve_checkpoint(&t);
         }
     }
     if (stopping(&t)) info("stopped by a signal after %llu steps; resume with --resume", (unsigned long long)t.step);

@@ -42,6 +42,7 @@ typedef struct {
     int threads;
     int dry_run;
     int nproc;                 /* --dry-run: plan each rank's memory for this many processes */
+    int ep;                    /* expert parallelism: ranks that share each layer's experts (1: every rank holds all) */
     const char *device;        /* "cpu", "cuda" or "auto" */
     int recompute;             /* GPU: recompute the expert intermediates in backward */
     /* fine-tuning (sigma-sft): the data is chat JSON Lines (train/chat_data.h) */

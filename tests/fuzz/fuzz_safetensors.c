@@ -11,7 +11,7 @@
 static void sigma_reader(void *arg)
 {
     Model *m = fz_tiny_model();
-    safetensors_load(arg, m->tensors, m->n_tensors, m->params, "");
+    safetensors_load(arg, m->tensors, m->n_tensors, m->params, "", 0);
 }
 static void hf_reader(void *arg) { (void)arg; hf_weights_read(fz_tiny_model(), fz_dir()); }
 

@@ -24,7 +24,7 @@ static void load_named(const char *path, const char *name, float *out, int rows,
 {
     ParamTensor t = {.offset = 0, .numel = (size_t)rows * (cols ? cols : 1), .ndim = cols ? 2 : 1, .shape = {rows, cols}};
     snprintf(t.name, sizeof t.name, "%s", name);
-    safetensors_load(path, &t, 1, out, "");
+    safetensors_load(path, &t, 1, out, "", 0);
 }
 
 static void check_case(int i)
@@ -49,7 +49,7 @@ static void check_case(int i)
     Model m;
     model_init(&m, &c, B, T);
     char *path = xasprintf("%s/case-%d.model.safetensors", fixtures(), i);
-    safetensors_load(path, m.tensors, m.n_tensors, m.params, "");   /* written by the safetensors library */
+    safetensors_load(path, m.tensors, m.n_tensors, m.params, "", 0);   /* written by the safetensors library */
     model_zero_grads(&m);
     Losses l = model_forward(&m, in, tg, mask, NULL, B, T, &bo);
     model_backward(&m, 1.0f, 1.0f);
@@ -60,7 +60,7 @@ static void check_case(int i)
     ParamTensor rt[2] = {{.name = "ref.logits", .offset = 0, .numel = (size_t)N * V, .ndim = 2, .shape = {N, V}},
                          {.name = "ref.loss", .offset = (size_t)N * V, .numel = 4, .ndim = 1, .shape = {4, 0}}};
     float *both = xmalloc(((size_t)N * V + 4) * sizeof(float));
-    safetensors_load(path, rt, 2, both, "");
+    safetensors_load(path, rt, 2, both, "", 0);
     memcpy(ref, both, (size_t)N * V * sizeof(float));
     memcpy(loss, both + (size_t)N * V, sizeof loss);
     free(both);
@@ -75,7 +75,7 @@ static void check_case(int i)
     float *g = xmalloc(m.n_params * sizeof(float));
     free(path);
     path = xasprintf("%s/case-%d.grads.safetensors", fixtures(), i);
-    safetensors_load(path, m.tensors, m.n_tensors, g, "grad.");
+    safetensors_load(path, m.tensors, m.n_tensors, g, "grad.", 0);
     double worst = 0;
     const char *worst_name = "";
     for (int t = 0; t < m.n_tensors; t++) {

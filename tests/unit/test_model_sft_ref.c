@@ -69,7 +69,7 @@ int main(void)
     Model m;
     model_init(&m, &c, B, T);
     char *path = fixture("packed.model.safetensors");
-    safetensors_load(path, m.tensors, m.n_tensors, m.params, "");
+    safetensors_load(path, m.tensors, m.n_tensors, m.params, "", 0);
     free(path);
     model_zero_grads(&m);
     Losses l = model_forward(&m, in, tg, mask, pos, B, T, &bo);
@@ -79,7 +79,7 @@ int main(void)
     ParamTensor rt[2] = {{.name = "ref.logits", .offset = 0, .numel = (size_t)N * V, .ndim = 2, .shape = {N, V}},
                          {.name = "ref.loss", .offset = (size_t)N * V, .numel = 1, .ndim = 1, .shape = {1, 0}}};
     path = fixture("packed.ref.safetensors");
-    safetensors_load(path, rt, 2, ref, "");
+    safetensors_load(path, rt, 2, ref, "", 0);
     free(path);
     float ce = ref[(size_t)N * V];
     double e = rel_max_err(model_logits(&m), ref, (size_t)N * V);
@@ -90,7 +90,7 @@ int main(void)
 
     float *g = xmalloc(m.n_params * sizeof(float));
     path = fixture("packed.grads.safetensors");
-    safetensors_load(path, m.tensors, m.n_tensors, g, "grad.");
+    safetensors_load(path, m.tensors, m.n_tensors, g, "grad.", 0);
     free(path);
     double worst = 0;
     const char *worst_name = "";

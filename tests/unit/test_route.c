@@ -1,7 +1,8 @@
 /* The MoE index logic that the CPU model and the CUDA core's host side
  * share (route.h), against a direct reading of its definition: every
  * expert's rows hold its assignments in order, row inverts order, offs and
- * counts agree; and the token sort of the embedding's gradient. */
+ * counts agree; expert parallelism's exchange plan, every rank of a group
+ * simulated here; and the token sort of the embedding's gradient. */
 #include "../tap.h"
 #include "base/base.h"
 #include "model/route.h"
@@ -33,6 +34,59 @@ static void check_sort(const int *sel, int A, int E, const char *what)
     free(counts);
 }
 
+/* S ranks of Eh experts each, every rank with A assignments of its own
+ * (sel[j][A]): each rank's plan against the rows that reach it, written out
+ * one by one as (sending rank, expert, row in the sender's sorted order). */
+static void check_exchange(int S, int Eh, int A, uint64_t *s, int skew, const char *what)
+{
+    int E = S * Eh, good = 1;
+    int *offs = xmalloc((size_t)S * (E + 1) * sizeof(int)), *order = xmalloc((size_t)A * sizeof(int) + 1);
+    int *row = xmalloc((size_t)A * sizeof(int) + 1), *sel = xmalloc((size_t)A * sizeof(int) + 1);
+    float *counts = xmalloc((size_t)E * sizeof(float));
+    for (int j = 0; j < S; j++) {
+        for (int i = 0; i < A; i++) sel[i] = skew ? (int)(splitmix64(s) % (uint64_t)Eh) : (int)(splitmix64(s) % (uint64_t)E);
+        route_sort(order, row, offs + (size_t)j * (E + 1), counts, sel, A, E);
+    }
+    int *rcnt = xmalloc((size_t)E * sizeof(int)), *arrive = xmalloc((size_t)3 * S * A * sizeof(int) + 1);
+    int *perm = xmalloc((size_t)2 * S * A * sizeof(int) + 1), *inv = perm + (size_t)S * A;
+    int *buf = xmalloc((size_t)(2 * S + Eh + 1 + 2 * E) * sizeof(int));
+    for (int r = 0; r < S; r++) {
+        ExchangePlan p = {.S = S, .Eh = Eh, .srows = buf, .rrows = buf + S, .roffs = buf + 2 * S, .at_rank = buf + 2 * S + Eh + 1,
+                          .at_expert = buf + 2 * S + Eh + 1 + E};
+        for (int j = 0; j < S; j++)
+            for (int i = 0; i < Eh; i++) {
+                const int *o = offs + (size_t)j * (E + 1);
+                rcnt[j * Eh + i] = o[r * Eh + i + 1] - o[r * Eh + i];
+            }
+        route_exchange_plan(&p, offs + (size_t)r * (E + 1), rcnt);
+        route_exchange_perm(perm, inv, &p, rcnt);
+        int R = 0;   /* the rows in the order they arrive: rank by rank, each its block for rank r's experts */
+        for (int j = 0; j < S; j++) {
+            const int *o = offs + (size_t)j * (E + 1);
+            good &= p.rrows[j] == o[(r + 1) * Eh] - o[r * Eh];
+            for (int x = o[r * Eh]; x < o[(r + 1) * Eh]; x++, R++) {
+                int e = r * Eh;
+                while (x >= o[e + 1]) e++;
+                arrive[3 * R] = j, arrive[3 * R + 1] = e, arrive[3 * R + 2] = x;
+            }
+        }
+        const int *mine = offs + (size_t)r * (E + 1);
+        for (int j = 0; j < S; j++) good &= p.srows[j] == mine[(j + 1) * Eh] - mine[j * Eh];
+        good &= p.roffs[0] == 0 && p.roffs[Eh] == R;
+        for (int c = 0; c < R && good; c++) {   /* computing order: by expert, then sender, then sender's order */
+            const int *a = arrive + 3 * perm[c];
+            good &= inv[perm[c]] == c && a[1] - r * Eh >= 0 && c >= p.roffs[a[1] - r * Eh] && c < p.roffs[a[1] - r * Eh + 1];
+            if (c > 0) {
+                const int *b = arrive + 3 * perm[c - 1];
+                good &= b[1] < a[1] || (b[1] == a[1] && (b[0] < a[0] || (b[0] == a[0] && b[2] < a[2])));
+            }
+        }
+    }
+    ok(good, "%s: %d ranks of %d experts, %d rows each: every rank's plan sends, receives and orders the rows as defined", what,
+       S, Eh, A);
+    free(offs), free(order), free(row), free(sel), free(counts), free(rcnt), free(arrive), free(perm), free(buf);
+}
+
 int main(void)
 {
     sg_init("test_route");
@@ -48,6 +102,11 @@ int main(void)
         free(sel);
     }
     check_sort(NULL, 0, 4, "empty batch");
+    check_exchange(1, 8, 100, &s, 0, "exchange, one rank");
+    check_exchange(2, 4, 300, &s, 0, "exchange");
+    check_exchange(8, 12, 1000, &s, 0, "exchange");
+    check_exchange(4, 3, 200, &s, 1, "exchange, every row to rank 0's experts");
+    check_exchange(3, 2, 0, &s, 0, "exchange, no rows");
 
     const int N = 3000;
     uint32_t *tok = xmalloc(N * sizeof(uint32_t));
