@@ -36,10 +36,10 @@ demo: $(OUT)/run/latest $(OUT)/sft/latest
 	@echo "      the loss on the replies of held-out conversations as it trained:"
 	@jq -r 'select(.type == "val") | "  after step \(.step + 1): \(.val_loss * 1000 | round / 1000) over \(.val_tokens) reply tokens"' \
 	    $(OUT)/sft-metrics.jsonl
-	@echo "demo: its replies (greedy, in the chat template, up to <|im_end|>):"
+	@echo "demo: its replies (greedy with a repetition penalty of 1.1, in the chat template, up to <|im_end|>):"
 	@for who in "Mark Twain" "Oscar Wilde" "Ambrose Bierce"; do \
 	    echo "  What did $$who say?"; \
-	    sigma generate -q $(OUT)/sft -t $(OUT)/sft/tokenizer --chat -p "What did $$who say?" -n 60 | sed 's/^/    > /'; \
+	    sigma generate -q $(OUT)/sft -t $(OUT)/sft/tokenizer --chat -p "What did $$who say?" -n 60 --repetition-penalty 1.1 | sed 's/^/    > /'; \
 	done
 
 # The report's recipe at toy scale: layers 0 and 1 start at top-4 and switch
