@@ -48,36 +48,26 @@ ok "top-k switch on the GPU (progressive sparsification)" run cuda "$T/p" --step
 is "k per layer before and after the switch" \
     "$(jq -c 'select(.type == "train" and (.step == 9 or .step == 10)) | .topk' "$T/p.jsonl" | tr '\n' ' ')" "[4,2,1,1] [1,1,1,1] "
 
-# ---- the hand-written kernels (grouped experts, fused attention): the same curve, the same bits twice --
-export SIGMA_EXPERTS=grouped SIGMA_ATTENTION=flash
-ok "200 steps on the GPU with grouped experts and fused attention" run cuda "$T/gg" --steps 200 --warmup 20 --eval-every 50 \
-    --eval-batches 4 --save-every 200
-for w in "0 50" "50 100" "100 150" "150 200"; do
-    set -- $w
-    c=$(mean "$T/cpu.jsonl" $1 $2 ce); g=$(mean "$T/gg.jsonl" $1 $2 ce)
-    ok "fused kernels, steps $1-$2: mean loss $g follows the CPU's $c (within 3%)" jq -en "($g - $c | fabs) < 0.03 * $c"
-done
-ok "fused kernels: 30 steps" run cuda "$T/ga" --steps 30 --schedule constant --warmup 0 --eval-every 0 --save-every 10
-ok "fused kernels: 30 steps again" run cuda "$T/gb" --steps 30 --schedule constant --warmup 0 --eval-every 0 --save-every 10
-is "fused kernels: the same losses bit for bit" "$(losses "$T/gb.jsonl" | md5sum)" "$(losses "$T/ga.jsonl" | md5sum)"
-unset SIGMA_EXPERTS SIGMA_ATTENTION
-
-# ---- the libraries' kernels (cuDNN attention, CUTLASS experts): taken, the same curve, the same bits twice --
+# ---- other kernel paths: the same curve, the same bits twice ----------------------------------------------
+# WHAT RUN: with the paths SIGMA_EXPERTS and SIGMA_ATTENTION name, 200 steps beside the CPU's curve, then 30
+# steps twice (RUNa, RUNb), bit for bit
+paths_follow() {
+    ok "200 steps on the GPU with $1" run cuda "$T/$2" --steps 200 --warmup 20 --eval-every 50 --eval-batches 4 --save-every 200
+    for w in "0 50" "50 100" "100 150" "150 200"; do
+        set -- "$1" "$2" $w
+        c=$(mean "$T/cpu.jsonl" $3 $4 ce); g=$(mean "$T/$2.jsonl" $3 $4 ce)
+        ok "$1, steps $3-$4: mean loss $g follows the CPU's $c (within 3%)" jq -en "($g - $c | fabs) < 0.03 * $c"
+    done
+    ok "$1: 30 steps" run cuda "$T/$2a" --steps 30 --schedule constant --warmup 0 --eval-every 0 --save-every 10
+    ok "$1: 30 steps again" run cuda "$T/$2b" --steps 30 --schedule constant --warmup 0 --eval-every 0 --save-every 10
+    is "$1: the same losses bit for bit" "$(losses "$T/$2b.jsonl" | md5sum)" "$(losses "$T/$2a.jsonl" | md5sum)"
+}
+# the hand-written kernels
+SIGMA_EXPERTS=grouped SIGMA_ATTENTION=flash paths_follow "grouped experts and fused attention" gg
+# the libraries' (cuDNN's backward is its deterministic one), really taken, not a fallback
+SIGMA_EXPERTS=cutlass SIGMA_ATTENTION=cudnn paths_follow "cuDNN attention and CUTLASS experts" lib
 taken() { jq -r '.. | .gpu_paths? // empty | "\(.attention) \(.experts)"' "$1"; }
-export SIGMA_EXPERTS=cutlass SIGMA_ATTENTION=cudnn
-ok "200 steps on the GPU with cuDNN attention and CUTLASS experts" run cuda "$T/lib" --steps 200 --warmup 20 --eval-every 50 \
-    --eval-batches 4 --save-every 200
-is "the run took cuDNN's attention and CUTLASS's experts (not a fallback)" "$(taken "$T/lib/step-00000200/config.json")" "cudnn cutlass"
-for w in "0 50" "50 100" "100 150" "150 200"; do
-    set -- $w
-    c=$(mean "$T/cpu.jsonl" $1 $2 ce); g=$(mean "$T/lib.jsonl" $1 $2 ce)
-    ok "libraries' kernels, steps $1-$2: mean loss $g follows the CPU's $c (within 3%)" jq -en "($g - $c | fabs) < 0.03 * $c"
-done
-ok "libraries' kernels: 30 steps" run cuda "$T/la" --steps 30 --schedule constant --warmup 0 --eval-every 0 --save-every 10
-ok "libraries' kernels: 30 steps again" run cuda "$T/lb" --steps 30 --schedule constant --warmup 0 --eval-every 0 --save-every 10
-is "libraries' kernels: the same losses bit for bit (cuDNN's deterministic backward)" "$(losses "$T/lb.jsonl" | md5sum)" \
-    "$(losses "$T/la.jsonl" | md5sum)"
-unset SIGMA_EXPERTS SIGMA_ATTENTION
+is "the run took cuDNN's attention and CUTLASS's experts" "$(taken "$T/lib/step-00000200/config.json")" "cudnn cutlass"
 
 # ---- what a user sees -------------------------------------------------------------------------------
 sigma-pretrain --preset micro --data "$T/shards" --out "$T/m" --device cuda --seq-len 128 --micro-batch 8 --batch-tokens 1024 \
@@ -91,19 +81,17 @@ if [ -z "$cs" ]; then skip "compute-sanitizer memcheck" "compute-sanitizer not f
 elif ! "$cs" --error-exitcode 9 "${SIGMA_TESTBIN}/cuda-check" >"$T/cs0" 2>&1; then
     skip "compute-sanitizer memcheck" "it does not run on this machine: $(grep -m1 -i error "$T/cs0")"
 else
-    ok "compute-sanitizer memcheck: a short run is clean" "$cs" --tool memcheck --error-exitcode 9 --leak-check full \
-        sigma-pretrain -q --preset micro --data "$T/shards" --out "$T/cs" --device cuda --seq-len 64 --micro-batch 2 \
-        --batch-tokens 128 --steps 2 --eval-every 0 --topk-schedule "0:2,1..."
-    grep -h -A8 "^=========" "$T/.out" "$T/.err" | head -n 60 | sed 's/^/# /'
-    ok "compute-sanitizer memcheck: the same with the fused kernels" env SIGMA_EXPERTS=grouped SIGMA_ATTENTION=flash "$cs" \
-        --tool memcheck --error-exitcode 9 --leak-check full sigma-pretrain -q --preset micro --data "$T/shards" --out "$T/csg" --device cuda \
-        --seq-len 64 --micro-batch 2 --batch-tokens 128 --steps 2 --eval-every 0 --topk-schedule "0:2,1..."
-    grep -h -A8 "^=========" "$T/.out" "$T/.err" | head -n 60 | sed 's/^/# /'
+    memcheck() {   # WHAT OUT [NAME=VALUE...]: a short run in that environment, its report's first lines as comments
+        what=$1 out=$2; shift 2
+        ok "compute-sanitizer memcheck: $what" env "$@" "$cs" --tool memcheck --error-exitcode 9 --leak-check full \
+            sigma-pretrain -q --preset micro --data "$T/shards" --out "$T/$out" --device cuda --seq-len 64 --micro-batch 2 \
+            --batch-tokens 128 --steps 2 --eval-every 0 --topk-schedule "0:2,1..."
+        grep -h -A8 "^=========" "$T/.out" "$T/.err" | head -n 60 | sed 's/^/# /'
+    }
+    memcheck "a short run is clean" cs
+    memcheck "the same with the fused kernels" csg SIGMA_EXPERTS=grouped SIGMA_ATTENTION=flash
     # CUTLASS's kernels, ours to get right; cuDNN's are its own, and their
     # internals would be reported as ours
-    ok "compute-sanitizer memcheck: the same with CUTLASS's expert products" env SIGMA_EXPERTS=cutlass "$cs" \
-        --tool memcheck --error-exitcode 9 --leak-check full sigma-pretrain -q --preset micro --data "$T/shards" --out "$T/csc" --device cuda \
-        --seq-len 64 --micro-batch 2 --batch-tokens 128 --steps 2 --eval-every 0 --topk-schedule "0:2,1..."
-    grep -h -A8 "^=========" "$T/.out" "$T/.err" | head -n 60 | sed 's/^/# /'
+    memcheck "the same with CUTLASS's expert products" csc SIGMA_EXPERTS=cutlass
 fi
 done_testing
