@@ -5,12 +5,7 @@
 # sigma-generate(1) says; bad input and mismatches are refused.
 . "$(dirname "$0")/lib.sh"
 
-i=0; : >"$T/text"
-while [ $i -lt 400 ]; do echo "the quick brown fox jumps over the lazy dog." >>"$T/text"; i=$((i + 1)); done
-sigma-tokenize train -q --vocab-size 300 --pattern gpt2 -o "$T/tok.txt" "$T/text"
-sigma-tokenize encode -q -t "$T/tok.txt" --lines "$T/text" | sigma-shard -q -o "$T/shards" --val-fraction 0
-sigma-pretrain -q --preset test --data "$T/shards" --out "$T/run" --seq-len 32 --micro-batch 8 --batch-tokens 256 \
-    --steps 60 --lr 1e-2 --warmup 5 --eval-every 0 --balance none
+confident_model
 out=$(sigma-generate "$T/run" -t "$T/tok.txt" -p "the quick brown" -n 12 --keep-going)
 case $out in " fox jumps over the lazy dog."*) _pass "greedy continuation of a learned sentence: '$out'" ;;
     *) _fail "greedy continuation of a learned sentence: '$out'" ;; esac

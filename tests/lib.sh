@@ -28,3 +28,14 @@ fails_with() {
 is() { if [ "$2" = "$3" ]; then _pass "$1"; else _fail "$1"; echo "#   got:      $2"; echo "#   expected: $3"; fi; }
 skip() { _n=$((_n + 1)); echo "ok $_n - $1 # SKIP $2"; }
 done_testing() { echo "1..$_n"; }
+# A model confident enough that bf16 changes no greedy choice, for the
+# generation tests: the test preset trained 60 steps on one repeated
+# sentence; $T/tok.txt, $T/shards, run directory $T/run.
+confident_model() {
+    i=0; : >"$T/text"
+    while [ $i -lt 400 ]; do echo "the quick brown fox jumps over the lazy dog." >>"$T/text"; i=$((i + 1)); done
+    sigma-tokenize train -q --vocab-size 300 --pattern gpt2 -o "$T/tok.txt" "$T/text" 2>/dev/null
+    sigma-tokenize encode -q -t "$T/tok.txt" --lines "$T/text" | sigma-shard -q -o "$T/shards" --val-fraction 0
+    sigma-pretrain -q --preset test --data "$T/shards" --out "$T/run" --seq-len 32 --micro-batch 8 --batch-tokens 256 \
+        --steps 60 --lr 1e-2 --warmup 5 --eval-every 0 --balance none
+}

@@ -6,12 +6,7 @@
 . "$(dirname "$0")/../lib.sh"
 if ! nvidia-smi >/dev/null 2>&1; then echo "1..0 # SKIP no GPU visible"; exit 0; fi
 
-i=0; : >"$T/text"
-while [ $i -lt 400 ]; do echo "the quick brown fox jumps over the lazy dog." >>"$T/text"; i=$((i + 1)); done
-sigma-tokenize train -q --vocab-size 300 --pattern gpt2 -o "$T/tok.txt" "$T/text" 2>/dev/null
-sigma-tokenize encode -q -t "$T/tok.txt" --lines "$T/text" | sigma-shard -q -o "$T/shards" --val-fraction 0
-sigma-pretrain -q --preset test --data "$T/shards" --out "$T/run" --seq-len 32 --micro-batch 8 --batch-tokens 256 \
-    --steps 60 --lr 1e-2 --warmup 5 --eval-every 0 --balance none
+confident_model
 cpu() { sigma-generate "$T/run" -t "$T/tok.txt" --device cpu -q "$@"; }
 gpu() { sigma-generate "$T/run" -t "$T/tok.txt" --device cuda "$@"; }
 gpu -p "the quick brown" -n 40 --keep-going -v >"$T/gpu.out" 2>"$T/gpu.err"
